@@ -1,0 +1,58 @@
+/*
+ * include/ekglue/proto.h: the process-wide protobuf reflection ekglue uses for JSON (config files, `ekglue dump`,
+ * debug pages) and for Any payloads.
+ *
+ * The pool holds the Envoy/xDS files libgrpc embeds (proto/grpc_defs.h) plus ekglue's own slim protos from
+ * proto/ (e.g. envoy.extensions.upstreams.http.v3.HttpProtocolOptions). Messages built from the pool share
+ * libgrpc's generated MiniTables, so the generated accessors (the envoy .upb.h headers) work on them and vice versa.
+ *
+ * Thread: ekg_proto_init() must complete before other threads use the pool (main calls it first); afterwards the
+ * pool is immutable and every function here may be called from any thread.
+ */
+#ifndef EKGLUE_PROTO_H
+#define EKGLUE_PROTO_H
+
+#include <stddef.h>
+
+#include "upb/def.h"
+#include "upb/msg.h"
+
+#include "ekglue/error.h"
+
+#define EKG_TYPE_CLUSTER         "envoy.config.cluster.v3.Cluster"
+#define EKG_TYPE_LOAD_ASSIGNMENT "envoy.config.endpoint.v3.ClusterLoadAssignment"
+#define EKG_TYPE_LISTENER        "envoy.config.listener.v3.Listener"
+#define EKG_TYPE_ROUTE           "envoy.config.route.v3.RouteConfiguration"
+#define EKG_TYPE_URL_PREFIX      "type.googleapis.com/"
+
+/* Builds the pool. Idempotent. EKG_EPROTO with a message in diag if a descriptor does not load. */
+ekg_err_t ekg_proto_init(ekg_diag_t *diag);
+/* Frees the pool (at exit, for leak checkers). Not thread-safe with users of the pool. */
+void ekg_proto_shutdown(void);
+
+/* Borrowed; valid until ekg_proto_shutdown(). NULL before ekg_proto_init(). */
+const upb_DefPool *ekg_proto_pool(void);
+/* Looks up a message by full name ("envoy.config.cluster.v3.Cluster"); NULL if unknown. */
+const upb_MessageDef *ekg_proto_message(const char *full_name);
+
+/*
+ * Decodes proto3 JSON into msg (which must be of type m). Unknown fields and unknown Any types are errors;
+ * diag says which. Strings in msg point into arena.
+ */
+ekg_err_t ekg_proto_from_json(const char *json, size_t len, const upb_MessageDef *m, upb_Message *msg,
+                              upb_Arena *arena, ekg_diag_t *diag);
+
+/*
+ * Encodes msg as canonical proto3 JSON (lowerCamel names, Any expanded). *out is malloc'ed and NUL-terminated;
+ * the caller frees it.
+ */
+ekg_err_t ekg_proto_to_json(const upb_Message *msg, const upb_MessageDef *m, char **out, size_t *len);
+
+/*
+ * Deterministic binary encoding (map entries sorted), so that the same message always gives the same bytes.
+ * *buf lives in arena.
+ */
+ekg_err_t ekg_proto_encode(const upb_Message *msg, const upb_MessageDef *m, upb_Arena *arena, char **buf,
+                           size_t *len);
+
+#endif
