@@ -10,4 +10,8 @@ enum { EKG_EXIT_OK = 0, EKG_EXIT_FAILURE = 1, EKG_EXIT_USAGE = 2, EKG_EXIT_CONFI
 
 int ekg_cli_main(int argc, char **argv);
 
+/* Subcommands: argv[0] is the subcommand's name; each returns an exit code. */
+int ekg_cli_dump(int argc, char **argv);         /* src/cli/dump.c */
+int ekg_cli_check_config(int argc, char **argv); /* src/cli/check_config.c */
+
 #endif
