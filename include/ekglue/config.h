@@ -73,8 +73,10 @@ void ekg_config_free(ekg_config_t *cfg);
 ekg_err_t ekg_config_cluster(const ekg_config_t *cfg, const ekg_cluster_match_input_t *in, upb_Arena *arena,
                              envoy_config_cluster_v3_Cluster **out, bool *suppressed, ekg_diag_t *diag);
 
-/* True when the config's base sets a discovery type (`type` or `cluster_type`). */
-bool ekg_config_base_has_discovery_type(const ekg_config_t *cfg);
+/* The base Cluster as configured (before any override). Borrowed: lives as long as cfg; do not modify. */
+const envoy_config_cluster_v3_Cluster *ekg_config_base_cluster(const ekg_config_t *cfg);
+/* Number of rules in cluster_config.overrides (override and suppress rules alike). */
+size_t ekg_config_rule_count(const ekg_config_t *cfg);
 bool ekg_config_include_not_ready(const ekg_config_t *cfg);
 const ekg_locality_rules_t *ekg_config_locality_rules(const ekg_config_t *cfg);
 const char *ekg_config_cluster_domain(const ekg_config_t *cfg);

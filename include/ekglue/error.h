@@ -2,8 +2,8 @@
  * include/ekglue/error.h: ekglue's one error type.
  *
  * Every fallible function returns an ekg_err_t: 0 (EKG_OK) on success, a negative EKG_E* code otherwise.
- * ekg_strerror() turns any code into a message. Details that a code cannot carry (a file and line, the name of a
- * Kubernetes object, upb's message) travel in an ekg_diag_t the caller passes in, or go to the log.
+ * ekg_strerror() turns any code into a message. Details that a code cannot carry (a file and line, the name
+ * of a Kubernetes object, upb's message) travel in an ekg_diag_t the caller passes in, or go to the log.
  *
  * Out of memory: functions return EKG_ENOMEM and leave their outputs untouched; the daemon treats it like any
  * failed update (keeps serving the last good snapshot). Nothing in ekglue aborts on allocation failure.
@@ -14,15 +14,15 @@
 
 #include <stddef.h>
 
-#define EKG_ERRNO_MAP(X)                                                                                       \
-    X(ENOMEM, "out of memory")                                                                                 \
-    X(EINVAL, "invalid argument")                                                                              \
-    X(EIO, "input/output error")                                                                               \
-    X(ENOENT, "not found")                                                                                     \
-    X(EPARSE, "malformed input")                                                                               \
-    X(ECONFIG, "invalid configuration")                                                                        \
-    X(EOBJECT, "invalid Kubernetes object")                                                                    \
-    X(EPROTO, "protobuf encoding or decoding failed")                                                          \
+#define EKG_ERRNO_MAP(X)                                                                                     \
+    X(ENOMEM, "out of memory")                                                                               \
+    X(EINVAL, "invalid argument")                                                                            \
+    X(EIO, "input/output error")                                                                             \
+    X(ENOENT, "not found")                                                                                   \
+    X(EPARSE, "malformed input")                                                                             \
+    X(ECONFIG, "invalid configuration")                                                                      \
+    X(EOBJECT, "invalid Kubernetes object")                                                                  \
+    X(EPROTO, "protobuf encoding or decoding failed")                                                        \
     X(ERANGE, "value out of range")
 
 typedef enum {
@@ -44,7 +44,9 @@ typedef struct ekg_diag {
     char msg[512];
 } ekg_diag_t;
 
-/* Formats into diag (if non-NULL) and returns err, so that `return ekg_diag_set(d, EKG_EINVAL, "...")` works. */
-ekg_err_t ekg_diag_set(ekg_diag_t *diag, ekg_err_t err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Formats into diag (if non-NULL) and returns err, so that `return ekg_diag_set(d, EKG_EINVAL, "...")` works.
+ */
+ekg_err_t ekg_diag_set(ekg_diag_t *diag, ekg_err_t err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

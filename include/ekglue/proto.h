@@ -1,13 +1,14 @@
 /*
- * include/ekglue/proto.h: the process-wide protobuf reflection ekglue uses for JSON (config files, `ekglue dump`,
- * debug pages) and for Any payloads.
+ * include/ekglue/proto.h: the process-wide protobuf reflection ekglue uses for JSON (config files, `ekglue
+ * dump`, debug pages) and for Any payloads.
  *
  * The pool holds the Envoy/xDS files libgrpc embeds (proto/grpc_defs.h) plus ekglue's own slim protos from
  * proto/ (e.g. envoy.extensions.upstreams.http.v3.HttpProtocolOptions). Messages built from the pool share
- * libgrpc's generated MiniTables, so the generated accessors (the envoy .upb.h headers) work on them and vice versa.
+ * libgrpc's generated MiniTables, so the generated accessors (the envoy .upb.h headers) work on them and vice
+ * versa.
  *
- * Thread: ekg_proto_init() must complete before other threads use the pool (main calls it first); afterwards the
- * pool is immutable and every function here may be called from any thread.
+ * Thread: ekg_proto_init() must complete before other threads use the pool (main calls it first); afterwards
+ * the pool is immutable and every function here may be called from any thread.
  */
 #ifndef EKGLUE_PROTO_H
 #define EKGLUE_PROTO_H
@@ -43,8 +44,8 @@ ekg_err_t ekg_proto_from_json(const char *json, size_t len, const upb_MessageDef
                               upb_Arena *arena, ekg_diag_t *diag);
 
 /*
- * Encodes msg as canonical proto3 JSON (lowerCamel names, Any expanded). *out is malloc'ed and NUL-terminated;
- * the caller frees it.
+ * Encodes msg as canonical proto3 JSON (lowerCamel names, Any expanded). *out is malloc'ed and
+ * NUL-terminated; the caller frees it.
  */
 ekg_err_t ekg_proto_to_json(const upb_Message *msg, const upb_MessageDef *m, char **out, size_t *len);
 

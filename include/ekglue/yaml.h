@@ -7,7 +7,8 @@
  * (`---`). YAML scalars resolve like YAML 1.2's core schema: plain null/~/empty -> null, true/false -> bool,
  * decimal/0x/0o integers and floats (.inf/.nan) -> number, everything else and every quoted or !!str scalar ->
  * string. Aliases are expanded (with a bound on the total size, so "billion laughs" input fails cleanly);
- * duplicate mapping keys and non-scalar keys are errors.
+ * duplicate mapping keys and non-scalar keys are errors. Numbers are cJSON doubles: integers beyond 2^53 lose
+ * precision. Nesting deeper than 256 levels is an error; YAML 1.1 merge keys (`<<`) are ordinary keys.
  *
  * Thread: any; no shared state.
  */

@@ -2,9 +2,9 @@
  * proto/tools/descset.c: a build-time tool that writes the FileDescriptorSet of the protos libgrpc embeds.
  *
  * It walks the `_upb_DefPool_Init` tables listed in proto/grpc_defs.h and their dependencies, and writes each
- * file's serialized FileDescriptorProto once, dependencies first, as field 1 of a FileDescriptorSet. protoc then
- * compiles ekglue's slim protos (proto/) against it with --descriptor_set_in, so they reference exactly the
- * messages libgrpc carries. Thread: the tool's only thread.
+ * file's serialized FileDescriptorProto once, dependencies first, as field 1 of a FileDescriptorSet. protoc
+ * then compiles ekglue's slim protos (proto/) against it with --descriptor_set_in, so they reference exactly
+ * the messages libgrpc carries. Thread: the tool's only thread.
  *
  * Usage: ekg-descset OUTPUT.pb
  */
@@ -69,8 +69,8 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = 0;
-#define VISIT(sym)                                                                                             \
-    if (rc == 0)                                                                                               \
+#define VISIT(sym)                                                                                           \
+    if (rc == 0)                                                                                             \
         rc = visit(out, &sym);
     EKG_GRPC_DEFS(VISIT)
 #undef VISIT

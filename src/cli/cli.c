@@ -1,5 +1,5 @@
 /*
- * src/cli/cli.c: dispatch of ekglue's subcommands. Thread: main.
+ * src/cli/cli.c: dispatch of ekglue's subcommands (docs/cli.md). Thread: main.
  */
 #include <stdio.h>
 #include <string.h>
@@ -8,15 +8,50 @@
 
 #include "cli.h"
 
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"dump", ekg_cli_dump, "translate manifests once and print the Envoy resources"},
+    {"check-config", ekg_cli_check_config, "validate a config file and print the effective base Cluster"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ekglue COMMAND [OPTIONS]   (ekglue COMMAND --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nExit codes: 0 ok, 1 failure, 2 usage error, 3 config error.\n");
+}
+
 int ekg_cli_main(int argc, char **argv)
 {
-    ekg_diag_t diag = {{0}};
-    if (ekg_proto_init(&diag) != EKG_OK) {
-        fprintf(stderr, "ekglue: %s\n", diag.msg);
-        return EKG_EXIT_FAILURE;
+    if (argc < 2) {
+        usage(stderr);
+        return EKG_EXIT_USAGE;
     }
-    const upb_MessageDef *m = ekg_proto_message("envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
-    printf("%s\n", m ? "ok" : "missing");
-    ekg_proto_shutdown();
-    return argc > 0 && argv ? 0 : 1;
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return EKG_EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("ekglue %s\n", EKG_VERSION);
+        return EKG_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        ekg_diag_t diag = {{0}};
+        if (ekg_proto_init(&diag) != EKG_OK) {
+            fprintf(stderr, "ekglue: %s\n", diag.msg);
+            return EKG_EXIT_FAILURE;
+        }
+        int rc = commands[i].run(argc - 1, argv + 1);
+        ekg_proto_shutdown();
+        return rc;
+    }
+    fprintf(stderr, "ekglue: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return EKG_EXIT_USAGE;
 }

@@ -11,8 +11,8 @@ const char *ekg_strerror(ekg_err_t err)
     switch (err) {
     case EKG_OK:
         return "success";
-#define EKG_ERR_CASE(name, msg)                                                                                \
-    case EKG_##name:                                                                                           \
+#define EKG_ERR_CASE(name, msg)                                                                              \
+    case EKG_##name:                                                                                         \
         return msg;
         EKG_ERRNO_MAP(EKG_ERR_CASE)
 #undef EKG_ERR_CASE

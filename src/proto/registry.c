@@ -2,8 +2,8 @@
  * src/proto/registry.c: the process-wide upb_DefPool behind include/ekglue/proto.h.
  *
  * It loads the reflection tables libgrpc exports for the files in proto/grpc_defs.h (their dependencies come
- * along), then adds ekglue's own slim protos, which the build compiled against those same files and embedded as
- * a FileDescriptorSet (ekg_extra_descriptors, see CMakeLists.txt and proto/README.md).
+ * along), then adds ekglue's own slim protos, which the build compiled against those same files and embedded
+ * as a FileDescriptorSet (ekg_extra_descriptors, see CMakeLists.txt and proto/README.md).
  *
  * Thread: ekg_proto_init() runs on the main thread before any other thread starts; after it the pool is only
  * read, which upb allows from any number of threads.
@@ -42,8 +42,8 @@ ekg_err_t ekg_proto_init(ekg_diag_t *diag)
     if (!p)
         return EKG_ENOMEM;
 
-#define LOAD(sym)                                                                                              \
-    if (err == EKG_OK && !_upb_DefPool_LoadDefInit(p, &sym))                                                   \
+#define LOAD(sym)                                                                                            \
+    if (err == EKG_OK && !_upb_DefPool_LoadDefInit(p, &sym))                                                 \
         err = ekg_diag_set(diag, EKG_EPROTO, "cannot load %s from libgrpc", #sym);
     EKG_GRPC_DEFS(LOAD)
 #undef LOAD
@@ -62,7 +62,8 @@ ekg_err_t ekg_proto_init(ekg_diag_t *diag)
         goto out;
     }
     size_t nfiles;
-    const google_protobuf_FileDescriptorProto *const *files = google_protobuf_FileDescriptorSet_file(set, &nfiles);
+    const google_protobuf_FileDescriptorProto *const *files =
+        google_protobuf_FileDescriptorSet_file(set, &nfiles);
     for (size_t i = 0; i < nfiles; i++) {
         upb_Status status;
         upb_Status_Clear(&status);

@@ -1,0 +1,156 @@
+/*
+ * src/translate/cluster.c: one Service port -> one envoy.config.cluster.v3.Cluster.
+ *
+ * The config gives the starting point (base plus matching overrides, ekg_config_cluster). This file then
+ * fills in what comes from Kubernetes: the name, and how the cluster finds its endpoints:
+ *   - effective type EDS: EDS over ADS unless the config says otherwise (a ClusterLoadAssignment follows);
+ *   - no discovery type at all (a config base without `type`): STRICT_DNS;
+ *   - any DNS/static type: a load_assignment to <service>.<namespace>.svc.<domain>. and the port;
+ *   - ExternalName Services: DNS (STRICT_DNS unless the config chose LOGICAL_DNS) to the external name;
+ *   - cluster_type (custom clusters such as aggregate): left as configured.
+ * Thread: the translator's owner.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "envoy/config/core/v3/address.upb.h"
+#include "envoy/config/core/v3/config_source.upb.h"
+#include "envoy/config/endpoint/v3/endpoint_components.upb.h"
+
+#include "ekglue/log.h"
+
+#include "translate_internal.h"
+
+bool ekg_cluster_name(const ekg_service_t *svc, const ekg_service_port_t *port, char *buf, size_t size)
+{
+    if (port->protocol == EKG_PROTOCOL_SCTP)
+        return false;
+    const char *udp = port->protocol == EKG_PROTOCOL_UDP ? ":udp" : "";
+    if (port->name[0])
+        snprintf(buf, size, "%s:%s:%s%s", svc->meta.namespace_, svc->meta.name, port->name, udp);
+    else
+        snprintf(buf, size, "%s:%s:%d%s", svc->meta.namespace_, svc->meta.name, (int)port->port, udp);
+    return true;
+}
+
+static upb_StringView arena_string(upb_Arena *arena, const char *s)
+{
+    size_t n = strlen(s);
+    char *p = upb_Arena_Malloc(arena, n + 1);
+    if (!p)
+        return upb_StringView_FromDataAndSize(NULL, 0);
+    memcpy(p, s, n + 1);
+    return upb_StringView_FromDataAndSize(p, n);
+}
+
+/* A load_assignment with the single DNS endpoint host:port. */
+static ekg_err_t set_dns_target(envoy_config_cluster_v3_Cluster *c, const char *name, const char *host,
+                                uint32_t port, bool udp, upb_Arena *arena)
+{
+    envoy_config_endpoint_v3_ClusterLoadAssignment *la =
+        envoy_config_cluster_v3_Cluster_mutable_load_assignment(c, arena);
+    if (!la)
+        return EKG_ENOMEM;
+    envoy_config_endpoint_v3_ClusterLoadAssignment_set_cluster_name(la, arena_string(arena, name));
+    envoy_config_endpoint_v3_LocalityLbEndpoints *lle =
+        envoy_config_endpoint_v3_ClusterLoadAssignment_add_endpoints(la, arena);
+    envoy_config_endpoint_v3_LbEndpoint *lbe =
+        lle ? envoy_config_endpoint_v3_LocalityLbEndpoints_add_lb_endpoints(lle, arena) : NULL;
+    envoy_config_endpoint_v3_Endpoint *ep =
+        lbe ? envoy_config_endpoint_v3_LbEndpoint_mutable_endpoint(lbe, arena) : NULL;
+    envoy_config_core_v3_Address *addr =
+        ep ? envoy_config_endpoint_v3_Endpoint_mutable_address(ep, arena) : NULL;
+    envoy_config_core_v3_SocketAddress *sa =
+        addr ? envoy_config_core_v3_Address_mutable_socket_address(addr, arena) : NULL;
+    if (!sa)
+        return EKG_ENOMEM;
+    envoy_config_core_v3_SocketAddress_set_address(sa, arena_string(arena, host));
+    envoy_config_core_v3_SocketAddress_set_port_value(sa, port);
+    if (udp)
+        envoy_config_core_v3_SocketAddress_set_protocol(sa, envoy_config_core_v3_SocketAddress_UDP);
+    return EKG_OK;
+}
+
+ekg_err_t ekg_translate_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port,
+                                const char *name, upb_Arena *arena, envoy_config_cluster_v3_Cluster **out,
+                                bool *is_eds)
+{
+    const ekg_service_t *svc = in->svc;
+    ekg_cluster_match_input_t match = {
+        .cluster_name = name,
+        .namespace_ = svc->meta.namespace_,
+        .service = svc->meta.name,
+        .port_name = port->name,
+        .app_protocol = port->app_protocol,
+    };
+    envoy_config_cluster_v3_Cluster *c = NULL;
+    bool suppressed = false;
+    ekg_diag_t diag = {{0}};
+    *out = NULL;
+    *is_eds = false;
+    ekg_err_t err = ekg_config_cluster(in->cfg, &match, arena, &c, &suppressed, &diag);
+    if (err != EKG_OK) {
+        ekg_warn("cluster %s: %s", name, diag.msg[0] ? diag.msg : ekg_strerror(err));
+        return err;
+    }
+    if (suppressed)
+        return EKG_OK;
+    envoy_config_cluster_v3_Cluster_set_name(c, arena_string(arena, name));
+
+    int case_ = envoy_config_cluster_v3_Cluster_cluster_discovery_type_case(c);
+    if (case_ == envoy_config_cluster_v3_Cluster_cluster_discovery_type_cluster_type) {
+        *out = c; /* a custom cluster (e.g. aggregate): the config owns its endpoints */
+        return EKG_OK;
+    }
+    int32_t type = case_ == envoy_config_cluster_v3_Cluster_cluster_discovery_type_type
+                       ? envoy_config_cluster_v3_Cluster_type(c)
+                       : envoy_config_cluster_v3_Cluster_STRICT_DNS;
+    bool udp = port->protocol == EKG_PROTOCOL_UDP;
+
+    if (svc->type == EKG_SERVICE_EXTERNAL_NAME) {
+        if (type != envoy_config_cluster_v3_Cluster_LOGICAL_DNS)
+            type = envoy_config_cluster_v3_Cluster_STRICT_DNS;
+        envoy_config_cluster_v3_Cluster_set_type(c, type);
+        envoy_config_cluster_v3_Cluster_clear_eds_cluster_config(c);
+        envoy_config_cluster_v3_Cluster_clear_load_assignment(c);
+        err = set_dns_target(c, name, svc->external_name, (uint32_t)port->port, udp, arena);
+        goto out;
+    }
+    envoy_config_cluster_v3_Cluster_set_type(c, type);
+    if (type == envoy_config_cluster_v3_Cluster_EDS) {
+        envoy_config_cluster_v3_Cluster_EdsClusterConfig *eds =
+            envoy_config_cluster_v3_Cluster_mutable_eds_cluster_config(c, arena);
+        if (!eds) {
+            err = EKG_ENOMEM;
+            goto out;
+        }
+        /* The ClusterLoadAssignment is named after the cluster; a service_name would point elsewhere. */
+        envoy_config_cluster_v3_Cluster_EdsClusterConfig_clear_service_name(eds);
+        if (!envoy_config_cluster_v3_Cluster_EdsClusterConfig_has_eds_config(eds)) {
+            envoy_config_core_v3_ConfigSource *src =
+                envoy_config_cluster_v3_Cluster_EdsClusterConfig_mutable_eds_config(eds, arena);
+            if (!src || !envoy_config_core_v3_ConfigSource_mutable_ads(src, arena)) {
+                err = EKG_ENOMEM;
+                goto out;
+            }
+            envoy_config_core_v3_ConfigSource_set_resource_api_version(src, envoy_config_core_v3_V3);
+        }
+        *is_eds = true;
+        goto out;
+    }
+    if (type == envoy_config_cluster_v3_Cluster_ORIGINAL_DST)
+        goto out; /* original-destination clusters have no endpoints of their own */
+    if (!envoy_config_cluster_v3_Cluster_has_load_assignment(c)) {
+        /* DNS: the Service's name resolves to its ClusterIP (service port) or, when headless, to the pods
+         * (target port, if it is a number). */
+        char host[512];
+        snprintf(host, sizeof(host), "%s.%s.svc.%s.", svc->meta.name, svc->meta.namespace_,
+                 ekg_config_cluster_domain(in->cfg));
+        int32_t p = svc->headless && port->target_port > 0 ? port->target_port : port->port;
+        err = set_dns_target(c, name, host, (uint32_t)p, udp, arena);
+    }
+out:
+    if (err == EKG_OK)
+        *out = c;
+    return err;
+}

@@ -1,0 +1,61 @@
+/*
+ * src/translate/translate_internal.h: what the translator's files share (library-private).
+ *
+ * translator.c keeps the objects and the incremental bookkeeping; cluster.c turns one Service port into a
+ * Cluster; load_assignment.c turns the endpoints of one Service port into a ClusterLoadAssignment.
+ * Thread: the translator's owner (the watcher thread in the daemon).
+ */
+#ifndef EKG_TRANSLATE_INTERNAL_H
+#define EKG_TRANSLATE_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "upb/upb.h"
+
+#include "envoy/config/cluster/v3/cluster.upb.h"
+#include "envoy/config/endpoint/v3/endpoint.upb.h"
+
+#include "ekglue/config.h"
+#include "ekglue/model.h"
+#include "ekglue/translate.h"
+
+/* Looks up the locality of a node by name; returns false when the node is unknown. Borrowed strings. */
+typedef bool (*ekg_node_locality_fn)(void *ctx, const char *node_name, ekg_locality_t *out);
+
+/* Everything one Service's translation needs, borrowed. */
+typedef struct ekg_service_input {
+    const ekg_config_t *cfg;
+    const ekg_service_t *svc;
+    ekg_endpoint_slice_t *const *slices;
+    size_t nslices;
+    ekg_node_locality_fn node_locality;
+    void *node_ctx;
+} ekg_service_input_t;
+
+/*
+ * The cluster name of a Service port: "<namespace>:<service>:<port name or number>[:udp]", written into buf
+ * (always NUL-terminated). Returns false for ports that get no cluster (SCTP).
+ */
+bool ekg_cluster_name(const ekg_service_t *svc, const ekg_service_port_t *port, char *buf, size_t size);
+
+/*
+ * Builds the Cluster of one Service port in arena. *out is NULL when the config suppresses it. *is_eds tells
+ * whether the cluster takes its endpoints from EDS (and so needs a ClusterLoadAssignment).
+ */
+ekg_err_t ekg_translate_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port,
+                                const char *name, upb_Arena *arena, envoy_config_cluster_v3_Cluster **out,
+                                bool *is_eds);
+
+/* Builds the ClusterLoadAssignment named `name` for one Service port in arena. */
+ekg_err_t ekg_translate_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
+                                        const char *name, upb_Arena *arena,
+                                        envoy_config_endpoint_v3_ClusterLoadAssignment **out);
+
+/* The locality of an endpoint: its Node's (by the config's rules) or, for an unknown Node, the slice's zone.
+ */
+void ekg_endpoint_locality(const ekg_service_input_t *in, const ekg_endpoint_t *ep, ekg_locality_t *out);
+
+/* The locality of a known Node by the config's rules. Strings are borrowed from node and cfg. */
+void ekg_node_locality(const ekg_config_t *cfg, const ekg_node_t *node, ekg_locality_t *out);
+
+#endif

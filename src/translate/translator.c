@@ -1,0 +1,731 @@
+/*
+ * src/translate/translator.c: the incremental translator (include/ekglue/translate.h).
+ *
+ * State: one entry per Service name (namespace/name) holding the Service (if known yet), the EndpointSlices
+ * that name it in kubernetes.io/service-name, and the resources last made from them. Maps index entries by
+ * Service, slices by their own name, and Nodes by name (with the locality the rules give them).
+ *
+ * A change marks entries dirty: a Service or slice its own entry; a Node whose locality changed every entry
+ * with an endpoint on it (found by one pass over the slices at build time, so that loading 1,000 Nodes costs
+ * one pass, not 1,000). ekg_translator_build() re-translates only dirty entries. Per type it keeps `cur`, all
+ * resources sorted by name: when a dirty entry's resource names are unchanged, changed resources are swapped
+ * in place by binary search (the common case: endpoints moved); when names appear or vanish, `cur` is rebuilt
+ * and sorted. A resource whose bytes did not change keeps its old object, so unchanged content keeps its
+ * identity and a set whose content did not change is returned as the same set.
+ *
+ * Thread: the translator's owner (watcher thread). Sets it returns are immutable and shared with other
+ * threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ekglue/log.h"
+#include "ekglue/proto.h"
+
+#include "common/map.h"
+#include "translate_internal.h"
+
+typedef struct slice_ref slice_ref_t;
+
+typedef struct entry {
+    char *key;            /* "namespace/name", owned */
+    ekg_service_t *svc;   /* owned; NULL until the Service is known */
+    slice_ref_t **slices; /* the slices naming this Service; refs owned by the slice map */
+    size_t nslices, capslices;
+    ekg_resource_t **res[EKG_RESOURCE__COUNT]; /* owned references, sorted by name */
+    size_t nres[EKG_RESOURCE__COUNT];
+    bool dirty;
+} entry_t;
+
+struct slice_ref {
+    char *key;                   /* "namespace/name" of the slice, owned */
+    ekg_endpoint_slice_t *slice; /* owned */
+    entry_t *owner;
+};
+
+typedef struct node_entry {
+    ekg_node_t *node;        /* owned */
+    ekg_locality_t locality; /* borrowed from node and config */
+} node_entry_t;
+
+struct ekg_translator {
+    const ekg_config_t *cfg; /* borrowed */
+    ekg_map_t entries;       /* key -> entry_t*, owned */
+    ekg_map_t slices;        /* key -> slice_ref_t*, owned */
+    ekg_map_t nodes;         /* name -> node_entry_t*, owned */
+    entry_t **dirty;         /* entries marked dirty (no duplicates: entry->dirty) */
+    size_t ndirty, capdirty;
+    ekg_map_t changed_nodes; /* node names whose locality changed since the last build; keys owned */
+    bool all_dirty;          /* config changed: redo everything */
+    ekg_resource_t **cur[EKG_RESOURCE__COUNT]; /* borrowed from entries, sorted by name */
+    size_t ncur[EKG_RESOURCE__COUNT], capcur[EKG_RESOURCE__COUNT];
+    bool rebuild_cur[EKG_RESOURCE__COUNT];
+    bool content_changed[EKG_RESOURCE__COUNT];
+    ekg_resource_set_t *set[EKG_RESOURCE__COUNT]; /* owned reference to the last built set */
+    const char **node_names; /* sorted cache for ekg_translator_node_at; NULL when stale */
+    size_t nnode_names;
+};
+
+static char *make_key(const char *ns, const char *name)
+{
+    size_t a = strlen(ns), b = strlen(name);
+    char *k = malloc(a + b + 2);
+    if (!k)
+        return NULL;
+    memcpy(k, ns, a);
+    k[a] = '/';
+    memcpy(k + a + 1, name, b + 1);
+    return k;
+}
+
+static ekg_err_t mark_dirty(ekg_translator_t *t, entry_t *e)
+{
+    if (e->dirty)
+        return EKG_OK;
+    if (t->ndirty == t->capdirty) {
+        size_t cap = t->capdirty ? t->capdirty * 2 : 64;
+        entry_t **p = realloc(t->dirty, cap * sizeof(*p));
+        if (!p)
+            return EKG_ENOMEM;
+        t->dirty = p;
+        t->capdirty = cap;
+    }
+    t->dirty[t->ndirty++] = e;
+    e->dirty = true;
+    return EKG_OK;
+}
+
+static entry_t *get_entry(ekg_translator_t *t, const char *ns, const char *name, ekg_err_t *err)
+{
+    char *key = make_key(ns, name);
+    if (!key) {
+        *err = EKG_ENOMEM;
+        return NULL;
+    }
+    entry_t *e = ekg_map_get(&t->entries, key);
+    if (e) {
+        free(key);
+        return e;
+    }
+    e = calloc(1, sizeof(*e));
+    if (!e || (*err = ekg_map_put(&t->entries, key, e, NULL)) != EKG_OK) {
+        free(e);
+        free(key);
+        *err = EKG_ENOMEM;
+        return NULL;
+    }
+    e->key = key;
+    return e;
+}
+
+static void release_resources(entry_t *e)
+{
+    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+        for (size_t i = 0; i < e->nres[ty]; i++)
+            ekg_resource_unref(e->res[ty][i]);
+        free(e->res[ty]);
+        e->res[ty] = NULL;
+        e->nres[ty] = 0;
+    }
+}
+
+static void free_entry(entry_t *e)
+{
+    release_resources(e);
+    ekg_service_free(e->svc);
+    free(e->slices);
+    free(e->key);
+    free(e);
+}
+
+ekg_err_t ekg_translator_new(const ekg_config_t *cfg, ekg_translator_t **out)
+{
+    ekg_translator_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return EKG_ENOMEM;
+    t->cfg = cfg;
+    *out = t;
+    return EKG_OK;
+}
+
+void ekg_translator_free(ekg_translator_t *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->slices.cap; i++) {
+        slice_ref_t *r = t->slices.slots[i].value;
+        if (t->slices.slots[i].key) {
+            ekg_endpoint_slice_free(r->slice);
+            free(r->key);
+            free(r);
+        }
+    }
+    for (size_t i = 0; i < t->entries.cap; i++)
+        if (t->entries.slots[i].key)
+            free_entry(t->entries.slots[i].value);
+    for (size_t i = 0; i < t->nodes.cap; i++)
+        if (t->nodes.slots[i].key) {
+            node_entry_t *n = t->nodes.slots[i].value;
+            ekg_node_free(n->node);
+            free(n);
+        }
+    for (size_t i = 0; i < t->changed_nodes.cap; i++)
+        if (t->changed_nodes.slots[i].key)
+            free((char *)t->changed_nodes.slots[i].key);
+    ekg_map_clear(&t->entries);
+    ekg_map_clear(&t->slices);
+    ekg_map_clear(&t->nodes);
+    ekg_map_clear(&t->changed_nodes);
+    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+        free(t->cur[ty]);
+        ekg_resource_set_unref(t->set[ty]);
+    }
+    free(t->dirty);
+    free(t->node_names);
+    free(t);
+}
+
+void ekg_translator_set_config(ekg_translator_t *t, const ekg_config_t *cfg)
+{
+    t->cfg = cfg;
+    t->all_dirty = true;
+    /* Node localities depend on the rules. */
+    for (size_t i = 0; i < t->nodes.cap; i++)
+        if (t->nodes.slots[i].key) {
+            node_entry_t *n = t->nodes.slots[i].value;
+            ekg_node_locality(cfg, n->node, &n->locality);
+        }
+}
+
+/* --- Services ----------------------------------------------------------------------------------------------
+ */
+
+ekg_err_t ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc)
+{
+    ekg_err_t err = EKG_OK;
+    entry_t *e = get_entry(t, svc->meta.namespace_, svc->meta.name, &err);
+    if (!e || (err = mark_dirty(t, e)) != EKG_OK) {
+        ekg_service_free(svc);
+        return err;
+    }
+    ekg_service_free(e->svc);
+    e->svc = svc;
+    return EKG_OK;
+}
+
+void ekg_translator_remove_service(ekg_translator_t *t, const char *ns, const char *name)
+{
+    char *key = make_key(ns, name);
+    entry_t *e = key ? ekg_map_get(&t->entries, key) : NULL;
+    free(key);
+    if (!e || !e->svc)
+        return;
+    if (mark_dirty(t, e) != EKG_OK) {
+        t->all_dirty = true; /* cannot record it: redo everything instead */
+    }
+    ekg_service_free(e->svc);
+    e->svc = NULL;
+}
+
+/* --- EndpointSlices ----------------------------------------------------------------------------------------
+ */
+
+static void detach_slice(ekg_translator_t *t, slice_ref_t *r)
+{
+    entry_t *e = r->owner;
+    for (size_t i = 0; i < e->nslices; i++)
+        if (e->slices[i] == r) {
+            e->slices[i] = e->slices[--e->nslices];
+            break;
+        }
+    if (mark_dirty(t, e) != EKG_OK)
+        t->all_dirty = true;
+    r->owner = NULL;
+}
+
+void ekg_translator_remove_slice(ekg_translator_t *t, const char *ns, const char *name)
+{
+    char *key = make_key(ns, name);
+    slice_ref_t *r = key ? ekg_map_remove(&t->slices, key) : NULL;
+    free(key);
+    if (!r)
+        return;
+    detach_slice(t, r);
+    ekg_endpoint_slice_free(r->slice);
+    free(r->key);
+    free(r);
+}
+
+static int cmp_slice_refs(const void *a, const void *b)
+{
+    return strcmp((*(slice_ref_t *const *)a)->key, (*(slice_ref_t *const *)b)->key);
+}
+
+ekg_err_t ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *slice)
+{
+    ekg_err_t err = EKG_OK;
+    slice_ref_t *r = NULL;
+    char *key = NULL;
+    if (!slice->service_name) {
+        ekg_debug("EndpointSlice %s/%s has no kubernetes.io/service-name label; ignored",
+                  slice->meta.namespace_, slice->meta.name);
+        ekg_translator_remove_slice(t, slice->meta.namespace_, slice->meta.name);
+        goto out;
+    }
+    if (slice->address_type == EKG_ADDRESS_FQDN)
+        ekg_info(
+            "EndpointSlice %s/%s has addressType FQDN; its endpoints are skipped (EDS needs IP addresses)",
+            slice->meta.namespace_, slice->meta.name);
+    key = make_key(slice->meta.namespace_, slice->meta.name);
+    if (!key) {
+        err = EKG_ENOMEM;
+        goto out;
+    }
+    entry_t *e = get_entry(t, slice->meta.namespace_, slice->service_name, &err);
+    if (!e)
+        goto out;
+    r = ekg_map_get(&t->slices, key);
+    if (r) {
+        if (r->owner != e)
+            detach_slice(t, r);
+        ekg_endpoint_slice_free(r->slice);
+        r->slice = slice;
+        slice = NULL;
+    } else {
+        r = calloc(1, sizeof(*r));
+        if (!r || (err = ekg_map_put(&t->slices, key, r, NULL)) != EKG_OK) {
+            free(r);
+            r = NULL;
+            err = EKG_ENOMEM;
+            goto out;
+        }
+        r->key = key;
+        key = NULL;
+        r->slice = slice;
+        slice = NULL;
+    }
+    if (r->owner != e) {
+        if (e->nslices == e->capslices) {
+            size_t cap = e->capslices ? e->capslices * 2 : 2;
+            slice_ref_t **p = realloc(e->slices, cap * sizeof(*p));
+            if (!p) {
+                /* Keep the maps consistent: drop the slice rather than leave it unowned. */
+                ekg_map_remove(&t->slices, r->key);
+                ekg_endpoint_slice_free(r->slice);
+                free(r->key);
+                free(r);
+                err = EKG_ENOMEM;
+                goto out;
+            }
+            e->slices = p;
+            e->capslices = cap;
+        }
+        e->slices[e->nslices++] = r;
+        r->owner = e;
+        /* Slices in name order, so that the output never depends on arrival order. */
+        qsort(e->slices, e->nslices, sizeof(*e->slices), cmp_slice_refs);
+    }
+    err = mark_dirty(t, e);
+out:
+    free(key);
+    if (slice)
+        ekg_endpoint_slice_free(slice);
+    return err;
+}
+
+/* --- Nodes -------------------------------------------------------------------------------------------------
+ */
+
+static void node_changed(ekg_translator_t *t, const char *name)
+{
+    free(t->node_names);
+    t->node_names = NULL;
+    if (t->all_dirty || ekg_map_get(&t->changed_nodes, name))
+        return;
+    char *copy = strdup(name);
+    if (!copy || ekg_map_put(&t->changed_nodes, copy, copy, NULL) != EKG_OK) {
+        free(copy);
+        t->all_dirty = true;
+    }
+}
+
+static bool same_locality(const ekg_locality_t *a, const ekg_locality_t *b)
+{
+    return strcmp(a->region, b->region) == 0 && strcmp(a->zone, b->zone) == 0 &&
+           strcmp(a->sub_zone, b->sub_zone) == 0;
+}
+
+ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
+{
+    node_entry_t *n = ekg_map_get(&t->nodes, node->meta.name);
+    ekg_locality_t loc;
+    ekg_node_locality(t->cfg, node, &loc);
+    if (n) {
+        bool changed = !same_locality(&n->locality, &loc);
+        ekg_node_free(n->node);
+        n->node = node;
+        n->locality = loc;
+        /* The map's key pointed into the old node. */
+        ekg_map_put(&t->nodes, node->meta.name, n, NULL);
+        if (changed)
+            node_changed(t, node->meta.name);
+        return EKG_OK;
+    }
+    n = calloc(1, sizeof(*n));
+    if (!n || ekg_map_put(&t->nodes, node->meta.name, n, NULL) != EKG_OK) {
+        free(n);
+        ekg_node_free(node);
+        return EKG_ENOMEM;
+    }
+    n->node = node;
+    n->locality = loc;
+    node_changed(t, node->meta.name);
+    return EKG_OK;
+}
+
+void ekg_translator_remove_node(ekg_translator_t *t, const char *name)
+{
+    node_entry_t *n = ekg_map_remove(&t->nodes, name);
+    if (!n)
+        return;
+    node_changed(t, name);
+    ekg_node_free(n->node);
+    free(n);
+}
+
+static bool lookup_node_locality(void *ctx, const char *name, ekg_locality_t *out)
+{
+    ekg_translator_t *t = ctx;
+    node_entry_t *n = ekg_map_get(&t->nodes, name);
+    if (!n)
+        return false;
+    *out = n->locality;
+    return true;
+}
+
+static int cmp_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+size_t ekg_translator_node_count(const ekg_translator_t *t)
+{
+    return t->nodes.len;
+}
+
+const char *ekg_translator_node_at(const ekg_translator_t *t, size_t i, ekg_locality_t *locality)
+{
+    ekg_translator_t *mt = (ekg_translator_t *)t; /* the sorted name cache is logically const */
+    if (!mt->node_names) {
+        mt->node_names = malloc((t->nodes.len ? t->nodes.len : 1) * sizeof(char *));
+        if (!mt->node_names)
+            return NULL;
+        size_t k = 0;
+        for (size_t s = 0; s < t->nodes.cap; s++)
+            if (t->nodes.slots[s].key)
+                mt->node_names[k++] = t->nodes.slots[s].key;
+        qsort(mt->node_names, k, sizeof(char *), cmp_strings);
+        mt->nnode_names = k;
+    }
+    if (i >= mt->nnode_names)
+        return NULL;
+    if (locality)
+        lookup_node_locality(mt, mt->node_names[i], locality);
+    return mt->node_names[i];
+}
+
+ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs)
+{
+    ekg_err_t err = EKG_OK;
+    /* Nodes first: their localities are then known when the first build runs. */
+    for (size_t i = 0; i < objs->nnodes; i++) {
+        ekg_err_t e = ekg_translator_put_node(t, objs->nodes[i]);
+        err = err ? err : e;
+    }
+    for (size_t i = 0; i < objs->nservices; i++) {
+        ekg_err_t e = ekg_translator_put_service(t, objs->services[i]);
+        err = err ? err : e;
+    }
+    for (size_t i = 0; i < objs->nslices; i++) {
+        ekg_err_t e = ekg_translator_put_slice(t, objs->slices[i]);
+        err = err ? err : e;
+    }
+    objs->nnodes = objs->nservices = objs->nslices = 0;
+    return err;
+}
+
+/* --- Building ----------------------------------------------------------------------------------------------
+ */
+
+static int cmp_resources(const void *a, const void *b)
+{
+    return strcmp(ekg_resource_name(*(ekg_resource_t *const *)a),
+                  ekg_resource_name(*(ekg_resource_t *const *)b));
+}
+
+typedef struct out_list {
+    ekg_resource_t **items;
+    size_t n, cap;
+} out_list_t;
+
+static ekg_err_t encode_into(out_list_t *list, ekg_resource_type_t type, const char *name,
+                             const upb_Message *msg, const upb_MessageDef *def, upb_Arena *arena)
+{
+    char *buf;
+    size_t len;
+    ekg_err_t err = ekg_proto_encode(msg, def, arena, &buf, &len);
+    if (err)
+        return err;
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 4;
+        ekg_resource_t **p = realloc(list->items, cap * sizeof(*p));
+        if (!p)
+            return EKG_ENOMEM;
+        list->items = p;
+        list->cap = cap;
+    }
+    err = ekg_resource_new(type, name, buf, len, &list->items[list->n]);
+    if (err == EKG_OK)
+        list->n++;
+    return err;
+}
+
+/* Translates one entry into fresh resources per type, sorted by name. On error nothing is returned. */
+static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out[EKG_RESOURCE__COUNT])
+{
+    ekg_err_t err = EKG_OK;
+    upb_Arena *arena = NULL;
+    ekg_endpoint_slice_t **slices = NULL;
+    if (!e->svc)
+        return EKG_OK;
+    const upb_MessageDef *cluster_def = ekg_proto_message(EKG_TYPE_CLUSTER);
+    const upb_MessageDef *cla_def = ekg_proto_message(EKG_TYPE_LOAD_ASSIGNMENT);
+    if (!cluster_def || !cla_def)
+        return EKG_EINVAL;
+    slices = malloc((e->nslices ? e->nslices : 1) * sizeof(*slices));
+    if (!slices)
+        return EKG_ENOMEM;
+    for (size_t i = 0; i < e->nslices; i++)
+        slices[i] = e->slices[i]->slice;
+    ekg_service_input_t in = {
+        .cfg = t->cfg,
+        .svc = e->svc,
+        .slices = slices,
+        .nslices = e->nslices,
+        .node_locality = lookup_node_locality,
+        .node_ctx = t,
+    };
+    for (size_t p = 0; p < e->svc->nports && err == EKG_OK; p++) {
+        const ekg_service_port_t *port = &e->svc->ports[p];
+        char name[768];
+        if (!ekg_cluster_name(e->svc, port, name, sizeof(name))) {
+            ekg_debug("Service %s port %d: SCTP is not supported by Envoy; skipped", e->key, (int)port->port);
+            continue;
+        }
+        /* One arena per port: everything made for this port dies right after its encoding. */
+        arena = upb_Arena_New();
+        if (!arena) {
+            err = EKG_ENOMEM;
+            break;
+        }
+        envoy_config_cluster_v3_Cluster *cluster = NULL;
+        bool is_eds = false;
+        err = ekg_translate_cluster(&in, port, name, arena, &cluster, &is_eds);
+        if (err == EKG_OK && cluster)
+            err = encode_into(&out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_def,
+                              arena);
+        if (err == EKG_OK && cluster && is_eds) {
+            envoy_config_endpoint_v3_ClusterLoadAssignment *cla = NULL;
+            err = ekg_translate_load_assignment(&in, port, name, arena, &cla);
+            if (err == EKG_OK)
+                err = encode_into(&out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name, cla,
+                                  cla_def, arena);
+        }
+        upb_Arena_Free(arena);
+        arena = NULL;
+    }
+    free(slices);
+    if (err != EKG_OK) {
+        for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+            for (size_t i = 0; i < out[ty].n; i++)
+                ekg_resource_unref(out[ty].items[i]);
+            out[ty].n = 0;
+        }
+        return err;
+    }
+    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+        if (out[ty].n > 1)
+            qsort(out[ty].items, out[ty].n, sizeof(ekg_resource_t *), cmp_resources);
+    return EKG_OK;
+}
+
+static ekg_resource_t **find_cur(ekg_translator_t *t, int ty, const char *name)
+{
+    size_t lo = 0, hi = t->ncur[ty];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(ekg_resource_name(t->cur[ty][mid]), name);
+        if (c == 0)
+            return &t->cur[ty][mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Installs an entry's new resources of one type, keeping old objects whose bytes did not change. */
+static void install(ekg_translator_t *t, entry_t *e, int ty, out_list_t *fresh)
+{
+    bool same_names = fresh->n == e->nres[ty];
+    for (size_t i = 0; same_names && i < fresh->n; i++)
+        same_names = strcmp(ekg_resource_name(fresh->items[i]), ekg_resource_name(e->res[ty][i])) == 0;
+    if (same_names) {
+        for (size_t i = 0; i < fresh->n; i++) {
+            if (ekg_resource_hash(fresh->items[i]) == ekg_resource_hash(e->res[ty][i])) {
+                ekg_resource_unref(fresh->items[i]);
+                fresh->items[i] = e->res[ty][i]; /* keep the old object (and its reference) */
+                continue;
+            }
+            t->content_changed[ty] = true;
+            if (!t->rebuild_cur[ty]) {
+                ekg_resource_t **slot = find_cur(t, ty, ekg_resource_name(fresh->items[i]));
+                if (slot)
+                    *slot = fresh->items[i];
+                else
+                    t->rebuild_cur[ty] = true;
+            }
+            ekg_resource_unref(e->res[ty][i]);
+        }
+    } else {
+        t->rebuild_cur[ty] = true;
+        for (size_t i = 0; i < e->nres[ty]; i++)
+            ekg_resource_unref(e->res[ty][i]);
+    }
+    free(e->res[ty]);
+    e->res[ty] = fresh->items;
+    e->nres[ty] = fresh->n;
+    *fresh = (out_list_t){0};
+}
+
+static ekg_err_t rebuild_cur(ekg_translator_t *t, int ty)
+{
+    size_t total = 0;
+    for (size_t s = 0; s < t->entries.cap; s++)
+        if (t->entries.slots[s].key)
+            total += ((entry_t *)t->entries.slots[s].value)->nres[ty];
+    if (total > t->capcur[ty]) {
+        ekg_resource_t **p = realloc(t->cur[ty], total * sizeof(*p));
+        if (!p)
+            return EKG_ENOMEM;
+        t->cur[ty] = p;
+        t->capcur[ty] = total;
+    }
+    size_t k = 0;
+    for (size_t s = 0; s < t->entries.cap; s++)
+        if (t->entries.slots[s].key) {
+            entry_t *e = t->entries.slots[s].value;
+            memcpy(t->cur[ty] + k, e->res[ty], e->nres[ty] * sizeof(ekg_resource_t *));
+            k += e->nres[ty];
+        }
+    qsort(t->cur[ty], k, sizeof(ekg_resource_t *), cmp_resources);
+    t->ncur[ty] = k;
+    t->rebuild_cur[ty] = false;
+    return EKG_OK;
+}
+
+/* Marks dirty every entry with an endpoint on a Node whose locality changed. */
+static ekg_err_t apply_node_changes(ekg_translator_t *t)
+{
+    if (t->changed_nodes.len == 0)
+        return EKG_OK;
+    ekg_err_t err = EKG_OK;
+    if (!t->all_dirty) {
+        for (size_t s = 0; s < t->slices.cap && err == EKG_OK; s++) {
+            slice_ref_t *r = t->slices.slots[s].value;
+            if (!t->slices.slots[s].key || r->owner->dirty)
+                continue;
+            for (size_t i = 0; i < r->slice->nendpoints; i++) {
+                const char *node = r->slice->endpoints[i].node_name;
+                if (node && ekg_map_get(&t->changed_nodes, node)) {
+                    err = mark_dirty(t, r->owner);
+                    break;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < t->changed_nodes.cap; i++)
+        if (t->changed_nodes.slots[i].key)
+            free((char *)t->changed_nodes.slots[i].key);
+    ekg_map_clear(&t->changed_nodes);
+    return err;
+}
+
+ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **clusters,
+                               ekg_resource_set_t **load_assignments)
+{
+    ekg_err_t err = apply_node_changes(t);
+    if (err)
+        t->all_dirty = true;
+    if (t->all_dirty) {
+        for (size_t s = 0; s < t->entries.cap; s++)
+            if (t->entries.slots[s].key && (err = mark_dirty(t, t->entries.slots[s].value)) != EKG_OK)
+                return err;
+        t->all_dirty = false;
+    }
+
+    /* Re-translate dirty entries. An entry that fails keeps its previous resources (and stays dirty). */
+    ekg_err_t first_err = EKG_OK;
+    size_t kept = 0;
+    for (size_t i = 0; i < t->ndirty; i++) {
+        entry_t *e = t->dirty[i];
+        out_list_t fresh[EKG_RESOURCE__COUNT] = {{0}};
+        err = translate_entry(t, e, fresh);
+        if (err != EKG_OK) {
+            for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+                free(fresh[ty].items);
+            ekg_warn("Service %s: translation failed (%s); keeping its previous resources", e->key,
+                     ekg_strerror(err));
+            first_err = first_err ? first_err : err;
+            t->dirty[kept++] = e;
+            continue;
+        }
+        for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+            install(t, e, ty, &fresh[ty]);
+        e->dirty = false;
+        if (!e->svc && e->nslices == 0) {
+            ekg_map_remove(&t->entries, e->key);
+            free_entry(e);
+        }
+    }
+    t->ndirty = kept;
+
+    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+        if (t->rebuild_cur[ty]) {
+            if ((err = rebuild_cur(t, ty)) != EKG_OK)
+                return err;
+            t->content_changed[ty] = true;
+        }
+        if (t->content_changed[ty] || !t->set[ty]) {
+            ekg_resource_set_t *set = NULL;
+            if ((err = ekg_resource_set_new((ekg_resource_type_t)ty, t->cur[ty], t->ncur[ty], &set)) !=
+                EKG_OK)
+                return err;
+            /* Same content (e.g. a change and its revert between builds): keep the old set object. */
+            if (t->set[ty] &&
+                strcmp(ekg_resource_set_version(set), ekg_resource_set_version(t->set[ty])) == 0) {
+                ekg_resource_set_unref(set);
+            } else {
+                ekg_resource_set_unref(t->set[ty]);
+                t->set[ty] = set;
+            }
+            t->content_changed[ty] = false;
+        }
+    }
+    if (clusters)
+        *clusters = ekg_resource_set_ref(t->set[EKG_RESOURCE_CLUSTER]);
+    if (load_assignments)
+        *load_assignments = ekg_resource_set_ref(t->set[EKG_RESOURCE_LOAD_ASSIGNMENT]);
+    return first_err;
+}
