@@ -43,10 +43,11 @@ const char *ekg_resource_type_url(ekg_resource_type_t type);
 
 /*
  * Builds a set from n resources sorted by name, strictly increasing (so unique; EKG_EINVAL otherwise).
- * Takes a new reference to each resource; the caller keeps its own. The set has refcount 1.
+ * Takes a new reference to each resource; the caller keeps its own. The set has refcount 1. prev (may be NULL)
+ * is an earlier set of the same type whose unchanged parts are shared rather than copied.
  */
 ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *items, size_t n,
-                               ekg_resource_set_t **out);
+                               const ekg_resource_set_t *prev, ekg_resource_set_t **out);
 ekg_resource_set_t *ekg_resource_set_ref(ekg_resource_set_t *s);
 void ekg_resource_set_unref(ekg_resource_set_t *s); /* NULL is fine */
 

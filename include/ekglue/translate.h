@@ -21,6 +21,7 @@
 #define EKGLUE_TRANSLATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ekglue/config.h"
 #include "ekglue/error.h"
@@ -57,6 +58,14 @@ ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs);
  */
 ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **clusters,
                                ekg_resource_set_t **load_assignments);
+
+/* What the last ekg_translator_build() did, for benchmarks and metrics. */
+typedef struct ekg_translate_stats {
+    size_t services_translated; /* dirty Services redone */
+    uint64_t total_ns;          /* the whole build */
+    uint64_t encode_ns;         /* of which: binary encoding of resources */
+} ekg_translate_stats_t;
+void ekg_translator_last_stats(const ekg_translator_t *t, ekg_translate_stats_t *out);
 
 /* Number of known Nodes, and node i (sorted by name) with its locality; borrowed until the next change. */
 size_t ekg_translator_node_count(const ekg_translator_t *t);

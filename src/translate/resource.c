@@ -24,12 +24,27 @@ struct ekg_resource {
     char data[];      /* len bytes of the encoded message, then the NUL-terminated name */
 };
 
+/*
+ * A set is a list of immutable pages of PAGE_SIZE resources. Building a set from the previous one reuses every
+ * page whose items are the very same objects at the same positions, so one changed resource costs one page copy,
+ * not a copy of the whole set: updates stay cheap at 30,000 resources and unchanged bytes are shared.
+ */
+#define PAGE_SIZE 128
+
+typedef struct page {
+    atomic_int refs;
+    uint32_t n;
+    uint64_t hash; /* over the items' name and content hashes */
+    ekg_resource_t *items[PAGE_SIZE]; /* one reference each */
+} page_t;
+
 struct ekg_resource_set {
     atomic_int refs;
     ekg_resource_type_t type;
     size_t n;
+    size_t npages;
     char version[17];
-    ekg_resource_t *items[]; /* one reference each */
+    page_t *pages[]; /* one reference each */
 };
 
 static const char *const type_urls[EKG_RESOURCE__COUNT] = {
@@ -95,27 +110,66 @@ uint64_t ekg_resource_hash(const ekg_resource_t *r)
     return r->hash;
 }
 
-ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *items, size_t n,
-                               ekg_resource_set_t **out)
+static void page_unref(page_t *p)
 {
-    /* Strictly increasing names: sorted for lookups and for a stable version, unique by protocol. */
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(items[i - 1]->name, items[i]->name) >= 0)
-            return EKG_EINVAL;
-    ekg_resource_set_t *s = malloc(sizeof(*s) + n * sizeof(s->items[0]));
+    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (uint32_t i = 0; i < p->n; i++)
+        ekg_resource_unref(p->items[i]);
+    free(p);
+}
+
+ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *items, size_t n,
+                               const ekg_resource_set_t *prev, ekg_resource_set_t **out)
+{
+    size_t npages = (n + PAGE_SIZE - 1) / PAGE_SIZE;
+    ekg_resource_set_t *s = calloc(1, sizeof(*s) + npages * sizeof(s->pages[0]));
     if (!s)
         return EKG_ENOMEM;
     atomic_init(&s->refs, 1);
     s->type = type;
     s->n = n;
+    s->npages = npages;
     uint64_t h = EKG_HASH_INIT;
-    for (size_t i = 0; i < n; i++) {
-        s->items[i] = ekg_resource_ref(items[i]);
-        h = (h ^ items[i]->name_hash ^ (items[i]->hash * 0x9e3779b97f4a7c15ULL)) * 0x100000001b3ULL;
+    for (size_t pi = 0; pi < npages; pi++) {
+        ekg_resource_t *const *chunk = items + pi * PAGE_SIZE;
+        uint32_t count = (uint32_t)(n - pi * PAGE_SIZE < PAGE_SIZE ? n - pi * PAGE_SIZE : PAGE_SIZE);
+        /* Strictly increasing names: sorted for lookups and a stable version, unique by protocol. Within a
+         * reused page this holds already; only page boundaries and new pages are checked. */
+        if (pi > 0 && strcmp(items[pi * PAGE_SIZE - 1]->name, chunk[0]->name) >= 0)
+            goto invalid;
+        page_t *page = NULL;
+        if (prev && pi < prev->npages && prev->pages[pi]->n == count &&
+            memcmp(prev->pages[pi]->items, chunk, count * sizeof(*chunk)) == 0) {
+            page = prev->pages[pi];
+            atomic_fetch_add_explicit(&page->refs, 1, memory_order_relaxed);
+        } else {
+            for (uint32_t i = 1; i < count; i++)
+                if (strcmp(chunk[i - 1]->name, chunk[i]->name) >= 0)
+                    goto invalid;
+            page = malloc(sizeof(*page));
+            if (!page) {
+                ekg_resource_set_unref(s);
+                return EKG_ENOMEM;
+            }
+            atomic_init(&page->refs, 1);
+            page->n = count;
+            uint64_t ph = EKG_HASH_INIT;
+            for (uint32_t i = 0; i < count; i++) {
+                page->items[i] = ekg_resource_ref(chunk[i]);
+                ph = (ph ^ chunk[i]->name_hash ^ (chunk[i]->hash * 0x9e3779b97f4a7c15ULL)) * 0x100000001b3ULL;
+            }
+            page->hash = ph;
+        }
+        s->pages[pi] = page;
+        h = ekg_hash_u64(h, page->hash);
     }
-    snprintf(s->version, sizeof(s->version), "%016llx", (unsigned long long)ekg_hash_final(h ^ n));
+    snprintf(s->version, sizeof(s->version), "%016llx", (unsigned long long)ekg_hash_final(ekg_hash_u64(h, n)));
     *out = s;
     return EKG_OK;
+invalid:
+    ekg_resource_set_unref(s);
+    return EKG_EINVAL;
 }
 
 ekg_resource_set_t *ekg_resource_set_ref(ekg_resource_set_t *s)
@@ -128,8 +182,9 @@ void ekg_resource_set_unref(ekg_resource_set_t *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (size_t i = 0; i < s->n; i++)
-        ekg_resource_unref(s->items[i]);
+    for (size_t i = 0; i < s->npages; i++)
+        if (s->pages[i])
+            page_unref(s->pages[i]);
     free(s);
 }
 
@@ -140,7 +195,7 @@ size_t ekg_resource_set_size(const ekg_resource_set_t *s)
 
 ekg_resource_t *ekg_resource_set_at(const ekg_resource_set_t *s, size_t i)
 {
-    return i < s->n ? s->items[i] : NULL;
+    return i < s->n ? s->pages[i / PAGE_SIZE]->items[i % PAGE_SIZE] : NULL;
 }
 
 ekg_resource_t *ekg_resource_set_find(const ekg_resource_set_t *s, const char *name)
@@ -148,9 +203,10 @@ ekg_resource_t *ekg_resource_set_find(const ekg_resource_set_t *s, const char *n
     size_t lo = 0, hi = s->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(s->items[mid]->name, name);
+        ekg_resource_t *r = ekg_resource_set_at(s, mid);
+        int c = strcmp(r->name, name);
         if (c == 0)
-            return s->items[mid];
+            return r;
         if (c < 0)
             lo = mid + 1;
         else

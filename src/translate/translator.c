@@ -18,6 +18,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ekglue/log.h"
 #include "ekglue/proto.h"
@@ -62,6 +63,7 @@ struct ekg_translator {
     bool rebuild_cur[EKG_RESOURCE__COUNT];
     bool content_changed[EKG_RESOURCE__COUNT];
     ekg_resource_set_t *set[EKG_RESOURCE__COUNT]; /* owned reference to the last built set */
+    ekg_translate_stats_t stats;
     const char **node_names; /* sorted cache for ekg_translator_node_at; NULL when stale */
     size_t nnode_names;
 };
@@ -463,17 +465,31 @@ static int cmp_resources(const void *a, const void *b)
                   ekg_resource_name(*(ekg_resource_t *const *)b));
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void ekg_translator_last_stats(const ekg_translator_t *t, ekg_translate_stats_t *out)
+{
+    *out = t->stats;
+}
+
 typedef struct out_list {
     ekg_resource_t **items;
     size_t n, cap;
 } out_list_t;
 
-static ekg_err_t encode_into(out_list_t *list, ekg_resource_type_t type, const char *name,
+static ekg_err_t encode_into(ekg_translator_t *t, out_list_t *list, ekg_resource_type_t type, const char *name,
                              const upb_Message *msg, const upb_MessageDef *def, upb_Arena *arena)
 {
     char *buf;
     size_t len;
+    uint64_t start = now_ns();
     ekg_err_t err = ekg_proto_encode(msg, def, arena, &buf, &len);
+    t->stats.encode_ns += now_ns() - start;
     if (err)
         return err;
     if (list->n == list->cap) {
@@ -532,13 +548,13 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         bool is_eds = false;
         err = ekg_translate_cluster(&in, port, name, arena, &cluster, &is_eds);
         if (err == EKG_OK && cluster)
-            err = encode_into(&out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_def,
+            err = encode_into(t, &out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_def,
                               arena);
         if (err == EKG_OK && cluster && is_eds) {
             envoy_config_endpoint_v3_ClusterLoadAssignment *cla = NULL;
             err = ekg_translate_load_assignment(&in, port, name, arena, &cla);
             if (err == EKG_OK)
-                err = encode_into(&out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name, cla,
+                err = encode_into(t, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name, cla,
                                   cla_def, arena);
         }
         upb_Arena_Free(arena);
@@ -665,6 +681,8 @@ static ekg_err_t apply_node_changes(ekg_translator_t *t)
 ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **clusters,
                                ekg_resource_set_t **load_assignments)
 {
+    uint64_t start = now_ns();
+    t->stats = (ekg_translate_stats_t){0};
     ekg_err_t err = apply_node_changes(t);
     if (err)
         t->all_dirty = true;
@@ -694,6 +712,7 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
         for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
             install(t, e, ty, &fresh[ty]);
         e->dirty = false;
+        t->stats.services_translated++;
         if (!e->svc && e->nslices == 0) {
             ekg_map_remove(&t->entries, e->key);
             free_entry(e);
@@ -709,7 +728,7 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
         }
         if (t->content_changed[ty] || !t->set[ty]) {
             ekg_resource_set_t *set = NULL;
-            if ((err = ekg_resource_set_new((ekg_resource_type_t)ty, t->cur[ty], t->ncur[ty], &set)) !=
+            if ((err = ekg_resource_set_new((ekg_resource_type_t)ty, t->cur[ty], t->ncur[ty], t->set[ty], &set)) !=
                 EKG_OK)
                 return err;
             /* Same content (e.g. a change and its revert between builds): keep the old set object. */
@@ -727,5 +746,6 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
         *clusters = ekg_resource_set_ref(t->set[EKG_RESOURCE_CLUSTER]);
     if (load_assignments)
         *load_assignments = ekg_resource_set_ref(t->set[EKG_RESOURCE_LOAD_ASSIGNMENT]);
+    t->stats.total_ns = now_ns() - start;
     return first_err;
 }

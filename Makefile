@@ -1,0 +1,34 @@
+# ekglue: the README's two commands, `make run` and `make test`, plus a few conveniences.
+# Everything goes through third_party/setup-deps.sh (installs Debian packages, fetches upb headers) and CMake.
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD ?= build/release
+DEMO ?= deploy/demo/cluster.yaml
+
+.PHONY: all deps build run test bench format clean
+
+all: build
+
+deps:
+	@third_party/setup-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# Serves the embedded demo cluster (for now: prints its translation; the xDS server replaces this).
+run: build
+	$(BUILD)/ekglue dump --objects $(DEMO)
+
+# The whole suite: normal build, ASan+UBSan build, fuzzers for a bounded time. See tests/run.sh.
+test: deps
+	@tests/run.sh
+
+bench: build
+	$(BUILD)/translate_bench
+
+format:
+	@git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build/release build/test build/asan build/fuzz
