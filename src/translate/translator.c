@@ -538,9 +538,8 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
             ekg_debug("Service %s port %d: SCTP is not supported by Envoy; skipped", e->key, (int)port->port);
             continue;
         }
-        /* One arena per port: everything made for this port dies right after its encoding. */
-        arena = upb_Arena_New();
-        if (!arena) {
+        /* One arena per Service: everything made for its ports dies right after their encoding. */
+        if (!arena && !(arena = upb_Arena_New())) {
             err = EKG_ENOMEM;
             break;
         }
@@ -557,9 +556,9 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
                 err = encode_into(t, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name, cla,
                                   cla_def, arena);
         }
-        upb_Arena_Free(arena);
-        arena = NULL;
     }
+    if (arena)
+        upb_Arena_Free(arena);
     free(slices);
     if (err != EKG_OK) {
         for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
