@@ -19,9 +19,12 @@
 
 #include "ekglue/error.h"
 
+/* In the order ADS sends them when several change at once (make before break). */
 typedef enum {
     EKG_RESOURCE_CLUSTER = 0,
     EKG_RESOURCE_LOAD_ASSIGNMENT,
+    EKG_RESOURCE_LISTENER,
+    EKG_RESOURCE_ROUTE,
     EKG_RESOURCE__COUNT
 } ekg_resource_type_t;
 
@@ -38,13 +41,22 @@ ekg_resource_type_t ekg_resource_type(const ekg_resource_t *r);
 const char *ekg_resource_name(const ekg_resource_t *r);              /* borrowed, lives as long as r */
 const char *ekg_resource_data(const ekg_resource_t *r, size_t *len); /* the encoded message, borrowed */
 uint64_t ekg_resource_hash(const ekg_resource_t *r);
+uint64_t ekg_resource_name_hash(const ekg_resource_t *r);
+/*
+ * The resource as one `resources` field of a DiscoveryResponse: tag, length and a google.protobuf.Any holding
+ * the type URL and the message. Built once at creation; every response that carries the resource sends these
+ * bytes. Borrowed.
+ */
+const char *ekg_resource_response_field(const ekg_resource_t *r, size_t *len);
 /* The xDS type URL of a resource type ("type.googleapis.com/envoy.config.cluster.v3.Cluster"). */
 const char *ekg_resource_type_url(ekg_resource_type_t type);
+/* The type of a type URL; EKG_RESOURCE__COUNT when ekglue does not serve it. */
+ekg_resource_type_t ekg_resource_type_from_url(const char *url, size_t len);
 
 /*
  * Builds a set from n resources sorted by name, strictly increasing (so unique; EKG_EINVAL otherwise).
- * Takes a new reference to each resource; the caller keeps its own. The set has refcount 1. prev (may be NULL)
- * is an earlier set of the same type whose unchanged parts are shared rather than copied.
+ * Takes a new reference to each resource; the caller keeps its own. The set has refcount 1. prev (may be
+ * NULL) is an earlier set of the same type whose unchanged parts are shared rather than copied.
  */
 ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *items, size_t n,
                                const ekg_resource_set_t *prev, ekg_resource_set_t **out);

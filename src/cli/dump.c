@@ -40,39 +40,16 @@ static void usage(FILE *f)
         "Exit codes: 0 ok, 1 failure, 2 usage error, 3 config error.\n");
 }
 
-static void put_varint(FILE *out, unsigned long long v)
-{
-    do {
-        unsigned char b = v & 0x7f;
-        v >>= 7;
-        fputc(b | (v ? 0x80 : 0), out);
-    } while (v);
-}
-
-static size_t varint_size(unsigned long long v)
-{
-    size_t n = 1;
-    while (v >>= 7)
-        n++;
-    return n;
-}
-
-/* Writes each resource as a length-delimited google.protobuf.Any {type_url = 1, value = 2}. */
+/*
+ * Writes each resource as a length-delimited google.protobuf.Any. A resource's DiscoveryResponse field is
+ * exactly that, behind one tag byte: the bytes a response carries are the bytes written here.
+ */
 static void write_binary(const ekg_resource_set_t *set, FILE *out)
 {
     for (size_t i = 0; set && i < ekg_resource_set_size(set); i++) {
-        const ekg_resource_t *r = ekg_resource_set_at(set, i);
-        const char *url = ekg_resource_type_url(ekg_resource_type(r));
-        size_t len, url_len = strlen(url);
-        const char *data = ekg_resource_data(r, &len);
-        size_t any_len = 1 + varint_size(url_len) + url_len + 1 + varint_size(len) + len;
-        put_varint(out, any_len);
-        fputc(0x0a, out);
-        put_varint(out, url_len);
-        fwrite(url, 1, url_len, out);
-        fputc(0x12, out);
-        put_varint(out, len);
-        fwrite(data, 1, len, out);
+        size_t len;
+        const char *field = ekg_resource_response_field(ekg_resource_set_at(set, i), &len);
+        fwrite(field + 1, 1, len - 1, out);
     }
 }
 

@@ -16,7 +16,8 @@
 #include "ekglue/proto.h"
 #include "ekglue/render.h"
 
-static const char *const type_names[EKG_RESOURCE__COUNT] = {EKG_TYPE_CLUSTER, EKG_TYPE_LOAD_ASSIGNMENT};
+static const char *const type_names[EKG_RESOURCE__COUNT] = {EKG_TYPE_CLUSTER, EKG_TYPE_LOAD_ASSIGNMENT,
+                                                            EKG_TYPE_LISTENER, EKG_TYPE_ROUTE};
 
 ekg_err_t ekg_render_resource(const ekg_resource_t *r, cJSON **out)
 {

@@ -19,22 +19,25 @@ struct ekg_resource {
     ekg_resource_type_t type;
     uint64_t hash;      /* of the encoded bytes */
     uint64_t name_hash; /* of the name */
-    size_t len;
-    const char *name; /* points into the same block */
-    char data[];      /* len bytes of the encoded message, then the NUL-terminated name */
+    size_t len;         /* of the encoded message */
+    size_t field_len;   /* of the whole DiscoveryResponse.resources field */
+    const char *data;   /* the encoded message, inside `field` */
+    const char *name;   /* after `field`, NUL-terminated */
+    char field[]; /* tag 2, length, google.protobuf.Any{type_url = 1, value = 2 (the message)}; then name */
 };
 
 /*
- * A set is a list of immutable pages of PAGE_SIZE resources. Building a set from the previous one reuses every
- * page whose items are the very same objects at the same positions, so one changed resource costs one page copy,
- * not a copy of the whole set: updates stay cheap at 30,000 resources and unchanged bytes are shared.
+ * A set is a list of immutable pages of PAGE_SIZE resources. Building a set from the previous one reuses
+ * every page whose items are the very same objects at the same positions, so one changed resource costs one
+ * page copy, not a copy of the whole set: updates stay cheap at 30,000 resources and unchanged bytes are
+ * shared.
  */
 #define PAGE_SIZE 128
 
 typedef struct page {
     atomic_int refs;
     uint32_t n;
-    uint64_t hash; /* over the items' name and content hashes */
+    uint64_t hash;                    /* over the items' name and content hashes */
     ekg_resource_t *items[PAGE_SIZE]; /* one reference each */
 } page_t;
 
@@ -50,7 +53,35 @@ struct ekg_resource_set {
 static const char *const type_urls[EKG_RESOURCE__COUNT] = {
     EKG_TYPE_URL_PREFIX EKG_TYPE_CLUSTER,
     EKG_TYPE_URL_PREFIX EKG_TYPE_LOAD_ASSIGNMENT,
+    EKG_TYPE_URL_PREFIX EKG_TYPE_LISTENER,
+    EKG_TYPE_URL_PREFIX EKG_TYPE_ROUTE,
 };
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >>= 7)
+        n++;
+    return n;
+}
+
+static char *put_varint(char *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (char)v;
+    return p;
+}
+
+ekg_resource_type_t ekg_resource_type_from_url(const char *url, size_t len)
+{
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
+        if (strlen(type_urls[t]) == len && memcmp(type_urls[t], url, len) == 0)
+            return (ekg_resource_type_t)t;
+    return EKG_RESOURCE__COUNT;
+}
 
 const char *ekg_resource_type_url(ekg_resource_type_t type)
 {
@@ -61,16 +92,34 @@ ekg_err_t ekg_resource_new(ekg_resource_type_t type, const char *name, const cha
                            ekg_resource_t **out)
 {
     size_t name_len = strlen(name);
-    ekg_resource_t *r = malloc(sizeof(*r) + len + name_len + 1);
+    const char *url = ekg_resource_type_url(type);
+    if (!url)
+        return EKG_EINVAL;
+    size_t url_len = strlen(url);
+    size_t any_len = 1 + varint_size(url_len) + url_len + 1 + varint_size(len) + len;
+    size_t field_len = 1 + varint_size(any_len) + any_len;
+    ekg_resource_t *r = malloc(sizeof(*r) + field_len + name_len + 1);
     if (!r)
         return EKG_ENOMEM;
     atomic_init(&r->refs, 1);
     r->type = type;
     r->len = len;
+    r->field_len = field_len;
+    char *p = r->field;
+    *p++ = 0x12; /* DiscoveryResponse.resources = 2, length-delimited */
+    p = put_varint(p, any_len);
+    *p++ = 0x0a; /* Any.type_url = 1 */
+    p = put_varint(p, url_len);
+    memcpy(p, url, url_len);
+    p += url_len;
+    *p++ = 0x12; /* Any.value = 2 */
+    p = put_varint(p, len);
     if (len)
-        memcpy(r->data, data, len);
-    memcpy(r->data + len, name, name_len + 1);
-    r->name = r->data + len;
+        memcpy(p, data, len);
+    r->data = p;
+    p += len;
+    memcpy(p, name, name_len + 1);
+    r->name = p;
     r->hash = ekg_hash(data, len);
     r->name_hash = ekg_hash(name, name_len);
     *out = r;
@@ -103,6 +152,17 @@ const char *ekg_resource_data(const ekg_resource_t *r, size_t *len)
 {
     *len = r->len;
     return r->data;
+}
+
+const char *ekg_resource_response_field(const ekg_resource_t *r, size_t *len)
+{
+    *len = r->field_len;
+    return r->field;
+}
+
+uint64_t ekg_resource_name_hash(const ekg_resource_t *r)
+{
+    return r->name_hash;
 }
 
 uint64_t ekg_resource_hash(const ekg_resource_t *r)
@@ -164,7 +224,8 @@ ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *
         s->pages[pi] = page;
         h = ekg_hash_u64(h, page->hash);
     }
-    snprintf(s->version, sizeof(s->version), "%016llx", (unsigned long long)ekg_hash_final(ekg_hash_u64(h, n)));
+    snprintf(s->version, sizeof(s->version), "%016llx",
+             (unsigned long long)ekg_hash_final(ekg_hash_u64(h, n)));
     *out = s;
     return EKG_OK;
 invalid:

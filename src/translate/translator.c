@@ -26,6 +26,9 @@
 #include "common/map.h"
 #include "translate_internal.h"
 
+/* The translator makes Clusters and ClusterLoadAssignments (the first two resource types). */
+#define NTYPES (EKG_RESOURCE_LOAD_ASSIGNMENT + 1)
+
 typedef struct slice_ref slice_ref_t;
 
 typedef struct entry {
@@ -33,8 +36,8 @@ typedef struct entry {
     ekg_service_t *svc;   /* owned; NULL until the Service is known */
     slice_ref_t **slices; /* the slices naming this Service; refs owned by the slice map */
     size_t nslices, capslices;
-    ekg_resource_t **res[EKG_RESOURCE__COUNT]; /* owned references, sorted by name */
-    size_t nres[EKG_RESOURCE__COUNT];
+    ekg_resource_t **res[NTYPES]; /* owned references, sorted by name */
+    size_t nres[NTYPES];
     bool dirty;
 } entry_t;
 
@@ -56,13 +59,13 @@ struct ekg_translator {
     ekg_map_t nodes;         /* name -> node_entry_t*, owned */
     entry_t **dirty;         /* entries marked dirty (no duplicates: entry->dirty) */
     size_t ndirty, capdirty;
-    ekg_map_t changed_nodes; /* node names whose locality changed since the last build; keys owned */
-    bool all_dirty;          /* config changed: redo everything */
-    ekg_resource_t **cur[EKG_RESOURCE__COUNT]; /* borrowed from entries, sorted by name */
-    size_t ncur[EKG_RESOURCE__COUNT], capcur[EKG_RESOURCE__COUNT];
-    bool rebuild_cur[EKG_RESOURCE__COUNT];
-    bool content_changed[EKG_RESOURCE__COUNT];
-    ekg_resource_set_t *set[EKG_RESOURCE__COUNT]; /* owned reference to the last built set */
+    ekg_map_t changed_nodes;      /* node names whose locality changed since the last build; keys owned */
+    bool all_dirty;               /* config changed: redo everything */
+    ekg_resource_t **cur[NTYPES]; /* borrowed from entries, sorted by name */
+    size_t ncur[NTYPES], capcur[NTYPES];
+    bool rebuild_cur[NTYPES];
+    bool content_changed[NTYPES];
+    ekg_resource_set_t *set[NTYPES]; /* owned reference to the last built set */
     ekg_translate_stats_t stats;
     const char **node_names; /* sorted cache for ekg_translator_node_at; NULL when stale */
     size_t nnode_names;
@@ -122,7 +125,7 @@ static entry_t *get_entry(ekg_translator_t *t, const char *ns, const char *name,
 
 static void release_resources(entry_t *e)
 {
-    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+    for (int ty = 0; ty < NTYPES; ty++) {
         for (size_t i = 0; i < e->nres[ty]; i++)
             ekg_resource_unref(e->res[ty][i]);
         free(e->res[ty]);
@@ -178,7 +181,7 @@ void ekg_translator_free(ekg_translator_t *t)
     ekg_map_clear(&t->slices);
     ekg_map_clear(&t->nodes);
     ekg_map_clear(&t->changed_nodes);
-    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+    for (int ty = 0; ty < NTYPES; ty++) {
         free(t->cur[ty]);
         ekg_resource_set_unref(t->set[ty]);
     }
@@ -482,8 +485,9 @@ typedef struct out_list {
     size_t n, cap;
 } out_list_t;
 
-static ekg_err_t encode_into(ekg_translator_t *t, out_list_t *list, ekg_resource_type_t type, const char *name,
-                             const upb_Message *msg, const upb_MessageDef *def, upb_Arena *arena)
+static ekg_err_t encode_into(ekg_translator_t *t, out_list_t *list, ekg_resource_type_t type,
+                             const char *name, const upb_Message *msg, const upb_MessageDef *def,
+                             upb_Arena *arena)
 {
     char *buf;
     size_t len;
@@ -507,7 +511,7 @@ static ekg_err_t encode_into(ekg_translator_t *t, out_list_t *list, ekg_resource
 }
 
 /* Translates one entry into fresh resources per type, sorted by name. On error nothing is returned. */
-static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out[EKG_RESOURCE__COUNT])
+static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out[NTYPES])
 {
     ekg_err_t err = EKG_OK;
     upb_Arena *arena = NULL;
@@ -553,22 +557,22 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
             envoy_config_endpoint_v3_ClusterLoadAssignment *cla = NULL;
             err = ekg_translate_load_assignment(&in, port, name, arena, &cla);
             if (err == EKG_OK)
-                err = encode_into(t, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name, cla,
-                                  cla_def, arena);
+                err = encode_into(t, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name,
+                                  cla, cla_def, arena);
         }
     }
     if (arena)
         upb_Arena_Free(arena);
     free(slices);
     if (err != EKG_OK) {
-        for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+        for (int ty = 0; ty < NTYPES; ty++) {
             for (size_t i = 0; i < out[ty].n; i++)
                 ekg_resource_unref(out[ty].items[i]);
             out[ty].n = 0;
         }
         return err;
     }
-    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+    for (int ty = 0; ty < NTYPES; ty++)
         if (out[ty].n > 1)
             qsort(out[ty].items, out[ty].n, sizeof(ekg_resource_t *), cmp_resources);
     return EKG_OK;
@@ -697,10 +701,10 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
     size_t kept = 0;
     for (size_t i = 0; i < t->ndirty; i++) {
         entry_t *e = t->dirty[i];
-        out_list_t fresh[EKG_RESOURCE__COUNT] = {{0}};
+        out_list_t fresh[NTYPES] = {{0}};
         err = translate_entry(t, e, fresh);
         if (err != EKG_OK) {
-            for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+            for (int ty = 0; ty < NTYPES; ty++)
                 free(fresh[ty].items);
             ekg_warn("Service %s: translation failed (%s); keeping its previous resources", e->key,
                      ekg_strerror(err));
@@ -708,7 +712,7 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
             t->dirty[kept++] = e;
             continue;
         }
-        for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+        for (int ty = 0; ty < NTYPES; ty++)
             install(t, e, ty, &fresh[ty]);
         e->dirty = false;
         t->stats.services_translated++;
@@ -719,7 +723,7 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
     }
     t->ndirty = kept;
 
-    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++) {
+    for (int ty = 0; ty < NTYPES; ty++) {
         if (t->rebuild_cur[ty]) {
             if ((err = rebuild_cur(t, ty)) != EKG_OK)
                 return err;
@@ -727,8 +731,8 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
         }
         if (t->content_changed[ty] || !t->set[ty]) {
             ekg_resource_set_t *set = NULL;
-            if ((err = ekg_resource_set_new((ekg_resource_type_t)ty, t->cur[ty], t->ncur[ty], t->set[ty], &set)) !=
-                EKG_OK)
+            if ((err = ekg_resource_set_new((ekg_resource_type_t)ty, t->cur[ty], t->ncur[ty], t->set[ty],
+                                            &set)) != EKG_OK)
                 return err;
             /* Same content (e.g. a change and its revert between builds): keep the old set object. */
             if (t->set[ty] &&
