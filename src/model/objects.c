@@ -1,0 +1,243 @@
+/*
+ * src/model/objects.c: ekg_objects_t, the Services, EndpointSlices and Nodes read from manifest files (the
+ * `ekglue` file mode and tests). Accepts what `kubectl get -o yaml|json` prints: one object, a List or *List
+ * (items may lack kind), or a multi-document YAML stream. Invalid objects are logged and skipped, other kinds
+ * counted and ignored. A buffer is added all-or-nothing: objects are collected aside and moved into the
+ * caller's arrays only when the whole buffer has been read.
+ * Thread: the main thread (files are read at startup); nothing here is shared.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ekglue/log.h"
+#include "ekglue/model.h"
+#include "ekglue/yaml.h"
+#include "model/parse.h"
+
+#define MAX_LIST_DEPTH 4 /* a List inside a List inside a List... */
+
+typedef struct vec {
+    void **items;
+    size_t n, cap;
+} vec_t;
+
+typedef struct collector {
+    const ekg_yaml_docs_t *docs;
+    vec_t services, slices, nodes;
+    size_t nskipped, nignored;
+} collector_t;
+
+static int vec_push(vec_t *v, void *item)
+{
+    if (v->n == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 16;
+        void **ni = realloc(v->items, ncap * sizeof(*ni));
+        if (!ni)
+            return -1;
+        v->items = ni, v->cap = ncap;
+    }
+    v->items[v->n++] = item;
+    return 0;
+}
+
+static void collector_free(collector_t *col)
+{
+    for (size_t i = 0; i < col->services.n; i++)
+        ekg_service_free(col->services.items[i]);
+    for (size_t i = 0; i < col->slices.n; i++)
+        ekg_endpoint_slice_free(col->slices.items[i]);
+    for (size_t i = 0; i < col->nodes.n; i++)
+        ekg_node_free(col->nodes.items[i]);
+    free(col->services.items);
+    free(col->slices.items);
+    free(col->nodes.items);
+}
+
+static const char *string_field(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* Parses one object of a kind ekglue keeps; EKG_ENOMEM is the only error that stops the buffer. */
+static ekg_err_t add_object(collector_t *col, const cJSON *obj, const char *kind, const char *where)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err;
+    void *parsed = NULL;
+    vec_t *into;
+    if (!strcmp(kind, "Service")) {
+        ekg_service_t *svc = NULL;
+        err = model_service_parse(obj, where, &svc, &diag);
+        parsed = svc, into = &col->services;
+    } else if (!strcmp(kind, "EndpointSlice")) {
+        ekg_endpoint_slice_t *slice = NULL;
+        err = model_endpoint_slice_parse(obj, where, &slice, &diag);
+        parsed = slice, into = &col->slices;
+    } else {
+        ekg_node_t *node = NULL;
+        err = model_node_parse(obj, where, &node, &diag);
+        parsed = node, into = &col->nodes;
+    }
+    if (err == EKG_ENOMEM)
+        return err;
+    if (err) {
+        ekg_warn("skipping invalid object: %s source=%s", diag.msg, where);
+        col->nskipped++;
+        return EKG_OK;
+    }
+    if (vec_push(into, parsed) != 0) {
+        if (into == &col->services)
+            ekg_service_free(parsed);
+        else if (into == &col->slices)
+            ekg_endpoint_slice_free(parsed);
+        else
+            ekg_node_free(parsed);
+        return EKG_ENOMEM;
+    }
+    return EKG_OK;
+}
+
+static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hint, int list_depth)
+{
+    char where[512];
+    const char *source = ekg_yaml_docs_source(col->docs);
+    int line = ekg_yaml_docs_line(col->docs, obj, NULL);
+    if (line > 0)
+        snprintf(where, sizeof(where), "%s:%d", source, line);
+    else
+        snprintf(where, sizeof(where), "%s", source);
+
+    if (!cJSON_IsObject(obj)) {
+        ekg_warn("skipping an entry that is not a mapping source=%s", where);
+        col->nskipped++;
+        return EKG_OK;
+    }
+    const char *kind = string_field(obj, "kind");
+    if (!kind || !kind[0])
+        kind = kind_hint;
+    if (!kind || !kind[0]) {
+        ekg_warn("skipping an object without kind source=%s", where);
+        col->nskipped++;
+        return EKG_OK;
+    }
+    if (ends_with(kind, "List")) {
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(obj, "items");
+        if (list_depth >= MAX_LIST_DEPTH || (items && !cJSON_IsNull(items) && !cJSON_IsArray(items))) {
+            ekg_warn("skipping a %s: %s source=%s", kind,
+                     list_depth >= MAX_LIST_DEPTH ? "lists nested too deep" : "items: expected a list",
+                     where);
+            col->nskipped++;
+            return EKG_OK;
+        }
+        char hint[128];
+        snprintf(hint, sizeof(hint), "%.*s", (int)(strlen(kind) - 4), kind);
+        for (const cJSON *item = cJSON_IsArray(items) ? items->child : NULL; item; item = item->next) {
+            ekg_err_t err = add_any(col, item, hint, list_depth + 1);
+            if (err)
+                return err;
+        }
+        return EKG_OK;
+    }
+    const char *api = string_field(obj, "apiVersion");
+    if (!strcmp(kind, "EndpointSlice") && api && !strcmp(api, "discovery.k8s.io/v1beta1")) {
+        const char *name = string_field(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "name");
+        ekg_warn(
+            "skipping EndpointSlice %s: discovery.k8s.io/v1beta1 is not supported, use discovery.k8s.io/v1 "
+            "source=%s",
+            name ? name : "<unnamed>", where);
+        col->nskipped++;
+        return EKG_OK;
+    }
+    /* A kind name alone is not enough: Knative's serving.knative.dev/v1 Service is not a v1 Service. */
+    bool keep = ((!strcmp(kind, "Service") || !strcmp(kind, "Node")) && (!api || !strcmp(api, "v1"))) ||
+                (!strcmp(kind, "EndpointSlice") && (!api || !strcmp(api, "discovery.k8s.io/v1")));
+    if (!keep) {
+        col->nignored++;
+        return EKG_OK;
+    }
+    return add_object(col, obj, kind, where);
+}
+
+static ekg_err_t add_docs(ekg_objects_t *objs, const ekg_yaml_docs_t *docs, ekg_diag_t *diag)
+{
+    collector_t col = {.docs = docs};
+    ekg_err_t err = EKG_OK;
+    for (size_t i = 0; i < ekg_yaml_docs_count(docs); i++)
+        if ((err = add_any(&col, ekg_yaml_docs_get(docs, i), NULL, 0)))
+            goto out;
+    /* Grow all three arrays first, so that a failure leaves objs as it was. */
+    void **s = realloc(objs->services, (objs->nservices + col.services.n + 1) * sizeof(*s));
+    if (s)
+        objs->services = (ekg_service_t **)s;
+    void **e = realloc(objs->slices, (objs->nslices + col.slices.n + 1) * sizeof(*e));
+    if (e)
+        objs->slices = (ekg_endpoint_slice_t **)e;
+    void **d = realloc(objs->nodes, (objs->nnodes + col.nodes.n + 1) * sizeof(*d));
+    if (d)
+        objs->nodes = (ekg_node_t **)d;
+    if (!s || !e || !d) {
+        err = EKG_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < col.services.n; i++)
+        objs->services[objs->nservices++] = col.services.items[i];
+    for (size_t i = 0; i < col.slices.n; i++)
+        objs->slices[objs->nslices++] = col.slices.items[i];
+    for (size_t i = 0; i < col.nodes.n; i++)
+        objs->nodes[objs->nnodes++] = col.nodes.items[i];
+    col.services.n = col.slices.n = col.nodes.n = 0;
+    objs->nskipped += col.nskipped;
+    objs->nignored += col.nignored;
+out:
+    if (err == EKG_ENOMEM)
+        ekg_diag_set(diag, err, "%s: out of memory", ekg_yaml_docs_source(docs));
+    collector_free(&col);
+    return err;
+}
+
+ekg_err_t ekg_objects_add_buffer(ekg_objects_t *objs, const char *buf, size_t len, const char *source_name,
+                                 ekg_diag_t *diag)
+{
+    ekg_yaml_docs_t *docs = NULL;
+    ekg_err_t err = ekg_yaml_parse(buf, len, source_name, &docs, diag);
+    if (err)
+        return err;
+    err = add_docs(objs, docs, diag);
+    ekg_yaml_docs_free(docs);
+    return err;
+}
+
+ekg_err_t ekg_objects_add_file(ekg_objects_t *objs, const char *path, ekg_diag_t *diag)
+{
+    ekg_yaml_docs_t *docs = NULL;
+    ekg_err_t err = ekg_yaml_parse_file(path, &docs, diag);
+    if (err)
+        return err;
+    err = add_docs(objs, docs, diag);
+    ekg_yaml_docs_free(docs);
+    return err;
+}
+
+void ekg_objects_free(ekg_objects_t *objs)
+{
+    if (!objs)
+        return;
+    for (size_t i = 0; i < objs->nservices; i++)
+        ekg_service_free(objs->services[i]);
+    for (size_t i = 0; i < objs->nslices; i++)
+        ekg_endpoint_slice_free(objs->slices[i]);
+    for (size_t i = 0; i < objs->nnodes; i++)
+        ekg_node_free(objs->nodes[i]);
+    free(objs->services);
+    free(objs->slices);
+    free(objs->nodes);
+    *objs = (ekg_objects_t){0};
+}
