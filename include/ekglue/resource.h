@@ -70,4 +70,21 @@ ekg_resource_t *ekg_resource_set_find(const ekg_resource_set_t *s, const char *n
 /* The set's version: 16 hex digits of the hash over (name, content hash) in order. Borrowed. */
 const char *ekg_resource_set_version(const ekg_resource_set_t *s);
 
+/*
+ * Every item's response field, concatenated in order: the `resources` of a state-of-the-world response
+ * carrying the whole set. Built on first use (any thread; races are resolved), then shared by every stream.
+ * Borrowed, lives as long as s.
+ */
+ekg_err_t ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len);
+
+/*
+ * Calls fn for every name whose resource differs between old (may be NULL = empty) and cur: added (before
+ * NULL), removed (after NULL) or changed content; in name order. Pages shared by both sets are skipped
+ * without looking inside, so the diff of two consecutive versions costs about one page per change.
+ */
+void ekg_resource_set_diff(const ekg_resource_set_t *old, const ekg_resource_set_t *cur,
+                           void (*fn)(void *ctx, const char *name, const ekg_resource_t *before,
+                                      const ekg_resource_t *after),
+                           void *ctx);
+
 #endif

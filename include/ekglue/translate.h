@@ -59,6 +59,13 @@ ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs);
 ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **clusters,
                                ekg_resource_set_t **load_assignments);
 
+/*
+ * The latest built set of a type (a new reference), or NULL when the translator does not make that type
+ * (RouteConfigurations: proxyless listeners carry their routes inline) or before the first build. Clusters,
+ * ClusterLoadAssignments and Listeners: "<service>.<namespace>:<port or port name>" for proxyless gRPC.
+ */
+ekg_resource_set_t *ekg_translator_set(const ekg_translator_t *t, ekg_resource_type_t type);
+
 /* What the last ekg_translator_build() did, for benchmarks and metrics. */
 typedef struct ekg_translate_stats {
     size_t services_translated; /* dirty Services redone */

@@ -43,6 +43,8 @@ typedef struct page {
 
 struct ekg_resource_set {
     atomic_int refs;
+    _Atomic(char *) fields; /* all items' response fields, concatenated; built on first use */
+    size_t fields_len;
     ekg_resource_type_t type;
     size_t n;
     size_t npages;
@@ -246,6 +248,7 @@ void ekg_resource_set_unref(ekg_resource_set_t *s)
     for (size_t i = 0; i < s->npages; i++)
         if (s->pages[i])
             page_unref(s->pages[i]);
+    free(atomic_load(&s->fields));
     free(s);
 }
 
@@ -279,4 +282,67 @@ ekg_resource_t *ekg_resource_set_find(const ekg_resource_set_t *s, const char *n
 const char *ekg_resource_set_version(const ekg_resource_set_t *s)
 {
     return s->version;
+}
+
+ekg_err_t ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len)
+{
+    char *f = atomic_load_explicit(&s->fields, memory_order_acquire);
+    if (!f) {
+        size_t total = 0;
+        for (size_t i = 0; i < s->n; i++)
+            total += ekg_resource_set_at(s, i)->field_len;
+        char *buf = malloc(total ? total : 1);
+        if (!buf)
+            return EKG_ENOMEM;
+        char *p = buf;
+        for (size_t i = 0; i < s->n; i++) {
+            const ekg_resource_t *r = ekg_resource_set_at(s, i);
+            memcpy(p, r->field, r->field_len);
+            p += r->field_len;
+        }
+        /* Several threads may race to build it; the first one wins and the others free theirs. */
+        s->fields_len = total; /* the same value from every builder */
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong_explicit(&s->fields, &expected, buf, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            f = buf;
+        } else {
+            free(buf);
+            f = expected;
+        }
+    }
+    *data = f;
+    *len = s->fields_len;
+    return EKG_OK;
+}
+
+void ekg_resource_set_diff(const ekg_resource_set_t *old, const ekg_resource_set_t *cur,
+                           void (*fn)(void *ctx, const char *name, const ekg_resource_t *before,
+                                      const ekg_resource_t *after),
+                           void *ctx)
+{
+    size_t i = 0, j = 0, n = old ? old->n : 0, m = cur->n;
+    while (i < n || j < m) {
+        /* Aligned on a page boundary with the very same page on both sides: nothing in it changed. */
+        if (i == j && i % PAGE_SIZE == 0 && i < n && j < m &&
+            old->pages[i / PAGE_SIZE] == cur->pages[j / PAGE_SIZE]) {
+            i += old->pages[i / PAGE_SIZE]->n;
+            j = i;
+            continue;
+        }
+        const ekg_resource_t *a = i < n ? ekg_resource_set_at(old, i) : NULL;
+        const ekg_resource_t *b = j < m ? ekg_resource_set_at(cur, j) : NULL;
+        int c = !a ? 1 : !b ? -1 : strcmp(a->name, b->name);
+        if (c == 0) {
+            if (a != b && a->hash != b->hash)
+                fn(ctx, b->name, a, b);
+            i++, j++;
+        } else if (c < 0) {
+            fn(ctx, a->name, a, NULL);
+            i++;
+        } else {
+            fn(ctx, b->name, NULL, b);
+            j++;
+        }
+    }
 }

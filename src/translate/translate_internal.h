@@ -14,6 +14,7 @@
 
 #include "envoy/config/cluster/v3/cluster.upb.h"
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
+#include "envoy/config/listener/v3/listener.upb.h"
 
 #include "ekglue/config.h"
 #include "ekglue/model.h"
@@ -50,6 +51,15 @@ ekg_err_t ekg_translate_cluster(const ekg_service_input_t *in, const ekg_service
 ekg_err_t ekg_translate_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
                                         const char *name, upb_Arena *arena,
                                         envoy_config_endpoint_v3_ClusterLoadAssignment **out);
+
+/*
+ * Proxyless gRPC: the Listener names of a Service port ("<service>.<namespace>:<port>" and, for a named port,
+ * "...:<port name>"); 0 for non-TCP ports. Writes up to 2 names.
+ */
+size_t ekg_listener_names(const ekg_service_t *svc, const ekg_service_port_t *port, char names[2][600]);
+/* A Listener `name` whose inline route sends everything to `cluster`. Strings are borrowed until encoded. */
+ekg_err_t ekg_translate_listener(const char *name, const char *cluster, upb_Arena *arena,
+                                 envoy_config_listener_v3_Listener **out);
 
 /* The locality of an endpoint: its Node's (by the config's rules) or, for an unknown Node, the slice's zone.
  */

@@ -26,8 +26,9 @@
 #include "common/map.h"
 #include "translate_internal.h"
 
-/* The translator makes Clusters and ClusterLoadAssignments (the first two resource types). */
-#define NTYPES (EKG_RESOURCE_LOAD_ASSIGNMENT + 1)
+/* The translator makes Clusters, ClusterLoadAssignments and proxyless-gRPC Listeners (the first three types).
+ */
+#define NTYPES (EKG_RESOURCE_LISTENER + 1)
 
 typedef struct slice_ref slice_ref_t;
 
@@ -475,6 +476,11 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+ekg_resource_set_t *ekg_translator_set(const ekg_translator_t *t, ekg_resource_type_t type)
+{
+    return type < NTYPES && t->set[type] ? ekg_resource_set_ref(t->set[type]) : NULL;
+}
+
 void ekg_translator_last_stats(const ekg_translator_t *t, ekg_translate_stats_t *out)
 {
     *out = t->stats;
@@ -520,7 +526,8 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         return EKG_OK;
     const upb_MessageDef *cluster_def = ekg_proto_message(EKG_TYPE_CLUSTER);
     const upb_MessageDef *cla_def = ekg_proto_message(EKG_TYPE_LOAD_ASSIGNMENT);
-    if (!cluster_def || !cla_def)
+    const upb_MessageDef *listener_def = ekg_proto_message(EKG_TYPE_LISTENER);
+    if (!cluster_def || !cla_def || !listener_def)
         return EKG_EINVAL;
     slices = malloc((e->nslices ? e->nslices : 1) * sizeof(*slices));
     if (!slices)
@@ -559,6 +566,15 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
             if (err == EKG_OK)
                 err = encode_into(t, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name,
                                   cla, cla_def, arena);
+        }
+        char lnames[2][600];
+        size_t nl = cluster ? ekg_listener_names(e->svc, port, lnames) : 0;
+        for (size_t i = 0; i < nl && err == EKG_OK; i++) {
+            envoy_config_listener_v3_Listener *l = NULL;
+            err = ekg_translate_listener(lnames[i], name, arena, &l);
+            if (err == EKG_OK)
+                err = encode_into(t, &out[EKG_RESOURCE_LISTENER], EKG_RESOURCE_LISTENER, lnames[i], l,
+                                  listener_def, arena);
         }
     }
     if (arena)

@@ -1,0 +1,41 @@
+/*
+ * include/ekglue/xds.h: the xDS gRPC server.
+ *
+ * One gRPC port serves envoy.service.discovery.v3.AggregatedDiscoveryService (StreamAggregatedResources),
+ * envoy.service.cluster.v3.ClusterDiscoveryService (StreamClusters), envoy.service.endpoint.v3.
+ * EndpointDiscoveryService (StreamEndpoints), envoy.service.listener.v3.ListenerDiscoveryService
+ * (StreamListeners), envoy.service.route.v3.RouteDiscoveryService (StreamRoutes), all state of the world, and
+ * grpc.health.v1.Health (Check, Watch). Streams are spread over several completion queues, each served by its
+ * own thread; a published snapshot is handed to every stream on the publishing thread, which starts the sends
+ * itself.
+ *
+ * Thread: start/stop from main; the cache's publisher thread drives updates; gRPC threads are internal.
+ */
+#ifndef EKGLUE_XDS_H
+#define EKGLUE_XDS_H
+
+#include <stdbool.h>
+
+#include "ekglue/error.h"
+#include "ekglue/snapshot.h"
+
+typedef struct ekg_xds_server ekg_xds_server_t;
+
+typedef struct ekg_xds_server_options {
+    const char *listen; /* "0.0.0.0:18000" (default), "127.0.0.1:0" picks a free port */
+    int threads;        /* completion-queue threads; 0 = default (2) */
+    int shutdown_ms;    /* bound on a graceful stop; 0 = default (5000) */
+} ekg_xds_server_options_t;
+
+/* Starts serving the cache's snapshots. cache is borrowed and must outlive the server. */
+ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_t *opts,
+                               ekg_xds_server_t **out, ekg_diag_t *diag);
+/* The bound port (useful with port 0). */
+int ekg_xds_server_port(const ekg_xds_server_t *s);
+/* grpc.health.v1: SERVING or NOT_SERVING (the default until set). Watchers are notified. */
+void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving);
+/* Stops accepting, ends open streams with UNAVAILABLE (so clients move to another replica), waits for the
+ * gRPC threads within the configured bound and frees everything. */
+void ekg_xds_server_stop(ekg_xds_server_t *s);
+
+#endif

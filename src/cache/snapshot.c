@@ -1,0 +1,134 @@
+/*
+ * src/cache/snapshot.c: immutable snapshots and the cache that publishes them (include/ekglue/snapshot.h).
+ *
+ * A snapshot is a header with one reference per resource set. The cache keeps the current snapshot behind a
+ * mutex held only to swap or take a reference; the watcher (the xDS server) is called after the swap, on the
+ * publishing thread, without the lock. Thread: snapshots from any thread; ekg_cache_publish from one producer
+ * at a time; ekg_cache_current from any.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ekglue/snapshot.h"
+
+struct ekg_snapshot {
+    atomic_int refs;
+    unsigned long long serial;
+    ekg_resource_set_t *sets[EKG_RESOURCE__COUNT]; /* one reference each, never NULL */
+};
+
+struct ekg_cache {
+    pthread_mutex_t lock;    /* guards current */
+    ekg_snapshot_t *current; /* owned reference; NULL before the first publish */
+    ekg_cache_watch_fn watch;
+    void *watch_ctx;
+};
+
+static atomic_ullong next_serial = 1;
+
+ekg_err_t ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT], ekg_snapshot_t **out)
+{
+    ekg_snapshot_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return EKG_ENOMEM;
+    atomic_init(&s->refs, 1);
+    s->serial = atomic_fetch_add(&next_serial, 1);
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
+        if (sets && sets[t]) {
+            s->sets[t] = ekg_resource_set_ref(sets[t]);
+        } else if (ekg_resource_set_new((ekg_resource_type_t)t, NULL, 0, NULL, &s->sets[t]) != EKG_OK) {
+            ekg_snapshot_unref(s);
+            return EKG_ENOMEM;
+        }
+    }
+    *out = s;
+    return EKG_OK;
+}
+
+ekg_snapshot_t *ekg_snapshot_ref(ekg_snapshot_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void ekg_snapshot_unref(ekg_snapshot_t *s)
+{
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
+        ekg_resource_set_unref(s->sets[t]);
+    free(s);
+}
+
+ekg_resource_set_t *ekg_snapshot_resources(const ekg_snapshot_t *s, ekg_resource_type_t type)
+{
+    return type < EKG_RESOURCE__COUNT ? s->sets[type] : NULL;
+}
+
+unsigned long long ekg_snapshot_serial(const ekg_snapshot_t *s)
+{
+    return s->serial;
+}
+
+ekg_err_t ekg_cache_new(ekg_cache_t **out)
+{
+    ekg_cache_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return EKG_ENOMEM;
+    pthread_mutex_init(&c->lock, NULL);
+    *out = c;
+    return EKG_OK;
+}
+
+void ekg_cache_free(ekg_cache_t *c)
+{
+    if (!c)
+        return;
+    ekg_snapshot_unref(c->current);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+void ekg_cache_set_watch(ekg_cache_t *c, ekg_cache_watch_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&c->lock);
+    c->watch = fn;
+    c->watch_ctx = ctx;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static bool same_content(const ekg_snapshot_t *a, const ekg_snapshot_t *b)
+{
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
+        if (strcmp(ekg_resource_set_version(a->sets[t]), ekg_resource_set_version(b->sets[t])) != 0)
+            return false;
+    return true;
+}
+
+void ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->current && same_content(c->current, snap)) {
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    ekg_snapshot_t *old = c->current;
+    c->current = ekg_snapshot_ref(snap);
+    ekg_cache_watch_fn fn = c->watch;
+    void *ctx = c->watch_ctx;
+    pthread_mutex_unlock(&c->lock);
+    ekg_snapshot_unref(old);
+    if (fn)
+        fn(ctx, snap);
+}
+
+ekg_snapshot_t *ekg_cache_current(ekg_cache_t *c)
+{
+    pthread_mutex_lock(&c->lock);
+    ekg_snapshot_t *s = c->current ? ekg_snapshot_ref(c->current) : NULL;
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}

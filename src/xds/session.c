@@ -1,0 +1,694 @@
+/*
+ * src/xds/session.c: the state-of-the-world xDS protocol for one stream (src/xds/session.h).
+ *
+ * Per resource type the session keeps: whether the client asked for the type, its subscription (wildcard
+ * and/or a sorted list of names), the set it last sent (`sent`, a reference to a shared immutable set: what
+ * this client has, as far as its subscription goes), the last nonce and version sent, the last ACK and NACK,
+ * and `force`, names that must be sent on the next response even if unchanged (names asked for the first
+ * time, and the load assignments of clusters that just changed: cluster warming).
+ *
+ * What is due is computed from the diff between `sent` and the snapshot's set (src/translate/resource.c skips
+ * the pages both share, so one change costs about one page per stream, not a walk of everything):
+ *   - Clusters and Listeners are "full state": a response carries every subscribed resource that exists, and
+ * is due when the subscription changed, when the client asked for the type the first time, or when a
+ * subscribed resource was added, changed or removed. A wildcard CDS response is the set's shared concatenated
+ * bytes. Wildcard LDS gets no proxyless-gRPC listeners (those are served only by name).
+ *   - ClusterLoadAssignments and RouteConfigurations are sent per resource: a response carries the subscribed
+ *     resources that were added or changed since `sent`, plus `force`.
+ * version_info is the version of the type's whole set (content-derived: equal across restarts and replicas).
+ * On ADS the types go out in the order Clusters, load assignments, Listeners, routes; a Cluster update that
+ * only removes clusters waits until the others are out (make before break).
+ *
+ * Thread: not synchronized; the transport serializes calls with the stream's lock.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envoy/config/core/v3/base.upb.h"
+#include "envoy/service/discovery/v3/discovery.upb.h"
+#include "google/rpc/status.upb.h"
+
+#include "ekglue/log.h"
+
+#include "session.h"
+
+#define NTYPES EKG_RESOURCE__COUNT
+
+typedef struct name_list {
+    char **names; /* sorted, unique, owned */
+    size_t n, cap;
+} name_list_t;
+
+typedef struct type_state {
+    bool requested; /* a request for this type arrived */
+    bool wildcard;
+    bool pending;         /* a response is due whatever the diff says (first request, subscription change) */
+    bool warm_on_request; /* (load assignments) move `warming` into `force` on the next request */
+    name_list_t names;    /* explicit subscriptions */
+    name_list_t force;    /* send these on the next response even if unchanged */
+    name_list_t warming;  /* clusters that changed: their load assignments are due on the next EDS request */
+    ekg_resource_set_t *sent; /* the set as of the last response (or evaluation with nothing due); owned */
+    char nonce[24];
+    char sent_version[24];
+    char acked_version[24];
+    char *nack_message; /* owned; NULL unless the last answer was a NACK */
+    unsigned long long acks, nacks, responses;
+} type_state_t;
+
+/* A type ekglue does not serve: answered once per request with an empty response. */
+typedef struct unknown_type {
+    char *url;
+    char nonce[24];
+    bool pending;
+} unknown_type_t;
+
+struct ekg_xds_session {
+    ekg_xds_api_t api;
+    char *peer;
+    char *node_id;        /* from the first request that carried a node */
+    ekg_snapshot_t *snap; /* the latest snapshot; owned reference */
+    type_state_t types[NTYPES];
+    unknown_type_t *unknown;
+    size_t nunknown;
+    unsigned long long next_nonce;
+};
+
+static const char *const type_names[NTYPES] = {"Cluster", "ClusterLoadAssignment", "Listener",
+                                               "RouteConfiguration"};
+
+/* --- sorted name lists -------------------------------------------------------------------------------------
+ */
+
+static ssize_t list_find(const name_list_t *l, const char *name, size_t *pos)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->names[mid], name);
+        if (c == 0)
+            return (ssize_t)mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (pos)
+        *pos = lo;
+    return -1;
+}
+
+static bool list_has(const name_list_t *l, const char *name)
+{
+    return list_find(l, name, NULL) >= 0;
+}
+
+static ekg_err_t list_add(name_list_t *l, const char *name, size_t len)
+{
+    char *copy = strndup(name, len);
+    if (!copy)
+        return EKG_ENOMEM;
+    size_t pos = 0;
+    if (list_find(l, copy, &pos) >= 0) {
+        free(copy);
+        return EKG_OK;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        char **p = realloc(l->names, cap * sizeof(*p));
+        if (!p) {
+            free(copy);
+            return EKG_ENOMEM;
+        }
+        l->names = p;
+        l->cap = cap;
+    }
+    memmove(l->names + pos + 1, l->names + pos, (l->n - pos) * sizeof(*l->names));
+    l->names[pos] = copy;
+    l->n++;
+    return EKG_OK;
+}
+
+static void list_clear(name_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    *l = (name_list_t){0};
+}
+
+/* --- life cycle --------------------------------------------------------------------------------------------
+ */
+
+ekg_err_t ekg_xds_session_new(ekg_xds_api_t api, const char *peer, ekg_xds_session_t **out)
+{
+    ekg_xds_session_t *s = calloc(1, sizeof(*s));
+    if (!s || !(s->peer = strdup(peer ? peer : ""))) {
+        free(s);
+        return EKG_ENOMEM;
+    }
+    s->api = api;
+    *out = s;
+    return EKG_OK;
+}
+
+void ekg_xds_session_free(ekg_xds_session_t *s)
+{
+    if (!s)
+        return;
+    for (int t = 0; t < NTYPES; t++) {
+        type_state_t *ts = &s->types[t];
+        list_clear(&ts->names);
+        list_clear(&ts->force);
+        list_clear(&ts->warming);
+        ekg_resource_set_unref(ts->sent);
+        free(ts->nack_message);
+    }
+    for (size_t i = 0; i < s->nunknown; i++)
+        free(s->unknown[i].url);
+    free(s->unknown);
+    ekg_snapshot_unref(s->snap);
+    free(s->node_id);
+    free(s->peer);
+    free(s);
+}
+
+void ekg_xds_session_on_snapshot(ekg_xds_session_t *s, ekg_snapshot_t *snap)
+{
+    if (!snap || snap == s->snap)
+        return;
+    ekg_snapshot_unref(s->snap);
+    s->snap = ekg_snapshot_ref(snap);
+}
+
+const char *ekg_xds_session_node_id(const ekg_xds_session_t *s)
+{
+    return s->node_id ? s->node_id : "";
+}
+
+void ekg_xds_session_type_status(const ekg_xds_session_t *s, ekg_resource_type_t type,
+                                 ekg_xds_type_status_t *out)
+{
+    const type_state_t *ts = &s->types[type];
+    *out = (ekg_xds_type_status_t){
+        .subscribed = ts->requested,
+        .wildcard = ts->wildcard,
+        .nnames = ts->names.n,
+        .sent_version = ts->sent_version,
+        .acked_version = ts->acked_version,
+        .nack_message = ts->nack_message,
+        .acks = ts->acks,
+        .nacks = ts->nacks,
+        .responses = ts->responses,
+    };
+}
+
+/* --- requests ----------------------------------------------------------------------------------------------
+ */
+
+static bool is_full_state(ekg_resource_type_t t)
+{
+    return t == EKG_RESOURCE_CLUSTER || t == EKG_RESOURCE_LISTENER;
+}
+
+static bool api_allows(ekg_xds_api_t api, ekg_resource_type_t t)
+{
+    static const ekg_resource_type_t only[] = {
+        [EKG_XDS_CDS] = EKG_RESOURCE_CLUSTER,
+        [EKG_XDS_EDS] = EKG_RESOURCE_LOAD_ASSIGNMENT,
+        [EKG_XDS_LDS] = EKG_RESOURCE_LISTENER,
+        [EKG_XDS_RDS] = EKG_RESOURCE_ROUTE,
+    };
+    return api == EKG_XDS_ADS || only[api] == t;
+}
+
+static ekg_err_t on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_StringView nonce)
+{
+    for (size_t i = 0; i < s->nunknown; i++) {
+        unknown_type_t *u = &s->unknown[i];
+        if (strlen(u->url) == url.size && memcmp(u->url, url.data, url.size) == 0) {
+            /* Answer requests, not the ACKs of our empty answers. */
+            if (nonce.size == 0 || strlen(u->nonce) != nonce.size ||
+                memcmp(u->nonce, nonce.data, nonce.size) != 0)
+                u->pending = true;
+            return EKG_OK;
+        }
+    }
+    unknown_type_t *p = realloc(s->unknown, (s->nunknown + 1) * sizeof(*p));
+    if (!p)
+        return EKG_ENOMEM;
+    s->unknown = p;
+    unknown_type_t *u = &s->unknown[s->nunknown];
+    if (!(u->url = strndup(url.data, url.size)))
+        return EKG_ENOMEM;
+    u->nonce[0] = '\0';
+    u->pending = true;
+    s->nunknown++;
+    ekg_info(
+        "xds: node=%s peer=%s asked for type %s, which ekglue does not serve; answering with an empty set",
+        ekg_xds_session_node_id(s), s->peer, u->url);
+    return EKG_OK;
+}
+
+static bool view_eq(upb_StringView v, const char *s)
+{
+    return strlen(s) == v.size && memcmp(s, v.data, v.size) == 0;
+}
+
+/* Applies the request's resource_names to the subscription. */
+static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type, const upb_StringView *names,
+                                     size_t n)
+{
+    ekg_err_t err = EKG_OK;
+    bool first = !ts->requested;
+    bool star = false;
+    name_list_t next = {0};
+    for (size_t i = 0; i < n && err == EKG_OK; i++) {
+        if (names[i].size == 1 && names[i].data[0] == '*')
+            star = true;
+        else
+            err = list_add(&next, names[i].data, names[i].size);
+    }
+    if (err) {
+        list_clear(&next);
+        return err;
+    }
+    bool wildcard;
+    if (!is_full_state(type))
+        wildcard = false; /* load assignments and routes are always named */
+    else if (star)
+        wildcard = true;
+    else if (n == 0)
+        wildcard =
+            first || (ts->wildcard && ts->names.n == 0); /* legacy wildcard stays; else: unsubscribe all */
+    else
+        wildcard = false;
+
+    bool changed = wildcard != ts->wildcard || next.n != ts->names.n;
+    for (size_t i = 0; i < next.n; i++) {
+        if (!list_has(&ts->names, next.names[i])) {
+            changed = true;
+            /* Named for the first time on this stream: send it even if it was sent before elsewhere. */
+            if ((err = list_add(&ts->force, next.names[i], strlen(next.names[i]))) != EKG_OK)
+                break;
+        }
+    }
+    if (err) {
+        list_clear(&next);
+        return err;
+    }
+    list_clear(&ts->names);
+    ts->names = next;
+    ts->wildcard = wildcard;
+    if (first || (changed && is_full_state(type)))
+        ts->pending = true;
+    return EKG_OK;
+}
+
+ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
+{
+    ekg_err_t err = EKG_OK;
+    upb_Arena *arena = upb_Arena_New();
+    if (!arena)
+        return EKG_ENOMEM;
+    envoy_service_discovery_v3_DiscoveryRequest *req =
+        envoy_service_discovery_v3_DiscoveryRequest_parse(bytes, len, arena);
+    if (!req) {
+        err = ekg_diag_set(diag, EKG_EPARSE, "DiscoveryRequest does not decode");
+        goto out;
+    }
+    /* The node is only guaranteed in the first request of a stream. */
+    if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req)) {
+        upb_StringView id =
+            envoy_config_core_v3_Node_id(envoy_service_discovery_v3_DiscoveryRequest_node(req));
+        if (!(s->node_id = strndup(id.data, id.size))) {
+            err = EKG_ENOMEM;
+            goto out;
+        }
+    }
+    upb_StringView url = envoy_service_discovery_v3_DiscoveryRequest_type_url(req);
+    upb_StringView nonce = envoy_service_discovery_v3_DiscoveryRequest_response_nonce(req);
+    ekg_resource_type_t type;
+    if (url.size == 0 && s->api != EKG_XDS_ADS) {
+        static const ekg_resource_type_t implied[] = {
+            [EKG_XDS_CDS] = EKG_RESOURCE_CLUSTER,
+            [EKG_XDS_EDS] = EKG_RESOURCE_LOAD_ASSIGNMENT,
+            [EKG_XDS_LDS] = EKG_RESOURCE_LISTENER,
+            [EKG_XDS_RDS] = EKG_RESOURCE_ROUTE,
+        };
+        type = implied[s->api];
+    } else {
+        type = ekg_resource_type_from_url(url.data, url.size);
+    }
+    if (type == EKG_RESOURCE__COUNT) {
+        if (url.size == 0) {
+            err = ekg_diag_set(diag, EKG_EINVAL, "DiscoveryRequest on ADS without a type_url");
+            goto out;
+        }
+        err = on_unknown_type(s, url, nonce);
+        goto out;
+    }
+    if (!api_allows(s->api, type)) {
+        err = ekg_diag_set(diag, EKG_EINVAL, "type %.*s does not belong on this service", (int)url.size,
+                           url.data);
+        goto out;
+    }
+    type_state_t *ts = &s->types[type];
+
+    /* A nonce that is not the latest one sent for this type answers an older response: ignore it. */
+    if (nonce.size && !view_eq(nonce, ts->nonce)) {
+        ekg_debug("xds: node=%s ignoring a %s request with stale nonce %.*s (latest %s)",
+                  ekg_xds_session_node_id(s), type_names[type], (int)nonce.size, nonce.data, ts->nonce);
+        goto out;
+    }
+    if (envoy_service_discovery_v3_DiscoveryRequest_has_error_detail(req)) {
+        const struct google_rpc_Status *st = envoy_service_discovery_v3_DiscoveryRequest_error_detail(req);
+        upb_StringView msg = google_rpc_Status_message(st);
+        free(ts->nack_message);
+        ts->nack_message = strndup(msg.data, msg.size);
+        ts->nacks++;
+        /* The rejected content is not resent: nothing is due until it changes. */
+        ekg_warn("xds: NACK node=%s peer=%s type=%s rejected_version=%s client_version=%.*s: %.*s",
+                 ekg_xds_session_node_id(s), s->peer, type_names[type], ts->sent_version,
+                 (int)envoy_service_discovery_v3_DiscoveryRequest_version_info(req).size,
+                 envoy_service_discovery_v3_DiscoveryRequest_version_info(req).data, (int)msg.size, msg.data);
+    } else if (nonce.size) {
+        upb_StringView v = envoy_service_discovery_v3_DiscoveryRequest_version_info(req);
+        snprintf(ts->acked_version, sizeof(ts->acked_version), "%.*s", (int)v.size, v.data);
+        free(ts->nack_message);
+        ts->nack_message = NULL;
+        ts->acks++;
+    }
+    size_t n;
+    const upb_StringView *names = envoy_service_discovery_v3_DiscoveryRequest_resource_names(req, &n);
+    if ((err = update_subscription(ts, type, names, n)) != EKG_OK)
+        goto out;
+    /* Cluster warming: the first load-assignment request after changed clusters were sent gets them again. */
+    if (type == EKG_RESOURCE_LOAD_ASSIGNMENT && ts->warm_on_request) {
+        for (size_t i = 0; i < ts->warming.n && err == EKG_OK; i++)
+            if (list_has(&ts->names, ts->warming.names[i]))
+                err = list_add(&ts->force, ts->warming.names[i], strlen(ts->warming.names[i]));
+        list_clear(&ts->warming);
+        ts->warm_on_request = false;
+    }
+    ts->requested = true;
+out:
+    upb_Arena_Free(arena);
+    return err;
+}
+
+/* --- responses ---------------------------------------------------------------------------------------------
+ */
+
+typedef struct plan {
+    ekg_resource_type_t type;
+    type_state_t *ts;
+    ekg_resource_set_t *cur;
+    bool whole_set;               /* send the set's concatenated fields */
+    const ekg_resource_t **items; /* otherwise these (borrowed from cur) */
+    size_t n, cap;
+    bool changed, added_or_changed; /* the diff saw a subscribed change / one that was not a removal */
+    name_list_t *warming_out;       /* clusters: names whose content changed (for cluster warming) */
+    ekg_err_t err;
+} plan_t;
+
+static bool subscribed(const type_state_t *ts, const char *name)
+{
+    return ts->wildcard || list_has(&ts->names, name);
+}
+
+static void add_item(plan_t *p, const ekg_resource_t *r)
+{
+    if (p->err)
+        return;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 8;
+        const ekg_resource_t **q = realloc(p->items, cap * sizeof(*q));
+        if (!q) {
+            p->err = EKG_ENOMEM;
+            return;
+        }
+        p->items = q;
+        p->cap = cap;
+    }
+    p->items[p->n++] = r;
+}
+
+static void on_diff(void *ctx, const char *name, const ekg_resource_t *before, const ekg_resource_t *after)
+{
+    plan_t *p = ctx;
+    if (!subscribed(p->ts, name))
+        return;
+    p->changed = true;
+    if (after)
+        p->added_or_changed = true;
+    if (after && p->warming_out && !p->err)
+        p->err = list_add(p->warming_out, name, strlen(name));
+    if (after && !is_full_state(p->type) && !list_has(&p->ts->force, name))
+        add_item(p, after);
+}
+
+/*
+ * Works out what is due for one type. Returns true when a response is due; then the plan says what it
+ * carries. A type with nothing due has its `sent` advanced to the current set (the client is up to date).
+ */
+static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t *warming_out, plan_t *p)
+{
+    type_state_t *ts = &s->types[type];
+    *p = (plan_t){.type = type, .ts = ts, .warming_out = warming_out};
+    if (!ts->requested || !s->snap)
+        return false;
+    p->cur = ekg_snapshot_resources(s->snap, type);
+    if (p->cur == ts->sent && !ts->pending && ts->force.n == 0)
+        return false;
+    if (ts->sent != p->cur)
+        ekg_resource_set_diff(ts->sent, p->cur, on_diff, p);
+    if (p->err)
+        return false;
+    /* Proxyless-gRPC listeners go only to clients that name them. */
+    bool wildcard_lds = type == EKG_RESOURCE_LISTENER && ts->wildcard;
+    if (is_full_state(type)) {
+        bool due = ts->pending || p->changed || ts->force.n > 0;
+        if (!due)
+            goto up_to_date;
+        if (ts->wildcard && !wildcard_lds) {
+            p->whole_set = true; /* also for "*" plus names: everything */
+        } else {
+            for (size_t i = 0; i < ts->names.n; i++) {
+                const ekg_resource_t *r = ekg_resource_set_find(p->cur, ts->names.names[i]);
+                if (r)
+                    add_item(p, r);
+            }
+        }
+        return p->err == EKG_OK;
+    }
+    for (size_t i = 0; i < ts->force.n; i++) {
+        const ekg_resource_t *r = ekg_resource_set_find(p->cur, ts->force.names[i]);
+        if (r && list_has(&ts->names, ts->force.names[i]))
+            add_item(p, r);
+    }
+    if (p->err)
+        return false;
+    if (p->n > 0 || (ts->pending && ts->names.n == 0))
+        return true;
+up_to_date:
+    if (ts->sent != p->cur) {
+        ekg_resource_set_unref(ts->sent);
+        ts->sent = ekg_resource_set_ref(p->cur);
+    }
+    list_clear(&ts->force);
+    ts->pending = false;
+    free(p->items);
+    p->items = NULL;
+    return false;
+}
+
+static size_t varint_len(size_t v)
+{
+    size_t n = 1;
+    while (v >>= 7)
+        n++;
+    return n;
+}
+
+static char *put_field(char *p, int field, const char *data, size_t len)
+{
+    *p++ = (char)(field << 3 | 2);
+    size_t v = len;
+    while (v >= 0x80) {
+        *p++ = (char)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (char)v;
+    memcpy(p, data, len);
+    return p + len;
+}
+
+static void release_resource(void *owner)
+{
+    ekg_resource_unref(owner);
+}
+
+static void release_set(void *owner)
+{
+    ekg_resource_set_unref(owner);
+}
+
+/* Encodes the header (version_info, type_url, nonce) and the pieces. */
+static ekg_err_t build_response(const char *url, const char *version, const char *nonce, plan_t *p,
+                                ekg_xds_response_t *out)
+{
+    size_t ul = strlen(url), vl = strlen(version), nl = strlen(nonce);
+    size_t hlen = 3 + varint_len(vl) + vl + varint_len(ul) + ul + varint_len(nl) + nl;
+    size_t npieces = 1 + (p ? (p->whole_set ? 1 : p->n) : 0);
+    char *header = malloc(hlen);
+    ekg_xds_piece_t *pieces = calloc(npieces, sizeof(*pieces));
+    if (!header || !pieces) {
+        free(header);
+        free(pieces);
+        return EKG_ENOMEM;
+    }
+    char *q = put_field(header, 1, version, vl);
+    q = put_field(q, 4, url, ul);
+    q = put_field(q, 5, nonce, nl);
+    pieces[0] =
+        (ekg_xds_piece_t){.data = header, .len = (size_t)(q - header), .release = free, .owner = header};
+    size_t total = pieces[0].len;
+    if (p && p->whole_set) {
+        const char *data;
+        size_t len;
+        if (ekg_resource_set_response_fields(p->cur, &data, &len) != EKG_OK) {
+            free(header);
+            free(pieces);
+            return EKG_ENOMEM;
+        }
+        pieces[1] = (ekg_xds_piece_t){
+            .data = data, .len = len, .release = release_set, .owner = ekg_resource_set_ref(p->cur)};
+        total += len;
+    } else if (p) {
+        for (size_t i = 0; i < p->n; i++) {
+            size_t len;
+            const char *data = ekg_resource_response_field(p->items[i], &len);
+            ekg_resource_t *r = ekg_resource_ref((ekg_resource_t *)p->items[i]);
+            pieces[1 + i] =
+                (ekg_xds_piece_t){.data = data, .len = len, .release = release_resource, .owner = r};
+            total += len;
+        }
+    }
+    *out = (ekg_xds_response_t){.pieces = pieces, .npieces = npieces, .total_len = total};
+    return EKG_OK;
+}
+
+static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
+{
+    type_state_t *ts = p->ts;
+    snprintf(ts->nonce, sizeof(ts->nonce), "%s", nonce);
+    snprintf(ts->sent_version, sizeof(ts->sent_version), "%s", ekg_resource_set_version(p->cur));
+    ts->responses++;
+    ts->pending = false;
+    list_clear(&ts->force);
+    if (ts->sent != p->cur) {
+        ekg_resource_set_unref(ts->sent);
+        ts->sent = ekg_resource_set_ref(p->cur);
+    }
+    (void)s;
+}
+
+bool ekg_xds_session_has_work(const ekg_xds_session_t *s)
+{
+    for (size_t i = 0; i < s->nunknown; i++)
+        if (s->unknown[i].pending)
+            return true;
+    if (!s->snap)
+        return false;
+    for (int t = 0; t < NTYPES; t++) {
+        const type_state_t *ts = &s->types[t];
+        if (ts->requested && (ts->pending || ts->force.n ||
+                              ts->sent != ekg_snapshot_resources(s->snap, (ekg_resource_type_t)t)))
+            return true;
+    }
+    return false;
+}
+
+/* Builds the response for a plan, records it as sent, and hands cluster-warming names to the EDS state. */
+static bool send_plan(ekg_xds_session_t *s, plan_t *p, name_list_t *warming, ekg_xds_response_t *out,
+                      ekg_err_t *err)
+{
+    char nonce[24];
+    snprintf(nonce, sizeof(nonce), "%llu", ++s->next_nonce);
+    *err = build_response(ekg_resource_type_url(p->type), ekg_resource_set_version(p->cur), nonce, p, out);
+    if (*err == EKG_OK) {
+        out->type = p->type;
+        commit(s, p, nonce);
+        if (p->type == EKG_RESOURCE_CLUSTER && warming->n) {
+            type_state_t *eds = &s->types[EKG_RESOURCE_LOAD_ASSIGNMENT];
+            for (size_t i = 0; i < warming->n && *err == EKG_OK; i++)
+                *err = list_add(&eds->warming, warming->names[i], strlen(warming->names[i]));
+            eds->warm_on_request = true;
+        }
+    }
+    free(p->items);
+    p->items = NULL;
+    return *err == EKG_OK;
+}
+
+bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out, ekg_err_t *err)
+{
+    *err = EKG_OK;
+    for (size_t i = 0; i < s->nunknown; i++) {
+        unknown_type_t *u = &s->unknown[i];
+        if (!u->pending)
+            continue;
+        char nonce[24];
+        snprintf(nonce, sizeof(nonce), "%llu", ++s->next_nonce);
+        if ((*err = build_response(u->url, "", nonce, NULL, out)) != EKG_OK)
+            return false;
+        out->type = EKG_RESOURCE__COUNT;
+        snprintf(u->nonce, sizeof(u->nonce), "%s", nonce);
+        u->pending = false;
+        return true;
+    }
+    /* Make before break: Clusters, load assignments, Listeners, routes; a removal-only Cluster update last.
+     */
+    bool ok = false;
+    plan_t deferred = {0};
+    bool have_deferred = false;
+    name_list_t warming = {0};
+    for (int t = 0; t < NTYPES; t++) {
+        plan_t p;
+        bool track = t == EKG_RESOURCE_CLUSTER && s->api == EKG_XDS_ADS;
+        if (!evaluate(s, (ekg_resource_type_t)t, track ? &warming : NULL, &p)) {
+            free(p.items);
+            if (p.err) {
+                *err = p.err;
+                goto out;
+            }
+            continue;
+        }
+        if (track && p.changed && !p.added_or_changed && !p.ts->pending && p.ts->force.n == 0) {
+            deferred = p;
+            have_deferred = true;
+            continue;
+        }
+        ok = send_plan(s, &p, &warming, out, err);
+        goto out;
+    }
+    if (have_deferred) {
+        ok = send_plan(s, &deferred, &warming, out, err);
+        have_deferred = false;
+    }
+out:
+    if (have_deferred)
+        free(deferred.items);
+    list_clear(&warming);
+    return ok;
+}
+
+void ekg_xds_response_release(ekg_xds_response_t *r)
+{
+    for (size_t i = 0; i < r->npieces; i++)
+        if (r->pieces[i].release)
+            r->pieces[i].release(r->pieces[i].owner);
+    free(r->pieces);
+    *r = (ekg_xds_response_t){0};
+}

@@ -1,0 +1,93 @@
+/*
+ * src/xds/session.h: the xDS protocol state of one gRPC stream, without any gRPC (library-private).
+ *
+ * The transport (src/xds/server.c) feeds a session the DiscoveryRequests it receives and the snapshots the
+ * cache publishes, and asks it for the next response whenever the stream has no send in flight. The session
+ * decides, following the xDS protocol (../shared/notes/protocol.md, items 1-12): subscriptions per type
+ * (wildcard or named, changed at any time), nonces (stale ones ignored), ACK/NACK bookkeeping (NACKs logged
+ * and counted, rejected content not resent until it changes), what changed for this client since it last got
+ * each resource, and the order of types on ADS (CDS, EDS, LDS, RDS; a CDS update that only removes clusters
+ * goes last). Because it is asked for a response only when the previous one is sent, a busy client gets the
+ * latest state next, never a backlog.
+ *
+ * Responses are assembled from bytes encoded once: a small per-response header (version_info, type_url,
+ * nonce) plus pieces that point into shared resources or whole resource sets, each with the reference that
+ * keeps it alive. The transport turns pieces into grpc_slices without copying.
+ *
+ * Thread: a session is not synchronized; the transport serializes calls on it with the stream's lock.
+ */
+#ifndef EKG_XDS_SESSION_H
+#define EKG_XDS_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ekglue/error.h"
+#include "ekglue/resource.h"
+#include "ekglue/snapshot.h"
+
+/* Which gRPC service the stream came in on: ADS carries every type, the others one each. */
+typedef enum { EKG_XDS_ADS = 0, EKG_XDS_CDS, EKG_XDS_EDS, EKG_XDS_LDS, EKG_XDS_RDS } ekg_xds_api_t;
+
+typedef struct ekg_xds_session ekg_xds_session_t;
+
+/* One run of bytes of a response. release(owner) is called once the bytes are no longer needed. */
+typedef struct ekg_xds_piece {
+    const char *data;
+    size_t len;
+    void (*release)(void *owner);
+    void *owner;
+} ekg_xds_piece_t;
+
+/* An encoded DiscoveryResponse: the concatenation of its pieces. Owned by the caller of ..._next(). */
+typedef struct ekg_xds_response {
+    ekg_resource_type_t type;
+    ekg_xds_piece_t *pieces;
+    size_t npieces;
+    size_t total_len;
+} ekg_xds_response_t;
+
+/* What an operator can see of a session (debug pages, CSDS later). Strings borrowed from the session. */
+typedef struct ekg_xds_type_status {
+    bool subscribed;           /* the client asked for this type */
+    bool wildcard;             /* ... for everything */
+    size_t nnames;             /* named subscriptions */
+    const char *sent_version;  /* "" before the first response */
+    const char *acked_version; /* "" before the first ACK */
+    const char *nack_message;  /* NULL when the last answer was not a NACK */
+    unsigned long long acks, nacks, responses;
+} ekg_xds_type_status_t;
+
+/* peer is for logs (e.g. "ipv4:127.0.0.1:5555"); copied. */
+ekg_err_t ekg_xds_session_new(ekg_xds_api_t api, const char *peer, ekg_xds_session_t **out);
+void ekg_xds_session_free(ekg_xds_session_t *s);
+
+/*
+ * Feeds one received DiscoveryRequest (serialized). EKG_EPARSE when it does not decode, EKG_EINVAL when its
+ * type_url does not belong on this stream (e.g. a Cluster request on the EDS service); diag says why, and the
+ * transport ends the stream with INVALID_ARGUMENT. Requests for types ekglue does not serve are logged once
+ * per stream and answered with an empty response.
+ */
+ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag);
+
+/* Hands the session a snapshot (borrowed; the session takes its own reference). Call once at stream start
+ * with the cache's current snapshot (if any) and then on every publish. */
+void ekg_xds_session_on_snapshot(ekg_xds_session_t *s, ekg_snapshot_t *snap);
+
+/* Whether ..._next() would produce a response now (cheap). */
+bool ekg_xds_session_has_work(const ekg_xds_session_t *s);
+
+/*
+ * Produces the next response due, if any, and records it as sent (its nonce becomes the one the client must
+ * answer). Returns false when nothing is due. EKG_ENOMEM is reported by returning false with *err set.
+ */
+bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out, ekg_err_t *err);
+/* Releases a response's pieces (after the transport handed them to gRPC, or on failure). */
+void ekg_xds_response_release(ekg_xds_response_t *r);
+
+/* Node id from the first request that carried a node ("" before). Borrowed. */
+const char *ekg_xds_session_node_id(const ekg_xds_session_t *s);
+void ekg_xds_session_type_status(const ekg_xds_session_t *s, ekg_resource_type_t type,
+                                 ekg_xds_type_status_t *out);
+
+#endif
