@@ -64,14 +64,22 @@ ekg_err_t ekg_config_parse(const char *buf, size_t len, const char *source_name,
 void ekg_config_free(ekg_config_t *cfg);
 
 /*
- * The effective Cluster for one Service port before translation fills in name, discovery and endpoints: a copy
- * of the base with every matching override merged in, in file order (protobuf merge, except that well-known
- * types such as Duration and wrappers are replaced whole). *suppressed is set when a matching rule suppresses the
- * cluster, or when it is one of the API server's `default:kubernetes:*` clusters and no rule names it explicitly;
- * *out is then NULL. *out lives in arena.
+ * The effective Cluster for one Service port before translation fills in name, discovery and endpoints: a
+ * copy of the base with every matching override merged in, in file order (protobuf merge, except that
+ * well-known types such as Duration and wrappers are replaced whole). *suppressed is set when a matching rule
+ * suppresses the cluster, or when it is one of the API server's `default:kubernetes:*` clusters and no rule
+ * names it explicitly; *out is then NULL. *out lives in arena.
  */
 ekg_err_t ekg_config_cluster(const ekg_config_t *cfg, const ekg_cluster_match_input_t *in, upb_Arena *arena,
                              envoy_config_cluster_v3_Cluster **out, bool *suppressed, ekg_diag_t *diag);
+
+/*
+ * Which rules match a cluster, as a short key ("r,0,3"): clusters with the same key get the same effective
+ * Cluster apart from what translation fills in, so translation can encode it once and share the bytes.
+ * Returns false for clusters that are (or may be) suppressed, and when buf is too small: then do not share.
+ */
+bool ekg_config_cluster_key(const ekg_config_t *cfg, const ekg_cluster_match_input_t *in, char *buf,
+                            size_t size);
 
 /* The base Cluster as configured (before any override). Borrowed: lives as long as cfg; do not modify. */
 const envoy_config_cluster_v3_Cluster *ekg_config_base_cluster(const ekg_config_t *cfg);

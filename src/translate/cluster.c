@@ -18,6 +18,9 @@
 #include "envoy/config/endpoint/v3/endpoint_components.upb.h"
 
 #include "ekglue/log.h"
+#include "ekglue/proto.h"
+
+#include "common/pbwrite.h"
 
 #include "translate_internal.h"
 
@@ -153,4 +156,63 @@ out:
     if (err == EKG_OK)
         *out = c;
     return err;
+}
+
+ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port, const char *name,
+                             upb_Arena *arena, char **bytes, size_t *len, bool *is_eds)
+{
+    const ekg_service_t *svc = in->svc;
+    ekg_cluster_match_input_t match = {
+        .cluster_name = name,
+        .namespace_ = svc->meta.namespace_,
+        .service = svc->meta.name,
+        .port_name = port->name,
+        .app_protocol = port->app_protocol,
+    };
+    char key[256];
+    bool shareable = in->shared_clusters && svc->type != EKG_SERVICE_EXTERNAL_NAME &&
+                     ekg_config_cluster_key(in->cfg, &match, key, sizeof(key));
+    *bytes = NULL;
+    *is_eds = false;
+    if (shareable) {
+        const shared_cluster_t *sc = ekg_map_get(in->shared_clusters, key);
+        if (sc) {
+            size_t name_len = strlen(name);
+            size_t total = ekg_pb_field_size(1, name_len) + sc->len;
+            char *p = upb_Arena_Malloc(arena, total);
+            if (!p)
+                return EKG_ENOMEM;
+            memcpy(ekg_pb_put_field(p, 1, name, name_len), sc->bytes, sc->len);
+            *bytes = p;
+            *len = total;
+            *is_eds = true;
+            return EKG_OK;
+        }
+    }
+    envoy_config_cluster_v3_Cluster *c = NULL;
+    const upb_MessageDef *def = ekg_proto_message(EKG_TYPE_CLUSTER);
+    ekg_err_t err = ekg_translate_cluster(in, port, name, arena, &c, is_eds);
+    if (err || !c)
+        return err;
+    if ((err = ekg_proto_encode(c, def, arena, bytes, len)) != EKG_OK)
+        return err;
+    if (shareable && *is_eds) {
+        /* Everything but the name is the same for every cluster with this key: keep that part. */
+        char *rest;
+        size_t rest_len;
+        envoy_config_cluster_v3_Cluster_set_name(c, upb_StringView_FromDataAndSize(NULL, 0));
+        if ((err = ekg_proto_encode(c, def, arena, &rest, &rest_len)) != EKG_OK)
+            return err;
+        shared_cluster_t *sc = malloc(sizeof(*sc) + rest_len);
+        char *k = strdup(key);
+        if (!sc || !k || ekg_map_put(in->shared_clusters, k, sc, NULL) != EKG_OK) {
+            free(sc);
+            free(k);
+            return EKG_OK; /* sharing is an optimization; the cluster itself is fine */
+        }
+        sc->key = k;
+        sc->len = rest_len;
+        memcpy(sc->bytes, rest, rest_len);
+    }
+    return EKG_OK;
 }

@@ -810,6 +810,23 @@ static bool rule_matches(const rule_t *r, const ekg_cluster_match_input_t *in, b
     return match;
 }
 
+bool ekg_config_cluster_key(const ekg_config_t *cfg, const ekg_cluster_match_input_t *in, char *buf,
+                            size_t size)
+{
+    if (same("default", in->namespace_) && same("kubernetes", in->service))
+        return false; /* suppressed unless named: not a shared case */
+    size_t n = (size_t)snprintf(buf, size, "r");
+    for (size_t i = 0; i < cfg->nrules && n < size; i++) {
+        bool unused = false;
+        if (!rule_matches(&cfg->rules[i], in, &unused))
+            continue;
+        if (cfg->rules[i].suppress)
+            return false;
+        n += (size_t)snprintf(buf + n, size - n, ",%zu", i);
+    }
+    return n < size;
+}
+
 ekg_err_t ekg_config_cluster(const ekg_config_t *cfg, const ekg_cluster_match_input_t *in, upb_Arena *arena,
                              envoy_config_cluster_v3_Cluster **out, bool *suppressed, ekg_diag_t *diag)
 {

@@ -7,27 +7,18 @@
  * owner.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "envoy/config/listener/v3/api_listener.upb.h"
-#include "envoy/config/listener/v3/listener.upb.h"
-#include "envoy/config/route/v3/route.upb.h"
-#include "envoy/config/route/v3/route_components.upb.h"
-#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.upb.h"
-#include "google/protobuf/any.upb.h"
-
 #include "ekglue/proto.h"
+
+#include "common/pbwrite.h"
 
 #include "translate_internal.h"
 
 #define HCM_TYPE                                                                                             \
     EKG_TYPE_URL_PREFIX "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 #define ROUTER_TYPE EKG_TYPE_URL_PREFIX "envoy.extensions.filters.http.router.v3.Router"
-
-static upb_StringView view(const char *s)
-{
-    return upb_StringView_FromDataAndSize(s, strlen(s));
-}
 
 size_t ekg_listener_names(const ekg_service_t *svc, const ekg_service_port_t *port, char names[2][600])
 {
@@ -40,56 +31,70 @@ size_t ekg_listener_names(const ekg_service_t *svc, const ekg_service_port_t *po
     return n;
 }
 
-ekg_err_t ekg_translate_listener(const char *name, const char *cluster, upb_Arena *arena,
-                                 envoy_config_listener_v3_Listener **out)
-{
-    envoy_extensions_filters_network_http_connection_manager_v3_HttpConnectionManager *hcm =
-        envoy_extensions_filters_network_http_connection_manager_v3_HttpConnectionManager_new(arena);
-    envoy_config_route_v3_RouteConfiguration *rc =
-        hcm ? envoy_extensions_filters_network_http_connection_manager_v3_HttpConnectionManager_mutable_route_config(
-                  hcm, arena)
-            : NULL;
-    envoy_config_route_v3_VirtualHost *vh =
-        rc ? envoy_config_route_v3_RouteConfiguration_add_virtual_hosts(rc, arena) : NULL;
-    envoy_config_route_v3_Route *route = vh ? envoy_config_route_v3_VirtualHost_add_routes(vh, arena) : NULL;
-    envoy_config_route_v3_RouteMatch *match =
-        route ? envoy_config_route_v3_Route_mutable_match(route, arena) : NULL;
-    envoy_config_route_v3_RouteAction *action =
-        match ? envoy_config_route_v3_Route_mutable_route(route, arena) : NULL;
-    envoy_extensions_filters_network_http_connection_manager_v3_HttpFilter *filter =
-        action
-            ? envoy_extensions_filters_network_http_connection_manager_v3_HttpConnectionManager_add_http_filters(
-                  hcm, arena)
-            : NULL;
-    struct google_protobuf_Any *router =
-        filter ? envoy_extensions_filters_network_http_connection_manager_v3_HttpFilter_mutable_typed_config(
-                     filter, arena)
-               : NULL;
-    if (!router || !envoy_config_route_v3_VirtualHost_add_domains(vh, view("*"), arena))
-        return EKG_ENOMEM;
-    /* Strings point into name/cluster, which outlive the encoding done by the caller. */
-    envoy_config_route_v3_RouteConfiguration_set_name(rc, view(name));
-    envoy_config_route_v3_VirtualHost_set_name(vh, view(name));
-    envoy_config_route_v3_RouteMatch_set_prefix(match, view(""));
-    envoy_config_route_v3_RouteAction_set_cluster(action, view(cluster));
-    envoy_extensions_filters_network_http_connection_manager_v3_HttpFilter_set_name(
-        filter, view("envoy.filters.http.router"));
-    google_protobuf_Any_set_type_url(router, view(ROUTER_TYPE));
-
+/*
+ * Writes `field` holding the message currently in scratch[0..len) into *dst. Each nesting level is built in
+ * its own buffer, innermost first, because a field's length comes before its bytes.
+ */
+typedef struct level {
+    char buf[4096];
     size_t len;
-    char *bytes =
-        envoy_extensions_filters_network_http_connection_manager_v3_HttpConnectionManager_serialize_ex(
-            hcm, kUpb_EncodeOption_Deterministic, arena, &len);
-    envoy_config_listener_v3_Listener *l = bytes ? envoy_config_listener_v3_Listener_new(arena) : NULL;
-    envoy_config_listener_v3_ApiListener *api =
-        l ? envoy_config_listener_v3_Listener_mutable_api_listener(l, arena) : NULL;
-    struct google_protobuf_Any *any =
-        api ? envoy_config_listener_v3_ApiListener_mutable_api_listener(api, arena) : NULL;
-    if (!any)
+} level_t;
+
+static void add(level_t *dst, uint32_t field, const void *data, size_t len)
+{
+    dst->len = (size_t)(ekg_pb_put_field(dst->buf + dst->len, field, data, len) - dst->buf);
+}
+
+static void add_str(level_t *dst, uint32_t field, const char *s)
+{
+    add(dst, field, s, strlen(s));
+}
+
+ekg_err_t ekg_listener_encode(const char *name, const char *cluster, char **out, size_t *out_len)
+{
+    /* Bound: every string appears at most twice, plus fixed text and at most 3 bytes of header per level. */
+    if (strlen(name) > 600 || strlen(cluster) > 600)
+        return EKG_EINVAL;
+    level_t a = {0}, b = {0};
+    /* Route{match: RouteMatch{prefix: ""} = 1, route: RouteAction{cluster} = 2} */
+    level_t action = {0};
+    add_str(&action, 1, cluster);
+    add_str(&a, 1, "");       /* a = RouteMatch */
+    add(&b, 1, a.buf, a.len); /* b = Route */
+    add(&b, 2, action.buf, action.len);
+    /* VirtualHost{name = 1, domains = 2, routes = 3} */
+    a.len = 0;
+    add_str(&a, 1, name);
+    add_str(&a, 2, "*");
+    add(&a, 3, b.buf, b.len);
+    /* RouteConfiguration{name = 1, virtual_hosts = 2} */
+    b.len = 0;
+    add_str(&b, 1, name);
+    add(&b, 2, a.buf, a.len);
+    /* HttpConnectionManager{route_config = 4, http_filters = 5: HttpFilter{name = 1, typed_config = 4: Any}}
+     */
+    level_t router = {0}, filter = {0};
+    add_str(&router, 1, ROUTER_TYPE);
+    add_str(&filter, 1, "envoy.filters.http.router");
+    add(&filter, 4, router.buf, router.len);
+    a.len = 0;
+    add(&a, 4, b.buf, b.len);
+    add(&a, 5, filter.buf, filter.len);
+    /* Any{type_url = 1, value = 2} in ApiListener{api_listener = 1} in Listener{name = 1, api_listener = 19}
+     */
+    b.len = 0;
+    add_str(&b, 1, HCM_TYPE);
+    add(&b, 2, a.buf, a.len);
+    a.len = 0;
+    add(&a, 1, b.buf, b.len);
+    b.len = 0;
+    add_str(&b, 1, name);
+    add(&b, 19, a.buf, a.len);
+    char *bytes = malloc(b.len);
+    if (!bytes)
         return EKG_ENOMEM;
-    envoy_config_listener_v3_Listener_set_name(l, view(name));
-    google_protobuf_Any_set_type_url(any, view(HCM_TYPE));
-    google_protobuf_Any_set_value(any, upb_StringView_FromDataAndSize(bytes, len));
-    *out = l;
+    memcpy(bytes, b.buf, b.len);
+    *out = bytes;
+    *out_len = b.len;
     return EKG_OK;
 }

@@ -13,12 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "envoy/config/core/v3/address.upb.h"
-#include "envoy/config/core/v3/base.upb.h"
 #include "envoy/config/core/v3/health_check.upb.h"
-#include "envoy/config/endpoint/v3/endpoint_components.upb.h"
-#include "google/protobuf/wrappers.upb.h"
 
+#include "common/pbwrite.h"
 #include "translate_internal.h"
 
 typedef struct candidate {
@@ -97,33 +94,119 @@ static int endpoint_health(const ekg_endpoint_t *ep, bool include_not_ready, int
     return -1;
 }
 
-static upb_StringView view(const char *s)
+/*
+ * Encoding. The message has one fixed shape, so it is written directly (common/pbwrite.h) in two passes:
+ * sizes first (a field's length precedes its bytes), then bytes, in ascending field order within each
+ * message, which is the canonical encoding upb's deterministic encoder would produce
+ * (tests/unit/canonical_test.c checks it): ClusterLoadAssignment{cluster_name = 1, endpoints = 2:
+ * LocalityLbEndpoints{ locality = 1: Locality{region = 1, zone = 2, sub_zone = 3}, lb_endpoints = 2:
+ * LbEndpoint{endpoint = 1: Endpoint{address = 1: Address{socket_address = 1: SocketAddress{protocol = 1 (UDP
+ * only), address = 2, port_value = 3}}}, health_status = 2}, load_balancing_weight = 3: UInt32Value{value =
+ * 1}}}
+ */
+static size_t str_field(const char *s)
 {
-    return upb_StringView_FromDataAndSize(s, strlen(s));
+    size_t n = strlen(s);
+    return n ? ekg_pb_field_size(1, n) : 0; /* field numbers 1-15 all take one tag byte */
 }
 
-ekg_err_t ekg_translate_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
-                                        const char *name, upb_Arena *arena,
-                                        envoy_config_endpoint_v3_ClusterLoadAssignment **out)
+static size_t socket_address_size(const candidate_t *c, bool udp)
+{
+    return (udp ? 2 : 0) + ekg_pb_field_size(2, strlen(c->address)) + 1 +
+           ekg_pb_varint_size((uint32_t)c->port);
+}
+
+static size_t lb_endpoint_size(const candidate_t *c, bool udp)
+{
+    size_t sa = socket_address_size(c, udp);
+    size_t addr = ekg_pb_field_size(1, sa);
+    size_t ep = ekg_pb_field_size(1, addr);
+    return ekg_pb_field_size(1, ep) + 1 + ekg_pb_varint_size((uint32_t)c->health);
+}
+
+static size_t locality_size(const ekg_locality_t *l)
+{
+    return str_field(l->region) + str_field(l->zone) + str_field(l->sub_zone);
+}
+
+static char *put_str(char *p, uint32_t field, const char *s)
+{
+    size_t n = strlen(s);
+    return n ? ekg_pb_put_field(p, field, s, n) : p;
+}
+
+static char *put_header(char *p, uint32_t field, size_t len)
+{
+    p = ekg_pb_put_varint(p, (uint64_t)field << 3 | 2);
+    return ekg_pb_put_varint(p, len);
+}
+
+/* The size of the group of candidates [i, j) sharing one locality, as a LocalityLbEndpoints message. */
+static size_t group_size(const candidate_t *c, size_t i, size_t j, bool udp)
+{
+    size_t loc = locality_size(&c[i].locality);
+    size_t total = ekg_pb_field_size(1, loc);
+    for (size_t k = i; k < j; k++)
+        total += ekg_pb_field_size(2, lb_endpoint_size(&c[k], udp));
+    size_t weight = 1 + ekg_pb_varint_size(j - i);
+    return total + ekg_pb_field_size(3, weight);
+}
+
+static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool udp, upb_Arena *arena,
+                        char **out, size_t *out_len)
+{
+    size_t total = ekg_pb_field_size(1, strlen(name));
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && same_locality(&c[j].locality, &c[i].locality);)
+            j++;
+        total += ekg_pb_field_size(2, group_size(c, i, j, udp));
+    }
+    char *buf = upb_Arena_Malloc(arena, total ? total : 1);
+    if (!buf)
+        return EKG_ENOMEM;
+    char *p = ekg_pb_put_field(buf, 1, name, strlen(name));
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && same_locality(&c[j].locality, &c[i].locality);)
+            j++;
+        p = put_header(p, 2, group_size(c, i, j, udp));
+        p = put_header(p, 1, locality_size(&c[i].locality));
+        p = put_str(p, 1, c[i].locality.region);
+        p = put_str(p, 2, c[i].locality.zone);
+        p = put_str(p, 3, c[i].locality.sub_zone);
+        for (size_t k = i; k < j; k++) {
+            size_t sa = socket_address_size(&c[k], udp);
+            size_t addr = ekg_pb_field_size(1, sa);
+            size_t ep = ekg_pb_field_size(1, addr);
+            p = put_header(p, 2, lb_endpoint_size(&c[k], udp));
+            p = put_header(p, 1, ep);
+            p = put_header(p, 1, addr);
+            p = put_header(p, 1, sa);
+            if (udp) {
+                *p++ = 0x08; /* protocol = 1: UDP */
+                *p++ = 0x01;
+            }
+            p = ekg_pb_put_field(p, 2, c[k].address, strlen(c[k].address));
+            *p++ = 0x18; /* port_value = 3 */
+            p = ekg_pb_put_varint(p, (uint32_t)c[k].port);
+            *p++ = 0x10; /* health_status = 2 */
+            p = ekg_pb_put_varint(p, (uint32_t)c[k].health);
+        }
+        p = put_header(p, 3, 1 + ekg_pb_varint_size(j - i));
+        *p++ = 0x08; /* UInt32Value.value = 1 */
+        p = ekg_pb_put_varint(p, j - i);
+    }
+    *out = buf;
+    *out_len = (size_t)(p - buf);
+    return (size_t)(p - buf) == total ? EKG_OK : EKG_EPROTO;
+}
+
+ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
+                                     const char *name, upb_Arena *arena, char **bytes, size_t *len)
 {
     ekg_err_t err = EKG_OK;
     candidate_t *cands = NULL;
     size_t n = 0, cap = 0;
     bool include_not_ready = ekg_config_include_not_ready(in->cfg);
-
-    envoy_config_endpoint_v3_ClusterLoadAssignment *cla =
-        envoy_config_endpoint_v3_ClusterLoadAssignment_new(arena);
-    if (!cla)
-        return EKG_ENOMEM;
-    /* Strings set below must outlive the arena's use: name is copied, the rest point into the model objects,
-     * which outlive the encode that follows. */
-    size_t name_len = strlen(name);
-    char *name_copy = upb_Arena_Malloc(arena, name_len + 1);
-    if (!name_copy)
-        return EKG_ENOMEM;
-    memcpy(name_copy, name, name_len + 1);
-    envoy_config_endpoint_v3_ClusterLoadAssignment_set_cluster_name(
-        cla, upb_StringView_FromDataAndSize(name_copy, name_len));
 
     for (size_t s = 0; s < in->nslices; s++) {
         const ekg_endpoint_slice_t *slice = in->slices[s];
@@ -169,54 +252,7 @@ ekg_err_t ekg_translate_load_assignment(const ekg_service_input_t *in, const ekg
         qsort(cands, n, sizeof(*cands), cmp_locality);
     }
 
-    envoy_config_endpoint_v3_LocalityLbEndpoints *group = NULL;
-    uint32_t group_size = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (group && (i == n || !same_locality(&cands[i].locality, &cands[i - 1].locality))) {
-            google_protobuf_UInt32Value *w =
-                envoy_config_endpoint_v3_LocalityLbEndpoints_mutable_load_balancing_weight(group, arena);
-            if (!w) {
-                err = EKG_ENOMEM;
-                goto out;
-            }
-            google_protobuf_UInt32Value_set_value(w, group_size);
-            group = NULL;
-        }
-        if (i == n)
-            break;
-        if (!group) {
-            group = envoy_config_endpoint_v3_ClusterLoadAssignment_add_endpoints(cla, arena);
-            envoy_config_core_v3_Locality *loc =
-                group ? envoy_config_endpoint_v3_LocalityLbEndpoints_mutable_locality(group, arena) : NULL;
-            if (!loc) {
-                err = EKG_ENOMEM;
-                goto out;
-            }
-            envoy_config_core_v3_Locality_set_region(loc, view(cands[i].locality.region));
-            envoy_config_core_v3_Locality_set_zone(loc, view(cands[i].locality.zone));
-            envoy_config_core_v3_Locality_set_sub_zone(loc, view(cands[i].locality.sub_zone));
-            group_size = 0;
-        }
-        envoy_config_endpoint_v3_LbEndpoint *lbe =
-            envoy_config_endpoint_v3_LocalityLbEndpoints_add_lb_endpoints(group, arena);
-        envoy_config_endpoint_v3_Endpoint *ep =
-            lbe ? envoy_config_endpoint_v3_LbEndpoint_mutable_endpoint(lbe, arena) : NULL;
-        envoy_config_core_v3_Address *addr =
-            ep ? envoy_config_endpoint_v3_Endpoint_mutable_address(ep, arena) : NULL;
-        envoy_config_core_v3_SocketAddress *sa =
-            addr ? envoy_config_core_v3_Address_mutable_socket_address(addr, arena) : NULL;
-        if (!sa) {
-            err = EKG_ENOMEM;
-            goto out;
-        }
-        envoy_config_core_v3_SocketAddress_set_address(sa, view(cands[i].address));
-        envoy_config_core_v3_SocketAddress_set_port_value(sa, (uint32_t)cands[i].port);
-        if (port->protocol == EKG_PROTOCOL_UDP)
-            envoy_config_core_v3_SocketAddress_set_protocol(sa, envoy_config_core_v3_SocketAddress_UDP);
-        envoy_config_endpoint_v3_LbEndpoint_set_health_status(lbe, cands[i].health);
-        group_size++;
-    }
-    *out = cla;
+    err = encode(name, cands, n, port->protocol == EKG_PROTOCOL_UDP, arena, bytes, len);
 out:
     free(cands);
     return err;

@@ -14,11 +14,12 @@
 
 #include "envoy/config/cluster/v3/cluster.upb.h"
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
-#include "envoy/config/listener/v3/listener.upb.h"
 
 #include "ekglue/config.h"
 #include "ekglue/model.h"
 #include "ekglue/translate.h"
+
+#include "common/map.h"
 
 /* Looks up the locality of a node by name; returns false when the node is unknown. Borrowed strings. */
 typedef bool (*ekg_node_locality_fn)(void *ctx, const char *node_name, ekg_locality_t *out);
@@ -31,7 +32,15 @@ typedef struct ekg_service_input {
     size_t nslices;
     ekg_node_locality_fn node_locality;
     void *node_ctx;
+    ekg_map_t *shared_clusters; /* ekg_config_cluster_key -> shared_cluster_t*, owned by the translator */
 } ekg_service_input_t;
+
+/* The encoding of an EDS Cluster without its name, shared by every cluster with the same config key. */
+typedef struct shared_cluster {
+    char *key; /* owned */
+    size_t len;
+    char bytes[];
+} shared_cluster_t;
 
 /*
  * The cluster name of a Service port: "<namespace>:<service>:<port name or number>[:udp]", written into buf
@@ -47,19 +56,25 @@ ekg_err_t ekg_translate_cluster(const ekg_service_input_t *in, const ekg_service
                                 const char *name, upb_Arena *arena, envoy_config_cluster_v3_Cluster **out,
                                 bool *is_eds);
 
-/* Builds the ClusterLoadAssignment named `name` for one Service port in arena. */
-ekg_err_t ekg_translate_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
-                                        const char *name, upb_Arena *arena,
-                                        envoy_config_endpoint_v3_ClusterLoadAssignment **out);
+/*
+ * The encoded Cluster of one Service port (bytes in arena; NULL when suppressed). EDS clusters whose config
+ * key was seen before are spliced from the shared encoding: the name field (field 1, so first in canonical
+ * order) followed by the shared bytes, which is exactly upb's deterministic encoding of the whole message.
+ */
+ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port, const char *name,
+                             upb_Arena *arena, char **bytes, size_t *len, bool *is_eds);
+
+/* The encoded ClusterLoadAssignment named `name` for one Service port (bytes in arena). */
+ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
+                                     const char *name, upb_Arena *arena, char **bytes, size_t *len);
 
 /*
  * Proxyless gRPC: the Listener names of a Service port ("<service>.<namespace>:<port>" and, for a named port,
  * "...:<port name>"); 0 for non-TCP ports. Writes up to 2 names.
  */
 size_t ekg_listener_names(const ekg_service_t *svc, const ekg_service_port_t *port, char names[2][600]);
-/* A Listener `name` whose inline route sends everything to `cluster`. Strings are borrowed until encoded. */
-ekg_err_t ekg_translate_listener(const char *name, const char *cluster, upb_Arena *arena,
-                                 envoy_config_listener_v3_Listener **out);
+/* The encoded Listener `name` whose inline route sends everything to `cluster`; *out is malloc'ed. */
+ekg_err_t ekg_listener_encode(const char *name, const char *cluster, char **out, size_t *len);
 
 /* The locality of an endpoint: its Node's (by the config's rules) or, for an unknown Node, the slice's zone.
  */

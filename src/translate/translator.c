@@ -68,9 +68,12 @@ struct ekg_translator {
     bool content_changed[NTYPES];
     ekg_resource_set_t *set[NTYPES]; /* owned reference to the last built set */
     ekg_translate_stats_t stats;
-    const char **node_names; /* sorted cache for ekg_translator_node_at; NULL when stale */
+    ekg_map_t shared_clusters; /* config key -> shared_cluster_t*, owned; valid for the current config */
+    const char **node_names;   /* sorted cache for ekg_translator_node_at; NULL when stale */
     size_t nnode_names;
 };
+
+static void clear_shared_clusters(ekg_translator_t *t);
 
 static char *make_key(const char *ns, const char *name)
 {
@@ -186,14 +189,27 @@ void ekg_translator_free(ekg_translator_t *t)
         free(t->cur[ty]);
         ekg_resource_set_unref(t->set[ty]);
     }
+    clear_shared_clusters(t);
     free(t->dirty);
     free(t->node_names);
     free(t);
 }
 
+static void clear_shared_clusters(ekg_translator_t *t)
+{
+    for (size_t i = 0; i < t->shared_clusters.cap; i++)
+        if (t->shared_clusters.slots[i].key) {
+            shared_cluster_t *sc = t->shared_clusters.slots[i].value;
+            free(sc->key);
+            free(sc);
+        }
+    ekg_map_clear(&t->shared_clusters);
+}
+
 void ekg_translator_set_config(ekg_translator_t *t, const ekg_config_t *cfg)
 {
     t->cfg = cfg;
+    clear_shared_clusters(t);
     t->all_dirty = true;
     /* Node localities depend on the rules. */
     for (size_t i = 0; i < t->nodes.cap; i++)
@@ -368,13 +384,19 @@ ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
     ekg_node_locality(t->cfg, node, &loc);
     if (n) {
         bool changed = !same_locality(&n->locality, &loc);
-        ekg_node_free(n->node);
+        ekg_node_t *old = n->node;
+        /* The map's key points into the old node: re-key (an existing key, so no allocation) before freeing
+         * it. */
+        ekg_map_put(&t->nodes, node->meta.name, n, NULL);
         n->node = node;
         n->locality = loc;
-        /* The map's key pointed into the old node. */
-        ekg_map_put(&t->nodes, node->meta.name, n, NULL);
-        if (changed)
+        ekg_node_free(old);
+        if (changed) {
             node_changed(t, node->meta.name);
+        } else {
+            free(t->node_names); /* the sorted-name cache pointed into the old node too */
+            t->node_names = NULL;
+        }
         return EKG_OK;
     }
     n = calloc(1, sizeof(*n));
@@ -491,17 +513,9 @@ typedef struct out_list {
     size_t n, cap;
 } out_list_t;
 
-static ekg_err_t encode_into(ekg_translator_t *t, out_list_t *list, ekg_resource_type_t type,
-                             const char *name, const upb_Message *msg, const upb_MessageDef *def,
-                             upb_Arena *arena)
+static ekg_err_t add_resource(out_list_t *list, ekg_resource_type_t type, const char *name, const char *bytes,
+                              size_t len)
 {
-    char *buf;
-    size_t len;
-    uint64_t start = now_ns();
-    ekg_err_t err = ekg_proto_encode(msg, def, arena, &buf, &len);
-    t->stats.encode_ns += now_ns() - start;
-    if (err)
-        return err;
     if (list->n == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 4;
         ekg_resource_t **p = realloc(list->items, cap * sizeof(*p));
@@ -510,7 +524,7 @@ static ekg_err_t encode_into(ekg_translator_t *t, out_list_t *list, ekg_resource
         list->items = p;
         list->cap = cap;
     }
-    err = ekg_resource_new(type, name, buf, len, &list->items[list->n]);
+    ekg_err_t err = ekg_resource_new(type, name, bytes, len, &list->items[list->n]);
     if (err == EKG_OK)
         list->n++;
     return err;
@@ -524,11 +538,6 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
     ekg_endpoint_slice_t **slices = NULL;
     if (!e->svc)
         return EKG_OK;
-    const upb_MessageDef *cluster_def = ekg_proto_message(EKG_TYPE_CLUSTER);
-    const upb_MessageDef *cla_def = ekg_proto_message(EKG_TYPE_LOAD_ASSIGNMENT);
-    const upb_MessageDef *listener_def = ekg_proto_message(EKG_TYPE_LISTENER);
-    if (!cluster_def || !cla_def || !listener_def)
-        return EKG_EINVAL;
     slices = malloc((e->nslices ? e->nslices : 1) * sizeof(*slices));
     if (!slices)
         return EKG_ENOMEM;
@@ -541,6 +550,7 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         .nslices = e->nslices,
         .node_locality = lookup_node_locality,
         .node_ctx = t,
+        .shared_clusters = &t->shared_clusters,
     };
     for (size_t p = 0; p < e->svc->nports && err == EKG_OK; p++) {
         const ekg_service_port_t *port = &e->svc->ports[p];
@@ -554,27 +564,33 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
             err = EKG_ENOMEM;
             break;
         }
-        envoy_config_cluster_v3_Cluster *cluster = NULL;
+        char *cluster = NULL;
+        size_t cluster_len = 0;
         bool is_eds = false;
-        err = ekg_translate_cluster(&in, port, name, arena, &cluster, &is_eds);
+        uint64_t start = now_ns();
+        err = ekg_encode_cluster(&in, port, name, arena, &cluster, &cluster_len, &is_eds);
+        t->stats.encode_ns += now_ns() - start;
         if (err == EKG_OK && cluster)
-            err = encode_into(t, &out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_def,
-                              arena);
+            err = add_resource(&out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_len);
         if (err == EKG_OK && cluster && is_eds) {
-            envoy_config_endpoint_v3_ClusterLoadAssignment *cla = NULL;
-            err = ekg_translate_load_assignment(&in, port, name, arena, &cla);
+            char *cla = NULL;
+            size_t cla_len = 0;
+            start = now_ns();
+            err = ekg_encode_load_assignment(&in, port, name, arena, &cla, &cla_len);
+            t->stats.encode_ns += now_ns() - start;
             if (err == EKG_OK)
-                err = encode_into(t, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name,
-                                  cla, cla_def, arena);
+                err = add_resource(&out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name,
+                                   cla, cla_len);
         }
         char lnames[2][600];
         size_t nl = cluster ? ekg_listener_names(e->svc, port, lnames) : 0;
         for (size_t i = 0; i < nl && err == EKG_OK; i++) {
-            envoy_config_listener_v3_Listener *l = NULL;
-            err = ekg_translate_listener(lnames[i], name, arena, &l);
+            char *bytes = NULL;
+            size_t len = 0;
+            err = ekg_listener_encode(lnames[i], name, &bytes, &len);
             if (err == EKG_OK)
-                err = encode_into(t, &out[EKG_RESOURCE_LISTENER], EKG_RESOURCE_LISTENER, lnames[i], l,
-                                  listener_def, arena);
+                err = add_resource(&out[EKG_RESOURCE_LISTENER], EKG_RESOURCE_LISTENER, lnames[i], bytes, len);
+            free(bytes);
         }
     }
     if (arena)
@@ -661,10 +677,12 @@ static ekg_err_t rebuild_cur(ekg_translator_t *t, int ty)
     for (size_t s = 0; s < t->entries.cap; s++)
         if (t->entries.slots[s].key) {
             entry_t *e = t->entries.slots[s].value;
-            memcpy(t->cur[ty] + k, e->res[ty], e->nres[ty] * sizeof(ekg_resource_t *));
+            if (e->nres[ty])
+                memcpy(t->cur[ty] + k, e->res[ty], e->nres[ty] * sizeof(ekg_resource_t *));
             k += e->nres[ty];
         }
-    qsort(t->cur[ty], k, sizeof(ekg_resource_t *), cmp_resources);
+    if (k > 1)
+        qsort(t->cur[ty], k, sizeof(ekg_resource_t *), cmp_resources);
     t->ncur[ty] = k;
     t->rebuild_cur[ty] = false;
     return EKG_OK;
