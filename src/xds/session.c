@@ -43,6 +43,7 @@ typedef struct name_list {
 typedef struct type_state {
     bool requested; /* a request for this type arrived */
     bool wildcard;
+    bool named;           /* the client has named resources ("*" included): [] no longer means wildcard */
     bool pending;         /* a response is due whatever the diff says (first request, subscription change) */
     bool warm_on_request; /* (load assignments) move `warming` into `force` on the next request */
     name_list_t names;    /* explicit subscriptions */
@@ -127,6 +128,16 @@ static ekg_err_t list_add(name_list_t *l, const char *name, size_t len)
     l->names[pos] = copy;
     l->n++;
     return EKG_OK;
+}
+
+static void list_remove(name_list_t *l, const char *name)
+{
+    ssize_t i = list_find(l, name, NULL);
+    if (i < 0)
+        return;
+    free(l->names[i]);
+    memmove(l->names + i, l->names + i + 1, (l->n - (size_t)i - 1) * sizeof(*l->names));
+    l->n--;
 }
 
 static void list_clear(name_list_t *l)
@@ -228,8 +239,7 @@ static ekg_err_t on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_S
         unknown_type_t *u = &s->unknown[i];
         if (strlen(u->url) == url.size && memcmp(u->url, url.data, url.size) == 0) {
             /* Answer requests, not the ACKs of our empty answers. */
-            if (nonce.size == 0 || strlen(u->nonce) != nonce.size ||
-                memcmp(u->nonce, nonce.data, nonce.size) != 0)
+            if (nonce.size == 0)
                 u->pending = true;
             return EKG_OK;
         }
@@ -279,8 +289,7 @@ static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type,
     else if (star)
         wildcard = true;
     else if (n == 0)
-        wildcard =
-            first || (ts->wildcard && ts->names.n == 0); /* legacy wildcard stays; else: unsubscribe all */
+        wildcard = !ts->named; /* legacy wildcard while nothing was ever named; else: unsubscribe all */
     else
         wildcard = false;
 
@@ -300,6 +309,8 @@ static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type,
     list_clear(&ts->names);
     ts->names = next;
     ts->wildcard = wildcard;
+    if (n > 0)
+        ts->named = true;
     if (first || (changed && is_full_state(type)))
         ts->pending = true;
     return EKG_OK;
@@ -343,6 +354,11 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     if (type == EKG_RESOURCE__COUNT) {
         if (url.size == 0) {
             err = ekg_diag_set(diag, EKG_EINVAL, "DiscoveryRequest on ADS without a type_url");
+            goto out;
+        }
+        if (s->api != EKG_XDS_ADS) {
+            err = ekg_diag_set(diag, EKG_EINVAL, "type %.*s does not belong on this service", (int)url.size,
+                               url.data);
             goto out;
         }
         err = on_unknown_type(s, url, nonce);
@@ -412,9 +428,9 @@ typedef struct plan {
     ekg_err_t err;
 } plan_t;
 
-static bool subscribed(const type_state_t *ts, const char *name)
+static bool subscribed(const type_state_t *ts, ekg_resource_type_t type, const char *name)
 {
-    return ts->wildcard || list_has(&ts->names, name);
+    return (ts->wildcard && type != EKG_RESOURCE_LISTENER) || list_has(&ts->names, name);
 }
 
 static void add_item(plan_t *p, const ekg_resource_t *r)
@@ -437,7 +453,7 @@ static void add_item(plan_t *p, const ekg_resource_t *r)
 static void on_diff(void *ctx, const char *name, const ekg_resource_t *before, const ekg_resource_t *after)
 {
     plan_t *p = ctx;
-    if (!subscribed(p->ts, name))
+    if (!subscribed(p->ts, p->type, name))
         return;
     p->changed = true;
     if (after)
@@ -620,6 +636,13 @@ static bool send_plan(ekg_xds_session_t *s, plan_t *p, name_list_t *warming, ekg
     if (*err == EKG_OK) {
         out->type = p->type;
         commit(s, p, nonce);
+        if (p->type == EKG_RESOURCE_LOAD_ASSIGNMENT && p->ts->warm_on_request) {
+            /* Sent after the Clusters: what warming waits for is on its way. */
+            for (size_t i = 0; i < p->n; i++)
+                list_remove(&p->ts->warming, ekg_resource_name(p->items[i]));
+            if (p->ts->warming.n == 0)
+                p->ts->warm_on_request = false;
+        }
         if (p->type == EKG_RESOURCE_CLUSTER && warming->n) {
             type_state_t *eds = &s->types[EKG_RESOURCE_LOAD_ASSIGNMENT];
             for (size_t i = 0; i < warming->n && *err == EKG_OK; i++)
