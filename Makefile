@@ -16,9 +16,9 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
-# Serves the embedded demo cluster (for now: prints its translation; the xDS server replaces this).
+# Serves the demo cluster over xDS on 0.0.0.0:18000 (no Kubernetes API needed). Ctrl-C stops it.
 run: build
-	$(BUILD)/ekglue dump --objects $(DEMO)
+	$(BUILD)/ekglue serve --objects $(DEMO)
 
 # The whole suite: normal build, ASan+UBSan build, fuzzers for a bounded time. See tests/run.sh.
 test: deps

@@ -13,6 +13,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"serve", ekg_cli_serve, "serve xDS (CDS, EDS, LDS for proxyless gRPC) from manifests or Kubernetes"},
     {"dump", ekg_cli_dump, "translate manifests once and print the Envoy resources"},
     {"check-config", ekg_cli_check_config, "validate a config file and print the effective base Cluster"},
 };

@@ -13,5 +13,6 @@ int ekg_cli_main(int argc, char **argv);
 /* Subcommands: argv[0] is the subcommand's name; each returns an exit code. */
 int ekg_cli_dump(int argc, char **argv);         /* src/cli/dump.c */
 int ekg_cli_check_config(int argc, char **argv); /* src/cli/check_config.c */
+int ekg_cli_serve(int argc, char **argv);        /* src/cli/serve.c */
 
 #endif

@@ -391,6 +391,8 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     } else if (nonce.size) {
         upb_StringView v = envoy_service_discovery_v3_DiscoveryRequest_version_info(req);
         snprintf(ts->acked_version, sizeof(ts->acked_version), "%.*s", (int)v.size, v.data);
+        ekg_debug("xds: ACK node=%s peer=%s type=%s version=%s", ekg_xds_session_node_id(s), s->peer,
+                  type_names[type], ts->acked_version);
         free(ts->nack_message);
         ts->nack_message = NULL;
         ts->acks++;
@@ -636,6 +638,9 @@ static bool send_plan(ekg_xds_session_t *s, plan_t *p, name_list_t *warming, ekg
     if (*err == EKG_OK) {
         out->type = p->type;
         commit(s, p, nonce);
+        ekg_debug("xds: sending node=%s peer=%s type=%s version=%s nonce=%s resources=%zu",
+                  ekg_xds_session_node_id(s), s->peer, type_names[p->type], p->ts->sent_version, nonce,
+                  p->whole_set ? ekg_resource_set_size(p->cur) : p->n);
         if (p->type == EKG_RESOURCE_LOAD_ASSIGNMENT && p->ts->warm_on_request) {
             /* Sent after the Clusters: what warming waits for is on its way. */
             for (size_t i = 0; i < p->n; i++)

@@ -1,0 +1,367 @@
+/*
+ * src/cli/serve.c: `ekglue serve`: the daemon. Translates objects from files and serves them over xDS.
+ *
+ *   ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--log-level L] [--threads N]
+ *
+ * File mode (the only source until the Kubernetes watcher lands): every --objects file is read into one
+ * ekg_objects_t, translated by a fresh translator, and published as a snapshot. When a file changes (inotify
+ * on the files' directories, so editors that write a new file and rename it over the old one, and Kubernetes
+ * ConfigMap volumes that swap a `..data` symlink, are seen) or on SIGHUP, everything is read again; if any
+ * file does not read or parse, the old snapshot stays and the error is logged (bad input loses nothing).
+ * Unchanged content gives the same versions, which the cache does not re-announce: no pushes.
+ *
+ * Thread: main runs everything here: one poll() loop over a signalfd (SIGTERM, SIGINT, SIGHUP, blocked in
+ * every thread) and the inotify descriptor, without timeouts except a short debounce after a file event.
+ * Publishing from main drives the xDS server's sends (src/xds/server.c); the gRPC threads are the server's
+ * own.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ekglue/config.h"
+#include "ekglue/log.h"
+#include "ekglue/model.h"
+#include "ekglue/snapshot.h"
+#include "ekglue/translate.h"
+#include "ekglue/xds.h"
+
+#include "cli.h"
+
+/* After a file event, wait this long for the writer's other events before reading (one reload per save). */
+#define DEBOUNCE_MS 50
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--log-level L]\n"
+        "                    [--threads N]\n"
+        "\n"
+        "Serves Envoy Clusters and ClusterLoadAssignments over xDS (ADS, CDS, EDS, LDS, RDS; state of the\n"
+        "world) and grpc.health.v1 on one gRPC port. Objects come from Kubernetes manifests (as `kubectl "
+        "get\n"
+        "-o yaml|json` prints them); when a file changes, or on SIGHUP, all files are read again and the\n"
+        "changes pushed. A file that does not parse keeps the previous state. SIGTERM/SIGINT end the open\n"
+        "streams with UNAVAILABLE and exit.\n"
+        "\n"
+        "  --objects FILE     manifests to read (repeatable)\n"
+        "  --config FILE      ekglue config (docs/config.md); default: the built-in config\n"
+        "  --xds-listen ADDR  gRPC address (default 0.0.0.0:18000; port 0 picks one, logged as port=N)\n"
+        "  --log-level L      debug|info|warn|error|off (default info)\n"
+        "  --threads N        gRPC completion-queue threads (default 2)\n"
+        "\n"
+        "Exit codes: 0 ok (stopped by a signal), 1 failure (objects unreadable at start, cannot listen),\n"
+        "2 usage error, 3 config error.\n");
+}
+
+/* What the loop needs; everything is owned here and freed at the one exit of ekg_cli_serve(). */
+typedef struct serve_state {
+    const ekg_config_t *cfg; /* borrowed */
+    ekg_cache_t *cache;      /* borrowed */
+    const char **paths;      /* the --objects files (borrowed from argv) */
+    size_t npaths;
+    int *wds;          /* inotify watch of each path's directory (-1 when none) */
+    char **base_names; /* each path's file name; owned */
+    unsigned long reloads;
+} serve_state_t;
+
+/*
+ * Reads every file, translates and publishes. On any read/parse error nothing is published (the previous
+ * snapshot stays) and the error is logged. Returns the error.
+ */
+static ekg_err_t load_and_publish(serve_state_t *st)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_objects_t objs = {0};
+    ekg_translator_t *t = NULL;
+    ekg_resource_set_t *sets[EKG_RESOURCE__COUNT] = {0};
+    ekg_snapshot_t *snap = NULL;
+    ekg_err_t err = EKG_OK;
+
+    for (size_t i = 0; i < st->npaths; i++) {
+        if ((err = ekg_objects_add_file(&objs, st->paths[i], &diag)) != EKG_OK) {
+            ekg_error("cannot load objects, keeping the previous state: %s",
+                      diag.msg[0] ? diag.msg : ekg_strerror(err));
+            goto out;
+        }
+    }
+    size_t nservices = objs.nservices, nslices = objs.nslices, nnodes = objs.nnodes, nskipped = objs.nskipped;
+    /* A fresh translator: the new files are the whole truth (removed objects disappear). */
+    if ((err = ekg_translator_new(st->cfg, &t)) != EKG_OK ||
+        (err = ekg_translator_put_objects(t, &objs)) != EKG_OK ||
+        (err = ekg_translator_build(t, NULL, NULL)) != EKG_OK) {
+        ekg_error("translation failed, keeping the previous state: %s", ekg_strerror(err));
+        goto out;
+    }
+    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+        sets[ty] = ekg_translator_set(t, (ekg_resource_type_t)ty); /* NULL (routes): an empty set */
+    if ((err = ekg_snapshot_new(sets, &snap)) != EKG_OK) {
+        ekg_error("cannot build a snapshot, keeping the previous state: %s", ekg_strerror(err));
+        goto out;
+    }
+    ekg_cache_publish(st->cache, snap);
+    st->reloads++;
+    ekg_info("objects loaded services=%zu slices=%zu nodes=%zu skipped=%zu clusters=%zu cluster_version=%s "
+             "load_assignments=%zu load_assignment_version=%s listeners=%zu",
+             nservices, nslices, nnodes, nskipped, ekg_resource_set_size(sets[EKG_RESOURCE_CLUSTER]),
+             ekg_resource_set_version(sets[EKG_RESOURCE_CLUSTER]),
+             ekg_resource_set_size(sets[EKG_RESOURCE_LOAD_ASSIGNMENT]),
+             ekg_resource_set_version(sets[EKG_RESOURCE_LOAD_ASSIGNMENT]),
+             ekg_resource_set_size(sets[EKG_RESOURCE_LISTENER]));
+out:
+    ekg_snapshot_unref(snap);
+    for (int i = 0; i < EKG_RESOURCE__COUNT; i++)
+        ekg_resource_set_unref(sets[i]);
+    ekg_translator_free(t);
+    ekg_objects_free(&objs);
+    return err;
+}
+
+/* Watches the directory of every objects file. A failure only costs automatic reloads (SIGHUP still works).
+ */
+static void watch_files(serve_state_t *st, int ifd)
+{
+    for (size_t i = 0; i < st->npaths; i++) {
+        st->wds[i] = -1;
+        char *copy_dir = strdup(st->paths[i]), *copy_base = strdup(st->paths[i]);
+        if (copy_dir && copy_base) {
+            st->base_names[i] = strdup(basename(copy_base));
+            const char *dir = dirname(copy_dir);
+            st->wds[i] = inotify_add_watch(ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+            if (st->wds[i] < 0)
+                ekg_warn("cannot watch %s for changes (%s); reload with SIGHUP", dir, strerror(errno));
+        }
+        free(copy_dir);
+        free(copy_base);
+    }
+}
+
+/* Drains the inotify descriptor; true when an event concerns one of the files (or a ConfigMap data swap). */
+static bool files_changed(serve_state_t *st, int ifd)
+{
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool changed = false;
+    for (;;) {
+        ssize_t n = read(ifd, buf, sizeof(buf));
+        if (n <= 0)
+            break;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof(*ev) + ev->len;
+            if (ev->mask & IN_Q_OVERFLOW) {
+                changed = true;
+                continue;
+            }
+            if (!ev->len)
+                continue;
+            if (strcmp(ev->name, "..data") == 0) {
+                changed = true;
+                continue;
+            }
+            for (size_t i = 0; i < st->npaths; i++)
+                if (st->wds[i] == ev->wd && st->base_names[i] && strcmp(st->base_names[i], ev->name) == 0)
+                    changed = true;
+        }
+    }
+    return changed;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The main loop: returns when SIGTERM or SIGINT arrives. */
+static void run(serve_state_t *st, int sfd, int ifd)
+{
+    long long reload_at = -1; /* debounced file change: reload at this time */
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ifd, .events = POLLIN}};
+        int timeout = -1;
+        if (reload_at >= 0) {
+            long long left = reload_at - now_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        int n = poll(fds, ifd >= 0 ? 2 : 1, timeout);
+        if (n < 0 && errno != EINTR) {
+            ekg_error("poll failed: %s", strerror(errno));
+            return;
+        }
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGHUP) {
+                    ekg_info("SIGHUP: reloading objects");
+                    load_and_publish(st);
+                    reload_at = -1;
+                } else {
+                    ekg_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                    return;
+                }
+            }
+        }
+        if (n > 0 && ifd >= 0 && (fds[1].revents & POLLIN) && files_changed(st, ifd) && reload_at < 0)
+            reload_at = now_ms() + DEBOUNCE_MS;
+        if (reload_at >= 0 && now_ms() >= reload_at) {
+            reload_at = -1;
+            ekg_info("objects changed: reloading");
+            load_and_publish(st);
+        }
+    }
+}
+
+int ekg_cli_serve(int argc, char **argv)
+{
+    int rc = EKG_EXIT_FAILURE;
+    ekg_diag_t diag = {{0}};
+    ekg_config_t *cfg = NULL;
+    ekg_cache_t *cache = NULL;
+    ekg_xds_server_t *server = NULL;
+    serve_state_t st = {0};
+    int sfd = -1, ifd = -1;
+    bool signals_blocked = false;
+    sigset_t mask, old_mask;
+    const char *config_path = NULL;
+    ekg_xds_server_options_t xopts = {.listen = "0.0.0.0:18000"};
+    static const struct option opts[] = {{"objects", required_argument, NULL, 'o'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"xds-listen", required_argument, NULL, 'x'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+
+    st.paths = calloc((size_t)argc + 1, sizeof(*st.paths));
+    st.wds = calloc((size_t)argc + 1, sizeof(*st.wds));
+    st.base_names = calloc((size_t)argc + 1, sizeof(*st.base_names));
+    if (!st.paths || !st.wds || !st.base_names)
+        goto out;
+    ekg_log_set_level(EKG_LOG_INFO);
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, "o:c:x:l:t:h", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'o':
+            st.paths[st.npaths++] = optarg;
+            break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'x':
+            xopts.listen = optarg;
+            break;
+        case 'l': {
+            int level = ekg_log_parse_level(optarg);
+            if (level < 0) {
+                fprintf(stderr, "ekglue serve: unknown log level '%s'\n", optarg);
+                rc = EKG_EXIT_USAGE;
+                goto out;
+            }
+            ekg_log_set_level((ekg_log_level_t)level);
+            break;
+        }
+        case 't': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v < 1 || v > 64) {
+                fprintf(stderr, "ekglue serve: --threads wants a number from 1 to 64, not '%s'\n", optarg);
+                rc = EKG_EXIT_USAGE;
+                goto out;
+            }
+            xopts.threads = (int)v;
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            rc = EKG_EXIT_OK;
+            goto out;
+        default:
+            usage(stderr);
+            rc = EKG_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        rc = EKG_EXIT_USAGE;
+        goto out;
+    }
+
+    /* Before any thread exists, so that every thread inherits the mask and the signals reach only sfd. */
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    if (pthread_sigmask(SIG_BLOCK, &mask, &old_mask) != 0 || (sfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+        fprintf(stderr, "ekglue serve: cannot set up signal handling: %s\n", strerror(errno));
+        goto out;
+    }
+    signals_blocked = true;
+    signal(SIGPIPE, SIG_IGN);
+
+    ekg_err_t err =
+        config_path ? ekg_config_load_file(config_path, &cfg, &diag) : ekg_config_default(&cfg, &diag);
+    if (err) {
+        fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+        rc = EKG_EXIT_CONFIG;
+        goto out;
+    }
+    if ((err = ekg_cache_new(&cache)) != EKG_OK)
+        goto out;
+    st.cfg = cfg;
+    st.cache = cache;
+    if (st.npaths) {
+        if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
+            ekg_warn("inotify unavailable (%s); reload with SIGHUP", strerror(errno));
+        else
+            watch_files(&st, ifd); /* before the first read, so that no change slips in between */
+    }
+    if (load_and_publish(&st) != EKG_OK) {
+        fprintf(stderr, "ekglue serve: the objects could not be loaded (see above)\n");
+        goto out;
+    }
+    if ((err = ekg_xds_server_start(cache, &xopts, &server, &diag)) != EKG_OK) {
+        fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+        goto out;
+    }
+    ekg_info("xDS server listening port=%d address=%s threads=%d objects_files=%zu",
+             ekg_xds_server_port(server), xopts.listen, xopts.threads ? xopts.threads : 2, st.npaths);
+    ekg_xds_server_set_serving(server, true);
+
+    run(&st, sfd, ifd);
+
+    /* Health first, so that a load balancer watching it stops sending clients here; then UNAVAILABLE. */
+    ekg_xds_server_set_serving(server, false);
+    ekg_xds_server_stop(server);
+    server = NULL;
+    rc = EKG_EXIT_OK;
+out:
+    ekg_xds_server_stop(server);
+    ekg_cache_free(cache);
+    ekg_config_free(cfg);
+    if (ifd >= 0)
+        close(ifd);
+    if (sfd >= 0)
+        close(sfd);
+    if (signals_blocked)
+        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    for (size_t i = 0; st.base_names && i < st.npaths; i++)
+        free(st.base_names[i]);
+    free(st.base_names);
+    free(st.wds);
+    free(st.paths);
+    return rc;
+}

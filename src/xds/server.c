@@ -1,0 +1,1088 @@
+/*
+ * src/xds/server.c: the xDS gRPC server (include/ekglue/xds.h) on grpc's C core API.
+ *
+ * Threads. N completion queues (opts->threads, default 2), each drained by its own thread blocking in
+ * grpc_completion_queue_next() with an infinite deadline: an idle server uses no CPU. Every call is bound to
+ * the queue its request arrived on, so all completions of one call run on one thread. The cache's publisher
+ * thread (ekg_cache_publish -> on_snapshot) and the thread calling ekg_xds_server_set_serving() start sends
+ * themselves: grpc allows batches from any thread as long as each call's batches are serialized, which the
+ * stream's lock does. There is no queue between the publisher and the gRPC threads and nothing polls.
+ *
+ * Calls. Each queue keeps one grpc_server_request_registered_call() outstanding per method, plus one generic
+ * grpc_server_request_call(): grpc core parks calls to unregistered methods until someone requests them
+ * (server.cc, RealRequestMatcher::MatchOrQueue), so they are requested and answered UNIMPLEMENTED here.
+ *
+ * A stream (stream_t) is reference-counted: one reference per batch in flight and one while it is on the
+ * server's list of live streams; the last reference frees the session and unrefs the grpc_call. An idle xDS
+ * stream has exactly two operations pending in grpc: one RECV_MESSAGE and one RECV_CLOSE_ON_SERVER (which
+ * notices cancellation). Debian's libgrpc keeps its debug checks, which scan a queue's pending operations on
+ * every event: keeping this number minimal and spreading streams over queues keeps that cost down.
+ *
+ * Sends. At most one SEND_MESSAGE is in flight per call. When it completes (or when a request or a snapshot
+ * arrives and nothing is in flight) the session is asked for the next response, so a slow client gets the
+ * latest state next rather than a backlog, and nobody ever waits for a send: a stuck client cannot block the
+ * publisher. Responses are sent without copying: every piece the session hands out becomes a grpc_slice whose
+ * destroy callback is the piece's release.
+ *
+ * Lock order: server->lock before stream->lock, never the other way round (CQ threads release a stream's lock
+ * before taking the server's). grpc_call_start_batch() and grpc_call_cancel_with_status() do not block, so
+ * they are called under these locks.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "ekglue/log.h"
+#include "ekglue/xds.h"
+
+#include "session.h"
+
+#define DEFAULT_LISTEN      "0.0.0.0:18000"
+#define DEFAULT_THREADS     2
+#define MAX_THREADS         64
+#define DEFAULT_SHUTDOWN_MS 5000
+/* After grpc_server_cancel_all_calls() gave up on the graceful path, how long to wait for grpc to finish. */
+#define FORCED_SHUTDOWN_MS 2000
+
+/* grpc.health.v1.HealthCheckResponse.ServingStatus */
+enum { HEALTH_UNKNOWN = 0, HEALTH_SERVING = 1, HEALTH_NOT_SERVING = 2, HEALTH_SERVICE_UNKNOWN = 3 };
+
+typedef enum { M_ADS = 0, M_CDS, M_EDS, M_LDS, M_RDS, M_HEALTH_CHECK, M_HEALTH_WATCH, M__COUNT } method_t;
+#define M_GENERIC M__COUNT /* the request slot for everything unregistered */
+
+static const char *const method_paths[M__COUNT] = {
+    [M_ADS] = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    [M_CDS] = "/envoy.service.cluster.v3.ClusterDiscoveryService/StreamClusters",
+    [M_EDS] = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
+    [M_LDS] = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
+    [M_RDS] = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+    [M_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
+    [M_HEALTH_WATCH] = "/grpc.health.v1.Health/Watch",
+};
+
+/* Service names grpc.health.v1 answers for (besides "", the whole server). */
+static const char *const health_services[] = {
+    "envoy.service.discovery.v3.AggregatedDiscoveryService",
+    "envoy.service.cluster.v3.ClusterDiscoveryService",
+    "envoy.service.endpoint.v3.EndpointDiscoveryService",
+    "envoy.service.listener.v3.ListenerDiscoveryService",
+    "envoy.service.route.v3.RouteDiscoveryService",
+};
+
+/* What a completion-queue tag stands for. Tags are embedded in the objects they belong to. */
+typedef enum { EV_REQUEST, EV_RECV, EV_SEND, EV_CLOSE, EV_STATUS, EV_SHUTDOWN } event_t;
+typedef struct tag {
+    event_t event;
+    void *owner; /* request_slot_t for EV_REQUEST, stream_t for the call events, the server for EV_SHUTDOWN */
+} tag_t;
+
+typedef enum { STREAM_XDS, STREAM_HEALTH_CHECK, STREAM_HEALTH_WATCH, STREAM_UNIMPLEMENTED } stream_kind_t;
+
+typedef struct worker worker_t;
+
+typedef struct stream {
+    /* Set at creation, then read-only. */
+    stream_kind_t kind;
+    method_t method;
+    ekg_xds_server_t *server;
+    grpc_call *call; /* owned: unref'd with the last reference */
+    atomic_int refs; /* one per batch in flight, one while listed, one for whoever is working on it */
+
+    /* Under server->lock. */
+    struct stream *prev, *next;
+    bool listed;
+
+    pthread_mutex_t lock;            /* guards everything below and serializes batches on call */
+    ekg_xds_session_t *session;      /* STREAM_XDS: owned */
+    unsigned long long snap_serial;  /* serial of the newest snapshot handed to the session */
+    bool receiving, sending, closed; /* a RECV_MESSAGE / SEND_MESSAGE in flight; RECV_CLOSE_ON_SERVER done */
+    bool metadata_started;           /* SEND_INITIAL_METADATA started */
+    bool status_started;             /* SEND_STATUS_FROM_SERVER started (or due once the send completes) */
+    bool status_pending;             /* ... due once the send in flight completes */
+    grpc_status_code status;
+    grpc_slice status_details;  /* owned; must outlive the status batch */
+    int cancelled;              /* written by RECV_CLOSE_ON_SERVER */
+    grpc_byte_buffer *recv_buf; /* written by RECV_MESSAGE; owned once received */
+    grpc_byte_buffer *send_buf; /* owned while its SEND_MESSAGE is in flight */
+    int health_sent;            /* STREAM_HEALTH_WATCH: last status sent, -1 before the first */
+    bool health_requested;      /* ... the request arrived */
+    bool health_known;          /* ... and named a service we answer for */
+    tag_t recv_tag, send_tag, close_tag, status_tag;
+} stream_t;
+
+/* One outstanding request for new calls of one method on one queue. */
+typedef struct request_slot {
+    tag_t tag;
+    worker_t *worker;
+    int method; /* method_t, or M_GENERIC */
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array metadata;
+    grpc_call_details details; /* M_GENERIC only */
+} request_slot_t;
+
+struct worker {
+    ekg_xds_server_t *server;
+    grpc_completion_queue *cq; /* owned */
+    pthread_t thread;
+    bool thread_started;
+    request_slot_t slots[M__COUNT + 1];
+};
+
+struct ekg_xds_server {
+    ekg_cache_t *cache; /* borrowed */
+    grpc_server *server;
+    void *registered[M__COUNT]; /* grpc's handles for the registered methods */
+    worker_t *workers;
+    int nworkers;
+    int port;
+    int shutdown_ms;
+    atomic_bool serving;
+    tag_t shutdown_tag;
+
+    pthread_mutex_t lock; /* guards the fields below */
+    pthread_cond_t cond;  /* signalled when shutdown_done is set or the list empties */
+    bool stopping;        /* no new requests for calls; new streams are cancelled at once */
+    bool shutdown_done;   /* grpc_server_shutdown_and_notify's tag arrived */
+    stream_t *streams;    /* live xDS and health-watch streams (each holds a reference) */
+    size_t nstreams;
+
+    /* Counters (for logs now, the debug port later). */
+    atomic_ullong streams_total, responses_sent, bytes_sent, requests_received;
+};
+
+static bool grpc_ready; /* grpc_init() called by this module; guarded by init_lock */
+static int grpc_users;
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void library_ref(void)
+{
+    pthread_mutex_lock(&init_lock);
+    if (grpc_users++ == 0) {
+        grpc_init();
+        grpc_ready = true;
+    }
+    pthread_mutex_unlock(&init_lock);
+}
+
+static void library_unref(void)
+{
+    pthread_mutex_lock(&init_lock);
+    if (--grpc_users == 0 && grpc_ready) {
+        grpc_ready = false;
+        grpc_shutdown_blocking();
+    }
+    pthread_mutex_unlock(&init_lock);
+}
+
+/* --- streams -------------------------------------------------------------------------------------------- */
+
+static stream_t *stream_new(ekg_xds_server_t *s, stream_kind_t kind, method_t method, grpc_call *call)
+{
+    stream_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->kind = kind;
+    st->method = method;
+    st->server = s;
+    st->call = call;
+    atomic_init(&st->refs, 1);
+    pthread_mutex_init(&st->lock, NULL);
+    st->status_details = grpc_empty_slice();
+    st->health_sent = -1;
+    st->recv_tag = (tag_t){EV_RECV, st};
+    st->send_tag = (tag_t){EV_SEND, st};
+    st->close_tag = (tag_t){EV_CLOSE, st};
+    st->status_tag = (tag_t){EV_STATUS, st};
+    return st;
+}
+
+static stream_t *stream_ref(stream_t *st)
+{
+    atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
+    return st;
+}
+
+/* Drops a reference; the last one frees the stream (any thread: grpc_call_unref may be called from any). */
+static void stream_unref(stream_t *st)
+{
+    if (atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    ekg_xds_session_free(st->session);
+    if (st->recv_buf)
+        grpc_byte_buffer_destroy(st->recv_buf);
+    if (st->send_buf)
+        grpc_byte_buffer_destroy(st->send_buf);
+    grpc_slice_unref(st->status_details);
+    grpc_call_unref(st->call);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
+/* Starts a batch holding a reference for it. Caller holds st->lock (or owns st exclusively) and a reference.
+ */
+static bool start_batch(stream_t *st, const grpc_op *ops, size_t n, tag_t *tag)
+{
+    stream_ref(st);
+    grpc_call_error e = grpc_call_start_batch(st->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        ekg_warn("xDS server: grpc_call_start_batch failed error=%d method=%s", (int)e,
+                 method_paths[st->method]);
+        atomic_fetch_sub_explicit(&st->refs, 1, memory_order_relaxed); /* the caller's reference remains */
+        return false;
+    }
+    return true;
+}
+
+static void start_recv(stream_t *st, bool with_initial_metadata)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (with_initial_metadata) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        st->metadata_started = true;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &st->recv_buf;
+    st->receiving = start_batch(st, ops, n, &st->recv_tag);
+}
+
+static void start_close_watch(stream_t *st)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &st->cancelled;
+    if (!start_batch(st, &op, 1, &st->close_tag))
+        st->closed = true;
+}
+
+/* Starts SEND_STATUS_FROM_SERVER, with message (owned by the batch) when not NULL. Caller holds st->lock. */
+static void start_status(stream_t *st, grpc_byte_buffer *message)
+{
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (!st->metadata_started) { /* chttp2 writes trailers only after initial metadata (writing.cc) */
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        st->metadata_started = true;
+    }
+    if (message) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = message;
+        st->send_buf = message;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = st->status;
+    ops[n++].data.send_status_from_server.status_details =
+        GRPC_SLICE_LENGTH(st->status_details) ? &st->status_details : NULL;
+    st->status_started = true;
+    st->status_pending = false;
+    if (!start_batch(st, ops, n, &st->status_tag) && message) {
+        grpc_byte_buffer_destroy(message);
+        st->send_buf = NULL;
+    }
+}
+
+/* Ends the call with a status: now, or when the send in flight completes. Caller holds st->lock. */
+static void finish(stream_t *st, grpc_status_code code, const char *details)
+{
+    if (st->status_started || st->status_pending)
+        return;
+    st->status = code;
+    grpc_slice_unref(st->status_details);
+    st->status_details = details ? grpc_slice_from_copied_string(details) : grpc_empty_slice();
+    if (st->sending)
+        st->status_pending = true;
+    else
+        start_status(st, NULL);
+}
+
+static bool can_send(const stream_t *st)
+{
+    return !st->sending && !st->closed && !st->status_started && !st->status_pending;
+}
+
+/* Turns a response into a byte buffer made of the pieces' own bytes; the pieces' references move into the
+ * slices (released by grpc when it is done with them). NULL on failure; r is released either way. */
+static grpc_byte_buffer *response_buffer(ekg_xds_response_t *r)
+{
+    grpc_slice local[16];
+    grpc_slice *slices = r->npieces <= 16 ? local : malloc(r->npieces * sizeof(*slices));
+    grpc_byte_buffer *bb = NULL;
+    if (!slices)
+        goto out;
+    size_t n = 0;
+    for (size_t i = 0; i < r->npieces; i++) {
+        ekg_xds_piece_t *p = &r->pieces[i];
+        if (p->len == 0)
+            continue;
+        if (p->release) {
+            slices[n++] = grpc_slice_new_with_user_data((void *)p->data, p->len, p->release, p->owner);
+            p->release = NULL; /* the slice owns the reference now */
+        } else {
+            slices[n++] = grpc_slice_from_copied_buffer(p->data, p->len); /* lives only as long as r */
+        }
+    }
+    bb = grpc_raw_byte_buffer_create(slices, n);
+    for (size_t i = 0; i < n; i++)
+        grpc_slice_unref(slices[i]);
+out:
+    if (slices != local)
+        free(slices);
+    ekg_xds_response_release(r);
+    return bb;
+}
+
+static void start_send(stream_t *st, grpc_byte_buffer *bb)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = bb;
+    st->send_buf = bb;
+    st->sending = start_batch(st, &op, 1, &st->send_tag);
+    if (!st->sending) {
+        grpc_byte_buffer_destroy(bb);
+        st->send_buf = NULL;
+    }
+}
+
+/* Sends the session's next response if nothing is in flight and one is due. Caller holds st->lock. */
+static void xds_maybe_send(stream_t *st)
+{
+    if (!can_send(st) || !ekg_xds_session_has_work(st->session))
+        return;
+    ekg_xds_response_t r;
+    ekg_err_t err = EKG_OK;
+    if (!ekg_xds_session_next(st->session, &r, &err)) {
+        if (err) {
+            ekg_error("xDS server: cannot build a response: %s node=%s", ekg_strerror(err),
+                      ekg_xds_session_node_id(st->session));
+            finish(st, GRPC_STATUS_UNAVAILABLE, "ekglue: out of memory");
+        }
+        return;
+    }
+    size_t len = r.total_len;
+    grpc_byte_buffer *bb = response_buffer(&r);
+    if (!bb) {
+        finish(st, GRPC_STATUS_UNAVAILABLE, "ekglue: out of memory");
+        return;
+    }
+    start_send(st, bb);
+    if (st->sending) {
+        atomic_fetch_add_explicit(&st->server->responses_sent, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&st->server->bytes_sent, len, memory_order_relaxed);
+    }
+}
+
+/* Hands snap to the session unless it already has that one or a newer one. Caller holds st->lock. */
+static void xds_feed(stream_t *st, ekg_snapshot_t *snap)
+{
+    unsigned long long serial = ekg_snapshot_serial(snap);
+    if (serial <= st->snap_serial || st->closed)
+        return;
+    st->snap_serial = serial;
+    ekg_xds_session_on_snapshot(st->session, snap);
+}
+
+/* --- grpc.health.v1 ------------------------------------------------------------------------------------- */
+
+static bool read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* HealthCheckRequest {string service = 1}. Sets *service (not NUL-terminated; "" when absent). */
+static bool parse_health_request(const uint8_t *p, size_t len, const char **service, size_t *service_len)
+{
+    *service = "";
+    *service_len = 0;
+    for (size_t i = 0; i < len;) {
+        uint64_t key, v;
+        if (!read_varint(p, len, &i, &key))
+            return false;
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(p, len, &i, &v))
+                return false;
+            break;
+        case 1:
+            if (len - i < 8)
+                return false;
+            i += 8;
+            break;
+        case 2:
+            if (!read_varint(p, len, &i, &v) || v > len - i)
+                return false;
+            if (key >> 3 == 1) {
+                *service = (const char *)p + i;
+                *service_len = (size_t)v;
+            }
+            i += (size_t)v;
+            break;
+        case 5:
+            if (len - i < 4)
+                return false;
+            i += 4;
+            break;
+        default:
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool health_service_known(const char *name, size_t len)
+{
+    if (len == 0)
+        return true;
+    for (size_t i = 0; i < sizeof(health_services) / sizeof(health_services[0]); i++)
+        if (strlen(health_services[i]) == len && memcmp(health_services[i], name, len) == 0)
+            return true;
+    return false;
+}
+
+/* HealthCheckResponse {ServingStatus status = 1} (never UNKNOWN, so the field is always present). */
+static grpc_byte_buffer *health_response(int status)
+{
+    uint8_t bytes[2] = {0x08, (uint8_t)status};
+    grpc_slice slice = grpc_slice_from_copied_buffer((const char *)bytes, sizeof(bytes));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+static int health_status(const ekg_xds_server_t *s)
+{
+    return atomic_load(&s->serving) ? HEALTH_SERVING : HEALTH_NOT_SERVING;
+}
+
+/* Watch: sends the current status if it differs from the last one sent. Caller holds st->lock. */
+static void health_maybe_send(stream_t *st)
+{
+    if (!st->health_requested || !can_send(st))
+        return;
+    int want = st->health_known ? health_status(st->server) : HEALTH_SERVICE_UNKNOWN;
+    if (want == st->health_sent)
+        return;
+    grpc_byte_buffer *bb = health_response(want);
+    start_send(st, bb);
+    if (st->sending)
+        st->health_sent = want;
+}
+
+/* --- the server's list of live streams ------------------------------------------------------------------ */
+
+/* Adds st (taking a reference) to the list; cancels it at once when the server is stopping. */
+static void list_add(ekg_xds_server_t *s, stream_t *st)
+{
+    pthread_mutex_lock(&s->lock);
+    st->listed = true;
+    st->prev = NULL;
+    st->next = s->streams;
+    if (s->streams)
+        s->streams->prev = st;
+    s->streams = stream_ref(st);
+    s->nstreams++;
+    if (s->stopping)
+        grpc_call_cancel_with_status(st->call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void list_remove(ekg_xds_server_t *s, stream_t *st)
+{
+    pthread_mutex_lock(&s->lock);
+    bool was_listed = st->listed;
+    if (was_listed) {
+        if (st->prev)
+            st->prev->next = st->next;
+        else
+            s->streams = st->next;
+        if (st->next)
+            st->next->prev = st->prev;
+        st->listed = false;
+        if (--s->nstreams == 0)
+            pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (was_listed)
+        stream_unref(st);
+}
+
+/* New references to the listed streams of one kind, so that work on them runs without the server lock.
+ * Returns NULL with *n = 0 when there are none; *failed on out of memory. */
+static stream_t **list_grab(ekg_xds_server_t *s, stream_kind_t kind, size_t *n, bool *failed)
+{
+    stream_t **v = NULL;
+    *n = 0;
+    *failed = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->nstreams && !(v = malloc(s->nstreams * sizeof(*v))))
+        *failed = true;
+    for (stream_t *st = s->streams; v && st; st = st->next)
+        if (st->kind == kind)
+            v[(*n)++] = stream_ref(st);
+    pthread_mutex_unlock(&s->lock);
+    return v;
+}
+
+/* The cache's watcher, on the publishing thread. */
+static void on_snapshot(void *ctx, ekg_snapshot_t *snap)
+{
+    ekg_xds_server_t *s = ctx;
+    size_t n;
+    bool failed;
+    stream_t **v = list_grab(s, STREAM_XDS, &n, &failed);
+    if (failed) {
+        /* Out of memory: do the work under the server lock instead (lock order server -> stream holds). */
+        pthread_mutex_lock(&s->lock);
+        for (stream_t *st = s->streams; st; st = st->next) {
+            if (st->kind != STREAM_XDS)
+                continue;
+            pthread_mutex_lock(&st->lock);
+            xds_feed(st, snap);
+            xds_maybe_send(st);
+            pthread_mutex_unlock(&st->lock);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&v[i]->lock);
+        xds_feed(v[i], snap);
+        xds_maybe_send(v[i]);
+        pthread_mutex_unlock(&v[i]->lock);
+        stream_unref(v[i]);
+    }
+    free(v);
+    ekg_debug("xDS server: snapshot handed to streams serial=%llu streams=%zu", ekg_snapshot_serial(snap), n);
+}
+
+void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving)
+{
+    if (atomic_exchange(&s->serving, serving) == serving)
+        return;
+    ekg_info("xDS server health status=%s", serving ? "SERVING" : "NOT_SERVING");
+    size_t n;
+    bool failed;
+    stream_t **v = list_grab(s, STREAM_HEALTH_WATCH, &n, &failed);
+    if (failed) {
+        pthread_mutex_lock(&s->lock);
+        for (stream_t *st = s->streams; st; st = st->next) {
+            if (st->kind != STREAM_HEALTH_WATCH)
+                continue;
+            pthread_mutex_lock(&st->lock);
+            health_maybe_send(st);
+            pthread_mutex_unlock(&st->lock);
+        }
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&v[i]->lock);
+        health_maybe_send(v[i]);
+        pthread_mutex_unlock(&v[i]->lock);
+        stream_unref(v[i]);
+    }
+    free(v);
+}
+
+/* --- completion handlers (CQ threads) ------------------------------------------------------------------- */
+
+static const ekg_xds_api_t method_api[] = {
+    [M_ADS] = EKG_XDS_ADS, [M_CDS] = EKG_XDS_CDS, [M_EDS] = EKG_XDS_EDS,
+    [M_LDS] = EKG_XDS_LDS, [M_RDS] = EKG_XDS_RDS,
+};
+
+/* A new call arrived for method (M_GENERIC: an unregistered one). Takes ownership of call. */
+static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_call_details *details)
+{
+    ekg_xds_server_t *s = w->server;
+    stream_kind_t kind = method == M_GENERIC        ? STREAM_UNIMPLEMENTED
+                         : method == M_HEALTH_CHECK ? STREAM_HEALTH_CHECK
+                         : method == M_HEALTH_WATCH ? STREAM_HEALTH_WATCH
+                                                    : STREAM_XDS;
+    stream_t *st = stream_new(s, kind, method == M_GENERIC ? M_ADS : (method_t)method, call);
+    if (!st) {
+        grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "ekglue: out of memory", NULL);
+        grpc_call_unref(call);
+        return;
+    }
+    if (kind == STREAM_XDS) {
+        char *peer = grpc_call_get_peer(call);
+        ekg_err_t err = ekg_xds_session_new(method_api[method], peer ? peer : "", &st->session);
+        if (err == EKG_OK)
+            ekg_debug("xDS stream opened peer=%s method=%s", peer ? peer : "", method_paths[method]);
+        gpr_free(peer);
+        if (err != EKG_OK) {
+            grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "ekglue: out of memory", NULL);
+            stream_unref(st);
+            return;
+        }
+        atomic_fetch_add_explicit(&s->streams_total, 1, memory_order_relaxed);
+    }
+
+    pthread_mutex_lock(&st->lock);
+    start_close_watch(st);
+    if (kind == STREAM_UNIMPLEMENTED) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "ekglue does not serve %.*s", (int)GRPC_SLICE_LENGTH(details->method),
+                 (const char *)GRPC_SLICE_START_PTR(details->method));
+        ekg_debug("xDS server: %s", msg);
+        finish(st, GRPC_STATUS_UNIMPLEMENTED, msg);
+    } else {
+        start_recv(st, true);
+    }
+    pthread_mutex_unlock(&st->lock);
+
+    if (kind == STREAM_XDS || kind == STREAM_HEALTH_WATCH)
+        list_add(s, st);
+    if (kind == STREAM_XDS) {
+        /* Listed first, then the current snapshot: a concurrent publish is either seen here or delivers its
+         * snapshot itself; the serial check keeps an older one from overtaking a newer one. */
+        ekg_snapshot_t *snap = ekg_cache_current(s->cache);
+        if (snap) {
+            pthread_mutex_lock(&st->lock);
+            xds_feed(st, snap);
+            xds_maybe_send(st);
+            pthread_mutex_unlock(&st->lock);
+            ekg_snapshot_unref(snap);
+        }
+    }
+    stream_unref(st);
+}
+
+/* Returns a received message as one contiguous slice (the caller unrefs it) and frees the buffer. */
+static bool take_message(stream_t *st, grpc_slice *out)
+{
+    grpc_byte_buffer_reader reader;
+    grpc_byte_buffer *bb = st->recv_buf;
+    st->recv_buf = NULL;
+    bool ok = grpc_byte_buffer_reader_init(&reader, bb) != 0;
+    if (ok) {
+        *out = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+    }
+    grpc_byte_buffer_destroy(bb);
+    return ok;
+}
+
+static void xds_on_message(stream_t *st, const grpc_slice *msg)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err = ekg_xds_session_on_request(st->session, (const char *)GRPC_SLICE_START_PTR(*msg),
+                                               GRPC_SLICE_LENGTH(*msg), &diag);
+    atomic_fetch_add_explicit(&st->server->requests_received, 1, memory_order_relaxed);
+    if (err == EKG_EPARSE || err == EKG_EINVAL) {
+        ekg_warn("xDS stream: bad request, ending the stream with INVALID_ARGUMENT: %s node=%s",
+                 diag.msg[0] ? diag.msg : ekg_strerror(err), ekg_xds_session_node_id(st->session));
+        finish(st, GRPC_STATUS_INVALID_ARGUMENT, diag.msg[0] ? diag.msg : ekg_strerror(err));
+        return;
+    }
+    if (err != EKG_OK) {
+        ekg_error("xDS stream: %s node=%s", ekg_strerror(err), ekg_xds_session_node_id(st->session));
+        finish(st, GRPC_STATUS_UNAVAILABLE, ekg_strerror(err));
+        return;
+    }
+    start_recv(st, false);
+    xds_maybe_send(st);
+}
+
+static void health_on_message(stream_t *st, const grpc_slice *msg)
+{
+    const char *service;
+    size_t len;
+    if (!parse_health_request(GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), &service, &len)) {
+        finish(st, GRPC_STATUS_INVALID_ARGUMENT, "malformed grpc.health.v1.HealthCheckRequest");
+        return;
+    }
+    bool known = health_service_known(service, len);
+    if (st->kind == STREAM_HEALTH_WATCH) {
+        /* Server streaming: the client half-closes after its request; only cancellation matters now. */
+        st->health_requested = true;
+        st->health_known = known;
+        health_maybe_send(st);
+        return;
+    }
+    if (!known) {
+        finish(st, GRPC_STATUS_NOT_FOUND, "unknown service");
+        return;
+    }
+    st->status = GRPC_STATUS_OK;
+    start_status(st, health_response(health_status(st->server)));
+}
+
+static void on_recv(stream_t *st, bool ok)
+{
+    pthread_mutex_lock(&st->lock);
+    st->receiving = false;
+    if (!ok || !st->recv_buf) {
+        /* End of the client's messages: a half-close (answer OK), or a cancelled/broken call (the status goes
+         * nowhere, harmlessly). A unary or watch call without its request is malformed. */
+        if (!st->closed)
+            finish(st, st->kind == STREAM_XDS ? GRPC_STATUS_OK : GRPC_STATUS_INVALID_ARGUMENT,
+                   st->kind == STREAM_XDS ? NULL : "missing request");
+    } else {
+        grpc_slice msg;
+        if (!take_message(st, &msg)) {
+            finish(st, GRPC_STATUS_INTERNAL, "cannot read the request");
+        } else {
+            if (st->kind == STREAM_XDS)
+                xds_on_message(st, &msg);
+            else
+                health_on_message(st, &msg);
+            grpc_slice_unref(msg);
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    stream_unref(st);
+}
+
+static void on_send(stream_t *st, bool ok)
+{
+    pthread_mutex_lock(&st->lock);
+    st->sending = false;
+    grpc_byte_buffer_destroy(st->send_buf);
+    st->send_buf = NULL;
+    if (st->status_pending)
+        start_status(st, NULL);
+    else if (ok && st->kind == STREAM_XDS)
+        xds_maybe_send(st);
+    else if (ok && st->kind == STREAM_HEALTH_WATCH)
+        health_maybe_send(st);
+    pthread_mutex_unlock(&st->lock);
+    stream_unref(st);
+}
+
+static void on_status(stream_t *st, bool ok)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->send_buf) { /* a unary response sent with the status */
+        grpc_byte_buffer_destroy(st->send_buf);
+        st->send_buf = NULL;
+    }
+    pthread_mutex_unlock(&st->lock);
+    stream_unref(st);
+}
+
+static void on_close(stream_t *st, bool ok)
+{
+    pthread_mutex_lock(&st->lock);
+    st->closed = true;
+    if (st->kind == STREAM_XDS)
+        ekg_debug("xDS stream closed node=%s cancelled=%d method=%s", ekg_xds_session_node_id(st->session),
+                  st->cancelled, method_paths[st->method]);
+    pthread_mutex_unlock(&st->lock);
+    list_remove(st->server, st);
+    stream_unref(st);
+}
+
+/* (Re)arms a request slot unless the server is stopping. */
+static void slot_arm(request_slot_t *slot)
+{
+    ekg_xds_server_t *s = slot->worker->server;
+    grpc_call_error e = GRPC_CALL_OK;
+    pthread_mutex_lock(&s->lock);
+    if (!s->stopping) {
+        slot->call = NULL;
+        grpc_metadata_array_init(&slot->metadata);
+        if (slot->method == M_GENERIC) {
+            grpc_call_details_init(&slot->details);
+            e = grpc_server_request_call(s->server, &slot->call, &slot->details, &slot->metadata,
+                                         slot->worker->cq, slot->worker->cq, &slot->tag);
+        } else {
+            e = grpc_server_request_registered_call(s->server, s->registered[slot->method], &slot->call,
+                                                    &slot->deadline, &slot->metadata, NULL, slot->worker->cq,
+                                                    slot->worker->cq, &slot->tag);
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (e != GRPC_CALL_OK)
+        ekg_error("xDS server: cannot request calls error=%d method=%s", (int)e,
+                  slot->method == M_GENERIC ? "(unregistered)" : method_paths[slot->method]);
+}
+
+static void on_request(request_slot_t *slot, bool ok)
+{
+    grpc_call *call = slot->call;
+    grpc_call_details details = slot->details;
+    grpc_metadata_array_destroy(&slot->metadata);
+    if (!ok) { /* the server is shutting down: no call, no re-arm */
+        if (slot->method == M_GENERIC)
+            grpc_call_details_destroy(&details);
+        return;
+    }
+    slot_arm(slot);
+    start_stream(slot->worker, slot->method, call, &details);
+    if (slot->method == M_GENERIC)
+        grpc_call_details_destroy(&details);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        tag_t *tag = ev.tag;
+        bool ok = ev.success != 0;
+        switch (tag->event) {
+        case EV_REQUEST:
+            on_request(tag->owner, ok);
+            break;
+        case EV_RECV:
+            on_recv(tag->owner, ok);
+            break;
+        case EV_SEND:
+            on_send(tag->owner, ok);
+            break;
+        case EV_STATUS:
+            on_status(tag->owner, ok);
+            break;
+        case EV_CLOSE:
+            on_close(tag->owner, ok);
+            break;
+        case EV_SHUTDOWN: {
+            ekg_xds_server_t *s = tag->owner;
+            pthread_mutex_lock(&s->lock);
+            s->shutdown_done = true;
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        }
+    }
+    return NULL;
+}
+
+/* --- start and stop ------------------------------------------------------------------------------------- */
+
+/* The seam for TLS (a later issue): the credentials the port is opened with. */
+static grpc_server_credentials *port_credentials(const ekg_xds_server_options_t *opts)
+{
+    (void)opts;
+    return grpc_insecure_server_credentials_create();
+}
+
+static struct timespec deadline_in(int ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+/* Waits until pred holds or the (CLOCK_MONOTONIC) deadline passed. Caller holds s->lock. */
+static bool wait_locked(ekg_xds_server_t *s, bool (*pred)(const ekg_xds_server_t *),
+                        const struct timespec *deadline)
+{
+    while (!pred(s))
+        if (pthread_cond_timedwait(&s->cond, &s->lock, deadline) == ETIMEDOUT)
+            return pred(s);
+    return true;
+}
+
+static bool is_shut_down(const ekg_xds_server_t *s)
+{
+    return s->shutdown_done;
+}
+
+static bool is_drained(const ekg_xds_server_t *s)
+{
+    return s->nstreams == 0;
+}
+
+/* Frees what start created, after the grpc server is destroyed (or was never created). */
+static void release(ekg_xds_server_t *s)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].cq)
+            grpc_completion_queue_shutdown(s->workers[i].cq);
+    for (int i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        if (w->thread_started) {
+            pthread_join(w->thread, NULL);
+        } else if (w->cq) {
+            while (grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+                   GRPC_QUEUE_SHUTDOWN)
+                ;
+        }
+        if (w->cq)
+            grpc_completion_queue_destroy(w->cq);
+    }
+    free(s->workers);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    library_unref();
+}
+
+ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_t *opts,
+                               ekg_xds_server_t **out, ekg_diag_t *diag)
+{
+    static const ekg_xds_server_options_t defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    const char *listen = opts->listen && opts->listen[0] ? opts->listen : DEFAULT_LISTEN;
+    int nthreads = opts->threads > 0 ? opts->threads : DEFAULT_THREADS;
+    if (nthreads > MAX_THREADS)
+        return ekg_diag_set(diag, EKG_EINVAL, "threads: %d is more than %d", nthreads, MAX_THREADS);
+
+    ekg_err_t err = EKG_OK;
+    ekg_xds_server_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+    library_ref();
+    s->cache = cache;
+    s->shutdown_ms = opts->shutdown_ms > 0 ? opts->shutdown_ms : DEFAULT_SHUTDOWN_MS;
+    s->shutdown_tag = (tag_t){EV_SHUTDOWN, s};
+    atomic_init(&s->serving, false);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!(s->workers = calloc((size_t)nthreads, sizeof(*s->workers)))) {
+        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        goto fail;
+    }
+    s->nworkers = nthreads;
+
+    /* SO_REUSEPORT would let a second ekglue silently share the port: refuse instead. */
+    grpc_arg args[] = {{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0}};
+    grpc_channel_args channel_args = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+    s->server = grpc_server_create(&channel_args, NULL);
+    for (int i = 0; i < nthreads; i++) {
+        worker_t *w = &s->workers[i];
+        w->server = s;
+        w->cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(s->server, w->cq, NULL);
+        for (int m = 0; m <= M_GENERIC; m++)
+            w->slots[m] = (request_slot_t){.tag = {EV_REQUEST, &w->slots[m]}, .worker = w, .method = m};
+    }
+    for (int m = 0; m < M__COUNT; m++) {
+        if (!(s->registered[m] =
+                  grpc_server_register_method(s->server, method_paths[m], NULL, GRPC_SRM_PAYLOAD_NONE, 0))) {
+            err = ekg_diag_set(diag, EKG_EINVAL, "cannot register %s", method_paths[m]);
+            goto fail;
+        }
+    }
+    /* Threads before the port: if one cannot start, nothing is listening yet. */
+    for (int i = 0; i < nthreads; i++) {
+        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
+            err = ekg_diag_set(diag, EKG_ENOMEM, "cannot start a gRPC thread");
+            goto fail;
+        }
+        s->workers[i].thread_started = true;
+    }
+    grpc_server_credentials *creds = port_credentials(opts);
+    s->port = grpc_server_add_http2_port(s->server, listen, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port == 0) {
+        err = ekg_diag_set(diag, EKG_EIO, "xds listen address %s: cannot bind (in use, or not an address)",
+                           listen);
+        goto fail;
+    }
+    grpc_server_start(s->server);
+    for (int i = 0; i < nthreads; i++)
+        for (int m = 0; m <= M_GENERIC; m++)
+            slot_arm(&s->workers[i].slots[m]);
+    ekg_cache_set_watch(cache, on_snapshot, s);
+    *out = s;
+    return EKG_OK;
+
+fail:
+    /* Not started, so there is no listener, no call and no outstanding request: destroy directly. */
+    if (s->server)
+        grpc_server_destroy(s->server);
+    if (s->workers)
+        release(s);
+    else {
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        library_unref();
+    }
+    return err;
+}
+
+int ekg_xds_server_port(const ekg_xds_server_t *s)
+{
+    return s->port;
+}
+
+void ekg_xds_server_stop(ekg_xds_server_t *s)
+{
+    if (!s)
+        return;
+    ekg_cache_set_watch(s->cache, NULL, NULL);
+
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true; /* from now on no slot is re-armed and new streams are cancelled as they are listed */
+    size_t open = s->nstreams;
+    pthread_mutex_unlock(&s->lock);
+    /* Stop listening and send GOAWAY; pending requests for calls complete with ok = false. */
+    grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
+
+    /* UNAVAILABLE tells clients to move to another replica; the list's references keep the calls alive. */
+    pthread_mutex_lock(&s->lock);
+    for (stream_t *st = s->streams; st; st = st->next)
+        grpc_call_cancel_with_status(st->call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+    struct timespec deadline = deadline_in(s->shutdown_ms);
+    bool graceful = wait_locked(s, is_drained, &deadline) && wait_locked(s, is_shut_down, &deadline);
+    pthread_mutex_unlock(&s->lock);
+    if (!graceful) {
+        ekg_warn("xDS server: not drained within %d ms, cancelling all calls", s->shutdown_ms);
+        grpc_server_cancel_all_calls(s->server);
+        pthread_mutex_lock(&s->lock);
+        deadline = deadline_in(FORCED_SHUTDOWN_MS);
+        bool done = wait_locked(s, is_shut_down, &deadline);
+        pthread_mutex_unlock(&s->lock);
+        if (!done) {
+            /* Destroying the server now would crash in grpc; leave it to the process exit. */
+            ekg_error("xDS server: gRPC did not shut down; leaking the server");
+            return;
+        }
+    }
+    ekg_info(
+        "xDS server stopped streams_at_stop=%zu streams_total=%llu requests=%llu responses=%llu bytes=%llu",
+        open, (unsigned long long)atomic_load(&s->streams_total),
+        (unsigned long long)atomic_load(&s->requests_received),
+        (unsigned long long)atomic_load(&s->responses_sent), (unsigned long long)atomic_load(&s->bytes_sent));
+    grpc_server_destroy(s->server);
+    release(s);
+}
