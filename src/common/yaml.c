@@ -27,6 +27,7 @@
 #include <yaml.h>
 
 #include "ekglue/yaml.h"
+#include "common/yaml_stream.h"
 
 #define MAX_DEPTH      256               /* open collections, counting the root */
 #define MAX_ALIAS_COST (32u << 20)       /* bytes-ish that aliases may add, per parse */
@@ -673,6 +674,268 @@ static bool looks_like_json(const char *buf, size_t len)
     return i < len && (buf[i] == '{' || buf[i] == '[');
 }
 
+/* --- JSON Lists, one item at a time (yaml_stream.h) ----------------------------------------------------- */
+
+/*
+ * The scanner does not build anything: it finds where values begin and end, and leaves checking their insides
+ * to cJSON, which parses every piece of the text on its own (each item, each other member of the List, each
+ * key), so that the texts accepted here are exactly those cJSON accepts as a whole. What it must get right is
+ * the boundaries: strings end at the first quote not escaped by an odd run of backslashes (cJSON's rule), and
+ * a bracketed value ends where its brackets balance, outside strings. A piece parsed alone could nest one or
+ * two levels deeper than in the whole text, so depth is counted and capped at what cJSON allows in place.
+ * Whitespace between tokens is any byte up to ' ', as in cJSON; around the whole text only " \t\r\n", as in
+ * parse_json().
+ */
+#define JSON_MAX_DEPTH CJSON_NESTING_LIMIT /* nested arrays and objects cJSON accepts, counting the root */
+
+typedef struct span {
+    size_t off, len;
+} span_t;
+
+typedef struct span_vec {
+    span_t *v;
+    size_t n, cap;
+} span_vec_t;
+
+/* Bytes that the bracket matcher stops at. */
+static const unsigned char json_special[256] = {['"'] = 1, ['{'] = 1, ['}'] = 1, ['['] = 1, [']'] = 1};
+
+static const char *json_skip_ws(const char *p, const char *end)
+{
+    while (p < end && (unsigned char)*p <= ' ')
+        p++;
+    return p;
+}
+
+/* p at the opening quote: returns one past the closing quote, or NULL if there is none. */
+static const char *json_skip_string(const char *p, const char *end)
+{
+    const char *q = p + 1;
+    for (;;) {
+        q = memchr(q, '"', (size_t)(end - q));
+        if (!q)
+            return NULL;
+        size_t backslashes = 0; /* an odd run of them escapes the quote */
+        while (q - backslashes > p + 1 && q[-1 - (ptrdiff_t)backslashes] == '\\')
+            backslashes++;
+        if (!(backslashes & 1))
+            return q + 1;
+        q++;
+    }
+}
+
+/*
+ * p at the first byte of a value: returns one past its last byte, or NULL when no value of at most max_depth
+ * levels can start there. Scalars are only delimited (cJSON checks them): a number is the longest run of the
+ * bytes cJSON's parse_number copies.
+ */
+static const char *json_skip_value(const char *p, const char *end, int max_depth)
+{
+    unsigned char c = (unsigned char)*p;
+    if (c == '"')
+        return json_skip_string(p, end);
+    if (c == '{' || c == '[') {
+        int depth = 0;
+        while (p < end) {
+            while (p < end && !json_special[(unsigned char)*p])
+                p++;
+            if (p == end)
+                break;
+            c = (unsigned char)*p;
+            if (c == '"') {
+                if (!(p = json_skip_string(p, end)))
+                    return NULL;
+                continue;
+            }
+            if (c == '{' || c == '[') {
+                if (++depth > max_depth)
+                    return NULL;
+            } else if (--depth == 0) {
+                return p + 1;
+            }
+            p++;
+        }
+        return NULL;
+    }
+    static const char *const words[] = {"true", "false", "null"};
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        size_t n = strlen(words[i]);
+        if (c == (unsigned char)words[i][0])
+            return (size_t)(end - p) >= n && !memcmp(p, words[i], n) ? p + n : NULL;
+    }
+    if (c != '-' && !(c >= '0' && c <= '9'))
+        return NULL;
+    for (p++; p < end && *p && strchr("0123456789+-eE.", *p); p++)
+        ;
+    return p;
+}
+
+/* cJSON's tree of exactly the value at [p, e), or NULL when that is not one whole, valid value. */
+static cJSON *json_parse_exact(const char *p, const char *e)
+{
+    const char *stop = NULL;
+    cJSON *v = cJSON_ParseWithLengthOpts(p, (size_t)(e - p), &stop, false);
+    if (v && stop != e) {
+        cJSON_Delete(v);
+        v = NULL;
+    }
+    return v;
+}
+
+static int span_push(span_vec_t *s, size_t off, size_t len)
+{
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 1024;
+        span_t *nv = realloc(s->v, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        s->v = nv, s->cap = ncap;
+    }
+    s->v[s->n++] = (span_t){off, len};
+    return 0;
+}
+
+typedef enum { SCAN_LIST = 0, SCAN_NOT_LIST, SCAN_NOMEM } scan_result_t;
+
+/*
+ * The items array at p ('['): the span of each item into items, and where the array ends into *after. Items
+ * sit two levels down (the List, its items), so each may nest JSON_MAX_DEPTH - 2 levels itself.
+ */
+static scan_result_t scan_items(const char *buf, const char *p, const char *end, span_vec_t *items,
+                                const char **after)
+{
+    p = json_skip_ws(p + 1, end);
+    if (p < end && *p == ']') {
+        *after = p + 1;
+        return SCAN_LIST;
+    }
+    for (;;) {
+        const char *start = p;
+        if (p == end || !(p = json_skip_value(p, end, JSON_MAX_DEPTH - 2)))
+            return SCAN_NOT_LIST;
+        if (span_push(items, (size_t)(start - buf), (size_t)(p - start)) != 0)
+            return SCAN_NOMEM;
+        p = json_skip_ws(p, end);
+        if (p < end && *p == ']') {
+            *after = p + 1;
+            return SCAN_LIST;
+        }
+        if (p == end || *p != ',')
+            return SCAN_NOT_LIST;
+        p = json_skip_ws(p + 1, end);
+    }
+}
+
+/*
+ * Checks the whole text. SCAN_LIST: it is valid JSON (as far as the pieces cJSON has not parsed yet go: the
+ * items), a List as yaml_stream.h says; *kind is the "kind" member (a string, the caller deletes it) and
+ * items the spans of the items. Stops early once "kind" or "items" shows that the text is not such a List.
+ */
+static scan_result_t scan_list(const char *buf, size_t len, cJSON **kind, span_vec_t *items)
+{
+    const char *p = buf, *end = buf + len;
+    bool have_items = false;
+    scan_result_t r = SCAN_NOT_LIST;
+    *kind = NULL;
+    if (len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3)) {
+        if (len < 5)
+            return SCAN_NOT_LIST; /* cJSON skips a BOM only if it can see two bytes past it */
+        p += 3;
+    }
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        p++;
+    if (p == end || *p != '{')
+        return SCAN_NOT_LIST;
+    p = json_skip_ws(p + 1, end);
+    if (p < end && *p == '}')
+        return SCAN_NOT_LIST; /* {} is no List */
+    for (;;) {
+        const char *key_start = p, *key_end;
+        if (p == end || *p != '"' || !(key_end = json_skip_string(p, end)))
+            goto out;
+        cJSON *key = json_parse_exact(key_start, key_end);
+        if (!key)
+            goto out;
+        bool is_kind = !*kind && !strcmp(key->valuestring, "kind");
+        bool is_items = !have_items && !strcmp(key->valuestring, "items");
+        cJSON_Delete(key);
+        p = json_skip_ws(key_end, end);
+        if (p == end || *p != ':')
+            goto out;
+        p = json_skip_ws(p + 1, end);
+        if (p == end)
+            goto out;
+        if (is_items) {
+            if (*p != '[')
+                goto out; /* null or a mistake: the tree path says which */
+            if ((r = scan_items(buf, p, end, items, &p)) != SCAN_LIST)
+                goto out;
+            r = SCAN_NOT_LIST;
+            have_items = true;
+        } else {
+            const char *value_start = p;
+            cJSON *value;
+            if (!(p = json_skip_value(p, end, JSON_MAX_DEPTH - 1)) ||
+                !(value = json_parse_exact(value_start, p)))
+                goto out;
+            if (is_kind) {
+                *kind = value;
+                size_t n = cJSON_IsString(value) ? strlen(value->valuestring) : 0;
+                if (n < 4 || strcmp(value->valuestring + n - 4, "List") != 0)
+                    goto out;
+            } else {
+                cJSON_Delete(value);
+            }
+        }
+        p = json_skip_ws(p, end);
+        if (p < end && *p == '}')
+            break;
+        if (p == end || *p != ',')
+            goto out;
+        p = json_skip_ws(p + 1, end);
+    }
+    for (p++; p < end; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            goto out;
+    if (*kind && have_items)
+        r = SCAN_LIST;
+out:
+    if (r != SCAN_LIST) {
+        cJSON_Delete(*kind);
+        *kind = NULL;
+    }
+    return r;
+}
+
+ekg_err_t ekg_yaml_stream_json_list(const char *buf, size_t len, ekg_yaml_item_fn on_item, void *arg,
+                                    bool *streamed)
+{
+    span_vec_t items = {0};
+    cJSON *kind = NULL;
+    ekg_err_t err = EKG_OK;
+    *streamed = false;
+    scan_result_t r = buf ? scan_list(buf, len, &kind, &items) : SCAN_NOT_LIST;
+    if (r == SCAN_NOMEM)
+        err = EKG_ENOMEM;
+    if (r != SCAN_LIST)
+        goto out;
+    for (size_t i = 0; i < items.n; i++) {
+        const char *p = buf + items.v[i].off;
+        cJSON *item = json_parse_exact(p, p + items.v[i].len);
+        if (!item)
+            goto out; /* not valid after all (or out of memory): the tree path will say where */
+        err = on_item(arg, item, kind->valuestring);
+        cJSON_Delete(item);
+        if (err)
+            goto out;
+    }
+    *streamed = true;
+out:
+    cJSON_Delete(kind);
+    free(items.v);
+    return err;
+}
+
 /* --- API ----------------------------------------------------------------------------------------------- */
 
 ekg_err_t ekg_yaml_parse(const char *buf, size_t len, const char *source_name, ekg_yaml_docs_t **out,
@@ -706,7 +969,7 @@ out:
     return EKG_OK;
 }
 
-ekg_err_t ekg_yaml_parse_file(const char *path, ekg_yaml_docs_t **out, ekg_diag_t *diag)
+ekg_err_t ekg_yaml_read_file(const char *path, char **out, size_t *out_len, ekg_diag_t *diag)
 {
     ekg_err_t err = EKG_OK;
     char *buf = NULL;
@@ -740,10 +1003,26 @@ ekg_err_t ekg_yaml_parse_file(const char *path, ekg_yaml_docs_t **out, ekg_diag_
             break;
         }
     }
-    err = ekg_yaml_parse(buf, len, path, out, diag);
 out:
     if (f)
         fclose(f);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *out = buf;
+    *out_len = len;
+    return EKG_OK;
+}
+
+ekg_err_t ekg_yaml_parse_file(const char *path, ekg_yaml_docs_t **out, ekg_diag_t *diag)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    ekg_err_t err = ekg_yaml_read_file(path, &buf, &len, diag);
+    if (err)
+        return err;
+    err = ekg_yaml_parse(buf, len, path, out, diag);
     free(buf);
     return err;
 }

@@ -3,8 +3,9 @@
  * `ekglue` file mode and tests). Accepts what `kubectl get -o yaml|json` prints: one object, a List or *List
  * (items may lack kind), or a multi-document YAML stream. Invalid objects are logged and skipped, other kinds
  * counted and ignored. A buffer is added all-or-nothing: objects are collected aside and moved into the
- * caller's arrays only when the whole buffer has been read.
- * Thread: the main thread (files are read at startup); nothing here is shared.
+ * caller's arrays only when the whole buffer has been read. A JSON List is streamed (common/yaml_stream.h):
+ * its items are parsed and converted one at a time, so that a cluster-sized List never exists as one cJSON
+ * tree. Thread: the main thread (files are read at startup); nothing here is shared.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "ekglue/log.h"
 #include "ekglue/model.h"
 #include "ekglue/yaml.h"
+#include "common/yaml_stream.h"
 #include "model/parse.h"
 
 #define MAX_LIST_DEPTH 4 /* a List inside a List inside a List... */
@@ -23,9 +25,12 @@ typedef struct vec {
 } vec_t;
 
 typedef struct collector {
-    const ekg_yaml_docs_t *docs;
+    const char *source;          /* names the buffer in messages */
+    const ekg_yaml_docs_t *docs; /* positions of the objects; NULL when streaming */
     vec_t services, slices, nodes;
     size_t nskipped, nignored;
+    const char *list_kind; /* streaming: the List's kind, and its items' kind in hint */
+    char hint[128];
 } collector_t;
 
 static int vec_push(vec_t *v, void *item)
@@ -105,15 +110,21 @@ static ekg_err_t add_object(collector_t *col, const cJSON *obj, const char *kind
     return EKG_OK;
 }
 
+/* The kind of a List's items: "ServiceList" -> "Service", "List" -> "" (items must then say their kind). */
+static void list_item_kind(const char *list_kind, char *hint, size_t size)
+{
+    snprintf(hint, size, "%.*s", (int)(strlen(list_kind) - 4), list_kind);
+}
+
 static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hint, int list_depth)
 {
-    char where[512];
-    const char *source = ekg_yaml_docs_source(col->docs);
+    char with_line[512];
+    const char *where = col->source;
     int line = ekg_yaml_docs_line(col->docs, obj, NULL);
-    if (line > 0)
-        snprintf(where, sizeof(where), "%s:%d", source, line);
-    else
-        snprintf(where, sizeof(where), "%s", source);
+    if (line > 0) {
+        snprintf(with_line, sizeof(with_line), "%s:%d", col->source, line);
+        where = with_line;
+    }
 
     if (!cJSON_IsObject(obj)) {
         ekg_warn("skipping an entry that is not a mapping source=%s", where);
@@ -138,7 +149,7 @@ static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hi
             return EKG_OK;
         }
         char hint[128];
-        snprintf(hint, sizeof(hint), "%.*s", (int)(strlen(kind) - 4), kind);
+        list_item_kind(kind, hint, sizeof(hint));
         for (const cJSON *item = cJSON_IsArray(items) ? items->child : NULL; item; item = item->next) {
             ekg_err_t err = add_any(col, item, hint, list_depth + 1);
             if (err)
@@ -166,63 +177,96 @@ static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hi
     return add_object(col, obj, kind, where);
 }
 
-static ekg_err_t add_docs(ekg_objects_t *objs, const ekg_yaml_docs_t *docs, ekg_diag_t *diag)
+/* Moves what col collected into objs, all or nothing. Frees col's arrays in every case. */
+static ekg_err_t commit(ekg_objects_t *objs, collector_t *col)
 {
-    collector_t col = {.docs = docs};
     ekg_err_t err = EKG_OK;
-    for (size_t i = 0; i < ekg_yaml_docs_count(docs); i++)
-        if ((err = add_any(&col, ekg_yaml_docs_get(docs, i), NULL, 0)))
-            goto out;
     /* Grow all three arrays first, so that a failure leaves objs as it was. */
-    void **s = realloc(objs->services, (objs->nservices + col.services.n + 1) * sizeof(*s));
+    void **s = realloc(objs->services, (objs->nservices + col->services.n + 1) * sizeof(*s));
     if (s)
         objs->services = (ekg_service_t **)s;
-    void **e = realloc(objs->slices, (objs->nslices + col.slices.n + 1) * sizeof(*e));
+    void **e = realloc(objs->slices, (objs->nslices + col->slices.n + 1) * sizeof(*e));
     if (e)
         objs->slices = (ekg_endpoint_slice_t **)e;
-    void **d = realloc(objs->nodes, (objs->nnodes + col.nodes.n + 1) * sizeof(*d));
+    void **d = realloc(objs->nodes, (objs->nnodes + col->nodes.n + 1) * sizeof(*d));
     if (d)
         objs->nodes = (ekg_node_t **)d;
     if (!s || !e || !d) {
         err = EKG_ENOMEM;
         goto out;
     }
-    for (size_t i = 0; i < col.services.n; i++)
-        objs->services[objs->nservices++] = col.services.items[i];
-    for (size_t i = 0; i < col.slices.n; i++)
-        objs->slices[objs->nslices++] = col.slices.items[i];
-    for (size_t i = 0; i < col.nodes.n; i++)
-        objs->nodes[objs->nnodes++] = col.nodes.items[i];
-    col.services.n = col.slices.n = col.nodes.n = 0;
-    objs->nskipped += col.nskipped;
-    objs->nignored += col.nignored;
+    for (size_t i = 0; i < col->services.n; i++)
+        objs->services[objs->nservices++] = col->services.items[i];
+    for (size_t i = 0; i < col->slices.n; i++)
+        objs->slices[objs->nslices++] = col->slices.items[i];
+    for (size_t i = 0; i < col->nodes.n; i++)
+        objs->nodes[objs->nnodes++] = col->nodes.items[i];
+    col->services.n = col->slices.n = col->nodes.n = 0;
+    objs->nskipped += col->nskipped;
+    objs->nignored += col->nignored;
 out:
+    collector_free(col);
+    return err;
+}
+
+/* One item of a streamed JSON List: what add_any() does for each item of a List document. */
+static ekg_err_t add_list_item(void *arg, const cJSON *item, const char *list_kind)
+{
+    collector_t *col = arg;
+    if (col->list_kind != list_kind) {
+        col->list_kind = list_kind;
+        list_item_kind(list_kind, col->hint, sizeof(col->hint));
+    }
+    return add_any(col, item, col->hint, 1);
+}
+
+/*
+ * The whole buffer. A JSON List, the big case (`kubectl get -o json` of a cluster), is streamed: one item's
+ * cJSON tree at a time instead of the whole List's. Anything else, or a List that turns out not to be valid
+ * JSON, goes through ekg_yaml_parse(), which also words the error.
+ */
+static ekg_err_t add_buffer(ekg_objects_t *objs, const char *buf, size_t len, const char *source,
+                            ekg_diag_t *diag)
+{
+    collector_t col = {.source = source};
+    ekg_yaml_docs_t *docs = NULL;
+    bool streamed = false;
+    ekg_err_t err = ekg_yaml_stream_json_list(buf, len, add_list_item, &col, &streamed);
+    if (err || !streamed) {
+        collector_free(&col);
+        col = (collector_t){.source = source};
+    }
+    if (!err && !streamed && !(err = ekg_yaml_parse(buf, len, source, &docs, diag))) {
+        col.docs = docs;
+        for (size_t i = 0; i < ekg_yaml_docs_count(docs) && !err; i++)
+            err = add_any(&col, ekg_yaml_docs_get(docs, i), NULL, 0);
+    }
+    if (err) {
+        collector_free(&col);
+    } else {
+        err = commit(objs, &col);
+    }
     if (err == EKG_ENOMEM)
-        ekg_diag_set(diag, err, "%s: out of memory", ekg_yaml_docs_source(docs));
-    collector_free(&col);
+        ekg_diag_set(diag, err, "%s: out of memory", source);
+    ekg_yaml_docs_free(docs);
     return err;
 }
 
 ekg_err_t ekg_objects_add_buffer(ekg_objects_t *objs, const char *buf, size_t len, const char *source_name,
                                  ekg_diag_t *diag)
 {
-    ekg_yaml_docs_t *docs = NULL;
-    ekg_err_t err = ekg_yaml_parse(buf, len, source_name, &docs, diag);
-    if (err)
-        return err;
-    err = add_docs(objs, docs, diag);
-    ekg_yaml_docs_free(docs);
-    return err;
+    return add_buffer(objs, buf, len, source_name ? source_name : "<input>", diag);
 }
 
 ekg_err_t ekg_objects_add_file(ekg_objects_t *objs, const char *path, ekg_diag_t *diag)
 {
-    ekg_yaml_docs_t *docs = NULL;
-    ekg_err_t err = ekg_yaml_parse_file(path, &docs, diag);
+    char *buf = NULL;
+    size_t len = 0;
+    ekg_err_t err = ekg_yaml_read_file(path, &buf, &len, diag);
     if (err)
         return err;
-    err = add_docs(objs, docs, diag);
-    ekg_yaml_docs_free(docs);
+    err = add_buffer(objs, buf, len, path, diag);
+    free(buf);
     return err;
 }
 

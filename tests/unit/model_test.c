@@ -1,7 +1,8 @@
 /*
  * tests/unit/model_test.c: src/model/ — Service, EndpointSlice and Node parsing and validation (every rule,
  * with the message naming the object and field), and ekg_objects_t over Lists, *Lists, multi-document YAML,
- * JSON and kubectl-style output. Thread: the test's main thread.
+ * JSON and kubectl-style output, and streamed JSON Lists (the same results as the tree path, and errors too).
+ * Thread: the test's main thread.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -731,6 +732,149 @@ static void test_demo_cluster(void **state)
     ekg_objects_free(&objs);
 }
 
+/* --- streamed JSON Lists -------------------------------------------------------------------------------- */
+
+/* A JSON List of three Services, an EndpointSlice and a Node, one of the Services invalid (port 0). */
+static const char stream_list[] =
+    "{\"apiVersion\": \"v1\", \"items\": [\n"
+    "  {\"kind\": \"Service\", \"metadata\": {\"name\": \"a\", \"namespace\": \"shop\", \"annotations\": "
+    "{\"note\": \"}]{[\\\"items\\\": [\\\\\", \"items\": \"[\"}}, \"spec\": {\"ports\": [{\"port\": 80}]}},\n"
+    "  {\"kind\": \"Service\", \"metadata\": {\"name\": \"bad\", \"namespace\": \"shop\"}, "
+    "\"spec\": {\"ports\": [{\"port\": 0}]}},\n"
+    "  {\"kind\": \"EndpointSlice\", \"apiVersion\": \"discovery.k8s.io/v1\", \"metadata\": {\"name\": "
+    "\"a-1\", "
+    "\"namespace\": \"shop\", \"labels\": {\"kubernetes.io/service-name\": \"a\", \"q\": \"\\\"}\\\\\"}}, "
+    "\"addressType\": \"IPv4\", \"endpoints\": [{\"addresses\": [\"10.1.0.1\"], \"conditions\": {\"ready\": "
+    "true}}], \"items\": [{\"kind\": \"Node\", \"metadata\": {\"name\": \"decoy\"}}]},\n"
+    "  {\"metadata\": {\"name\": \"b\", \"namespace\": \"shop\"}},\n"
+    "  {\"kind\": \"Node\", \"metadata\": {\"name\": \"n1\"}}\n"
+    "], \"kind\": \"ServiceList\", \"metadata\": {\"resourceVersion\": \"7\", \"items\": []}}";
+
+static void check_stream_list(const ekg_objects_t *objs)
+{
+    assert_int_equal(objs->nservices, 2);
+    assert_string_equal(objs->services[0]->meta.name, "a");
+    assert_string_equal(objs->services[1]->meta.name, "b"); /* kindless: a ServiceList's item */
+    assert_int_equal(objs->nslices, 1);
+    assert_string_equal(ekg_meta_label(&objs->slices[0]->meta, "q"), "\"}\\");
+    assert_int_equal(objs->nnodes, 1); /* not the decoy inside the slice */
+    assert_string_equal(objs->nodes[0]->meta.name, "n1");
+    assert_int_equal(objs->nskipped, 1);
+    assert_int_equal(objs->nignored, 0);
+}
+
+static void test_objects_json_stream(void **state)
+{
+    (void)state;
+    ekg_objects_t objs = {0};
+    /* kind after items (as kubectl prints it)... */
+    add(&objs, stream_list);
+    check_stream_list(&objs);
+    ekg_objects_free(&objs);
+
+    /* ...or before, and with a BOM and blanks around. */
+    const char *items = strstr(stream_list, "\"items\"");
+    const char *kind = strstr(stream_list, "], \"kind\"");
+    size_t cap = sizeof(stream_list) + 64;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    snprintf(text, cap, "\xEF\xBB\xBF\n {\"kind\": \"ServiceList\", %.*s]}\r\n", (int)(kind - items), items);
+    add(&objs, text);
+    check_stream_list(&objs);
+    ekg_objects_free(&objs);
+
+    /* The same List one level down takes the tree path, with the same result. */
+    snprintf(text, cap, "{\"kind\":\"List\",\"items\":[%s]}", stream_list);
+    add(&objs, text);
+    check_stream_list(&objs);
+    ekg_objects_free(&objs);
+    free(text);
+
+    /* A file streams too. */
+    char dir[] = "/tmp/ekg-model-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof(path), "%s/list.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(stream_list, f);
+    fclose(f);
+    ekg_diag_t diag = {{0}};
+    assert_int_equal(ekg_objects_add_file(&objs, path, &diag), EKG_OK);
+    check_stream_list(&objs);
+    ekg_objects_free(&objs);
+    unlink(path);
+    rmdir(dir);
+}
+
+/*
+ * Every proper prefix of a List is malformed, and so is every text with one byte replaced by one of a few
+ * troublemakers (or some are not, then they must add what the tree path adds). Each must fail exactly as
+ * ekg_yaml_parse() fails on it, message and position included, and add nothing.
+ */
+static void test_objects_json_stream_errors(void **state)
+{
+    (void)state;
+    size_t len = strlen(stream_list);
+    char *text = malloc(len + 64), *wrapped = malloc(len + 64);
+    assert_non_null(text);
+    assert_non_null(wrapped);
+    ekg_objects_t objs = {0};
+    add(&objs, "kind: Node\nmetadata: {name: before}\n");
+    const char bytes[] = {'"', '\\', '{', '}', '[', ']', ',', ':', ' ', 'x', '\0'};
+    size_t nfail = 0, nok = 0;
+    for (size_t i = 0; i < len; i++) {
+        for (size_t b = 0; b <= sizeof(bytes); b++) {
+            size_t n = len;
+            memcpy(text, stream_list, len);
+            if (b == sizeof(bytes))
+                n = i; /* the prefix */
+            else if (text[i] == bytes[b])
+                continue;
+            else
+                text[i] = bytes[b];
+            ekg_diag_t want = {{0}}, got = {{0}};
+            ekg_yaml_docs_t *docs = NULL;
+            ekg_err_t perr = ekg_yaml_parse(text, n, "objs.json", &docs, &want);
+            ekg_yaml_docs_free(docs);
+            ekg_err_t err = ekg_objects_add_buffer(&objs, text, n, "objs.json", &got);
+            if (perr) {
+                nfail++;
+                assert_int_equal(err, EKG_EPARSE);
+                assert_string_equal(got.msg, want.msg);
+                assert_contains(got.msg, "objs.json:");
+                assert_int_equal(objs.nnodes, 1);
+                assert_int_equal(objs.nservices + objs.nslices + objs.nskipped + objs.nignored, 0);
+                continue;
+            }
+            /* Still valid JSON: the same objects as through the tree path (the List one level down). */
+            nok++;
+            assert_int_equal(err, EKG_OK);
+            static const char head[] = "{\"kind\":\"List\",\"items\":[";
+            memcpy(wrapped, head, sizeof(head) - 1);
+            memcpy(wrapped + sizeof(head) - 1, text, n); /* text may hold a NUL inside a string */
+            memcpy(wrapped + sizeof(head) - 1 + n, "]}", 2);
+            ekg_objects_t tree = {0};
+            assert_int_equal(ekg_objects_add_buffer(&tree, wrapped, sizeof(head) + 1 + n, "objs.json", &got),
+                             EKG_OK);
+            assert_int_equal(objs.nservices, tree.nservices);
+            assert_int_equal(objs.nslices, tree.nslices);
+            assert_int_equal(objs.nnodes - 1, tree.nnodes);
+            assert_int_equal(objs.nskipped, tree.nskipped);
+            assert_int_equal(objs.nignored, tree.nignored);
+            ekg_objects_free(&tree);
+            ekg_objects_free(&objs);
+            add(&objs, "kind: Node\nmetadata: {name: before}\n");
+        }
+    }
+    assert_true(nfail > len);
+    assert_true(nok > 0);
+    assert_string_equal(objs.nodes[0]->meta.name, "before");
+    ekg_objects_free(&objs);
+    free(text);
+    free(wrapped);
+}
+
 static int quiet(void **state)
 {
     (void)state;
@@ -754,6 +898,8 @@ int main(void)
         cmocka_unit_test(test_objects_kubectl_yaml),
         cmocka_unit_test(test_objects_file),
         cmocka_unit_test(test_demo_cluster),
+        cmocka_unit_test(test_objects_json_stream),
+        cmocka_unit_test(test_objects_json_stream_errors),
     };
     return cmocka_run_group_tests(tests, quiet, NULL);
 }

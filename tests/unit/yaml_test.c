@@ -1,6 +1,8 @@
 /*
  * tests/unit/yaml_test.c: src/common/yaml.c — scalar resolution, documents, aliases and their bounds,
- * duplicate keys, depth limit, positions, the JSON path and error messages. Thread: the test's main thread.
+ * duplicate keys, depth limit, positions, the JSON path and error messages; and the streaming of JSON Lists
+ * (common/yaml_stream.h): which texts stream, item boundaries, and that anything invalid does not. Thread:
+ * the test's main thread.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include "ekglue/yaml.h"
+#include "common/yaml_stream.h"
 
 static ekg_yaml_docs_t *parse_ok(const char *text)
 {
@@ -415,6 +418,174 @@ static void test_file(void **state)
     rmdir(dir);
 }
 
+/* --- streaming JSON Lists (common/yaml_stream.h) ------------------------------------------------------- */
+
+typedef struct seen {
+    char names[16][64]; /* each item's "name", or its type */
+    char kind[32];
+    size_t n;
+    size_t stop_after; /* 0: never */
+} seen_t;
+
+static ekg_err_t on_item(void *arg, const cJSON *item, const char *list_kind)
+{
+    seen_t *s = arg;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+    assert_true(s->n < 16);
+    snprintf(s->names[s->n], sizeof(s->names[0]), "%s",
+             cJSON_IsString(name)   ? name->valuestring
+             : cJSON_IsObject(item) ? "{}"
+                                    : "other");
+    snprintf(s->kind, sizeof(s->kind), "%s", list_kind);
+    s->n++;
+    return s->stop_after && s->n == s->stop_after ? EKG_ENOMEM : EKG_OK;
+}
+
+/* Streams text; returns whether it streamed, with what on_item saw in *s. */
+static bool stream(const char *text, seen_t *s)
+{
+    bool streamed = true;
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(ekg_yaml_stream_json_list(text, strlen(text), on_item, s, &streamed), EKG_OK);
+    return streamed;
+}
+
+static void test_stream_json_list(void **state)
+{
+    (void)state;
+    seen_t s;
+    /* kind before or after items; the first member of a name counts, as in cJSON lookups. */
+    assert_true(stream(
+        "\xEF\xBB\xBF {\"kind\": \"List\", \"items\": [{\"name\": \"a\"}, {\"name\": \"b\"}]}\r\n", &s));
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.names[1], "b");
+    assert_string_equal(s.kind, "List");
+    assert_true(stream("{\"items\":[{\"name\":\"a\"}],\"metadata\":{\"items\":[1]},\"kind\":\"ServiceList\","
+                       "\"kind\":\"Pod\",\"items\":{}}",
+                       &s));
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.kind, "ServiceList");
+    /* Keys are compared decoded. */
+    assert_true(stream("{\"\\u006bind\": \"List\", \"it\\u0065ms\": [{\"name\": \"a\"}]}", &s));
+    assert_int_equal(s.n, 1);
+    /* An empty list, scalars and nested "items"/"kind" keys inside items. */
+    assert_true(stream("{\"kind\":\"List\",\"items\":[ ]}", &s));
+    assert_int_equal(s.n, 0);
+    assert_true(stream("{\"kind\":\"List\",\"items\":[1, -2.5e3, \"x\", true, false, null, [], "
+                       "{\"kind\":\"List\",\"items\":[{\"name\":\"inner\"}],\"name\":\"outer\"}]}",
+                       &s));
+    assert_int_equal(s.n, 8);
+    assert_string_equal(s.names[2], "other");
+    assert_string_equal(s.names[7], "outer");
+    /* Strings with brackets, braces, escaped quotes and backslashes do not end an item early. */
+    assert_true(stream("{\"kind\":\"List\",\"items\":[{\"x\":\"}]\\\"{[\",\"name\":\"q\\\\\"},"
+                       "{\"name\":\"]}\\\\\\\"\"},{\"\\\"}\":\"\\\\\",\"name\":\"z\"}]}",
+                       &s));
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.names[0], "q\\");
+    assert_string_equal(s.names[1], "]}\\\"");
+    assert_string_equal(s.names[2], "z");
+
+    /* Not Lists: these go the tree path, and nothing is delivered. */
+    const char *not_lists[] = {
+        "kind: List\nitems: []\n",                      /* YAML */
+        "[{\"kind\": \"List\", \"items\": []}]",        /* not an object */
+        "{}",                                           /* no kind */
+        "{\"kind\": \"Service\", \"items\": [{}]}",     /* not a List */
+        "{\"kind\": 5, \"items\": [{}]}",               /* kind not a string */
+        "{\"items\": [{}], \"kind\": \"Lis\"}",         /* too short */
+        "{\"kind\": \"List\"}",                         /* no items */
+        "{\"kind\": \"List\", \"items\": null}",        /* the tree path handles null */
+        "{\"kind\": \"List\", \"items\": {\"a\": []}}", /* nor a list */
+    };
+    for (size_t i = 0; i < sizeof(not_lists) / sizeof(not_lists[0]); i++) {
+        if (stream(not_lists[i], &s))
+            print_error("streamed: %s\n", not_lists[i]);
+        assert_false(stream(not_lists[i], &s));
+    }
+
+    /* Invalid JSON never streams, wherever the fault is (cJSON then reports it with its position). */
+    const char *invalid[] = {
+        "{\"kind\": \"List\", \"items\": [{}]",                    /* unclosed */
+        "{\"kind\": \"List\", \"items\": [{}]} x",                 /* trailing content */
+        "{\"kind\": \"List\", \"items\": [{}]}\x01",               /* only blanks may follow */
+        "{\"kind\": \"List\", \"items\": [{},]}",                  /* trailing comma */
+        "{\"kind\": \"List\", \"items\": [{} {}]}",                /* missing comma */
+        "{\"kind\": \"List\", \"items\": [{\"a\" 1}]}",            /* inside an item */
+        "{\"kind\": \"List\", \"items\": [{\"a\": tru}]}",         /* a literal */
+        "{\"kind\": \"List\", \"items\": [{\"a\": 1.2.3}]}",       /* a number */
+        "{\"kind\": \"List\", \"items\": [{\"a\": \"\\q\"}]}",     /* an escape */
+        "{\"kind\": \"List\", \"items\": [{\"a\": \"\\ud800\"}]}", /* a lone surrogate */
+        "{\"kind\": \"List\", \"items\": [{]}",                    /* mismatched */
+        "{\"kind\": \"List\", \"items\": [+1]}",                   /* cJSON numbers start with - or a digit */
+        "{\"kind\": \"List\", \"items\": [\xEF\xBB\xBF{}]}",       /* a BOM is only allowed first */
+        "{\"kind\": \"List\", \"items\": [{}], \"x\": [}",         /* another member */
+        "{\"kind\": \"List\", \"items\": [{}], \"x\": 01x}",       /* another member's scalar */
+        "{\"kind\": \"List\", \"items\": [{}], \"\\x\": 1}",       /* a key's escape */
+        "{\"kind\": \"List\" \"items\": [{}]}",                    /* missing comma between members */
+        "{\"kind\": \"List\", \"items\": [{}],}",                  /* trailing comma between members */
+        "{\"kind\": \"List\", \"items\" [{}]}",                    /* missing colon */
+        "{\"kind\": \"List\", \"items\": [\"abc]}",                /* unterminated string */
+        "{\"kind\": \"List\", \"items\": [\"abc\\\"]}",            /* ...by an escaped quote */
+    };
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        ekg_yaml_docs_t *docs = NULL;
+        ekg_diag_t diag;
+        if (stream(invalid[i], &s))
+            print_error("streamed: %s\n", invalid[i]);
+        assert_false(stream(invalid[i], &s));
+        /* ...and is indeed invalid. */
+        assert_int_equal(ekg_yaml_parse(invalid[i], strlen(invalid[i]), "t.json", &docs, &diag), EKG_EPARSE);
+    }
+
+    /* The callback's error stops the stream. */
+    const char *three = "{\"kind\":\"List\",\"items\":[{},{},{}]}";
+    memset(&s, 0, sizeof(s));
+    s.stop_after = 2;
+    bool streamed = true;
+    assert_int_equal(ekg_yaml_stream_json_list(three, strlen(three), on_item, &s, &streamed), EKG_ENOMEM);
+    assert_int_equal(s.n, 2);
+    assert_false(streamed);
+    /* NULL and empty buffers are not Lists. */
+    assert_int_equal(ekg_yaml_stream_json_list(NULL, 0, on_item, &s, &streamed), EKG_OK);
+    assert_false(streamed);
+}
+
+/* Depth: the pieces are parsed alone, yet what cJSON refuses in place must not stream. */
+static void test_stream_depth(void **state)
+{
+    (void)state;
+    enum { LIMIT = 1000 }; /* CJSON_NESTING_LIMIT: arrays and objects, counting the root */
+    size_t cap = 4 * LIMIT + 100;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    for (int where = 0; where < 2; where++) {
+        /* An item is 2 levels down, another member's value 1. */
+        int room = where == 0 ? LIMIT - 2 : LIMIT - 1;
+        for (int n = room; n <= room + 1; n++) {
+            size_t k = 0;
+            k += (size_t)snprintf(text + k, cap - k, "{\"kind\":\"List\",\"items\":[%s",
+                                  where == 0 ? "" : "1],\"x\":");
+            for (int i = 0; i < n; i++)
+                text[k++] = '[';
+            for (int i = 0; i < n; i++)
+                text[k++] = ']';
+            k += (size_t)snprintf(text + k, cap - k, "%s}", where == 0 ? "]" : "");
+            seen_t s;
+            bool streamed = false;
+            ekg_yaml_docs_t *docs = NULL;
+            ekg_diag_t diag;
+            ekg_err_t perr = ekg_yaml_parse(text, k, "t.json", &docs, &diag);
+            ekg_yaml_docs_free(docs);
+            memset(&s, 0, sizeof(s));
+            assert_int_equal(ekg_yaml_stream_json_list(text, k, on_item, &s, &streamed), EKG_OK);
+            assert_int_equal(perr, n == room ? EKG_OK : EKG_EPARSE);
+            assert_int_equal(streamed, n == room);
+        }
+    }
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,7 +594,8 @@ int main(void)
         cmocka_unit_test(test_billion_laughs), cmocka_unit_test(test_duplicate_and_complex_keys),
         cmocka_unit_test(test_deep_nesting),   cmocka_unit_test(test_positions),
         cmocka_unit_test(test_json),           cmocka_unit_test(test_syntax_errors),
-        cmocka_unit_test(test_file),
+        cmocka_unit_test(test_file),           cmocka_unit_test(test_stream_json_list),
+        cmocka_unit_test(test_stream_depth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
