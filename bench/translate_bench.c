@@ -134,12 +134,6 @@ int main(int argc, char **argv)
     if (ekg_config_default(&cfg, &diag) || ekg_translator_new(cfg, &t))
         return 1;
 
-    /* The floor for parsing: cJSON alone on the same text. */
-    double c0 = now();
-    cJSON *probe = cJSON_ParseWithLength(b.p, b.n);
-    double c1 = now();
-    cJSON_Delete(probe);
-
     double t0 = now();
     if (ekg_objects_add_buffer(&objs, b.p, b.n, "bench.json", &diag)) {
         fprintf(stderr, "parse: %s\n", diag.msg);
@@ -153,10 +147,15 @@ int main(int argc, char **argv)
     double t2 = now();
     ekg_translate_stats_t st;
     ekg_translator_last_stats(t, &st);
-    free(b.p);
     ekg_objects_free(&objs);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
+    /* For comparison only, after the peak RSS was taken: cJSON alone on the same text. */
+    double c0 = now();
+    cJSON *probe = cJSON_ParseWithLength(b.p, b.n);
+    double c1 = now();
+    cJSON_Delete(probe);
+    free(b.p);
     size_t bytes = 0;
     for (size_t i = 0; i < ekg_resource_set_size(la); i++) {
         size_t len;
@@ -169,7 +168,8 @@ int main(int argc, char **argv)
            (t2 - t1) * 1e3, ekg_resource_set_size(cl), ekg_resource_set_size(la), (double)bytes / 1e6);
     printf("  encode:   %8.1f ms  (part of translate)\n", (double)st.encode_ns / 1e6);
     printf("full build: %8.1f ms  (target < 1000 ms)\n", (t2 - t0) * 1e3);
-    printf("peak RSS:   %8.1f MB  (target < 300 MB)\n", (double)ru.ru_maxrss / 1024.0);
+    printf("peak RSS:   %8.1f MB  (target < 300 MB; includes the 29 MB input text and the benchmark's own buffers)\n",
+           (double)ru.ru_maxrss / 1024.0);
 
     /* One-slice updates: each flips one endpoint of a different Service to not ready. */
     enum { ROUNDS = 1000 };
@@ -210,7 +210,8 @@ int main(int argc, char **argv)
            lat[ROUNDS / 2] * 1e3, lat[ROUNDS * 99 / 100] * 1e3, lat[ROUNDS - 1] * 1e3, ROUNDS,
            (double)redone / ROUNDS);
     getrusage(RUSAGE_SELF, &ru);
-    printf("peak RSS after updates: %.1f MB\n", (double)ru.ru_maxrss / 1024.0);
+    printf("peak RSS at the end: %.1f MB (the cJSON comparison parse above raised it)\n",
+           (double)ru.ru_maxrss / 1024.0);
 
     free(lat);
     free(sb.p);
