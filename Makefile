@@ -3,7 +3,6 @@
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build/release
-DEMO ?= deploy/demo/cluster.yaml
 
 .PHONY: all deps build run test bench format clean
 
@@ -16,9 +15,9 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
-# Serves the demo cluster over xDS on 0.0.0.0:18000 (no Kubernetes API needed). Ctrl-C stops it.
+# Serves the embedded demo cluster (deploy/demo/cluster.yaml) over xDS on 0.0.0.0:18000. Ctrl-C stops it.
 run: build
-	$(BUILD)/ekglue serve --objects $(DEMO)
+	$(BUILD)/ekglue serve
 
 # The whole suite: normal build, ASan+UBSan build, fuzzers for a bounded time. See tests/run.sh.
 test: deps

@@ -42,6 +42,10 @@
 /* After a file event, wait this long for the writer's other events before reading (one reload per save). */
 #define DEBOUNCE_MS 50
 
+/* deploy/demo/cluster.yaml, embedded at build time (proto/tools/embed.cmake). */
+extern const unsigned char ekg_demo_cluster[];
+extern const size_t ekg_demo_cluster_size;
+
 static void usage(FILE *f)
 {
     fprintf(
@@ -56,7 +60,7 @@ static void usage(FILE *f)
         "changes pushed. A file that does not parse keeps the previous state. SIGTERM/SIGINT end the open\n"
         "streams with UNAVAILABLE and exit.\n"
         "\n"
-        "  --objects FILE     manifests to read (repeatable)\n"
+        "  --objects FILE     manifests to read (repeatable); none: the embedded demo cluster\n"
         "  --config FILE      ekglue config (docs/config.md); default: the built-in config\n"
         "  --xds-listen ADDR  gRPC address (default 0.0.0.0:18000; port 0 picks one, logged as port=N)\n"
         "  --log-level L      debug|info|warn|error|off (default info)\n"
@@ -90,6 +94,12 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     ekg_snapshot_t *snap = NULL;
     ekg_err_t err = EKG_OK;
 
+    if (st->npaths == 0 &&
+        (err = ekg_objects_add_buffer(&objs, (const char *)ekg_demo_cluster, ekg_demo_cluster_size,
+                                      "embedded demo cluster", &diag)) != EKG_OK) {
+        ekg_error("cannot load the embedded demo cluster: %s", diag.msg[0] ? diag.msg : ekg_strerror(err));
+        goto out;
+    }
     for (size_t i = 0; i < st->npaths; i++) {
         if ((err = ekg_objects_add_file(&objs, st->paths[i], &diag)) != EKG_OK) {
             ekg_error("cannot load objects, keeping the previous state: %s",
@@ -323,6 +333,9 @@ int ekg_cli_serve(int argc, char **argv)
         goto out;
     st.cfg = cfg;
     st.cache = cache;
+    if (st.npaths == 0)
+        ekg_warn("no --objects and no Kubernetes API configured: serving the embedded demo cluster "
+                 "(deploy/demo/cluster.yaml)");
     if (st.npaths) {
         if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
             ekg_warn("inotify unavailable (%s); reload with SIGHUP", strerror(errno));
