@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ekglue/log.h"
 #include "ekglue/proto.h"
 
 #include "cli.h"
@@ -17,6 +18,18 @@ static const struct {
     {"dump", ekg_cli_dump, "translate manifests once and print the Envoy resources"},
     {"check-config", ekg_cli_check_config, "validate a config file and print the effective base Cluster"},
 };
+
+bool ekg_cli_set_log_level(const char *command, const char *arg)
+{
+    int level = ekg_log_parse_level(arg);
+    if (level < 0) {
+        fprintf(stderr, "ekglue %s: unknown log level '%s' (debug, info, warn, error or off)\n", command,
+                arg);
+        return false;
+    }
+    ekg_log_set_level((ekg_log_level_t)level);
+    return true;
+}
 
 static void usage(FILE *f)
 {

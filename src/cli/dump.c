@@ -84,16 +84,12 @@ int ekg_cli_dump(int argc, char **argv)
         case 'f':
             format = optarg;
             break;
-        case 'l': {
-            int level = ekg_log_parse_level(optarg);
-            if (level < 0) {
-                fprintf(stderr, "ekglue dump: unknown log level '%s'\n", optarg);
+        case 'l':
+            if (!ekg_cli_set_log_level("dump", optarg)) {
                 rc = EKG_EXIT_USAGE;
                 goto out;
             }
-            ekg_log_set_level((ekg_log_level_t)level);
             break;
-        }
         case 'h':
             usage(stdout);
             rc = EKG_EXIT_OK;

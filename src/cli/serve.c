@@ -273,16 +273,12 @@ int ekg_cli_serve(int argc, char **argv)
         case 'x':
             xopts.listen = optarg;
             break;
-        case 'l': {
-            int level = ekg_log_parse_level(optarg);
-            if (level < 0) {
-                fprintf(stderr, "ekglue serve: unknown log level '%s'\n", optarg);
+        case 'l':
+            if (!ekg_cli_set_log_level("serve", optarg)) {
                 rc = EKG_EXIT_USAGE;
                 goto out;
             }
-            ekg_log_set_level((ekg_log_level_t)level);
             break;
-        }
         case 't': {
             char *end;
             long v = strtol(optarg, &end, 10);

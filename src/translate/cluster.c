@@ -74,24 +74,18 @@ static ekg_err_t set_dns_target(envoy_config_cluster_v3_Cluster *c, const char *
     return EKG_OK;
 }
 
-ekg_err_t ekg_translate_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port,
-                                const char *name, upb_Arena *arena, envoy_config_cluster_v3_Cluster **out,
-                                bool *is_eds)
+/* Builds the Cluster of one Service port in arena (*out NULL when suppressed); *is_eds: it needs a CLA. */
+static ekg_err_t build_cluster(const ekg_service_input_t *in, const ekg_cluster_match_input_t *match,
+                               const ekg_service_port_t *port, const char *name, upb_Arena *arena,
+                               envoy_config_cluster_v3_Cluster **out, bool *is_eds)
 {
     const ekg_service_t *svc = in->svc;
-    ekg_cluster_match_input_t match = {
-        .cluster_name = name,
-        .namespace_ = svc->meta.namespace_,
-        .service = svc->meta.name,
-        .port_name = port->name,
-        .app_protocol = port->app_protocol,
-    };
     envoy_config_cluster_v3_Cluster *c = NULL;
     bool suppressed = false;
     ekg_diag_t diag = {{0}};
     *out = NULL;
     *is_eds = false;
-    ekg_err_t err = ekg_config_cluster(in->cfg, &match, arena, &c, &suppressed, &diag);
+    ekg_err_t err = ekg_config_cluster(in->cfg, match, arena, &c, &suppressed, &diag);
     if (err != EKG_OK) {
         ekg_warn("cluster %s: %s", name, diag.msg[0] ? diag.msg : ekg_strerror(err));
         return err;
@@ -191,7 +185,7 @@ ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_po
     }
     envoy_config_cluster_v3_Cluster *c = NULL;
     const upb_MessageDef *def = ekg_proto_message(EKG_TYPE_CLUSTER);
-    ekg_err_t err = ekg_translate_cluster(in, port, name, arena, &c, is_eds);
+    ekg_err_t err = build_cluster(in, &match, port, name, arena, &c, is_eds);
     if (err || !c)
         return err;
     if ((err = ekg_proto_encode(c, def, arena, bytes, len)) != EKG_OK)

@@ -49,14 +49,6 @@ typedef struct shared_cluster {
 bool ekg_cluster_name(const ekg_service_t *svc, const ekg_service_port_t *port, char *buf, size_t size);
 
 /*
- * Builds the Cluster of one Service port in arena. *out is NULL when the config suppresses it. *is_eds tells
- * whether the cluster takes its endpoints from EDS (and so needs a ClusterLoadAssignment).
- */
-ekg_err_t ekg_translate_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port,
-                                const char *name, upb_Arena *arena, envoy_config_cluster_v3_Cluster **out,
-                                bool *is_eds);
-
-/*
  * The encoded Cluster of one Service port (bytes in arena; NULL when suppressed). EDS clusters whose config
  * key was seen before are spliced from the shared encoding: the name field (field 1, so first in canonical
  * order) followed by the shared bytes, which is exactly upb's deterministic encoding of the whole message.
