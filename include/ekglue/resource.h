@@ -48,6 +48,7 @@ uint64_t ekg_resource_name_hash(const ekg_resource_t *r);
  * bytes. Borrowed.
  */
 const char *ekg_resource_response_field(const ekg_resource_t *r, size_t *len);
+size_t ekg_resource_response_len(const ekg_resource_t *r);
 /* The xDS type URL of a resource type ("type.googleapis.com/envoy.config.cluster.v3.Cluster"). */
 const char *ekg_resource_type_url(ekg_resource_type_t type);
 /* The type of a type URL; EKG_RESOURCE__COUNT when ekglue does not serve it. */

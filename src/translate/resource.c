@@ -162,6 +162,11 @@ const char *ekg_resource_response_field(const ekg_resource_t *r, size_t *len)
     return r->field;
 }
 
+size_t ekg_resource_response_len(const ekg_resource_t *r)
+{
+    return r->field_len;
+}
+
 uint64_t ekg_resource_name_hash(const ekg_resource_t *r)
 {
     return r->name_hash;

@@ -21,6 +21,9 @@
  *
  * Thread: not synchronized; the transport serializes calls with the stream's lock.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,7 @@
 
 #include "ekglue/log.h"
 
+#include "common/hash.h"
 #include "session.h"
 
 #define NTYPES EKG_RESOURCE__COUNT
@@ -40,13 +44,155 @@ typedef struct name_list {
     size_t n, cap;
 } name_list_t;
 
+/*
+ * A subscription's names: sorted, unique, immutable and shared. Streams that subscribe to the same names (a
+ * thousand Envoys asking for the same clusters' endpoints) hold one copy between them: each set of names is
+ * interned in a process-wide registry and reference-counted. Interning and the last unref take the registry's
+ * lock; reads need none.
+ */
+typedef struct names {
+    int refs; /* under registry_lock */
+    uint64_t hash;
+    struct names *next; /* registry bucket chain */
+    size_t n;
+    const char **v; /* points into blob */
+    char blob[];
+} names_t;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static names_t **registry; /* buckets; owned */
+static size_t registry_cap, registry_len;
+
+static bool names_has(const names_t *l, const char *name)
+{
+    size_t lo = 0, hi = l ? l->n : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(l->v[mid], name);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+static size_t names_count(const names_t *l)
+{
+    return l ? l->n : 0;
+}
+
+static void names_unref(names_t *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    if (--l->refs == 0) {
+        names_t **pp = &registry[l->hash & (registry_cap - 1)];
+        while (*pp != l)
+            pp = &(*pp)->next;
+        *pp = l->next;
+        registry_len--;
+        free(l);
+        if (registry_len == 0) {
+            free(registry);
+            registry = NULL;
+            registry_cap = 0;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static int cmp_views(const void *a, const void *b)
+{
+    const upb_StringView *x = a, *y = b;
+    size_t n = x->size < y->size ? x->size : y->size;
+    int c = memcmp(x->data, y->data, n);
+    return c ? c : (x->size > y->size) - (x->size < y->size);
+}
+
+static bool view_is(upb_StringView v, const char *s)
+{
+    return strlen(s) == v.size && memcmp(s, v.data, v.size) == 0;
+}
+
+/* The interned names_t for n views that are sorted and unique (n > 0); a new reference, or NULL on ENOMEM. */
+static names_t *names_intern(const upb_StringView *v, size_t n)
+{
+    uint64_t h = EKG_HASH_INIT;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        h = ekg_hash_update(h, v[i].data, v[i].size);
+        h = ekg_hash_update(h, "", 1);
+        bytes += v[i].size + 1;
+    }
+    h = ekg_hash_final(h);
+    pthread_mutex_lock(&registry_lock);
+    names_t *found = NULL;
+    for (names_t *l = registry_cap ? registry[h & (registry_cap - 1)] : NULL; l && !found; l = l->next) {
+        if (l->hash != h || l->n != n)
+            continue;
+        size_t i = 0;
+        while (i < n && view_is(v[i], l->v[i]))
+            i++;
+        if (i == n)
+            found = l;
+    }
+    if (found) {
+        found->refs++;
+        pthread_mutex_unlock(&registry_lock);
+        return found;
+    }
+    if (registry_len + 1 > registry_cap / 2) {
+        size_t cap = registry_cap ? registry_cap * 2 : 64;
+        names_t **b = calloc(cap, sizeof(*b));
+        if (!b) {
+            pthread_mutex_unlock(&registry_lock);
+            return NULL;
+        }
+        for (size_t i = 0; i < registry_cap; i++)
+            for (names_t *l = registry[i], *next; l; l = next) {
+                next = l->next;
+                l->next = b[l->hash & (cap - 1)];
+                b[l->hash & (cap - 1)] = l;
+            }
+        free(registry);
+        registry = b;
+        registry_cap = cap;
+    }
+    names_t *l = malloc(sizeof(*l) + n * sizeof(char *) + bytes);
+    if (!l) {
+        pthread_mutex_unlock(&registry_lock);
+        return NULL;
+    }
+    l->refs = 1;
+    l->hash = h;
+    l->n = n;
+    l->v = (const char **)(void *)l->blob;
+    char *p = l->blob + n * sizeof(char *);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(p, v[i].data, v[i].size);
+        p[v[i].size] = '\0';
+        l->v[i] = p;
+        p += v[i].size + 1;
+    }
+    l->next = registry[h & (registry_cap - 1)];
+    registry[h & (registry_cap - 1)] = l;
+    registry_len++;
+    pthread_mutex_unlock(&registry_lock);
+    return l;
+}
+
 typedef struct type_state {
     bool requested; /* a request for this type arrived */
     bool wildcard;
     bool named;           /* the client has named resources ("*" included): [] no longer means wildcard */
     bool pending;         /* a response is due whatever the diff says (first request, subscription change) */
     bool warm_on_request; /* (load assignments) move `warming` into `force` on the next request */
-    name_list_t names;    /* explicit subscriptions */
+    names_t *names;       /* explicit subscriptions: shared, immutable; NULL = none */
+    bool force_all;       /* send every subscribed resource on the next response (a new subscription) */
     name_list_t force;    /* send these on the next response even if unchanged */
     name_list_t warming;  /* clusters that changed: their load assignments are due on the next EDS request */
     ekg_resource_set_t *sent; /* the set as of the last response (or evaluation with nothing due); owned */
@@ -169,7 +315,7 @@ void ekg_xds_session_free(ekg_xds_session_t *s)
         return;
     for (int t = 0; t < NTYPES; t++) {
         type_state_t *ts = &s->types[t];
-        list_clear(&ts->names);
+        names_unref(ts->names);
         list_clear(&ts->force);
         list_clear(&ts->warming);
         ekg_resource_set_unref(ts->sent);
@@ -204,7 +350,7 @@ void ekg_xds_session_type_status(const ekg_xds_session_t *s, ekg_resource_type_t
     *out = (ekg_xds_type_status_t){
         .subscribed = ts->requested,
         .wildcard = ts->wildcard,
-        .nnames = ts->names.n,
+        .nnames = names_count(ts->names),
         .sent_version = ts->sent_version,
         .acked_version = ts->acked_version,
         .nack_message = ts->nack_message,
@@ -265,23 +411,41 @@ static bool view_eq(upb_StringView v, const char *s)
     return strlen(s) == v.size && memcmp(s, v.data, v.size) == 0;
 }
 
-/* Applies the request's resource_names to the subscription. */
+/*
+ * Applies the request's resource_names to the subscription. Clients repeat their whole list in every request
+ * (every ACK of a thousand-cluster subscription carries a thousand names), so an unchanged list in the same
+ * order is recognized first, without allocating.
+ */
 static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type, const upb_StringView *names,
-                                     size_t n)
+                                     size_t n, upb_Arena *arena)
 {
-    ekg_err_t err = EKG_OK;
     bool first = !ts->requested;
+    if (!first && n > 0 && n == names_count(ts->names) && !ts->wildcard) {
+        size_t i = 0;
+        while (i < n && view_is(names[i], ts->names->v[i]))
+            i++;
+        if (i == n)
+            return EKG_OK;
+    }
+    /* Sorted, unique, without "*". */
     bool star = false;
-    name_list_t next = {0};
-    for (size_t i = 0; i < n && err == EKG_OK; i++) {
+    upb_StringView *v = n ? upb_Arena_Malloc(arena, n * sizeof(*v)) : NULL;
+    size_t m = 0;
+    if (n && !v)
+        return EKG_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
         if (names[i].size == 1 && names[i].data[0] == '*')
             star = true;
         else
-            err = list_add(&next, names[i].data, names[i].size);
+            v[m++] = names[i];
     }
-    if (err) {
-        list_clear(&next);
-        return err;
+    if (m > 1) {
+        qsort(v, m, sizeof(*v), cmp_views);
+        size_t w = 1;
+        for (size_t r = 1; r < m; r++)
+            if (cmp_views(&v[r], &v[w - 1]) != 0)
+                v[w++] = v[r];
+        m = w;
     }
     bool wildcard;
     if (!is_full_state(type))
@@ -293,20 +457,26 @@ static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type,
     else
         wildcard = false;
 
-    bool changed = wildcard != ts->wildcard || next.n != ts->names.n;
-    for (size_t i = 0; i < next.n; i++) {
-        if (!list_has(&ts->names, next.names[i])) {
-            changed = true;
-            /* Named for the first time on this stream: send it even if it was sent before elsewhere. */
-            if ((err = list_add(&ts->force, next.names[i], strlen(next.names[i]))) != EKG_OK)
-                break;
+    names_t *next = NULL;
+    if (m && !(next = names_intern(v, m)))
+        return EKG_ENOMEM;
+    /* Names asked for the first time on this stream are sent even if they were sent before elsewhere. */
+    bool changed = wildcard != ts->wildcard || next != ts->names;
+    ekg_err_t err = EKG_OK;
+    if (next != ts->names) {
+        if (names_count(ts->names) == 0) {
+            ts->force_all = true;
+        } else {
+            for (size_t i = 0; i < m && err == EKG_OK; i++)
+                if (!names_has(ts->names, next->v[i]))
+                    err = list_add(&ts->force, next->v[i], strlen(next->v[i]));
         }
     }
     if (err) {
-        list_clear(&next);
+        names_unref(next);
         return err;
     }
-    list_clear(&ts->names);
+    names_unref(ts->names);
     ts->names = next;
     ts->wildcard = wildcard;
     if (n > 0)
@@ -322,8 +492,9 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     upb_Arena *arena = upb_Arena_New();
     if (!arena)
         return EKG_ENOMEM;
-    envoy_service_discovery_v3_DiscoveryRequest *req =
-        envoy_service_discovery_v3_DiscoveryRequest_parse(bytes, len, arena);
+    /* Strings alias the request bytes, which outlive the arena's use here. */
+    envoy_service_discovery_v3_DiscoveryRequest *req = envoy_service_discovery_v3_DiscoveryRequest_parse_ex(
+        bytes, len, NULL, kUpb_DecodeOption_AliasString, arena);
     if (!req) {
         err = ekg_diag_set(diag, EKG_EPARSE, "DiscoveryRequest does not decode");
         goto out;
@@ -399,12 +570,12 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     }
     size_t n;
     const upb_StringView *names = envoy_service_discovery_v3_DiscoveryRequest_resource_names(req, &n);
-    if ((err = update_subscription(ts, type, names, n)) != EKG_OK)
+    if ((err = update_subscription(ts, type, names, n, arena)) != EKG_OK)
         goto out;
     /* Cluster warming: the first load-assignment request after changed clusters were sent gets them again. */
     if (type == EKG_RESOURCE_LOAD_ASSIGNMENT && ts->warm_on_request) {
         for (size_t i = 0; i < ts->warming.n && err == EKG_OK; i++)
-            if (list_has(&ts->names, ts->warming.names[i]))
+            if (names_has(ts->names, ts->warming.names[i]))
                 err = list_add(&ts->force, ts->warming.names[i], strlen(ts->warming.names[i]));
         list_clear(&ts->warming);
         ts->warm_on_request = false;
@@ -432,7 +603,7 @@ typedef struct plan {
 
 static bool subscribed(const type_state_t *ts, ekg_resource_type_t type, const char *name)
 {
-    return (ts->wildcard && type != EKG_RESOURCE_LISTENER) || list_has(&ts->names, name);
+    return (ts->wildcard && type != EKG_RESOURCE_LISTENER) || names_has(ts->names, name);
 }
 
 static void add_item(plan_t *p, const ekg_resource_t *r)
@@ -462,7 +633,7 @@ static void on_diff(void *ctx, const char *name, const ekg_resource_t *before, c
         p->added_or_changed = true;
     if (after && p->warming_out && !p->err)
         p->err = list_add(p->warming_out, name, strlen(name));
-    if (after && !is_full_state(p->type) && !list_has(&p->ts->force, name))
+    if (after && !is_full_state(p->type) && !p->ts->force_all && !list_has(&p->ts->force, name))
         add_item(p, after);
 }
 
@@ -477,7 +648,7 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t
     if (!ts->requested || !s->snap)
         return false;
     p->cur = ekg_snapshot_resources(s->snap, type);
-    if (p->cur == ts->sent && !ts->pending && ts->force.n == 0)
+    if (p->cur == ts->sent && !ts->pending && ts->force.n == 0 && !ts->force_all)
         return false;
     if (ts->sent != p->cur)
         ekg_resource_set_diff(ts->sent, p->cur, on_diff, p);
@@ -486,28 +657,36 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t
     /* Proxyless-gRPC listeners go only to clients that name them. */
     bool wildcard_lds = type == EKG_RESOURCE_LISTENER && ts->wildcard;
     if (is_full_state(type)) {
-        bool due = ts->pending || p->changed || ts->force.n > 0;
+        bool due = ts->pending || p->changed || ts->force.n > 0 || ts->force_all;
         if (!due)
             goto up_to_date;
         if (ts->wildcard && !wildcard_lds) {
             p->whole_set = true; /* also for "*" plus names: everything */
         } else {
-            for (size_t i = 0; i < ts->names.n; i++) {
-                const ekg_resource_t *r = ekg_resource_set_find(p->cur, ts->names.names[i]);
+            for (size_t i = 0; i < names_count(ts->names); i++) {
+                const ekg_resource_t *r = ekg_resource_set_find(p->cur, ts->names->v[i]);
                 if (r)
                     add_item(p, r);
             }
         }
         return p->err == EKG_OK;
     }
-    for (size_t i = 0; i < ts->force.n; i++) {
-        const ekg_resource_t *r = ekg_resource_set_find(p->cur, ts->force.names[i]);
-        if (r && list_has(&ts->names, ts->force.names[i]))
-            add_item(p, r);
+    if (ts->force_all) {
+        for (size_t i = 0; i < names_count(ts->names); i++) {
+            const ekg_resource_t *r = ekg_resource_set_find(p->cur, ts->names->v[i]);
+            if (r)
+                add_item(p, r);
+        }
+    } else {
+        for (size_t i = 0; i < ts->force.n; i++) {
+            const ekg_resource_t *r = ekg_resource_set_find(p->cur, ts->force.names[i]);
+            if (r && names_has(ts->names, ts->force.names[i]))
+                add_item(p, r);
+        }
     }
     if (p->err)
         return false;
-    if (p->n > 0 || (ts->pending && ts->names.n == 0))
+    if (p->n > 0 || (ts->pending && names_count(ts->names) == 0))
         return true;
 up_to_date:
     if (ts->sent != p->cur) {
@@ -515,6 +694,7 @@ up_to_date:
         ts->sent = ekg_resource_set_ref(p->cur);
     }
     list_clear(&ts->force);
+    ts->force_all = false;
     ts->pending = false;
     free(p->items);
     p->items = NULL;
@@ -552,13 +732,23 @@ static void release_set(void *owner)
     ekg_resource_set_unref(owner);
 }
 
+/* Above this many resources, a response's resources are copied into one piece. */
+#define MAX_PIECES 16
+
 /* Encodes the header (version_info, type_url, nonce) and the pieces. */
 static ekg_err_t build_response(const char *url, const char *version, const char *nonce, plan_t *p,
                                 ekg_xds_response_t *out)
 {
+    /* Every resource of the set, in order (a client subscribed to everything): the set's shared bytes. */
+    if (p && !p->whole_set && p->n && p->n == ekg_resource_set_size(p->cur)) {
+        size_t i = 0;
+        while (i < p->n && p->items[i] == ekg_resource_set_at(p->cur, i))
+            i++;
+        p->whole_set = i == p->n;
+    }
     size_t ul = strlen(url), vl = strlen(version), nl = strlen(nonce);
     size_t hlen = 3 + varint_len(vl) + vl + varint_len(ul) + ul + varint_len(nl) + nl;
-    size_t npieces = 1 + (p ? (p->whole_set ? 1 : p->n) : 0);
+    size_t npieces = 1 + (p ? (p->whole_set || p->n > MAX_PIECES ? 1 : p->n) : 0);
     char *header = malloc(hlen);
     ekg_xds_piece_t *pieces = calloc(npieces, sizeof(*pieces));
     if (!header || !pieces) {
@@ -583,6 +773,27 @@ static ekg_err_t build_response(const char *url, const char *version, const char
         pieces[1] = (ekg_xds_piece_t){
             .data = data, .len = len, .release = release_set, .owner = ekg_resource_set_ref(p->cur)};
         total += len;
+    } else if (p && p->n > MAX_PIECES) {
+        /* gRPC keeps a stream's slice arrays at their largest size for the stream's life: many resources go
+         * out as one copied slice rather than one slice each. */
+        size_t len = 0;
+        for (size_t i = 0; i < p->n; i++)
+            len += ekg_resource_response_len(p->items[i]);
+        char *buf = malloc(len ? len : 1), *q2 = buf;
+        if (!buf) {
+            free(header);
+            free(pieces);
+            return EKG_ENOMEM;
+        }
+        for (size_t i = 0; i < p->n; i++) {
+            size_t flen;
+            const char *field = ekg_resource_response_field(p->items[i], &flen);
+            memcpy(q2, field, flen);
+            q2 += flen;
+        }
+        pieces[1] = (ekg_xds_piece_t){.data = buf, .len = len, .release = free, .owner = buf};
+        npieces = 2;
+        total += len;
     } else if (p) {
         for (size_t i = 0; i < p->n; i++) {
             size_t len;
@@ -594,6 +805,7 @@ static ekg_err_t build_response(const char *url, const char *version, const char
         }
     }
     *out = (ekg_xds_response_t){.pieces = pieces, .npieces = npieces, .total_len = total};
+
     return EKG_OK;
 }
 
@@ -605,6 +817,7 @@ static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
     ts->responses++;
     ts->pending = false;
     list_clear(&ts->force);
+    ts->force_all = false;
     if (ts->sent != p->cur) {
         ekg_resource_set_unref(ts->sent);
         ts->sent = ekg_resource_set_ref(p->cur);
@@ -621,7 +834,7 @@ bool ekg_xds_session_has_work(const ekg_xds_session_t *s)
         return false;
     for (int t = 0; t < NTYPES; t++) {
         const type_state_t *ts = &s->types[t];
-        if (ts->requested && (ts->pending || ts->force.n ||
+        if (ts->requested && (ts->pending || ts->force.n || ts->force_all ||
                               ts->sent != ekg_snapshot_resources(s->snap, (ekg_resource_type_t)t)))
             return true;
     }
@@ -693,7 +906,8 @@ bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out, ekg_err
             }
             continue;
         }
-        if (track && p.changed && !p.added_or_changed && !p.ts->pending && p.ts->force.n == 0) {
+        if (track && p.changed && !p.added_or_changed && !p.ts->pending && p.ts->force.n == 0 &&
+            !p.ts->force_all) {
             deferred = p;
             have_deferred = true;
             continue;

@@ -1,0 +1,1667 @@
+/*
+ * bench/xds_bench.c: how fast ekglue's xDS server pushes one EndpointSlice change to many ADS streams, what
+ * it costs in CPU and memory, and how that compares with the cheapest gRPC C-core server that sends the same
+ * bytes (issue 3).
+ *
+ * Workload. S Services with one port ("http") and 4 endpoints each: S Clusters and S ClusterLoadAssignments.
+ * N ADS streams over K HTTP/2 connections, each subscribed to every Cluster (wildcard CDS) and every
+ * ClusterLoadAssignment (EDS naming all S), each response ACKed with version_info + response_nonce, the ACKs
+ * repeating the subscription as Envoy does. A change gives one endpoint of one Service a new address, so each
+ * stream gets one ClusterLoadAssignment.
+ *
+ * Two rounds, each in fresh processes (the server's CPU and RSS are its own, and gRPC never sees a fork):
+ *   ekglue    translator -> snapshot -> cache -> ekg_xds_server (src/xds/server.c), 127.0.0.1, T threads.
+ *             A change is ekg_translator_put_slice + build + ekg_snapshot_new + ekg_cache_publish on the round
+ *             process's main thread, which fans the update out to every stream itself.
+ *   baseline  a trivial gRPC C-core server (below) with the same T completion queues and threads, one
+ *             RECV_MESSAGE outstanding per call, sends serialized per call, that answers the first CDS and
+ *             EDS request with pre-encoded bytes and on a change sends the pre-encoded update to every
+ *             stream from the changing thread. Its bytes are ekglue's own translator output (the same
+ *             resources, versions and sizes).
+ *
+ * Processes. `xds_bench` (the orchestrator) runs each round as `xds_bench --round NAME ...`, which is the
+ * server and runs its clients as `xds_bench --client ...` (fork + exec). Round <-> client talk over two pipes
+ * (fds 3 and 4 in the client): the round writes the ClusterLoadAssignment names, then one-byte commands;
+ * the client writes fixed-size records (ready, change k received by the last stream at time t, ACKs of change
+ * k sent, done, error). CLOCK_MONOTONIC is shared by the processes of one machine. The round sends its
+ * results to the orchestrator over a third pipe; the orchestrator prints the table.
+ *
+ * Every wait is bounded: a stream that misses an update for 10 s fails the run (exit 1).
+ *
+ * Usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] [--channels K=10]
+ *                  [--only ekglue|baseline]
+ * Exit: 0 targets met, 3 a target missed, 1 the benchmark failed, 2 usage.
+ *
+ * Threads. Orchestrator: main only. Round: main (changes, measurements) + the server's T gRPC threads.
+ * Client: main (commands) + 2 threads, each draining its own completion queue for its streams.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "envoy/config/core/v3/base.upb.h"
+#include "envoy/service/discovery/v3/discovery.upb.h"
+
+#include "ekglue/config.h"
+#include "ekglue/log.h"
+#include "ekglue/model.h"
+#include "ekglue/proto.h"
+#include "ekglue/resource.h"
+#include "ekglue/snapshot.h"
+#include "ekglue/translate.h"
+#include "ekglue/xds.h"
+
+#define ENDPOINTS       4     /* per Service */
+#define MAX_CHANGES     1000
+#define CLIENT_THREADS  2
+#define CHANGE_TIMEOUT  10000 /* ms: every stream has the update, or the run fails */
+#define SYNC_TIMEOUT    90000 /* ms: every stream has its initial state */
+#define IDLE_WINDOW_MS  2000
+#define ADS_METHOD      "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#define CDS_TYPE        "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+#define EDS_TYPE        "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+/* --- small helpers ------------------------------------------------------------------------------------- */
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+} buf_t;
+
+static void put(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+        va_end(ap);
+        if ((size_t)k < b->cap - b->n) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = b->cap ? b->cap * 2 : 1 << 16;
+        if (!(b->p = realloc(b->p, b->cap)))
+            abort();
+    }
+}
+
+static void put_bytes(buf_t *b, const void *data, size_t len)
+{
+    while (b->cap - b->n < len + 1) {
+        b->cap = b->cap ? b->cap * 2 : 1 << 16;
+        if (!(b->p = realloc(b->p, b->cap)))
+            abort();
+    }
+    memcpy(b->p + b->n, data, len);
+    b->n += len;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU time of the whole process (every thread), in ms. */
+static double cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+/* CPU time of the calling thread, in ms. */
+static double thread_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* Bytes malloc has handed out and not got back (every arena, mmapped chunks included). */
+static double heap_kb(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (double)(mi.uordblks + mi.hblkhd) / 1024.0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static double pct(const double *v, int n, double p)
+{
+    int i = (int)ceil(p * n) - 1;
+    return v[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+static bool write_all(int fd, const void *p, size_t len)
+{
+    const char *c = p;
+    while (len) {
+        ssize_t k = write(fd, c, len);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        c += k;
+        len -= (size_t)k;
+    }
+    return true;
+}
+
+/* Reads exactly len bytes within timeout_ms (in total). false on timeout, EOF or error. */
+static bool read_all(int fd, void *p, size_t len, int timeout_ms)
+{
+    char *c = p;
+    double deadline = now_s() + timeout_ms / 1e3;
+    while (len) {
+        int left = (int)((deadline - now_s()) * 1e3);
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (left < 0 || poll(&pfd, 1, left) == 0)
+            return false;
+        ssize_t k = read(fd, c, len);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (k <= 0)
+            return false;
+        c += k;
+        len -= (size_t)k;
+    }
+    return true;
+}
+
+/* Waits up to timeout_ms for pid; kills it after that. Returns its exit status, or -1. */
+static int reap(pid_t pid, int timeout_ms)
+{
+    int status;
+    for (int waited = 0;; waited += 10) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (r < 0)
+            return -1;
+        if (waited >= timeout_ms) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+}
+
+/* --- the workload: Services, slices and changes ------------------------------------------------------- */
+
+static void service_json(buf_t *b, int s)
+{
+    put(b,
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"ns-%d\","
+        "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",\"ports\":["
+        "{\"name\":\"http\",\"port\":80,\"targetPort\":8080,\"protocol\":\"TCP\"}]}}",
+        s, s % 100, s, (s >> 8) & 255, s & 255);
+}
+
+/* The slice of Service s; change >= 0 gives endpoint (change % ENDPOINTS) an address no change used before. */
+static void slice_json(buf_t *b, int s, int change)
+{
+    put(b,
+        "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"svc-%d-abcde\","
+        "\"namespace\":\"ns-%d\",\"resourceVersion\":\"%d\",\"labels\":{\"kubernetes.io/service-name\":\"svc-%d\"}},"
+        "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],\"endpoints\":[",
+        s, s % 100, change >= 0 ? 1000000 + change : s, s);
+    for (int e = 0; e < ENDPOINTS; e++) {
+        int ip = s * ENDPOINTS + e;
+        char addr[32];
+        if (change >= 0 && e == change % ENDPOINTS)
+            snprintf(addr, sizeof(addr), "172.%d.%d.%d", 16 + ((change + 1) >> 16), ((change + 1) >> 8) & 255,
+                     (change + 1) & 255);
+        else
+            snprintf(addr, sizeof(addr), "10.%d.%d.%d", (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+        put(b,
+            "%s{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true,\"serving\":true,\"terminating\":false},"
+            "\"zone\":\"us-east1-%c\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"svc-%d-pod-%d\",\"namespace\":"
+            "\"ns-%d\"}}",
+            e ? "," : "", addr, 'a' + e % 3, s, e, s % 100);
+    }
+    put(b, "]}");
+}
+
+/* Change k touches this Service (distinct Services for k < services). */
+static int change_service(int k, int nservices)
+{
+    return (int)(((long long)k * 7919 + 13) % nservices);
+}
+
+/* A translator holding S Services and their slices, built once. */
+static int workload_new(int nservices, ekg_config_t **cfg, ekg_translator_t **t)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_objects_t objs = {0};
+    buf_t b = {0};
+    int rc = -1;
+    put(&b, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[");
+    for (int s = 0; s < nservices; s++) {
+        put(&b, "%s", s ? "," : "");
+        service_json(&b, s);
+        put(&b, ",");
+        slice_json(&b, s, -1);
+    }
+    put(&b, "]}");
+    if (ekg_config_default(cfg, &diag) || ekg_translator_new(*cfg, t) ||
+        ekg_objects_add_buffer(&objs, b.p, b.n, "xds_bench.json", &diag) || ekg_translator_put_objects(*t, &objs) ||
+        ekg_translator_build(*t, NULL, NULL)) {
+        fprintf(stderr, "xds_bench: cannot build the workload: %s\n", diag.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    ekg_objects_free(&objs);
+    free(b.p);
+    return rc;
+}
+
+/* The changed slice of change k, as the watcher would hand it over (parsed, not yet in the translator). */
+static ekg_endpoint_slice_t *change_slice(int k, int nservices)
+{
+    buf_t b = {0};
+    ekg_diag_t diag = {{0}};
+    ekg_endpoint_slice_t *slice = NULL;
+    slice_json(&b, change_service(k, nservices), k);
+    cJSON *obj = cJSON_ParseWithLength(b.p, b.n);
+    if (!obj || ekg_endpoint_slice_from_json(obj, &slice, &diag) != EKG_OK)
+        fprintf(stderr, "xds_bench: change %d: %s\n", k, diag.msg);
+    cJSON_Delete(obj);
+    free(b.p);
+    return slice;
+}
+
+/* A snapshot of everything the translator makes (new reference). */
+static ekg_snapshot_t *snapshot_of(const ekg_translator_t *t)
+{
+    ekg_resource_set_t *sets[EKG_RESOURCE__COUNT];
+    ekg_snapshot_t *snap = NULL;
+    for (int i = 0; i < EKG_RESOURCE__COUNT; i++)
+        sets[i] = ekg_translator_set(t, (ekg_resource_type_t)i);
+    if (ekg_snapshot_new(sets, &snap) != EKG_OK)
+        snap = NULL;
+    for (int i = 0; i < EKG_RESOURCE__COUNT; i++)
+        ekg_resource_set_unref(sets[i]);
+    return snap;
+}
+
+/* "name\n" for every ClusterLoadAssignment: what the clients subscribe to. */
+static void names_of(const ekg_translator_t *t, buf_t *out)
+{
+    ekg_resource_set_t *la = ekg_translator_set(t, EKG_RESOURCE_LOAD_ASSIGNMENT);
+    for (size_t i = 0; i < ekg_resource_set_size(la); i++)
+        put(out, "%s\n", ekg_resource_name(ekg_resource_set_at(la, i)));
+    ekg_resource_set_unref(la);
+}
+
+/* --- round <-> client protocol ------------------------------------------------------------------------- */
+
+enum { R_READY = 1, R_ACKED, R_CHANGE, R_STOPPING, R_DONE, R_ERROR };
+
+typedef struct rec {
+    int kind;
+    int k;    /* change index; -1 for the initial state */
+    double t; /* CLOCK_MONOTONIC seconds */
+    double v; /* R_READY: sync seconds; R_DONE: streams ended UNAVAILABLE; R_ERROR: code */
+    double cpu_ms; /* the client's CPU so far */
+} rec_t;
+
+/* Reads records until one of `kind` (and change k) arrives. R_ERROR or a timeout fails. */
+static bool expect(int fd, int kind, int k, int timeout_ms, rec_t *out)
+{
+    double deadline = now_s() + timeout_ms / 1e3;
+    for (;;) {
+        rec_t r;
+        int left = (int)((deadline - now_s()) * 1e3);
+        if (left < 0 || !read_all(fd, &r, sizeof(r), left)) {
+            fprintf(stderr, "xds_bench: no %s from the clients within %d ms (change %d)\n",
+                    kind == R_READY    ? "initial state"
+                    : kind == R_CHANGE ? "update on every stream"
+                    : kind == R_ACKED  ? "ACKs"
+                                       : "answer",
+                    timeout_ms, k);
+            return false;
+        }
+        if (r.kind == R_ERROR) {
+            fprintf(stderr, "xds_bench: the clients failed (see above)\n");
+            return false;
+        }
+        if (r.kind == kind && r.k == k) {
+            if (out)
+                *out = r;
+            return true;
+        }
+        fprintf(stderr, "xds_bench: unexpected record kind=%d k=%d while waiting for kind=%d k=%d\n", r.kind, r.k,
+                kind, k);
+        return false;
+    }
+}
+
+/* --- the client process ------------------------------------------------------------------------------- */
+
+typedef struct cstream cstream_t;
+typedef enum { CT_RECV, CT_SEND, CT_STATUS } ctag_kind_t;
+typedef struct ctag {
+    ctag_kind_t kind;
+    cstream_t *st;
+} ctag_t;
+
+#define QCAP 8
+typedef struct queued {
+    grpc_byte_buffer *bb;
+    int ack_of; /* -2: not an ACK counted; -1: ACK of the initial EDS; k: ACK of change k */
+} queued_t;
+
+struct cstream {
+    int id;
+    grpc_call *call;
+    grpc_metadata_array md_initial, md_trailing;
+    grpc_status_code status;
+    grpc_slice details;
+    grpc_byte_buffer *recv_buf;
+    queued_t q[QCAP];
+    int qh, qn;
+    grpc_byte_buffer *send_buf; /* kept until its SEND_MESSAGE completes */
+    bool sending, first_send, done;
+    int sending_ack_of;
+    int phase; /* 0 waiting for CDS, 1 for EDS, 2 synced */
+    int updates;
+    char node_id[32];
+    ctag_t recv_tag, send_tag, status_tag;
+};
+
+typedef struct client {
+    int nstreams, nchannels, nclusters, nchanges;
+    int port;
+    int out_fd;
+    grpc_channel **channels;
+    grpc_completion_queue *cqs[CLIENT_THREADS];
+    pthread_t threads[CLIENT_THREADS];
+    cstream_t *streams;
+    grpc_slice names; /* a serialized DiscoveryRequest holding only resource_names: every CLA */
+    double t_start;
+    atomic_int synced, init_acked, ended, unavailable;
+    atomic_int *received, *acked; /* per change */
+    atomic_bool stopping, failed;
+    pthread_mutex_t lock; /* versions and out_fd */
+    char (*versions)[32];
+} client_t;
+
+static client_t C;
+
+static void client_record(int kind, int k, double t, double v)
+{
+    rec_t r = {.kind = kind, .k = k, .t = t, .v = v, .cpu_ms = cpu_ms()};
+    pthread_mutex_lock(&C.lock);
+    write_all(C.out_fd, &r, sizeof(r));
+    pthread_mutex_unlock(&C.lock);
+}
+
+static void client_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void client_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "xds_bench client: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    if (!atomic_exchange(&C.failed, true))
+        client_record(R_ERROR, 0, now_s(), 0);
+}
+
+/* A DiscoveryRequest: the fields below, encoded with upb, plus (with_names) the shared resource_names. */
+static grpc_byte_buffer *make_request(const char *type_url, upb_StringView version, upb_StringView nonce,
+                                      const char *node_id, bool with_names)
+{
+    upb_Arena *a = upb_Arena_New();
+    envoy_service_discovery_v3_DiscoveryRequest *r = envoy_service_discovery_v3_DiscoveryRequest_new(a);
+    envoy_service_discovery_v3_DiscoveryRequest_set_type_url(r, upb_StringView_FromString(type_url));
+    envoy_service_discovery_v3_DiscoveryRequest_set_version_info(r, version);
+    envoy_service_discovery_v3_DiscoveryRequest_set_response_nonce(r, nonce);
+    if (node_id) {
+        struct envoy_config_core_v3_Node *n = envoy_service_discovery_v3_DiscoveryRequest_mutable_node(r, a);
+        envoy_config_core_v3_Node_set_id(n, upb_StringView_FromString(node_id));
+    }
+    size_t len;
+    char *bytes = envoy_service_discovery_v3_DiscoveryRequest_serialize(r, a, &len);
+    if (!bytes)
+        abort();
+    /* Concatenated messages of one type decode as their merge: header fields + the names. */
+    grpc_slice slices[2] = {grpc_slice_from_copied_buffer(bytes, len), grpc_slice_ref(C.names)};
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, with_names ? 2 : 1);
+    grpc_slice_unref(slices[0]);
+    grpc_slice_unref(slices[1]);
+    upb_Arena_Free(a);
+    return bb;
+}
+
+static void cstream_pump(cstream_t *st)
+{
+    if (st->sending || st->qn == 0 || st->done)
+        return;
+    queued_t q = st->q[st->qh];
+    st->qh = (st->qh + 1) % QCAP;
+    st->qn--;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (!st->first_send) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n++].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
+        st->first_send = true;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = q.bb;
+    st->sending = true;
+    st->sending_ack_of = q.ack_of;
+    st->send_buf = q.bb;
+    if (grpc_call_start_batch(st->call, ops, n, &st->send_tag, NULL) != GRPC_CALL_OK)
+        client_fail("stream %d: cannot start a send", st->id);
+}
+
+static void cstream_queue(cstream_t *st, grpc_byte_buffer *bb, int ack_of)
+{
+    if (st->qn == QCAP) {
+        client_fail("stream %d: send queue full", st->id);
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    st->q[(st->qh + st->qn++) % QCAP] = (queued_t){bb, ack_of};
+    cstream_pump(st);
+}
+
+static void cstream_recv(cstream_t *st, bool with_metadata)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (with_metadata) {
+        ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+        ops[n++].data.recv_initial_metadata.recv_initial_metadata = &st->md_initial;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &st->recv_buf;
+    if (grpc_call_start_batch(st->call, ops, n, &st->recv_tag, NULL) != GRPC_CALL_OK)
+        client_fail("stream %d: cannot start a receive", st->id);
+}
+
+static void cstream_start(cstream_t *st, grpc_channel *ch, grpc_completion_queue *cq)
+{
+    st->recv_tag = (ctag_t){CT_RECV, st};
+    st->send_tag = (ctag_t){CT_SEND, st};
+    st->status_tag = (ctag_t){CT_STATUS, st};
+    grpc_metadata_array_init(&st->md_initial);
+    grpc_metadata_array_init(&st->md_trailing);
+    snprintf(st->node_id, sizeof(st->node_id), "bench-%d", st->id);
+    st->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                        grpc_slice_from_static_string(ADS_METHOD), NULL,
+                                        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.trailing_metadata = &st->md_trailing;
+    op.data.recv_status_on_client.status = &st->status;
+    op.data.recv_status_on_client.status_details = &st->details;
+    if (grpc_call_start_batch(st->call, &op, 1, &st->status_tag, NULL) != GRPC_CALL_OK)
+        client_fail("stream %d: cannot start", st->id);
+    cstream_recv(st, true);
+    /* Wildcard CDS: no resource_names. */
+    cstream_queue(st, make_request(CDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, st->node_id, false), -2);
+}
+
+static void on_client_recv(cstream_t *st, bool ok)
+{
+    double t = now_s();
+    if (!ok || !st->recv_buf)
+        return; /* the stream ended; its status says why */
+    grpc_byte_buffer_reader reader;
+    grpc_byte_buffer_reader_init(&reader, st->recv_buf);
+    grpc_slice msg = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    grpc_byte_buffer_destroy(st->recv_buf);
+    st->recv_buf = NULL;
+    cstream_recv(st, false);
+
+    upb_Arena *a = upb_Arena_New();
+    envoy_service_discovery_v3_DiscoveryResponse *r = envoy_service_discovery_v3_DiscoveryResponse_parse_ex(
+        (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL, kUpb_DecodeOption_AliasString, a);
+    if (!r) {
+        client_fail("stream %d: a DiscoveryResponse does not decode", st->id);
+        goto out;
+    }
+    upb_StringView url = envoy_service_discovery_v3_DiscoveryResponse_type_url(r);
+    upb_StringView version = envoy_service_discovery_v3_DiscoveryResponse_version_info(r);
+    upb_StringView nonce = envoy_service_discovery_v3_DiscoveryResponse_nonce(r);
+    size_t nres;
+    envoy_service_discovery_v3_DiscoveryResponse_resources(r, &nres);
+    bool cds = url.size == strlen(CDS_TYPE) && memcmp(url.data, CDS_TYPE, url.size) == 0;
+    bool eds = url.size == strlen(EDS_TYPE) && memcmp(url.data, EDS_TYPE, url.size) == 0;
+    if (cds && st->phase == 0) {
+        if ((int)nres != C.nclusters)
+            client_fail("stream %d: CDS carried %zu clusters, expected %d", st->id, nres, C.nclusters);
+        /* As Envoy and gRPC do: subscribe to the load assignments, then ACK the clusters. */
+        cstream_queue(st, make_request(EDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, NULL, true), -2);
+        cstream_queue(st, make_request(CDS_TYPE, version, nonce, NULL, false), -2);
+        st->phase = 1;
+    } else if (eds && st->phase == 1) {
+        if ((int)nres != C.nclusters)
+            client_fail("stream %d: EDS carried %zu load assignments, expected %d", st->id, nres, C.nclusters);
+        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, true), -1);
+        st->phase = 2;
+        if (atomic_fetch_add(&C.synced, 1) + 1 == C.nstreams)
+            client_record(R_READY, -1, t, t - C.t_start);
+    } else if (eds && st->phase == 2) {
+        int k = st->updates++;
+        if (k >= C.nchanges) {
+            client_fail("stream %d: more updates than changes", st->id);
+            goto out;
+        }
+        if (nres != 1)
+            client_fail("stream %d: update %d carried %zu load assignments, expected 1", st->id, k, nres);
+        pthread_mutex_lock(&C.lock);
+        if (!C.versions[k][0])
+            snprintf(C.versions[k], sizeof(C.versions[k]), "%.*s", (int)version.size, version.data);
+        bool same = strlen(C.versions[k]) == version.size && memcmp(C.versions[k], version.data, version.size) == 0;
+        pthread_mutex_unlock(&C.lock);
+        if (!same)
+            client_fail("stream %d: update %d has version %.*s, another stream got %s", st->id, k, (int)version.size,
+                        version.data, C.versions[k]);
+        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, true), k);
+        if (atomic_fetch_add(&C.received[k], 1) + 1 == C.nstreams)
+            client_record(R_CHANGE, k, t, 0);
+    } else {
+        client_fail("stream %d: unexpected response type=%.*s phase=%d", st->id, (int)url.size, url.data,
+                    st->phase);
+        cstream_queue(st, make_request(cds ? CDS_TYPE : EDS_TYPE, version, nonce, NULL, eds), -2);
+    }
+out:
+    upb_Arena_Free(a);
+    grpc_slice_unref(msg);
+}
+
+static void on_client_send(cstream_t *st, bool ok)
+{
+    st->sending = false;
+    grpc_byte_buffer_destroy(st->send_buf);
+    st->send_buf = NULL;
+    int k = st->sending_ack_of;
+    if (ok && k == -1 && atomic_fetch_add(&C.init_acked, 1) + 1 == C.nstreams)
+        client_record(R_ACKED, -1, now_s(), 0);
+    if (ok && k >= 0 && atomic_fetch_add(&C.acked[k], 1) + 1 == C.nstreams)
+        client_record(R_ACKED, k, now_s(), 0);
+    if (ok)
+        cstream_pump(st);
+}
+
+static void on_client_status(cstream_t *st)
+{
+    st->done = true;
+    while (st->qn) { /* never sent */
+        grpc_byte_buffer_destroy(st->q[st->qh].bb);
+        st->qh = (st->qh + 1) % QCAP;
+        st->qn--;
+    }
+    if (!atomic_load(&C.stopping)) {
+        char *d = grpc_slice_to_c_string(st->details);
+        client_fail("stream %d ended before the server was stopped: status %d %s", st->id, (int)st->status, d);
+        gpr_free(d);
+    }
+    if (st->status == GRPC_STATUS_UNAVAILABLE)
+        atomic_fetch_add(&C.unavailable, 1);
+    if (atomic_fetch_add(&C.ended, 1) + 1 == C.nstreams && atomic_load(&C.stopping))
+        client_record(R_DONE, 0, now_s(), atomic_load(&C.unavailable));
+}
+
+static void *client_thread(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    grpc_completion_queue *cq = C.cqs[me];
+    /* This thread starts its own streams, so that all of a stream's work stays on one thread (no locks). */
+    for (int i = 0; i < C.nstreams; i++)
+        if ((i / C.nchannels) % CLIENT_THREADS == me)
+            cstream_start(&C.streams[i], C.channels[i % C.nchannels], cq);
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        ctag_t *tag = ev.tag;
+        switch (tag->kind) {
+        case CT_RECV:
+            on_client_recv(tag->st, ev.success);
+            break;
+        case CT_SEND:
+            on_client_send(tag->st, ev.success);
+            break;
+        case CT_STATUS:
+            on_client_status(tag->st);
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* `xds_bench --client streams channels port changes nclusters`; fd 3: names then commands, fd 4: records. */
+static int client_main(int argc, char **argv)
+{
+    if (argc < 7)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    C.nstreams = atoi(argv[2]);
+    C.nchannels = atoi(argv[3]);
+    C.port = atoi(argv[4]);
+    C.nchanges = atoi(argv[5]);
+    C.nclusters = atoi(argv[6]);
+    C.out_fd = 4;
+    pthread_mutex_init(&C.lock, NULL);
+    C.received = calloc((size_t)C.nchanges + 1, sizeof(*C.received));
+    C.acked = calloc((size_t)C.nchanges + 1, sizeof(*C.acked));
+    C.versions = calloc((size_t)C.nchanges + 1, sizeof(*C.versions));
+    C.streams = calloc((size_t)C.nstreams, sizeof(*C.streams));
+    C.channels = calloc((size_t)C.nchannels, sizeof(*C.channels));
+
+    /* The load-assignment names, from the round process. */
+    uint32_t len;
+    char *names = NULL;
+    if (!read_all(3, &len, sizeof(len), 10000) || !(names = malloc(len + 1)) || !read_all(3, names, len, 10000)) {
+        fprintf(stderr, "xds_bench client: cannot read the resource names\n");
+        return 1;
+    }
+    names[len] = '\0';
+    upb_Arena *a = upb_Arena_New();
+    envoy_service_discovery_v3_DiscoveryRequest *req = envoy_service_discovery_v3_DiscoveryRequest_new(a);
+    for (char *p = names, *nl; (nl = strchr(p, '\n')); p = nl + 1)
+        envoy_service_discovery_v3_DiscoveryRequest_add_resource_names(
+            req, upb_StringView_FromDataAndSize(p, (size_t)(nl - p)), a);
+    size_t nlen;
+    char *nbytes = envoy_service_discovery_v3_DiscoveryRequest_serialize(req, a, &nlen);
+
+    grpc_init();
+    C.names = grpc_slice_from_copied_buffer(nbytes, nlen);
+    upb_Arena_Free(a);
+    free(names);
+
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", C.port);
+    /* A local subchannel pool: K channels are K connections (the global pool would share one). */
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = -1},
+    };
+    grpc_channel_args cargs = {.num_args = 2, .args = args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    for (int i = 0; i < C.nchannels; i++)
+        C.channels[i] = grpc_channel_create(target, creds, &cargs);
+    grpc_channel_credentials_release(creds);
+    for (int i = 0; i < C.nstreams; i++)
+        C.streams[i].id = i;
+    C.t_start = now_s();
+    for (int i = 0; i < CLIENT_THREADS; i++) {
+        C.cqs[i] = grpc_completion_queue_create_for_next(NULL);
+        pthread_create(&C.threads[i], NULL, client_thread, (void *)(intptr_t)i);
+    }
+
+    /* Commands: 's' the server is about to stop (streams ending is expected from now on), 'q' quit. */
+    for (;;) {
+        char c;
+        struct pollfd pfd = {.fd = 3, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) <= 0)
+            continue;
+        ssize_t k = read(3, &c, 1);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0 || c == 'q')
+            break;
+        if (c == 's') {
+            atomic_store(&C.stopping, true);
+            client_record(R_STOPPING, 0, now_s(), 0);
+        }
+    }
+
+    atomic_store(&C.stopping, true);
+    for (int i = 0; i < C.nstreams; i++)
+        if (C.streams[i].call)
+            grpc_call_cancel(C.streams[i].call, NULL);
+    for (int waited = 0; atomic_load(&C.ended) < C.nstreams && waited < 5000; waited += 10)
+        sleep_ms(10);
+    bool clean = atomic_load(&C.ended) == C.nstreams;
+    if (clean) {
+        for (int i = 0; i < C.nstreams; i++) {
+            cstream_t *st = &C.streams[i];
+            if (st->call)
+                grpc_call_unref(st->call);
+            grpc_metadata_array_destroy(&st->md_initial);
+            grpc_metadata_array_destroy(&st->md_trailing);
+            grpc_slice_unref(st->details);
+        }
+        for (int i = 0; i < C.nchannels; i++)
+            grpc_channel_destroy(C.channels[i]);
+    }
+    for (int i = 0; i < CLIENT_THREADS; i++)
+        grpc_completion_queue_shutdown(C.cqs[i]);
+    for (int i = 0; i < CLIENT_THREADS; i++) {
+        pthread_join(C.threads[i], NULL);
+        grpc_completion_queue_destroy(C.cqs[i]);
+    }
+    if (!clean) {
+        fprintf(stderr, "xds_bench client: %d of %d streams did not end\n", C.nstreams - atomic_load(&C.ended),
+                C.nstreams);
+        _exit(1);
+    }
+    grpc_slice_unref(C.names);
+    grpc_shutdown_blocking();
+    free(C.streams);
+    free(C.channels);
+    free(C.received);
+    free(C.acked);
+    free(C.versions);
+    return atomic_load(&C.failed) ? 1 : 0;
+}
+
+/* --- the baseline server ------------------------------------------------------------------------------- */
+
+/*
+ * The least a gRPC C-core ADS server can do: per call one RECV_MESSAGE and one RECV_CLOSE_ON_SERVER
+ * outstanding (as ekglue), requests decoded with upb to read type_url and nonce, a per-call FIFO of
+ * pre-encoded responses with one SEND_MESSAGE in flight, static slices (no copy, no refcount).
+ */
+
+typedef struct payload {
+    char *data; /* owned by the round */
+    size_t len;
+} payload_t;
+
+typedef struct bserver bserver_t;
+typedef enum { BEV_REQUEST, BEV_RECV, BEV_SEND, BEV_CLOSE, BEV_SHUTDOWN } bev_t;
+typedef struct btag {
+    bev_t ev;
+    void *owner;
+} btag_t;
+
+typedef struct bstream {
+    bserver_t *srv;
+    grpc_call *call;
+    atomic_int refs;
+    pthread_mutex_t lock;
+    grpc_byte_buffer *recv_buf, *send_buf;
+    const payload_t *q[QCAP];
+    int qh, qn;
+    bool sending, closed, metadata_sent;
+    int cancelled;
+    size_t index; /* in srv->streams, under srv->lock */
+    btag_t recv_tag, send_tag, close_tag;
+} bstream_t;
+
+typedef struct bworker {
+    bserver_t *srv;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    btag_t tag;
+    grpc_call *new_call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+} bworker_t;
+
+struct bserver {
+    grpc_server *server;
+    void *method;
+    bworker_t *workers;
+    int nworkers;
+    int port;
+    payload_t cds, eds;
+    payload_t *updates;
+    btag_t shutdown_tag;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping, shutdown_done;
+    bstream_t **streams;
+    size_t nstreams, cap;
+};
+
+static void bstream_unref(bstream_t *st)
+{
+    if (atomic_fetch_sub(&st->refs, 1) != 1)
+        return;
+    if (st->recv_buf)
+        grpc_byte_buffer_destroy(st->recv_buf);
+    if (st->send_buf)
+        grpc_byte_buffer_destroy(st->send_buf);
+    grpc_call_unref(st->call);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
+static void bstream_batch(bstream_t *st, const grpc_op *ops, size_t n, btag_t *tag)
+{
+    atomic_fetch_add(&st->refs, 1);
+    if (grpc_call_start_batch(st->call, ops, n, tag, NULL) != GRPC_CALL_OK)
+        abort();
+}
+
+static void bstream_recv(bstream_t *st)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    if (!st->metadata_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        st->metadata_sent = true;
+    }
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &st->recv_buf;
+    bstream_batch(st, ops, n, &st->recv_tag);
+}
+
+/* Caller holds st->lock. */
+static void bstream_pump(bstream_t *st)
+{
+    if (st->sending || st->closed || st->qn == 0)
+        return;
+    const payload_t *p = st->q[st->qh];
+    st->qh = (st->qh + 1) % QCAP;
+    st->qn--;
+    grpc_slice s = grpc_slice_from_static_buffer(p->data, p->len);
+    st->send_buf = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = st->send_buf;
+    st->sending = true;
+    bstream_batch(st, &op, 1, &st->send_tag);
+}
+
+static void bstream_queue(bstream_t *st, const payload_t *p)
+{
+    if (st->qn == QCAP) {
+        fprintf(stderr, "xds_bench baseline: send queue full\n");
+        abort();
+    }
+    st->q[(st->qh + st->qn++) % QCAP] = p;
+    bstream_pump(st);
+}
+
+static void b_on_recv(bstream_t *st, bool ok)
+{
+    pthread_mutex_lock(&st->lock);
+    if (ok && st->recv_buf) {
+        grpc_byte_buffer_reader reader;
+        grpc_byte_buffer_reader_init(&reader, st->recv_buf);
+        grpc_slice msg = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+        grpc_byte_buffer_destroy(st->recv_buf);
+        st->recv_buf = NULL;
+        upb_Arena *a = upb_Arena_New();
+        envoy_service_discovery_v3_DiscoveryRequest *r = envoy_service_discovery_v3_DiscoveryRequest_parse_ex(
+            (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL, kUpb_DecodeOption_AliasString, a);
+        if (r && envoy_service_discovery_v3_DiscoveryRequest_response_nonce(r).size == 0) {
+            upb_StringView url = envoy_service_discovery_v3_DiscoveryRequest_type_url(r);
+            if (url.size == strlen(CDS_TYPE) && memcmp(url.data, CDS_TYPE, url.size) == 0)
+                bstream_queue(st, &st->srv->cds);
+            else
+                bstream_queue(st, &st->srv->eds);
+        }
+        upb_Arena_Free(a);
+        grpc_slice_unref(msg);
+        bstream_recv(st);
+    }
+    pthread_mutex_unlock(&st->lock);
+    bstream_unref(st);
+}
+
+static void b_on_send(bstream_t *st, bool ok)
+{
+    pthread_mutex_lock(&st->lock);
+    st->sending = false;
+    grpc_byte_buffer_destroy(st->send_buf);
+    st->send_buf = NULL;
+    if (ok)
+        bstream_pump(st);
+    pthread_mutex_unlock(&st->lock);
+    bstream_unref(st);
+}
+
+static void b_on_close(bstream_t *st)
+{
+    bserver_t *s = st->srv;
+    pthread_mutex_lock(&st->lock);
+    st->closed = true;
+    pthread_mutex_unlock(&st->lock);
+    pthread_mutex_lock(&s->lock);
+    bstream_t *last = s->streams[--s->nstreams];
+    last->index = st->index;
+    s->streams[st->index] = last;
+    if (s->nstreams == 0)
+        pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    bstream_unref(st); /* the list's */
+    bstream_unref(st); /* the batch's */
+}
+
+static void b_arm(bworker_t *w)
+{
+    bserver_t *s = w->srv;
+    pthread_mutex_lock(&s->lock);
+    if (!s->stopping) {
+        grpc_metadata_array_init(&w->md);
+        grpc_server_request_registered_call(s->server, s->method, &w->new_call, &w->deadline, &w->md, NULL, w->cq,
+                                            w->cq, &w->tag);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void b_on_request(bworker_t *w, bool ok)
+{
+    bserver_t *s = w->srv;
+    grpc_metadata_array_destroy(&w->md);
+    if (!ok)
+        return;
+    grpc_call *call = w->new_call;
+    b_arm(w);
+    bstream_t *st = calloc(1, sizeof(*st));
+    st->srv = s;
+    st->call = call;
+    atomic_init(&st->refs, 2); /* ours and the list's */
+    pthread_mutex_init(&st->lock, NULL);
+    st->recv_tag = (btag_t){BEV_RECV, st};
+    st->send_tag = (btag_t){BEV_SEND, st};
+    st->close_tag = (btag_t){BEV_CLOSE, st};
+    pthread_mutex_lock(&st->lock);
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &st->cancelled;
+    bstream_batch(st, &op, 1, &st->close_tag);
+    bstream_recv(st);
+    pthread_mutex_unlock(&st->lock);
+    pthread_mutex_lock(&s->lock);
+    if (s->nstreams == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 1024;
+        if (!(s->streams = realloc(s->streams, s->cap * sizeof(*s->streams))))
+            abort();
+    }
+    st->index = s->nstreams;
+    s->streams[s->nstreams++] = st;
+    if (s->stopping)
+        grpc_call_cancel_with_status(call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+    pthread_mutex_unlock(&s->lock);
+    bstream_unref(st);
+}
+
+static void *b_worker(void *arg)
+{
+    bworker_t *w = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        btag_t *tag = ev.tag;
+        switch (tag->ev) {
+        case BEV_REQUEST:
+            b_on_request(tag->owner, ev.success);
+            break;
+        case BEV_RECV:
+            b_on_recv(tag->owner, ev.success);
+            break;
+        case BEV_SEND:
+            b_on_send(tag->owner, ev.success);
+            break;
+        case BEV_CLOSE:
+            b_on_close(tag->owner);
+            break;
+        case BEV_SHUTDOWN: {
+            bserver_t *s = tag->owner;
+            pthread_mutex_lock(&s->lock);
+            s->shutdown_done = true;
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
+        }
+    }
+    return NULL;
+}
+
+static int bserver_start(bserver_t *s, int threads)
+{
+    grpc_init();
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->shutdown_tag = (btag_t){BEV_SHUTDOWN, s};
+    s->server = grpc_server_create(NULL, NULL);
+    s->method = grpc_server_register_method(s->server, ADS_METHOD, NULL, GRPC_SRM_PAYLOAD_NONE, 0);
+    s->nworkers = threads;
+    s->workers = calloc((size_t)threads, sizeof(*s->workers));
+    for (int i = 0; i < threads; i++) {
+        s->workers[i].srv = s;
+        s->workers[i].tag = (btag_t){BEV_REQUEST, &s->workers[i]};
+        s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    s->port = grpc_server_add_http2_port(s->server, "127.0.0.1:0", creds);
+    grpc_server_credentials_release(creds);
+    if (!s->port)
+        return -1;
+    grpc_server_start(s->server);
+    for (int i = 0; i < threads; i++) {
+        pthread_create(&s->workers[i].thread, NULL, b_worker, &s->workers[i]);
+        b_arm(&s->workers[i]);
+    }
+    return 0;
+}
+
+/* The change: the update to every stream, from this thread. */
+static void bserver_push(bserver_t *s, const payload_t *p)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nstreams; i++) {
+        bstream_t *st = s->streams[i];
+        pthread_mutex_lock(&st->lock);
+        bstream_queue(st, p);
+        pthread_mutex_unlock(&st->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+static bool b_done(bserver_t *s)
+{
+    return s->nstreams == 0 && s->shutdown_done;
+}
+
+static void bserver_stop(bserver_t *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_mutex_unlock(&s->lock);
+    grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->nstreams; i++)
+        grpc_call_cancel_with_status(s->streams[i]->call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += 5;
+    while (!b_done(s) && pthread_cond_timedwait(&s->cond, &s->lock, &dl) == 0)
+        ;
+    bool done = b_done(s);
+    pthread_mutex_unlock(&s->lock);
+    if (!done) {
+        fprintf(stderr, "xds_bench baseline: not drained in 5 s; cancelling all calls\n");
+        grpc_server_cancel_all_calls(s->server);
+        pthread_mutex_lock(&s->lock);
+        dl.tv_sec += 2;
+        while (!b_done(s) && pthread_cond_timedwait(&s->cond, &s->lock, &dl) == 0)
+            ;
+        pthread_mutex_unlock(&s->lock);
+    }
+    grpc_server_destroy(s->server);
+    for (int i = 0; i < s->nworkers; i++)
+        grpc_completion_queue_shutdown(s->workers[i].cq);
+    for (int i = 0; i < s->nworkers; i++) {
+        pthread_join(s->workers[i].thread, NULL);
+        grpc_completion_queue_destroy(s->workers[i].cq);
+    }
+    free(s->workers);
+    free(s->streams);
+    grpc_shutdown_blocking();
+}
+
+/* --- responses encoded like ekglue's session does (header fields + resources) ------------------------- */
+
+static void put_field(buf_t *b, int field, const char *data, size_t len)
+{
+    char hdr[12];
+    size_t n = 0;
+    hdr[n++] = (char)(field << 3 | 2);
+    size_t v = len;
+    while (v >= 0x80) {
+        hdr[n++] = (char)(v | 0x80);
+        v >>= 7;
+    }
+    hdr[n++] = (char)v;
+    put_bytes(b, hdr, n);
+    put_bytes(b, data, len);
+}
+
+static payload_t response_bytes(const char *version, const char *url, const char *nonce, const char *res,
+                                size_t res_len)
+{
+    buf_t b = {0};
+    put_field(&b, 1, version, strlen(version));
+    put_field(&b, 4, url, strlen(url));
+    put_field(&b, 5, nonce, strlen(nonce));
+    put_bytes(&b, res, res_len);
+    return (payload_t){b.p, b.n};
+}
+
+static void collect_changed(void *ctx, const char *name, const ekg_resource_t *before, const ekg_resource_t *after)
+{
+    const ekg_resource_t **out = ctx;
+    if (after)
+        *out = after;
+}
+
+/* --- a round: the server process ---------------------------------------------------------------------- */
+
+typedef struct result {
+    int ok;
+    double sync_ms;
+    int nchanges;
+    double lat_ms[MAX_CHANGES];
+    double prep_ms;      /* mean: ekglue put_slice + build + snapshot before publishing */
+    double publish_ms;   /* mean: the publish / push call itself */
+    double publish_cpu_ms; /* mean: CPU of the publishing thread during that call */
+    double cpu_per_change_ms;
+    double rss0_kb, rss1_kb, rss2_kb, heap0_kb, heap1_kb;
+    double idle_cpu_ms;
+    double stop_ms;
+    int stop_unavailable;
+    double client_cpu_ms;
+    double cds_bytes, eds_bytes, update_bytes;
+} result_t;
+
+typedef struct round_opts {
+    int streams, services, changes, threads, channels;
+} round_opts_t;
+
+typedef struct round {
+    bool ekglue;
+    round_opts_t o;
+    /* ekglue */
+    ekg_config_t *cfg;
+    ekg_translator_t *t;
+    ekg_cache_t *cache;
+    ekg_xds_server_t *xds;
+    /* baseline */
+    bserver_t b;
+    buf_t names;
+    int nclusters;
+} round_t;
+
+/* Waits until the server's CPU use stays under 5% for two 20 ms samples (bounded by 5 s). */
+static void wait_quiet(void)
+{
+    int quiet = 0;
+    for (int i = 0; i < 250 && quiet < 2; i++) {
+        double c0 = cpu_ms();
+        sleep_ms(20);
+        quiet = cpu_ms() - c0 < 1.0 ? quiet + 1 : 0;
+    }
+}
+
+static int round_setup(round_t *r, result_t *res)
+{
+    if (workload_new(r->o.services, &r->cfg, &r->t))
+        return -1;
+    names_of(r->t, &r->names);
+    ekg_resource_set_t *cl = ekg_translator_set(r->t, EKG_RESOURCE_CLUSTER);
+    ekg_resource_set_t *la = ekg_translator_set(r->t, EKG_RESOURCE_LOAD_ASSIGNMENT);
+    r->nclusters = (int)ekg_resource_set_size(cl);
+    if (ekg_resource_set_size(la) != ekg_resource_set_size(cl)) {
+        fprintf(stderr, "xds_bench: %zu clusters but %zu load assignments\n", ekg_resource_set_size(cl),
+                ekg_resource_set_size(la));
+        return -1;
+    }
+    if (r->ekglue) {
+        ekg_diag_t diag = {{0}};
+        ekg_snapshot_t *snap = snapshot_of(r->t);
+        ekg_xds_server_options_t xo = {.listen = "127.0.0.1:0", .threads = r->o.threads};
+        if (!snap || ekg_cache_new(&r->cache))
+            return -1;
+        ekg_cache_publish(r->cache, snap);
+        ekg_snapshot_unref(snap);
+        if (ekg_xds_server_start(r->cache, &xo, &r->xds, &diag) != EKG_OK) {
+            fprintf(stderr, "xds_bench: %s\n", diag.msg);
+            return -1;
+        }
+    } else {
+        /* The same bytes ekglue sends: the sets' response fields, versions, and every change's update. */
+        const char *data;
+        size_t len;
+        ekg_resource_set_response_fields(cl, &data, &len);
+        r->b.cds = response_bytes(ekg_resource_set_version(cl), CDS_TYPE, "1", data, len);
+        ekg_resource_set_response_fields(la, &data, &len);
+        r->b.eds = response_bytes(ekg_resource_set_version(la), EDS_TYPE, "2", data, len);
+        r->b.updates = calloc((size_t)r->o.changes, sizeof(*r->b.updates));
+        ekg_resource_set_t *prev = ekg_resource_set_ref(la);
+        for (int k = 0; k < r->o.changes; k++) {
+            ekg_endpoint_slice_t *slice = change_slice(k, r->o.services);
+            ekg_resource_set_t *cur = NULL;
+            if (!slice || ekg_translator_put_slice(r->t, slice) || ekg_translator_build(r->t, NULL, &cur))
+                return -1;
+            const ekg_resource_t *changed = NULL;
+            ekg_resource_set_diff(prev, cur, collect_changed, &changed);
+            if (!changed)
+                return -1;
+            char nonce[16];
+            snprintf(nonce, sizeof(nonce), "%d", k + 3);
+            data = ekg_resource_response_field(changed, &len);
+            r->b.updates[k] = response_bytes(ekg_resource_set_version(cur), EDS_TYPE, nonce, data, len);
+            ekg_resource_set_unref(prev);
+            prev = cur;
+        }
+        ekg_resource_set_unref(prev);
+        res->cds_bytes = (double)r->b.cds.len;
+        res->eds_bytes = (double)r->b.eds.len;
+        res->update_bytes = r->o.changes ? (double)r->b.updates[0].len : 0;
+        ekg_translator_free(r->t);
+        r->t = NULL;
+        ekg_config_free(r->cfg);
+        r->cfg = NULL;
+        malloc_trim(0);
+        if (bserver_start(&r->b, r->o.threads))
+            return -1;
+    }
+    ekg_resource_set_unref(cl);
+    ekg_resource_set_unref(la);
+    return 0;
+}
+
+/* One change; *prep_ms is the part before the fan-out starts. */
+static int round_change(round_t *r, int k, double *t0, double *prep_ms, double *publish_ms, double *publish_cpu)
+{
+    if (!r->ekglue) {
+        *t0 = now_s();
+        double c = thread_cpu_ms();
+        bserver_push(&r->b, &r->b.updates[k]);
+        *publish_cpu = thread_cpu_ms() - c;
+        *prep_ms = 0;
+        *publish_ms = (now_s() - *t0) * 1e3;
+        return 0;
+    }
+    ekg_endpoint_slice_t *slice = change_slice(k, r->o.services); /* the watcher's parse: not timed */
+    if (!slice)
+        return -1;
+    *t0 = now_s();
+    if (ekg_translator_put_slice(r->t, slice) || ekg_translator_build(r->t, NULL, NULL))
+        return -1;
+    ekg_snapshot_t *snap = snapshot_of(r->t);
+    if (!snap)
+        return -1;
+    double t1 = now_s(), c = thread_cpu_ms();
+    ekg_cache_publish(r->cache, snap);
+    double t2 = now_s();
+    *publish_cpu = thread_cpu_ms() - c;
+    ekg_snapshot_unref(snap);
+    *prep_ms = (t1 - *t0) * 1e3;
+    *publish_ms = (t2 - t1) * 1e3;
+    return 0;
+}
+
+static double round_stop(round_t *r)
+{
+    double t0 = now_s();
+    if (r->ekglue) {
+        ekg_xds_server_stop(r->xds);
+        r->xds = NULL;
+    } else {
+        bserver_stop(&r->b);
+    }
+    return (now_s() - t0) * 1e3;
+}
+
+static void round_free(round_t *r)
+{
+    if (r->xds)
+        ekg_xds_server_stop(r->xds);
+    ekg_cache_free(r->cache);
+    ekg_translator_free(r->t);
+    ekg_config_free(r->cfg);
+    free(r->b.cds.data);
+    free(r->b.eds.data);
+    for (int k = 0; r->b.updates && k < r->o.changes; k++)
+        free(r->b.updates[k].data);
+    free(r->b.updates);
+    free(r->names.p);
+}
+
+static pid_t spawn_client(const round_t *r, int port, int *to_child, int *from_child)
+{
+    int down[2], up[2];
+    if (pipe(down) || pipe(up))
+        return -1;
+    char a_streams[16], a_channels[16], a_port[16], a_changes[16], a_clusters[16];
+    snprintf(a_streams, sizeof(a_streams), "%d", r->o.streams);
+    snprintf(a_channels, sizeof(a_channels), "%d", r->o.channels);
+    snprintf(a_port, sizeof(a_port), "%d", port);
+    snprintf(a_changes, sizeof(a_changes), "%d", r->o.changes);
+    snprintf(a_clusters, sizeof(a_clusters), "%d", r->nclusters);
+    char *argv[] = {"xds_bench", "--client", a_streams, a_channels, a_port, a_changes, a_clusters, NULL};
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Only async-signal-safe calls until exec. Out of the way first: a pipe end may already be 3 or 4. */
+        int in = fcntl(down[0], F_DUPFD, 100), out = fcntl(up[1], F_DUPFD, 100);
+        if (in < 0 || out < 0 || dup2(in, 3) < 0 || dup2(out, 4) < 0)
+            _exit(127);
+        for (int fd = 5; fd < 1024; fd++)
+            close(fd);
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    close(down[0]);
+    close(up[1]);
+    *to_child = down[1];
+    *from_child = up[0];
+    uint32_t len = (uint32_t)r->names.n;
+    if (pid < 0 || !write_all(*to_child, &len, sizeof(len)) || !write_all(*to_child, r->names.p, len))
+        return -1;
+    return pid;
+}
+
+/* `xds_bench --round ekglue|baseline streams services changes threads channels result_fd` */
+static int round_main(int argc, char **argv)
+{
+    if (argc < 9)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    ekg_log_set_level(EKG_LOG_WARN);
+    round_t r = {.ekglue = strcmp(argv[2], "ekglue") == 0,
+                 .o = {atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7])}};
+    int result_fd = atoi(argv[8]);
+    result_t *res = calloc(1, sizeof(*res));
+    int to_child = -1, from_child = -1, rc = 1;
+    pid_t child = -1;
+    ekg_diag_t diag = {{0}};
+    rec_t rec;
+    if (ekg_proto_init(&diag) != EKG_OK) {
+        fprintf(stderr, "xds_bench: %s\n", diag.msg);
+        goto out;
+    }
+    if (round_setup(&r, res))
+        goto out;
+    int port = r.ekglue ? ekg_xds_server_port(r.xds) : r.b.port;
+    sleep_ms(100);
+    res->rss0_kb = (double)rss_kb();
+    res->heap0_kb = heap_kb();
+
+    if ((child = spawn_client(&r, port, &to_child, &from_child)) < 0)
+        goto out;
+    if (!expect(from_child, R_READY, -1, SYNC_TIMEOUT, &rec))
+        goto out;
+    res->sync_ms = rec.v * 1e3;
+    if (!expect(from_child, R_ACKED, -1, CHANGE_TIMEOUT, NULL))
+        goto out;
+    wait_quiet();
+    double c0 = cpu_ms();
+    sleep_ms(IDLE_WINDOW_MS);
+    res->idle_cpu_ms = cpu_ms() - c0;
+    res->rss1_kb = (double)rss_kb();
+    res->heap1_kb = heap_kb();
+
+    double cpu_a = cpu_ms(), prep = 0, publish = 0, publish_cpu = 0;
+    for (int k = 0; k < r.o.changes; k++) {
+        double t0, p, q, pc;
+        if (round_change(&r, k, &t0, &p, &q, &pc)) {
+            fprintf(stderr, "xds_bench: change %d failed\n", k);
+            goto out;
+        }
+        prep += p;
+        publish += q;
+        publish_cpu += pc;
+        if (!expect(from_child, R_CHANGE, k, CHANGE_TIMEOUT, &rec))
+            goto out;
+        res->lat_ms[k] = (rec.t - t0) * 1e3;
+        if (!expect(from_child, R_ACKED, k, CHANGE_TIMEOUT, NULL))
+            goto out;
+        wait_quiet(); /* the server has handled the ACKs: the next change starts from rest */
+    }
+    res->nchanges = r.o.changes;
+    res->cpu_per_change_ms = r.o.changes ? (cpu_ms() - cpu_a) / r.o.changes : 0;
+    res->prep_ms = r.o.changes ? prep / r.o.changes : 0;
+    res->publish_ms = r.o.changes ? publish / r.o.changes : 0;
+    res->publish_cpu_ms = r.o.changes ? publish_cpu / r.o.changes : 0;
+    res->rss2_kb = (double)rss_kb();
+
+    if (!write_all(to_child, "s", 1) || !expect(from_child, R_STOPPING, 0, 5000, NULL))
+        goto out;
+    res->stop_ms = round_stop(&r);
+    if (!expect(from_child, R_DONE, 0, 10000, &rec))
+        goto out;
+    res->stop_unavailable = (int)rec.v;
+    res->client_cpu_ms = rec.cpu_ms;
+    write_all(to_child, "q", 1);
+    int status = reap(child, 10000);
+    child = -1;
+    if (status != 0) {
+        fprintf(stderr, "xds_bench: the client exited with %d\n", status);
+        goto out;
+    }
+    res->ok = 1;
+    rc = 0;
+out:
+    if (child > 0) {
+        if (to_child >= 0)
+            write_all(to_child, "q", 1);
+        reap(child, 3000);
+    }
+    write_all(result_fd, res, sizeof(*res));
+    if (rc != 0)
+        _exit(rc); /* a server may still be running: no cleanup, no destructors */
+    round_free(&r);
+    free(res);
+    ekg_proto_shutdown();
+    return rc;
+}
+
+/* --- the orchestrator ---------------------------------------------------------------------------------- */
+
+static int run_round(const char *name, const round_opts_t *o, result_t *res)
+{
+    int p[2];
+    if (pipe(p))
+        return -1;
+    char a[5][16], fd[16];
+    int v[5] = {o->streams, o->services, o->changes, o->threads, o->channels};
+    for (int i = 0; i < 5; i++)
+        snprintf(a[i], sizeof(a[i]), "%d", v[i]);
+    snprintf(fd, sizeof(fd), "%d", p[1]);
+    char *argv[] = {"xds_bench", "--round", (char *)name, a[0], a[1], a[2], a[3], a[4], fd, NULL};
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    close(p[1]);
+    bool got = pid > 0 && read_all(p[0], res, sizeof(*res), 240000);
+    close(p[0]);
+    int status = pid > 0 ? reap(pid, got ? 10000 : 0) : -1;
+    if (!got || !res->ok || status != 0) {
+        fprintf(stderr, "xds_bench: the %s round failed (exit %d)\n", name, status);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct stats {
+    double p50, p90, p99, max, mean;
+} stats_t;
+
+static stats_t latency_stats(const result_t *r)
+{
+    double v[MAX_CHANGES], sum = 0;
+    int n = r->nchanges;
+    stats_t s = {0};
+    if (n == 0)
+        return s;
+    memcpy(v, r->lat_ms, (size_t)n * sizeof(double));
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    for (int i = 0; i < n; i++)
+        sum += v[i];
+    s = (stats_t){pct(v, n, 0.5), pct(v, n, 0.9), pct(v, n, 0.99), v[n - 1], sum / n};
+    return s;
+}
+
+static void row(const char *label, const result_t *e, const result_t *b, double ve, double vb, const char *fmt)
+{
+    char se[32] = "-", sb[32] = "-", sr[32] = "";
+    if (e)
+        snprintf(se, sizeof(se), fmt, ve);
+    if (b)
+        snprintf(sb, sizeof(sb), fmt, vb);
+    if (e && b && vb > 0)
+        snprintf(sr, sizeof(sr), "%.2f", ve / vb);
+    printf("%-44s %12s %12s %8s\n", label, se, sb, sr);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--client") == 0)
+        return client_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "--round") == 0)
+        return round_main(argc, argv);
+
+    round_opts_t o = {.streams = 1000, .services = 1000, .changes = 50, .threads = 2, .channels = 10};
+    const char *only = NULL;
+    int pos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+            o.threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--channels") == 0 && i + 1 < argc)
+            o.channels = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else if (argv[i][0] != '-' && pos < 3)
+            *(pos++ == 0 ? &o.streams : pos == 2 ? &o.services : &o.changes) = atoi(argv[i]);
+        else {
+            fprintf(stderr, "usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] "
+                            "[--channels K=10] [--only ekglue|baseline]\n");
+            return 2;
+        }
+    }
+    if (o.streams < 1 || o.services < 1 || o.changes < 1 || o.changes > MAX_CHANGES || o.threads < 1 ||
+        o.channels < 1 || (only && strcmp(only, "ekglue") && strcmp(only, "baseline"))) {
+        fprintf(stderr, "xds_bench: streams, services, threads, channels >= 1; changes 1..%d\n", MAX_CHANGES);
+        return 2;
+    }
+    if (o.channels > o.streams)
+        o.channels = o.streams;
+
+    printf("xds_bench: %d ADS streams over %d connections, %d Services (1 port, %d endpoints each), %d changes, "
+           "%d server threads, %d client threads, %ld CPUs\n",
+           o.streams, o.channels, o.services, ENDPOINTS, o.changes, o.threads, CLIENT_THREADS,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    result_t *e = NULL, *b = NULL;
+    result_t *re = calloc(1, sizeof(*re)), *rb = calloc(1, sizeof(*rb));
+    int rc = 0;
+    if (!only || strcmp(only, "ekglue") == 0) {
+        if (run_round("ekglue", &o, re))
+            rc = 1;
+        else
+            e = re;
+    }
+    if (!only || strcmp(only, "baseline") == 0) {
+        if (run_round("baseline", &o, rb))
+            rc = 1;
+        else
+            b = rb;
+    }
+    if (b)
+        printf("payload per stream: CDS %.1f KB, EDS %.1f KB at start; one update %.0f B\n", b->cds_bytes / 1e3,
+               b->eds_bytes / 1e3, b->update_bytes);
+    stats_t se = e ? latency_stats(e) : (stats_t){0}, sb = b ? latency_stats(b) : (stats_t){0};
+    double n = o.streams;
+    printf("\n%-44s %12s %12s %8s\n", "", "ekglue", "baseline", "ratio");
+    row("initial sync, all streams (ms)", e, b, e ? e->sync_ms : 0, b ? b->sync_ms : 0, "%.1f");
+    row("change -> last stream p50 (ms)", e, b, se.p50, sb.p50, "%.2f");
+    row("change -> last stream p90 (ms)", e, b, se.p90, sb.p90, "%.2f");
+    row("change -> last stream p99 (ms)", e, b, se.p99, sb.p99, "%.2f");
+    row("change -> last stream max (ms)", e, b, se.max, sb.max, "%.2f");
+    row("  of which translate + snapshot, mean (ms)", e, NULL, e ? e->prep_ms : 0, 0, "%.3f");
+    row("  publish/push call returns after, mean (ms)", e, b, e ? e->publish_ms : 0, b ? b->publish_ms : 0,
+        "%.2f");
+    row("  publishing thread's CPU in that call (ms)", e, b, e ? e->publish_cpu_ms : 0, b ? b->publish_cpu_ms : 0,
+        "%.2f");
+    row("server CPU per change, incl. ACKs (ms)", e, b, e ? e->cpu_per_change_ms : 0,
+        b ? b->cpu_per_change_ms : 0, "%.2f");
+    row("server RSS, no streams (MiB)", e, b, e ? e->rss0_kb / 1024 : 0, b ? b->rss0_kb / 1024 : 0, "%.1f");
+    row("server RSS, idle streams (MiB)", e, b, e ? e->rss1_kb / 1024 : 0, b ? b->rss1_kb / 1024 : 0, "%.1f");
+    row("server RSS after the changes (MiB)", e, b, e ? e->rss2_kb / 1024 : 0, b ? b->rss2_kb / 1024 : 0, "%.1f");
+    double pe = e ? (e->rss1_kb - e->rss0_kb) / n : 0, pb = b ? (b->rss1_kb - b->rss0_kb) / n : 0;
+    row("RSS per idle stream (KiB)", e, b, pe, pb, "%.1f");
+    row("heap in use per idle stream (KiB)", e, b, e ? (e->heap1_kb - e->heap0_kb) / n : 0,
+        b ? (b->heap1_kb - b->heap0_kb) / n : 0, "%.1f");
+    char label[64];
+    snprintf(label, sizeof(label), "server CPU idle over %.0f s (ms)", IDLE_WINDOW_MS / 1e3);
+    row(label, e, b, e ? e->idle_cpu_ms : 0, b ? b->idle_cpu_ms : 0, "%.1f");
+    row("stop with all streams open (ms)", e, b, e ? e->stop_ms : 0, b ? b->stop_ms : 0, "%.1f");
+    row("  streams ended UNAVAILABLE", e, b, e ? e->stop_unavailable : 0, b ? b->stop_unavailable : 0, "%.0f");
+    row("client CPU, whole round (s)", e, b, e ? e->client_cpu_ms / 1e3 : 0, b ? b->client_cpu_ms / 1e3 : 0,
+        "%.1f");
+    printf("(p99 of %d changes is nearest-rank: with fewer than 100 changes it is the maximum)\n", o.changes);
+    if (e && b) {
+        double r50 = se.p50 / sb.p50, r99 = se.p99 / sb.p99;
+        double idle = e->idle_cpu_ms / (IDLE_WINDOW_MS / 1e3); /* ms of CPU per s */
+        bool ok_ratio = r50 <= 1.5 && r99 <= 1.5, ok_mem = pe <= 64, ok_idle = idle < 5;
+        printf("\nratio (ekglue/baseline) p50 %.2f p99 %.2f\n", r50, r99);
+        printf("targets: latency ratio <= 1.5 %s; <= 64 KiB per idle stream %s (%.1f); no CPU while idle %s "
+               "(%.1f ms/s)\n",
+               ok_ratio ? "met" : "MISSED", ok_mem ? "met" : "MISSED", pe, ok_idle ? "met" : "MISSED", idle);
+        if (rc == 0 && !(ok_ratio && ok_mem && ok_idle))
+            rc = 3;
+    }
+    free(re);
+    free(rb);
+    return rc;
+}
