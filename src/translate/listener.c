@@ -26,7 +26,8 @@ size_t ekg_listener_names(const ekg_service_t *svc, const ekg_service_port_t *po
         return 0;
     size_t n = 0;
     snprintf(names[n++], 600, "%s.%s:%d", svc->meta.name, svc->meta.namespace_, (int)port->port);
-    if (port->name[0])
+    /* A port named like a number would give the same name as the number form (Kubernetes allows it). */
+    if (port->name[0] && strspn(port->name, "0123456789") != strlen(port->name))
         snprintf(names[n++], 600, "%s.%s:%s", svc->meta.name, svc->meta.namespace_, port->name);
     return n;
 }

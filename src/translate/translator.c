@@ -604,9 +604,24 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         }
         return err;
     }
-    for (int ty = 0; ty < NTYPES; ty++)
-        if (out[ty].n > 1)
-            qsort(out[ty].items, out[ty].n, sizeof(ekg_resource_t *), cmp_resources);
+    for (int ty = 0; ty < NTYPES; ty++) {
+        if (out[ty].n < 2)
+            continue;
+        qsort(out[ty].items, out[ty].n, sizeof(ekg_resource_t *), cmp_resources);
+        /* Never two resources with one name: a Service with two ports of the same number (accepted from a
+         * file, not by Kubernetes) keeps the first. */
+        size_t w = 1;
+        for (size_t r = 1; r < out[ty].n; r++) {
+            if (strcmp(ekg_resource_name(out[ty].items[r]), ekg_resource_name(out[ty].items[w - 1])) == 0) {
+                ekg_warn("Service %s: two ports give the resource %s; keeping one", e->key,
+                         ekg_resource_name(out[ty].items[r]));
+                ekg_resource_unref(out[ty].items[r]);
+                continue;
+            }
+            out[ty].items[w++] = out[ty].items[r];
+        }
+        out[ty].n = w;
+    }
     return EKG_OK;
 }
 

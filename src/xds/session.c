@@ -542,6 +542,10 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     }
     type_state_t *ts = &s->types[type];
 
+    /* Nothing of this type was sent on this stream yet: a nonce can only come from an earlier stream (clients
+     * reconnecting after a restart do that). Nonces mean something only on the stream that sent them. */
+    if (ts->nonce[0] == '\0')
+        nonce = upb_StringView_FromDataAndSize(NULL, 0);
     /* A nonce that is not the latest one sent for this type answers an older response: ignore it. */
     if (nonce.size && !view_eq(nonce, ts->nonce)) {
         ekg_debug("xds: node=%s ignoring a %s request with stale nonce %.*s (latest %s)",
