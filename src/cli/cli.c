@@ -2,7 +2,10 @@
  * src/cli/cli.c: dispatch of ekglue's subcommands (docs/cli.md). Thread: main.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <curl/curl.h>
 
 #include "ekglue/log.h"
 #include "ekglue/proto.h"
@@ -31,6 +34,62 @@ bool ekg_cli_set_log_level(const char *command, const char *arg)
     return true;
 }
 
+bool ekg_cli_kube_init(ekg_cli_kube_t *k, int argc)
+{
+    *k = (ekg_cli_kube_t){0};
+    k->namespaces = calloc((size_t)argc + 1, sizeof(*k->namespaces));
+    return k->namespaces != NULL;
+}
+
+void ekg_cli_kube_free(ekg_cli_kube_t *k)
+{
+    free(k->namespaces);
+    k->namespaces = NULL;
+}
+
+static bool parse_ms(const char *command, const char *flag, const char *arg, int *out)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (*arg == '\0' || *end != '\0' || v < 0 || v > 600000) {
+        fprintf(stderr, "ekglue %s: %s wants milliseconds from 0 to 600000, not '%s'\n", command, flag, arg);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+int ekg_cli_kube_option(ekg_cli_kube_t *k, const char *command, int code, const char *arg)
+{
+    switch (code) {
+    case EKG_OPT_KUBECONFIG:
+        k->conn.kubeconfig = arg;
+        break;
+    case EKG_OPT_CONTEXT:
+        k->conn.context = arg;
+        break;
+    case EKG_OPT_MASTER:
+        k->conn.master = arg;
+        break;
+    case EKG_OPT_NAMESPACE:
+        k->namespaces[k->nnamespaces++] = arg;
+        k->watch.namespaces = k->namespaces;
+        k->watch.nnamespaces = k->nnamespaces;
+        break;
+    case EKG_OPT_SELECTOR:
+        k->watch.service_selector = arg;
+        break;
+    case EKG_OPT_COALESCE:
+        return parse_ms(command, "--coalesce-ms", arg, &k->watch.coalesce_ms) ? 1 : -1;
+    case EKG_OPT_COALESCE_MAX:
+        return parse_ms(command, "--coalesce-max-ms", arg, &k->watch.coalesce_max_ms) ? 1 : -1;
+    default:
+        return 0;
+    }
+    k->any = true;
+    return 1;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: ekglue COMMAND [OPTIONS]   (ekglue COMMAND --help for details)\n\ncommands:\n");
@@ -57,12 +116,18 @@ int ekg_cli_main(int argc, char **argv)
         if (strcmp(argv[1], commands[i].name) != 0)
             continue;
         ekg_diag_t diag = {{0}};
+        /* Process-wide setup, before any thread exists (curl_global_init is not thread-safe in 7.88). */
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            fprintf(stderr, "ekglue: libcurl initialization failed\n");
+            return EKG_EXIT_FAILURE;
+        }
         if (ekg_proto_init(&diag) != EKG_OK) {
             fprintf(stderr, "ekglue: %s\n", diag.msg);
             return EKG_EXIT_FAILURE;
         }
         int rc = commands[i].run(argc - 1, argv + 1);
         ekg_proto_shutdown();
+        curl_global_cleanup();
         return rc;
     }
     fprintf(stderr, "ekglue: unknown command '%s'\n", argv[1]);

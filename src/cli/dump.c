@@ -2,6 +2,8 @@
  * src/cli/dump.c: `ekglue dump`: translate objects from files once and print the resulting Envoy resources.
  *
  *   ekglue dump --objects FILE [--objects FILE ...] [--config FILE] [--format json|yaml|binary]
+ *   ekglue dump [--kubeconfig FILE] [--context NAME] [--master URL] [--namespace NS] ...   (one list of the
+ * API)
  *
  * json/yaml print {"clusters": [...], "load_assignments": [...], "localities": {...}} in canonical proto
  * JSON. binary writes each resource as a google.protobuf.Any (the form it takes inside a DiscoveryResponse),
@@ -27,16 +29,19 @@ static void usage(FILE *f)
     fprintf(
         f,
         "usage: ekglue dump --objects FILE [--objects FILE ...] [--config FILE] [--format json|yaml|binary]\n"
+        "       ekglue dump [--kubeconfig FILE] [--context NAME] [--master URL] [--config FILE] [--format "
+        "F]\n"
         "\n"
         "Translates Kubernetes Services, EndpointSlices and Nodes read from YAML or JSON manifests (as\n"
         "`kubectl get -o yaml|json` prints them) into Envoy Clusters and ClusterLoadAssignments and prints\n"
         "them, sorted, as {\"clusters\", \"load_assignments\", \"localities\"}.\n"
         "\n"
-        "  --objects FILE   manifests to read (repeatable; required)\n"
+        "  --objects FILE   manifests to read (repeatable); without it, one list of every Service,\n"
+        "                   EndpointSlice and Node from the Kubernetes API (flags below, $KUBECONFIG or\n"
+        "                   in-cluster)\n"
         "  --config FILE    ekglue config (docs/config.md); default: the built-in config\n"
         "  --format F       json (default), yaml, or binary (length-delimited google.protobuf.Any)\n"
-        "  --log-level L    debug|info|warn|error|off (default warn)\n"
-        "\n"
+        "  --log-level L    debug|info|warn|error|off (default warn)\n" EKG_CLI_KUBE_USAGE "\n"
         "Exit codes: 0 ok, 1 failure, 2 usage error, 3 config error.\n");
 }
 
@@ -65,11 +70,16 @@ int ekg_cli_dump(int argc, char **argv)
     const char *config_path = NULL, *format = "json";
     const char **object_paths = calloc((size_t)argc + 1, sizeof(char *));
     size_t nobjects = 0;
-    static const struct option opts[] = {
-        {"objects", required_argument, NULL, 'o'}, {"config", required_argument, NULL, 'c'},
-        {"format", required_argument, NULL, 'f'},  {"log-level", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    if (!object_paths)
+    ekg_cli_kube_t kube = {0};
+    ekg_kube_conn_t *conn = NULL;
+    static const struct option opts[] = {EKG_CLI_KUBE_OPTIONS,
+                                         {"objects", required_argument, NULL, 'o'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"format", required_argument, NULL, 'f'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    if (!object_paths || !ekg_cli_kube_init(&kube, argc))
         goto out;
     ekg_log_set_level(EKG_LOG_WARN);
     optind = 1;
@@ -94,13 +104,18 @@ int ekg_cli_dump(int argc, char **argv)
             usage(stdout);
             rc = EKG_EXIT_OK;
             goto out;
-        default:
-            usage(stderr);
+        default: {
+            int k = ekg_cli_kube_option(&kube, "dump", c, optarg);
+            if (k > 0)
+                break;
+            if (k == 0)
+                usage(stderr);
             rc = EKG_EXIT_USAGE;
             goto out;
         }
+        }
     }
-    if (optind < argc || nobjects == 0 ||
+    if (optind < argc || (nobjects && kube.any) ||
         (strcmp(format, "json") != 0 && strcmp(format, "yaml") != 0 && strcmp(format, "binary") != 0)) {
         usage(stderr);
         rc = EKG_EXIT_USAGE;
@@ -113,6 +128,17 @@ int ekg_cli_dump(int argc, char **argv)
         fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
         rc = EKG_EXIT_CONFIG;
         goto out;
+    }
+    if (nobjects == 0) {
+        if ((err = ekg_kube_conn_resolve(&kube.conn, &conn, &diag)) != EKG_OK) {
+            fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+            rc = err == EKG_ENOENT ? EKG_EXIT_USAGE : EKG_EXIT_CONFIG;
+            goto out;
+        }
+        if ((err = ekg_kube_list_all(conn, &kube.watch, &objs, &diag)) != EKG_OK) {
+            fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+            goto out;
+        }
     }
     for (size_t i = 0; i < nobjects; i++) {
         if ((err = ekg_objects_add_file(&objs, object_paths[i], &diag)) != EKG_OK) {
@@ -149,6 +175,8 @@ out:
     ekg_translator_free(t);
     ekg_objects_free(&objs);
     ekg_config_free(cfg);
+    ekg_kube_conn_free(conn);
+    ekg_cli_kube_free(&kube);
     free(object_paths);
     return rc;
 }

@@ -2,8 +2,15 @@
  * src/cli/serve.c: `ekglue serve`: the daemon. Translates objects from files and serves them over xDS.
  *
  *   ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--log-level L] [--threads N]
+ *                [--kubeconfig FILE] [--context NAME] [--master URL] [--namespace NS ...] [--service-selector
+ * S]
  *
- * File mode (the only source until the Kubernetes watcher lands): every --objects file is read into one
+ * Three sources, in this order: --objects files; the Kubernetes API (--kubeconfig/$KUBECONFIG, --master, or
+ * in-cluster), watched by src/watch/watcher.c, which publishes to the cache itself from its own thread,
+ * health turning SERVING once the first complete sync is published; and when neither is configured, the demo
+ * cluster embedded at build time.
+ *
+ * File mode: every --objects file is read into one
  * ekg_objects_t, translated by a fresh translator, and published as a snapshot. When a file changes (inotify
  * on the files' directories, so editors that write a new file and rename it over the old one, and Kubernetes
  * ConfigMap volumes that swap a `..data` symlink, are seen) or on SIGHUP, everything is read again; if any
@@ -31,10 +38,12 @@
 #include <unistd.h>
 
 #include "ekglue/config.h"
+#include "ekglue/kube.h"
 #include "ekglue/log.h"
 #include "ekglue/model.h"
 #include "ekglue/snapshot.h"
 #include "ekglue/translate.h"
+#include "ekglue/watch.h"
 #include "ekglue/xds.h"
 
 #include "cli.h"
@@ -64,7 +73,12 @@ static void usage(FILE *f)
         "  --config FILE      ekglue config (docs/config.md); default: the built-in config\n"
         "  --xds-listen ADDR  gRPC address (default 0.0.0.0:18000; port 0 picks one, logged as port=N)\n"
         "  --log-level L      debug|info|warn|error|off (default info)\n"
-        "  --threads N        gRPC completion-queue threads (default 2)\n"
+        "  --threads N        gRPC completion-queue threads (default 2)\n" EKG_CLI_KUBE_USAGE
+        "  --coalesce-ms N    publish this long after a Kubernetes change (default 100)\n"
+        "  --coalesce-max-ms N  ... but at most this long after the first unpublished one (default 1000)\n"
+        "\n"
+        "With no --objects: the Kubernetes API if one is configured (flags above, $KUBECONFIG, or in a\n"
+        "cluster), otherwise the embedded demo cluster.\n"
         "\n"
         "Exit codes: 0 ok (stopped by a signal), 1 failure (objects unreadable at start, cannot listen),\n"
         "2 usage error, 3 config error.\n");
@@ -74,6 +88,7 @@ static void usage(FILE *f)
 typedef struct serve_state {
     const ekg_config_t *cfg; /* borrowed */
     ekg_cache_t *cache;      /* borrowed */
+    bool kube;               /* objects come from the watcher, not from files */
     const char **paths;      /* the --objects files (borrowed from argv) */
     size_t npaths;
     int *wds;          /* inotify watch of each path's directory (-1 when none) */
@@ -214,7 +229,9 @@ static void run(serve_state_t *st, int sfd, int ifd)
         if (n > 0 && (fds[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
             if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGHUP) {
+                if (si.ssi_signo == SIGHUP && st->kube) {
+                    ekg_info("SIGHUP: nothing to reload (objects come from the Kubernetes API)");
+                } else if (si.ssi_signo == SIGHUP) {
                     ekg_info("SIGHUP: reloading objects");
                     load_and_publish(st);
                     reload_at = -1;
@@ -234,6 +251,13 @@ static void run(serve_state_t *st, int sfd, int ifd)
     }
 }
 
+/* The watcher's first complete sync is published: from now on this replica answers SERVING for good. */
+static void on_synced(void *ctx)
+{
+    ekg_info("Kubernetes: first complete sync published");
+    ekg_xds_server_set_serving(ctx, true);
+}
+
 int ekg_cli_serve(int argc, char **argv)
 {
     int rc = EKG_EXIT_FAILURE;
@@ -247,7 +271,11 @@ int ekg_cli_serve(int argc, char **argv)
     sigset_t mask, old_mask;
     const char *config_path = NULL;
     ekg_xds_server_options_t xopts = {.listen = "0.0.0.0:18000"};
-    static const struct option opts[] = {{"objects", required_argument, NULL, 'o'},
+    ekg_cli_kube_t kube = {0};
+    ekg_kube_conn_t *conn = NULL;
+    ekg_watcher_t *watcher = NULL;
+    static const struct option opts[] = {EKG_CLI_KUBE_OPTIONS,
+                                         {"objects", required_argument, NULL, 'o'},
                                          {"config", required_argument, NULL, 'c'},
                                          {"xds-listen", required_argument, NULL, 'x'},
                                          {"log-level", required_argument, NULL, 'l'},
@@ -258,7 +286,7 @@ int ekg_cli_serve(int argc, char **argv)
     st.paths = calloc((size_t)argc + 1, sizeof(*st.paths));
     st.wds = calloc((size_t)argc + 1, sizeof(*st.wds));
     st.base_names = calloc((size_t)argc + 1, sizeof(*st.base_names));
-    if (!st.paths || !st.wds || !st.base_names)
+    if (!st.paths || !st.wds || !st.base_names || !ekg_cli_kube_init(&kube, argc))
         goto out;
     ekg_log_set_level(EKG_LOG_INFO);
     optind = 1;
@@ -294,14 +322,22 @@ int ekg_cli_serve(int argc, char **argv)
             usage(stdout);
             rc = EKG_EXIT_OK;
             goto out;
-        default:
-            usage(stderr);
+        default: {
+            int k = ekg_cli_kube_option(&kube, "serve", c, optarg);
+            if (k > 0)
+                break;
+            if (k == 0)
+                usage(stderr);
             rc = EKG_EXIT_USAGE;
             goto out;
         }
+        }
     }
-    if (optind < argc) {
-        usage(stderr);
+    if (optind < argc || (st.npaths && kube.any)) {
+        if (st.npaths && kube.any)
+            fprintf(stderr, "ekglue serve: --objects and the Kubernetes flags exclude each other\n");
+        else
+            usage(stderr);
         rc = EKG_EXIT_USAGE;
         goto out;
     }
@@ -329,9 +365,42 @@ int ekg_cli_serve(int argc, char **argv)
         goto out;
     st.cfg = cfg;
     st.cache = cache;
-    if (st.npaths == 0)
-        ekg_warn("no --objects and no Kubernetes API configured: serving the embedded demo cluster "
-                 "(deploy/demo/cluster.yaml)");
+    if (st.npaths == 0) {
+        err = ekg_kube_conn_resolve(&kube.conn, &conn, &diag);
+        if (err == EKG_ENOENT && !kube.any) {
+            ekg_warn("no --objects and no Kubernetes API configured: serving the embedded demo cluster "
+                     "(deploy/demo/cluster.yaml)");
+        } else if (err != EKG_OK) {
+            fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+            rc = EKG_EXIT_CONFIG;
+            goto out;
+        } else {
+            st.kube = true;
+            ekg_info("Kubernetes API: %s", ekg_kube_conn_describe(conn));
+        }
+    }
+    if (st.kube) {
+        /* The server starts NOT_SERVING and empty; the watcher publishes and turns health on once synced. */
+        if ((err = ekg_xds_server_start(cache, &xopts, &server, &diag)) != EKG_OK) {
+            fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+            goto out;
+        }
+        ekg_info("xDS server listening port=%d address=%s threads=%d source=kubernetes",
+                 ekg_xds_server_port(server), xopts.listen, xopts.threads ? xopts.threads : 2);
+        if ((err = ekg_watcher_start(conn, &kube.watch, cfg, cache, on_synced, server, &watcher, &diag)) !=
+            EKG_OK) {
+            fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+            goto out;
+        }
+        run(&st, sfd, -1);
+        ekg_watcher_stop(watcher);
+        watcher = NULL;
+        ekg_xds_server_set_serving(server, false);
+        ekg_xds_server_stop(server);
+        server = NULL;
+        rc = EKG_EXIT_OK;
+        goto out;
+    }
     if (st.npaths) {
         if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
             ekg_warn("inotify unavailable (%s); reload with SIGHUP", strerror(errno));
@@ -358,7 +427,10 @@ int ekg_cli_serve(int argc, char **argv)
     server = NULL;
     rc = EKG_EXIT_OK;
 out:
+    ekg_watcher_stop(watcher);
     ekg_xds_server_stop(server);
+    ekg_kube_conn_free(conn);
+    ekg_cli_kube_free(&kube);
     ekg_cache_free(cache);
     ekg_config_free(cfg);
     if (ifd >= 0)

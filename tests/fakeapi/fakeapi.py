@@ -473,12 +473,13 @@ class FakeAPIServer:
             return [copy.deepcopy(self._objects[kind][key]) for key in sorted(self._objects[kind])]
 
     def load(self, source, op='apply'):
-        """Load objects from a file path or a YAML/JSON text (documents, List kinds). Returns them."""
+        """Load objects from a file path or a YAML/JSON text (documents, List kinds). Returns them.
+        Objects of kinds the fake does not serve (Namespaces in a manifest, say) are skipped."""
         text = source
         if '\n' not in source and os.path.exists(source):
             with open(source, encoding='utf-8') as f:
                 text = f.read()
-        return [getattr(self, op)(o) for o in _documents(text)]
+        return [getattr(self, op)(o) for o in _documents(text) if o.get('kind') in KINDS]
 
     # -- history ----------------------------------------------------------------------------
     def _trim_locked(self):

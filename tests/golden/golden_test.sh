@@ -119,7 +119,9 @@ fi
 # --- usage ---------------------------------------------------------------------------------------------------
 expect_rc help 0 dump --help && expect_grep help out '^usage: ekglue dump'
 expect_rc top-help 0 --help && expect_grep top-help out '^usage: ekglue'
-expect_rc no-objects 2 dump && expect_grep no-objects err 'usage: ekglue dump'
+# No objects and no Kubernetes API configured (the environment cannot point at one here): a usage error that says so.
+unset KUBECONFIG KUBERNETES_SERVICE_HOST KUBERNETES_SERVICE_PORT
+expect_rc no-objects 2 dump && expect_grep no-objects err 'no Kubernetes API server configured'
 expect_rc bad-format 2 dump --objects "$DIR/demo.yaml" --format xml && expect_grep bad-format err 'usage'
 expect_rc bad-option 2 dump --objects "$DIR/demo.yaml" --no-such-option
 expect_rc extra-arg 2 dump --objects "$DIR/demo.yaml" stray

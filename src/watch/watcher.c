@@ -1,0 +1,1303 @@
+/*
+ * src/watch/watcher.c: the Kubernetes watcher (include/ekglue/watch.h): list, watch, apply, coalesce,
+ * publish.
+ *
+ * Streams. Each (resource, namespace) pair is one stream: Services and EndpointSlices once per watched
+ * namespace (or once for all), Nodes once. A stream is a small state machine over one curl easy handle:
+ *
+ *     LIST page 1 ... page n (limit/continue, all at page 1's resourceVersion)
+ *       -> apply: put what is new or whose resourceVersion changed; at the end remove what the list lacked
+ *       -> WATCH ?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=N
+ *            each event: ADDED/MODIFIED put, DELETED remove, BOOKMARK only moves RV, ERROR 410 -> LIST
+ *            normal end (timeoutSeconds) -> WATCH again from the last RV, at once
+ *       -> on failure: WAIT (exponential backoff, full jitter), then WATCH from the last RV (LIST if never
+ * listed)
+ *
+ * HTTP 410 (on a watch, or on a list's continue token) and an ERROR event with code 410 relist at once; 401
+ * re-reads the token and retries (after a backoff if the token did not change); 5xx, connection errors, and
+ * the idle timeout (CURLOPT_LOW_SPEED_*: not one byte for idle_timeout_s, bookmarks included) back off. What
+ * a stream knows is a map key -> resourceVersion, so a relist puts nothing for unchanged objects and removes
+ * only what a complete list lacks: nothing is ever removed because the API is down.
+ *
+ * One curl multi handle drives every stream on one thread (HTTP/2 multiplexes them over one connection when
+ * the server offers it, CURLOPT_PIPEWAIT). The loop sleeps in curl_multi_poll() until a socket is ready or
+ * the nearest timer (the publish deadline, a backoff's end, a staleness log, curl's own timers): no busy
+ * polling. ekg_watcher_stop() sets a flag and wakes it with curl_multi_wakeup().
+ *
+ * Coalescing: a change schedules a build at now + coalesce_ms, but never later than the first unpublished
+ * change + coalesce_max_ms. A build runs the translator (only dirty Services are redone) and publishes a
+ * snapshot; the cache drops it if every version is unchanged. Nothing is published before the first sync
+ * (every stream listed once), which publishes at once and calls on_synced.
+ *
+ * The same list code serves ekg_kube_list_all(): a watcher without a thread whose streams stop after their
+ * first list and put objects into an ekg_objects_t instead of the translator; any failure ends it.
+ *
+ * Thread: the watcher's own thread runs everything but start, stop and status. The status fields of each
+ * stream (stream_t.pub) are written by the watcher thread and read by ekg_watcher_status() under w->lock;
+ * nothing else is shared. Design note: docs/internals/watcher.md.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <curl/curl.h>
+
+#include "common/map.h"
+#include "ekglue/log.h"
+#include "ekglue/translate.h"
+#include "ekglue/watch.h"
+#include "watch/event_stream.h"
+
+#define MAX_LIST_BODY      ((size_t)512 << 20) /* one list page; beyond it the page fails */
+#define MAX_ERROR_BODY     4096                /* what is kept of a non-200 body, for the message */
+#define STALE_LOG_AFTER_MS 30000               /* a resource failing this long is logged at info... */
+#define STALE_LOG_EVERY_MS 30000               /* ...this often */
+#define QUICK_END_MS       500                 /* a watch ending this fast without an event is backed off */
+#define LIST_ONLY_RETRIES  5                   /* ekg_kube_list_all: 410 restarts and 401 retries */
+#define IDLE_WAKEUP_MS     60000               /* the longest sleep when no timer is due */
+
+static const char *const RESOURCE_NAMES[EKG_KUBE__COUNT] = {"services", "endpointslices", "nodes"};
+static const char *const RESOURCE_PREFIX[EKG_KUBE__COUNT] = {"/api/v1", "/apis/discovery.k8s.io/v1",
+                                                             "/api/v1"};
+static const char *const EVENT_TYPES[4] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK"};
+
+typedef enum {
+    PHASE_START, /* nothing done yet: list when the loop comes by */
+    PHASE_LIST,  /* a list page is in flight */
+    PHASE_WATCH, /* a watch is in flight */
+    PHASE_WAIT,  /* backing off until retry_at */
+    PHASE_DONE   /* list-only mode: the list is complete */
+} phase_t;
+
+/* Why the write callback ended a transfer (it returns 0, curl reports CURLE_WRITE_ERROR). */
+typedef enum { ABORT_NONE = 0, ABORT_TOO_OLD, ABORT_FAILED } abort_t;
+
+/* One object a stream knows: its key ("ns/name", or "name" for Nodes) and last seen resourceVersion. */
+typedef struct known {
+    char *rv;     /* owned */
+    unsigned gen; /* the list generation that last saw it */
+    char key[];   /* the map's key */
+} known_t;
+
+/* What ekg_watcher_status() reports of a stream; written by the watcher thread under w->lock. */
+typedef struct stream_pub {
+    bool listed;
+    long long last_success_ms; /* -1: never */
+    char rv[32];
+    char last_error[256];
+    unsigned long long events[4], relists, reconnects, too_old;
+} stream_pub_t;
+
+typedef struct growbuf {
+    char *data; /* owned, NUL-terminated when non-NULL */
+    size_t len, cap;
+} growbuf_t;
+
+typedef struct stream {
+    struct ekg_watcher *w;
+    ekg_kube_resource_t res;
+    const char *ns;  /* borrowed from w->namespaces; NULL: all namespaces (or cluster-scoped) */
+    char label[128]; /* "services" or "services/shop", for logs */
+    phase_t phase;
+    bool listed;    /* a complete list has been applied */
+    bool next_list; /* in PHASE_WAIT: list (rather than watch) when the wait is over */
+    char *rv;       /* owned: the last seen resourceVersion (the watch resumes from it); NULL before a list */
+    ekg_map_t known;  /* key -> known_t (owned) */
+    unsigned gen;     /* the current list's generation */
+    char *list_rv;    /* owned: the current list's resourceVersion (page 1's) */
+    char *cont;       /* owned: the continue token of the next page, or NULL */
+    size_t list_seen; /* objects in the current list */
+    size_t list_changed;
+    int list_retries; /* list-only mode */
+
+    CURL *easy; /* owned; reused by every request of the stream */
+    struct curl_slist *headers;
+    bool in_multi;
+    long long started_ms;
+    size_t nevents;           /* events handled in the current watch */
+    ekg_event_stream_t lines; /* watch body */
+    growbuf_t body;           /* list body, or the body of a non-200 answer */
+    abort_t abort;
+    char abort_msg[256];
+    char errbuf[CURL_ERROR_SIZE];
+
+    int failures;            /* consecutive; drives the backoff */
+    int quick_too_old;       /* consecutive 410s without an event in between */
+    long long retry_at;      /* PHASE_WAIT */
+    long long failing_since; /* 0: healthy */
+    stream_pub_t pub;        /* guarded by w->lock */
+} stream_t;
+
+struct ekg_watcher {
+    ekg_kube_conn_t *conn;    /* borrowed */
+    ekg_watch_options_t opts; /* defaults filled in; namespaces and selector point into the copies below */
+    char **namespaces;        /* owned copies */
+    char *selector;           /* owned copy or NULL */
+    ekg_cache_t *cache;       /* borrowed; NULL in list-only mode */
+    ekg_watch_synced_fn on_synced;
+    void *ctx;
+    ekg_translator_t *translator; /* owned; NULL in list-only mode */
+
+    ekg_objects_t *objs; /* list-only mode: where objects go (NULL in the daemon) */
+    size_t objs_cap[3];
+    ekg_err_t fatal; /* list-only mode: the first failure ends the run */
+    ekg_diag_t *diag;
+
+    CURLM *multi;
+    stream_t *streams;
+    size_t nstreams;
+
+    bool synced;            /* every stream has listed once, and that state was published */
+    bool dirty;             /* changes not yet published */
+    long long first_change; /* of the unpublished changes */
+    long long publish_at;
+    long long stale_log_at[EKG_KUBE__COUNT];
+    unsigned long long publishes;
+    uint64_t rng;
+
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool stop;
+    pthread_mutex_t lock; /* guards every stream's pub */
+};
+
+/* --- small helpers -------------------------------------------------------------------------------------- */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *str_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Percent-encodes everything but RFC 3986's unreserved characters. Owned by the caller. */
+static char *url_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = malloc(strlen(s) * 3 + 1), *p = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+            *c == '.' || *c == '_' || *c == '~') {
+            *p++ = (char)*c;
+        } else {
+            *p++ = '%';
+            *p++ = hex[*c >> 4];
+            *p++ = hex[*c & 15];
+        }
+    }
+    *p = '\0';
+    return out;
+}
+
+static bool growbuf_append(growbuf_t *b, const char *data, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 16384;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return false;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return true;
+}
+
+static const char *json_string(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A random delay for the n-th consecutive failure: uniform in [initial, min(max, initial * 2^(n-1))]. */
+static int backoff_ms(ekg_watcher_t *w, int failures)
+{
+    long long cap = w->opts.backoff_initial_ms;
+    for (int i = 1; i < failures && cap < w->opts.backoff_max_ms; i++)
+        cap *= 2;
+    if (cap > w->opts.backoff_max_ms)
+        cap = w->opts.backoff_max_ms;
+    /* xorshift64*: the jitter only has to differ between replicas and streams, not be unpredictable. */
+    w->rng ^= w->rng >> 12;
+    w->rng ^= w->rng << 25;
+    w->rng ^= w->rng >> 27;
+    uint64_t r = w->rng * 0x2545F4914F6CDD1DULL;
+    long long span = cap - w->opts.backoff_initial_ms + 1;
+    return (int)(w->opts.backoff_initial_ms + (long long)(r % (uint64_t)(span > 0 ? span : 1)));
+}
+
+/* --- status --------------------------------------------------------------------------------------------- */
+
+static void set_error(stream_t *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(stream_t *s, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ekg_warn("kubernetes %s failed resource=%s error=\"%s\"", s->phase == PHASE_LIST ? "list" : "watch",
+             s->label, msg);
+    pthread_mutex_lock(&s->w->lock);
+    snprintf(s->pub.last_error, sizeof(s->pub.last_error), "%s", msg);
+    pthread_mutex_unlock(&s->w->lock);
+    if (!s->failing_since)
+        s->failing_since = now_ms();
+    if (s->w->objs && !s->w->fatal) /* list-only mode: the first failure is the answer */
+        s->w->fatal = ekg_diag_set(s->w->diag, EKG_EIO, "%s: %s", s->label, msg);
+}
+
+/* Something worked: a list page, an event, a normal end of a watch. */
+static void mark_success(stream_t *s)
+{
+    s->failures = 0;
+    s->failing_since = 0;
+    pthread_mutex_lock(&s->w->lock);
+    s->pub.last_success_ms = now_ms();
+    s->pub.last_error[0] = '\0';
+    if (s->rv)
+        snprintf(s->pub.rv, sizeof(s->pub.rv), "%s", s->rv);
+    s->pub.listed = s->listed;
+    pthread_mutex_unlock(&s->w->lock);
+}
+
+static void count(stream_t *s, unsigned long long *counter)
+{
+    pthread_mutex_lock(&s->w->lock);
+    (*counter)++;
+    pthread_mutex_unlock(&s->w->lock);
+}
+
+static void set_rv(stream_t *s, const char *rv)
+{
+    if (!rv || !rv[0] || (s->rv && strcmp(s->rv, rv) == 0))
+        return;
+    char *copy = strdup(rv);
+    if (!copy)
+        return; /* out of memory: keep resuming from the older RV, which only replays events */
+    free(s->rv);
+    s->rv = copy;
+}
+
+/* --- applying objects ----------------------------------------------------------------------------------- */
+
+static void changed(ekg_watcher_t *w)
+{
+    long long now = now_ms();
+    if (!w->dirty) {
+        w->dirty = true;
+        w->first_change = now;
+    }
+    long long at = now + w->opts.coalesce_ms, latest = w->first_change + w->opts.coalesce_max_ms;
+    w->publish_at = at < latest ? at : latest;
+}
+
+/* Appends to one of objs' arrays, growing it by doubling (cap tracked in w->objs_cap[which]). */
+static ekg_err_t objs_push(ekg_watcher_t *w, void ***items, size_t *n, int which, void *item)
+{
+    if (*n + 1 > w->objs_cap[which]) {
+        size_t cap = w->objs_cap[which] ? w->objs_cap[which] * 2 : 64;
+        void **a = realloc(*items, cap * sizeof(*a));
+        if (!a)
+            return EKG_ENOMEM;
+        *items = a;
+        w->objs_cap[which] = cap;
+    }
+    (*items)[(*n)++] = item;
+    return EKG_OK;
+}
+
+/* Parses obj and hands it to the translator (or, in list-only mode, objs). false: invalid, logged. */
+static bool put_object(stream_t *s, const cJSON *obj)
+{
+    ekg_watcher_t *w = s->w;
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err;
+    void *parsed = NULL;
+    switch (s->res) {
+    case EKG_KUBE_SERVICES:
+        err = ekg_service_from_json(obj, (ekg_service_t **)&parsed, &diag);
+        break;
+    case EKG_KUBE_ENDPOINT_SLICES:
+        err = ekg_endpoint_slice_from_json(obj, (ekg_endpoint_slice_t **)&parsed, &diag);
+        break;
+    default:
+        err = ekg_node_from_json(obj, (ekg_node_t **)&parsed, &diag);
+        break;
+    }
+    if (err) {
+        ekg_warn("kubernetes object skipped resource=%s error=\"%s\"", s->label,
+                 diag.msg[0] ? diag.msg : ekg_strerror(err));
+        if (w->objs)
+            w->objs->nskipped++;
+        return false;
+    }
+    if (w->objs) {
+        switch (s->res) {
+        case EKG_KUBE_SERVICES:
+            err = objs_push(w, (void ***)&w->objs->services, &w->objs->nservices, 0, parsed);
+            break;
+        case EKG_KUBE_ENDPOINT_SLICES:
+            err = objs_push(w, (void ***)&w->objs->slices, &w->objs->nslices, 1, parsed);
+            break;
+        default:
+            err = objs_push(w, (void ***)&w->objs->nodes, &w->objs->nnodes, 2, parsed);
+            break;
+        }
+        if (err) {
+            if (s->res == EKG_KUBE_SERVICES)
+                ekg_service_free(parsed);
+            else if (s->res == EKG_KUBE_ENDPOINT_SLICES)
+                ekg_endpoint_slice_free(parsed);
+            else
+                ekg_node_free(parsed);
+            if (!w->fatal)
+                w->fatal = ekg_diag_set(w->diag, EKG_ENOMEM, "out of memory");
+        }
+        return !err;
+    }
+    switch (s->res) {
+    case EKG_KUBE_SERVICES:
+        err = ekg_translator_put_service(w->translator, parsed);
+        break;
+    case EKG_KUBE_ENDPOINT_SLICES:
+        err = ekg_translator_put_slice(w->translator, parsed);
+        break;
+    default:
+        err = ekg_translator_put_node(w->translator, parsed);
+        break;
+    }
+    if (err) {
+        ekg_error("kubernetes object not applied resource=%s error=\"%s\"", s->label, ekg_strerror(err));
+        return false;
+    }
+    changed(w);
+    return true;
+}
+
+/* The key of an object ("ns/name" or "name") into buf; false when it has no name. */
+static bool object_key(const cJSON *obj, char *buf, size_t size, const char **ns, const char **name,
+                       const char **rv)
+{
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+    *name = json_string(meta, "name");
+    *ns = json_string(meta, "namespace");
+    *rv = json_string(meta, "resourceVersion");
+    if (!*ns)
+        *ns = "";
+    if (!*rv)
+        *rv = "";
+    if (!*name || !**name)
+        return false;
+    int n = (*ns)[0] ? snprintf(buf, size, "%s/%s", *ns, *name) : snprintf(buf, size, "%s", *name);
+    return n > 0 && (size_t)n < size;
+}
+
+/*
+ * An object that exists (a list item, ADDED, MODIFIED): put unless its resourceVersion is the one already
+ * known. An invalid object is logged and skipped; the stream remembers its resourceVersion so that a relist
+ * does not log it again, and the translator keeps the last valid version (if any).
+ */
+static void apply_object(stream_t *s, const cJSON *obj)
+{
+    char key[512];
+    const char *ns, *name, *rv;
+    if (!object_key(obj, key, sizeof(key), &ns, &name, &rv)) {
+        ekg_warn("kubernetes object without a usable metadata.name skipped resource=%s", s->label);
+        return;
+    }
+    s->list_seen += s->phase == PHASE_LIST;
+    if (s->w->objs) {
+        put_object(s, obj);
+        return;
+    }
+    known_t *k = ekg_map_get(&s->known, key);
+    if (k && rv[0] && strcmp(k->rv, rv) == 0) {
+        k->gen = s->gen;
+        return;
+    }
+    char *rv_copy = strdup(rv);
+    if (!rv_copy)
+        return;
+    if (!k) {
+        size_t klen = strlen(key);
+        k = malloc(sizeof(*k) + klen + 1);
+        if (!k || ekg_map_put(&s->known, memcpy(k->key, key, klen + 1), k, NULL) != EKG_OK) {
+            free(k);
+            free(rv_copy);
+            return;
+        }
+        k->rv = NULL;
+    }
+    free(k->rv);
+    k->rv = rv_copy;
+    k->gen = s->gen;
+    s->list_changed += put_object(s, obj) && s->phase == PHASE_LIST;
+}
+
+static void remove_known(stream_t *s, known_t *k)
+{
+    ekg_watcher_t *w = s->w;
+    const char *slash = strchr(k->key, '/');
+    if (s->res == EKG_KUBE_NODES || !slash) {
+        ekg_translator_remove_node(w->translator, k->key);
+    } else {
+        char ns[256];
+        snprintf(ns, sizeof(ns), "%.*s", (int)(slash - k->key), k->key);
+        if (s->res == EKG_KUBE_SERVICES)
+            ekg_translator_remove_service(w->translator, ns, slash + 1);
+        else
+            ekg_translator_remove_slice(w->translator, ns, slash + 1);
+    }
+    ekg_map_remove(&s->known, k->key);
+    free(k->rv);
+    free(k);
+    changed(w);
+}
+
+static void apply_deleted(stream_t *s, const cJSON *obj)
+{
+    char key[512];
+    const char *ns, *name, *rv;
+    if (!object_key(obj, key, sizeof(key), &ns, &name, &rv))
+        return;
+    known_t *k = ekg_map_get(&s->known, key);
+    if (k)
+        remove_known(s, k);
+}
+
+/* After the last page: whatever the list did not contain is gone. Returns how many were removed. */
+static size_t remove_unlisted(stream_t *s)
+{
+    size_t n = 0, cap = 0;
+    known_t **gone = NULL;
+    for (size_t i = 0; i < s->known.cap; i++) {
+        known_t *k = s->known.slots[i].key ? s->known.slots[i].value : NULL;
+        if (!k || k->gen == s->gen)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            known_t **g = realloc(gone, ncap * sizeof(*g));
+            if (!g)
+                break; /* out of memory: the rest goes at the next relist */
+            gone = g;
+            cap = ncap;
+        }
+        gone[n++] = k;
+    }
+    for (size_t i = 0; i < n; i++)
+        remove_known(s, gone[i]);
+    free(gone);
+    return n;
+}
+
+/* --- requests ------------------------------------------------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg);
+
+/* The path and query of the stream's next request. Owned by the caller; NULL when out of memory. */
+static char *request_path(stream_t *s, bool list)
+{
+    ekg_watcher_t *w = s->w;
+    char *ns = s->ns ? url_escape(s->ns) : NULL;
+    char *sel = s->res == EKG_KUBE_SERVICES && w->selector ? url_escape(w->selector) : NULL;
+    char *tok = list && s->cont ? url_escape(s->cont) : NULL;
+    char *rv = !list && s->rv ? url_escape(s->rv) : NULL;
+    char *path = NULL;
+    if ((s->ns && !ns) || (w->selector && s->res == EKG_KUBE_SERVICES && !sel) || (list && s->cont && !tok) ||
+        (!list && s->rv && !rv))
+        goto out;
+    char scope[300] = "";
+    if (ns)
+        snprintf(scope, sizeof(scope), "/namespaces/%s", ns);
+    char selq[16] = "";
+    if (sel)
+        snprintf(selq, sizeof(selq), "&labelSelector=");
+    if (list)
+        path = str_printf("%s%s/%s?limit=%d%s%s%s%s", RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res],
+                          w->opts.page_limit, tok ? "&continue=" : "", tok ? tok : "", selq, sel ? sel : "");
+    else
+        path = str_printf("%s%s/%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d%s%s",
+                          RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res], rv ? rv : "",
+                          w->opts.watch_timeout_s, selq, sel ? sel : "");
+out:
+    free(ns);
+    free(sel);
+    free(tok);
+    free(rv);
+    return path;
+}
+
+static void schedule_retry(stream_t *s, bool list, bool failure);
+
+/* Starts a list page (s->cont set: the next page) or a watch. A failure to start schedules a retry. */
+static void start_request(stream_t *s, bool list)
+{
+    ekg_watcher_t *w = s->w;
+    ekg_diag_t diag = {{0}};
+    char *path = request_path(s, list);
+    s->phase = list ? PHASE_LIST : PHASE_WATCH;
+    if (!path) {
+        set_error(s, "out of memory");
+        schedule_retry(s, list, true);
+        return;
+    }
+    curl_easy_reset(s->easy);
+    curl_slist_free_all(s->headers);
+    s->headers = NULL;
+    ekg_err_t err = ekg_kube_conn_prepare(w->conn, s->easy, path, &s->headers, &diag);
+    if (err) {
+        set_error(s, "%s", diag.msg[0] ? diag.msg : ekg_strerror(err));
+        free(path);
+        schedule_retry(s, list, true);
+        return;
+    }
+    ekg_debug("kubernetes request resource=%s path=\"%s\"", s->label, path);
+    free(path);
+    long idle = w->opts.idle_timeout_s;
+    curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
+    curl_easy_setopt(s->easy, CURLOPT_ERRORBUFFER, s->errbuf);
+    curl_easy_setopt(s->easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(s->easy, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(s->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(s->easy, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPIDLE, idle < 30 ? idle : 30L);
+    curl_easy_setopt(s->easy, CURLOPT_TCP_KEEPINTVL, idle < 10 ? idle : 10L);
+    curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS, idle * 1000 < 10000 ? idle * 1000 : 10000L);
+    curl_easy_setopt(s->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);  /* the idle timeout: */
+    curl_easy_setopt(s->easy, CURLOPT_LOW_SPEED_TIME, idle); /* under 1 byte/s for idle seconds */
+    s->errbuf[0] = '\0';
+    s->body.len = 0;
+    ekg_event_stream_reset(&s->lines);
+    s->abort = ABORT_NONE;
+    s->abort_msg[0] = '\0';
+    s->nevents = 0;
+    s->started_ms = now_ms();
+    CURLMcode mc = curl_multi_add_handle(w->multi, s->easy);
+    if (mc != CURLM_OK) {
+        set_error(s, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
+        schedule_retry(s, list, true);
+        return;
+    }
+    s->in_multi = true;
+}
+
+/* Starts a list from its first page. */
+static void start_list(stream_t *s)
+{
+    free(s->cont);
+    free(s->list_rv);
+    s->cont = s->list_rv = NULL;
+    s->gen++;
+    s->list_seen = s->list_changed = 0;
+    if (s->listed)
+        count(s, &s->pub.relists);
+    start_request(s, true);
+}
+
+/* Waits, then lists (list, or the stream never listed) or watches from the last RV. */
+static void schedule_retry(stream_t *s, bool list, bool failure)
+{
+    if (s->w->objs) { /* list-only mode: no second chances here */
+        s->phase = PHASE_DONE;
+        return;
+    }
+    s->failures++;
+    int delay = backoff_ms(s->w, s->failures);
+    s->phase = PHASE_WAIT;
+    s->next_list = list || !s->listed;
+    s->retry_at = now_ms() + delay;
+    if (failure)
+        ekg_debug("kubernetes retry resource=%s in_ms=%d attempt=%d next=%s", s->label, delay, s->failures,
+                  s->next_list ? "list" : "watch");
+}
+
+/* --- what arrives -----------------------------------------------------------------------------------------
+ */
+
+/* One watch event. false: the transfer is to end (s->abort says why). */
+static bool handle_event(stream_t *s, char *line, size_t len)
+{
+    cJSON *ev = cJSON_ParseWithLength(line, len);
+    const char *type = json_string(ev, "type");
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(ev, "object");
+    bool ok = true;
+    if (!ev || !type || !cJSON_IsObject(obj)) {
+        s->abort = ABORT_FAILED;
+        snprintf(s->abort_msg, sizeof(s->abort_msg), "malformed watch event (%zu bytes)", len);
+        ok = false;
+        goto out;
+    }
+    if (strcmp(type, "ERROR") == 0) {
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(obj, "code");
+        const char *msg = json_string(obj, "message");
+        s->abort = cJSON_IsNumber(code) && code->valueint == 410 ? ABORT_TOO_OLD : ABORT_FAILED;
+        snprintf(s->abort_msg, sizeof(s->abort_msg), "watch ERROR event: code %d: %s",
+                 cJSON_IsNumber(code) ? code->valueint : 0, msg ? msg : "(no message)");
+        ok = false;
+        goto out;
+    }
+    int i = 0;
+    while (i < 4 && strcmp(type, EVENT_TYPES[i]) != 0)
+        i++;
+    if (i == 4) {
+        ekg_warn("kubernetes watch event of unknown type ignored resource=%s type=\"%.32s\"", s->label, type);
+        goto out;
+    }
+    if (i == 0 || i == 1)
+        apply_object(s, obj);
+    else if (i == 2)
+        apply_deleted(s, obj);
+    set_rv(s, json_string(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "resourceVersion"));
+    s->nevents++;
+    s->quick_too_old = 0;
+    count(s, &s->pub.events[i]);
+    mark_success(s);
+out:
+    cJSON_Delete(ev);
+    return ok;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    stream_t *s = arg;
+    size_t n = size * nmemb;
+    long code = 0;
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code != 200 || s->phase == PHASE_LIST) {
+        size_t limit = code == 200 ? MAX_LIST_BODY : MAX_ERROR_BODY;
+        size_t take = s->body.len + n > limit ? limit - s->body.len : n;
+        if (code == 200 && take < n) {
+            s->abort = ABORT_FAILED;
+            snprintf(s->abort_msg, sizeof(s->abort_msg), "list page larger than %zu bytes", limit);
+            return 0;
+        }
+        if (!growbuf_append(&s->body, data, take)) {
+            s->abort = ABORT_FAILED;
+            snprintf(s->abort_msg, sizeof(s->abort_msg), "out of memory");
+            return 0;
+        }
+        return n;
+    }
+    ekg_err_t err = ekg_event_stream_feed(&s->lines, data, n);
+    for (;;) {
+        char *line;
+        size_t len;
+        if (!err)
+            err = ekg_event_stream_next(&s->lines, &line, &len);
+        if (err) {
+            s->abort = ABORT_FAILED;
+            snprintf(s->abort_msg, sizeof(s->abort_msg), "%s",
+                     err == EKG_ERANGE ? "watch event larger than the bound (64 MiB)" : ekg_strerror(err));
+            return 0;
+        }
+        if (!line)
+            return n;
+        if (!handle_event(s, line, len))
+            return 0;
+    }
+}
+
+/* A 200 list page: apply its items, then the next page, or the end of the list. */
+static void handle_list_page(stream_t *s)
+{
+    ekg_watcher_t *w = s->w;
+    cJSON *list = cJSON_ParseWithLength(s->body.data ? s->body.data : "", s->body.len);
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(list, "items");
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(list, "metadata");
+    const char *rv = json_string(meta, "resourceVersion"), *cont = json_string(meta, "continue");
+    if (!list || (!cJSON_IsArray(items) && !cJSON_IsNull(items) && items) || !rv) {
+        set_error(s, "list answer is not a List with metadata.resourceVersion (%zu bytes)", s->body.len);
+        cJSON_Delete(list);
+        schedule_retry(s, true, true);
+        return;
+    }
+    if (!s->list_rv && !(s->list_rv = strdup(rv))) {
+        set_error(s, "out of memory");
+        cJSON_Delete(list);
+        schedule_retry(s, true, true);
+        return;
+    }
+    free(s->cont);
+    s->cont = NULL;
+    if (cont && cont[0] && !(s->cont = strdup(cont))) {
+        set_error(s, "out of memory");
+        cJSON_Delete(list);
+        schedule_retry(s, true, true);
+        return;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, items)
+    {
+        if (cJSON_IsObject(item))
+            apply_object(s, item);
+    }
+    cJSON_Delete(list);
+    if (s->cont) {
+        start_request(s, true);
+        return;
+    }
+
+    /* The list is complete. */
+    size_t removed = w->objs ? 0 : remove_unlisted(s);
+    bool first = !s->listed;
+    set_rv(s, s->list_rv);
+    s->listed = true;
+    mark_success(s);
+    if (first)
+        ekg_info("kubernetes listed resource=%s objects=%zu resource_version=%s", s->label, s->list_seen,
+                 s->list_rv);
+    else
+        ekg_info("kubernetes relisted resource=%s objects=%zu changed=%zu removed=%zu resource_version=%s",
+                 s->label, s->list_seen, s->list_changed, removed, s->list_rv);
+    if (w->objs) {
+        s->phase = PHASE_DONE;
+        return;
+    }
+    start_request(s, false);
+}
+
+static const char *status_message(stream_t *s)
+{
+    static __thread char msg[200];
+    cJSON *st = cJSON_ParseWithLength(s->body.data ? s->body.data : "", s->body.len);
+    const char *m = json_string(st, "message");
+    if (m) {
+        snprintf(msg, sizeof(msg), "%s", m);
+    } else {
+        snprintf(msg, sizeof(msg), "%.100s", s->body.data ? s->body.data : "");
+        for (char *p = msg; *p; p++)
+            if (*p == '\n' || *p == '\r' || *p == '"')
+                *p = ' ';
+    }
+    cJSON_Delete(st);
+    return msg;
+}
+
+/* A transfer ended: decide what the stream does next. */
+static void transfer_done(stream_t *s, CURLcode result)
+{
+    ekg_watcher_t *w = s->w;
+    long code = 0;
+    curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
+    curl_multi_remove_handle(w->multi, s->easy);
+    s->in_multi = false;
+    curl_slist_free_all(s->headers);
+    s->headers = NULL;
+    bool list = s->phase == PHASE_LIST;
+    const char *what = list ? "list" : "watch";
+
+    if (s->abort == ABORT_TOO_OLD || (code == 410 && !(list && !s->cont))) {
+        /* Too old: a 410 ERROR event, a 410 answer to a watch, or an expired continue token. */
+        count(s, &s->pub.too_old);
+        ekg_info("kubernetes %s too old, relisting resource=%s resource_version=%s", what, s->label,
+                 list ? "(continue)" : (s->rv ? s->rv : ""));
+        if (w->objs && ++s->list_retries > LIST_ONLY_RETRIES) {
+            set_error(s, "the list kept expiring (410 Gone)");
+            s->phase = PHASE_DONE;
+        } else if (!list && ++s->quick_too_old > 1) {
+            schedule_retry(s, true, false); /* a 410 right after a relist: do not spin */
+        } else {
+            start_list(s);
+        }
+        return;
+    }
+    if (s->abort == ABORT_FAILED) {
+        set_error(s, "%s", s->abort_msg);
+        schedule_retry(s, list, true);
+        return;
+    }
+    if (result != CURLE_OK) {
+        count(s, &s->pub.reconnects);
+        if (result == CURLE_OPERATION_TIMEDOUT && code == 200)
+            set_error(s, "no bytes for %ds (idle timeout): %s", w->opts.idle_timeout_s, s->errbuf);
+        else
+            set_error(s, "%s: %s", curl_easy_strerror(result), s->errbuf[0] ? s->errbuf : "-");
+        schedule_retry(s, list, true);
+        return;
+    }
+    if (code == 200) {
+        if (list) {
+            handle_list_page(s);
+            return;
+        }
+        if (ekg_event_stream_pending(&s->lines))
+            ekg_debug("kubernetes watch ended mid-event resource=%s pending=%zu", s->label,
+                      ekg_event_stream_pending(&s->lines));
+        if (s->nevents == 0 && now_ms() - s->started_ms < QUICK_END_MS) {
+            schedule_retry(s, false, false); /* ended at once, without a word: do not spin */
+            return;
+        }
+        s->quick_too_old = 0;
+        mark_success(s);
+        ekg_debug("kubernetes watch ended, resuming resource=%s resource_version=%s events=%zu", s->label,
+                  s->rv ? s->rv : "", s->nevents);
+        start_request(s, false);
+        return;
+    }
+    if (code == 401) {
+        bool renewed = ekg_kube_conn_reload_token(w->conn);
+        set_error(s, "HTTP 401 Unauthorized%s: %s", renewed ? " (token re-read, retrying)" : "",
+                  status_message(s));
+        if (renewed && w->objs && ++s->list_retries <= LIST_ONLY_RETRIES) {
+            w->fatal = EKG_OK; /* list-only mode: a changed token is worth one more try */
+            start_list(s);
+        } else if (renewed) {
+            if (list || !s->listed)
+                start_list(s);
+            else
+                start_request(s, false);
+        } else {
+            schedule_retry(s, list, true);
+        }
+        return;
+    }
+    set_error(s, "%s: HTTP %ld: %s", what, code, status_message(s));
+    if (code >= 500 || code == 429 || code == 0)
+        count(s, &s->pub.reconnects);
+    schedule_retry(s, list, true);
+}
+
+/* --- publishing ----------------------------------------------------------------------------------------- */
+
+static void publish(ekg_watcher_t *w)
+{
+    ekg_resource_set_t *sets[EKG_RESOURCE__COUNT] = {0};
+    ekg_snapshot_t *snap = NULL;
+    w->dirty = false;
+    ekg_err_t err = ekg_translator_build(w->translator, NULL, NULL);
+    if (err) {
+        ekg_error("translation failed, keeping the previous snapshot: %s", ekg_strerror(err));
+        goto out;
+    }
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
+        sets[t] = ekg_translator_set(w->translator, (ekg_resource_type_t)t);
+    if ((err = ekg_snapshot_new(sets, &snap)) != EKG_OK) {
+        ekg_error("cannot build a snapshot, keeping the previous one: %s", ekg_strerror(err));
+        goto out;
+    }
+    ekg_cache_publish(w->cache, snap);
+    w->publishes++;
+    ekg_debug("published serial=%llu clusters=%zu cluster_version=%s load_assignments=%zu "
+              "load_assignment_version=%s listeners=%zu listener_version=%s",
+              ekg_snapshot_serial(snap),
+              ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
+              ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
+              ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
+              ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
+              ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)),
+              ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)));
+out:
+    ekg_snapshot_unref(snap);
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
+        ekg_resource_set_unref(sets[t]);
+}
+
+/* The first time every stream has listed: publish now and tell the caller. */
+static void check_first_sync(ekg_watcher_t *w)
+{
+    if (w->synced)
+        return;
+    for (size_t i = 0; i < w->nstreams; i++)
+        if (!w->streams[i].listed)
+            return;
+    w->synced = true;
+    publish(w);
+    ekg_info("kubernetes synced streams=%zu", w->nstreams);
+    if (w->on_synced)
+        w->on_synced(w->ctx);
+}
+
+/* Logs (at info, every STALE_LOG_EVERY_MS) each resource that has been failing for STALE_LOG_AFTER_MS. */
+static long long check_staleness(ekg_watcher_t *w, long long now)
+{
+    long long next = -1;
+    for (int r = 0; r < EKG_KUBE__COUNT; r++) {
+        long long since = 0, last_ok = -1;
+        const char *err = "";
+        for (size_t i = 0; i < w->nstreams; i++) {
+            stream_t *s = &w->streams[i];
+            if (s->res != (ekg_kube_resource_t)r)
+                continue;
+            if (s->failing_since && (!since || s->failing_since < since)) {
+                since = s->failing_since;
+                err = s->pub.last_error; /* read on the only thread that writes it */
+            }
+            if (s->pub.last_success_ms > last_ok)
+                last_ok = s->pub.last_success_ms;
+        }
+        if (!since)
+            continue;
+        long long due = since + STALE_LOG_AFTER_MS;
+        if (due < w->stale_log_at[r])
+            due = w->stale_log_at[r];
+        if (now >= due) {
+            ekg_info("kubernetes data stale resource=%s failing_for_s=%lld last_success_age_s=%lld "
+                     "last_error=\"%s\"",
+                     RESOURCE_NAMES[r], (now - since) / 1000, last_ok < 0 ? -1 : (now - last_ok) / 1000, err);
+            w->stale_log_at[r] = due = now + STALE_LOG_EVERY_MS;
+        }
+        if (next < 0 || due < next)
+            next = due;
+    }
+    return next;
+}
+
+/* --- the loop ------------------------------------------------------------------------------------------- */
+
+/* Starts the streams whose wait is over (or that never started). */
+static void start_due(ekg_watcher_t *w, long long now)
+{
+    for (size_t i = 0; i < w->nstreams; i++) {
+        stream_t *s = &w->streams[i];
+        if (s->phase == PHASE_START) {
+            start_list(s);
+        } else if (s->phase == PHASE_WAIT && now >= s->retry_at) {
+            if (s->next_list)
+                start_list(s);
+            else
+                start_request(s, false);
+        }
+    }
+}
+
+static bool all_done(const ekg_watcher_t *w)
+{
+    for (size_t i = 0; i < w->nstreams; i++)
+        if (w->streams[i].phase != PHASE_DONE)
+            return false;
+    return true;
+}
+
+/* The nearest of our timers: a backoff's end, the publish deadline, a staleness log (-1: none). */
+static long long next_timer(ekg_watcher_t *w, long long now)
+{
+    long long next = -1;
+    for (size_t i = 0; i < w->nstreams; i++) {
+        const stream_t *s = &w->streams[i];
+        if (s->phase == PHASE_WAIT && (next < 0 || s->retry_at < next))
+            next = s->retry_at;
+    }
+    if (w->objs)
+        return next;
+    if (w->synced && w->dirty && (next < 0 || w->publish_at < next))
+        next = w->publish_at;
+    long long stale = check_staleness(w, now);
+    if (stale >= 0 && (next < 0 || stale < next))
+        next = stale;
+    return next;
+}
+
+/* One round: start what is due, publish what is due, let curl work, sleep until the next thing. */
+static void run_once(ekg_watcher_t *w)
+{
+    start_due(w, now_ms());
+    if (!w->objs && w->synced && w->dirty && now_ms() >= w->publish_at)
+        publish(w);
+    int running = 0;
+    curl_multi_perform(w->multi, &running);
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(w->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        char *priv = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        CURLcode result = msg->data.result;
+        transfer_done((stream_t *)(void *)priv, result); /* msg is invalid from here on */
+    }
+    if (!w->objs)
+        check_first_sync(w);
+    else if (w->fatal || all_done(w))
+        return;
+    /* Transfers started above are due at once: curl_multi_poll() honours curl's own (zero) timeout. */
+    long long now = now_ms(), next = next_timer(w, now);
+    long long timeout = next < 0 ? IDLE_WAKEUP_MS : next - now;
+    if (timeout < 0)
+        timeout = 0;
+    if (timeout > IDLE_WAKEUP_MS)
+        timeout = IDLE_WAKEUP_MS;
+    curl_multi_poll(w->multi, NULL, 0, (int)timeout, NULL);
+}
+
+static void *thread_main(void *arg)
+{
+    ekg_watcher_t *w = arg;
+    while (!atomic_load(&w->stop))
+        run_once(w);
+    return NULL;
+}
+
+/* --- lifecycle ------------------------------------------------------------------------------------------ */
+
+static void watcher_free(ekg_watcher_t *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; w->streams && i < w->nstreams; i++) {
+        stream_t *s = &w->streams[i];
+        if (s->in_multi)
+            curl_multi_remove_handle(w->multi, s->easy);
+        if (s->easy)
+            curl_easy_cleanup(s->easy);
+        curl_slist_free_all(s->headers);
+        for (size_t j = 0; j < s->known.cap; j++) {
+            known_t *k = s->known.slots[j].key ? s->known.slots[j].value : NULL;
+            if (k) {
+                free(k->rv);
+                free(k);
+            }
+        }
+        ekg_map_clear(&s->known);
+        ekg_event_stream_free(&s->lines);
+        free(s->body.data);
+        free(s->rv);
+        free(s->list_rv);
+        free(s->cont);
+    }
+    free(w->streams);
+    if (w->multi)
+        curl_multi_cleanup(w->multi);
+    ekg_translator_free(w->translator);
+    for (size_t i = 0; w->namespaces && i < w->opts.nnamespaces; i++)
+        free(w->namespaces[i]);
+    free(w->namespaces);
+    free(w->selector);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+static int or_default(int v, int def)
+{
+    return v ? v : def;
+}
+
+/* A watcher with its options, streams and multi handle, not yet running. */
+static ekg_err_t watcher_new(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, ekg_watcher_t **out,
+                             ekg_diag_t *diag)
+{
+    ekg_watch_options_t o = opts ? *opts : (ekg_watch_options_t){0};
+    o.coalesce_ms = or_default(o.coalesce_ms, 100);
+    o.coalesce_max_ms = or_default(o.coalesce_max_ms, 1000);
+    o.watch_timeout_s = or_default(o.watch_timeout_s, 300);
+    o.idle_timeout_s = or_default(o.idle_timeout_s, 90);
+    o.page_limit = or_default(o.page_limit, 500);
+    o.backoff_initial_ms = or_default(o.backoff_initial_ms, 250);
+    o.backoff_max_ms = or_default(o.backoff_max_ms, 30000);
+    if (!conn)
+        return ekg_diag_set(diag, EKG_EINVAL, "watch: no Kubernetes connection");
+    if (o.coalesce_ms < 0 || o.coalesce_max_ms < o.coalesce_ms || o.watch_timeout_s < 1 ||
+        o.idle_timeout_s < 1 || o.page_limit < 1 || o.backoff_initial_ms < 1 ||
+        o.backoff_max_ms < o.backoff_initial_ms)
+        return ekg_diag_set(
+            diag, EKG_EINVAL,
+            "watch options out of range: coalesce_ms=%d coalesce_max_ms=%d watch_timeout_s=%d "
+            "idle_timeout_s=%d page_limit=%d backoff_initial_ms=%d backoff_max_ms=%d",
+            o.coalesce_ms, o.coalesce_max_ms, o.watch_timeout_s, o.idle_timeout_s, o.page_limit,
+            o.backoff_initial_ms, o.backoff_max_ms);
+    if (!o.namespaces)
+        o.nnamespaces = 0;
+    for (size_t i = 0; i < o.nnamespaces; i++)
+        if (!o.namespaces[i] || !o.namespaces[i][0] || strlen(o.namespaces[i]) > 253)
+            return ekg_diag_set(diag, EKG_EINVAL, "watch: namespace %zu is empty or too long", i);
+
+    ekg_watcher_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+    pthread_mutex_init(&w->lock, NULL);
+    w->conn = conn;
+    w->opts = o;
+    w->opts.nnamespaces = 0;
+    ekg_err_t err = EKG_ENOMEM;
+    if (o.nnamespaces && !(w->namespaces = calloc(o.nnamespaces, sizeof(char *))))
+        goto fail;
+    for (size_t i = 0; i < o.nnamespaces; i++, w->opts.nnamespaces++)
+        if (!(w->namespaces[i] = strdup(o.namespaces[i])))
+            goto fail;
+    w->opts.namespaces = (const char *const *)w->namespaces;
+    if (o.service_selector && o.service_selector[0] && !(w->selector = strdup(o.service_selector)))
+        goto fail;
+    w->opts.service_selector = w->selector;
+
+    size_t per = o.nnamespaces ? o.nnamespaces : 1;
+    w->nstreams = 2 * per + 1;
+    if (!(w->streams = calloc(w->nstreams, sizeof(*w->streams))))
+        goto fail;
+    for (size_t i = 0; i < w->nstreams; i++) {
+        stream_t *s = &w->streams[i];
+        s->w = w;
+        s->res = i < per ? EKG_KUBE_SERVICES : i < 2 * per ? EKG_KUBE_ENDPOINT_SLICES : EKG_KUBE_NODES;
+        s->ns = s->res != EKG_KUBE_NODES && o.nnamespaces ? w->namespaces[i % per] : NULL;
+        snprintf(s->label, sizeof(s->label), "%s%s%s", RESOURCE_NAMES[s->res], s->ns ? "/" : "",
+                 s->ns ? s->ns : "");
+        s->pub.last_success_ms = -1;
+        ekg_event_stream_init(&s->lines, 0);
+        if (!(s->easy = curl_easy_init()))
+            goto fail;
+    }
+    if (!(w->multi = curl_multi_init()))
+        goto fail;
+    curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    w->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)w;
+    if (!w->rng)
+        w->rng = 0x9E3779B97F4A7C15ULL;
+    *out = w;
+    return EKG_OK;
+fail:
+    watcher_free(w);
+    return ekg_diag_set(diag, err, "watch: out of memory");
+}
+
+ekg_err_t ekg_watcher_start(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, const ekg_config_t *cfg,
+                            ekg_cache_t *cache, ekg_watch_synced_fn on_synced, void *ctx, ekg_watcher_t **out,
+                            ekg_diag_t *diag)
+{
+    ekg_watcher_t *w = NULL;
+    if (!cfg || !cache || !out)
+        return ekg_diag_set(diag, EKG_EINVAL, "ekg_watcher_start: NULL argument");
+    ekg_err_t err = watcher_new(conn, opts, &w, diag);
+    if (err)
+        return err;
+    w->cache = cache;
+    w->on_synced = on_synced;
+    w->ctx = ctx;
+    if ((err = ekg_translator_new(cfg, &w->translator)) != EKG_OK) {
+        watcher_free(w);
+        return ekg_diag_set(diag, err, "watch: cannot create the translator: %s", ekg_strerror(err));
+    }
+    int rc = pthread_create(&w->thread, NULL, thread_main, w);
+    if (rc != 0) {
+        watcher_free(w);
+        return ekg_diag_set(diag, EKG_EIO, "watch: cannot start the thread: %s", strerror(rc));
+    }
+    w->thread_started = true;
+    ekg_info("kubernetes watcher started server=\"%s\" streams=%zu namespaces=%zu service_selector=\"%s\"",
+             ekg_kube_conn_describe(conn), w->nstreams, w->opts.nnamespaces, w->selector ? w->selector : "");
+    *out = w;
+    return EKG_OK;
+}
+
+void ekg_watcher_stop(ekg_watcher_t *w)
+{
+    if (!w)
+        return;
+    if (w->thread_started) {
+        atomic_store(&w->stop, true);
+        curl_multi_wakeup(w->multi);
+        pthread_join(w->thread, NULL);
+    }
+    ekg_info("kubernetes watcher stopped publishes=%llu", w->publishes);
+    watcher_free(w);
+}
+
+void ekg_watcher_status(ekg_watcher_t *w, ekg_kube_resource_t r, ekg_watch_status_t *out)
+{
+    *out = (ekg_watch_status_t){.last_sync_age_s = -1};
+    if (!w || r >= EKG_KUBE__COUNT)
+        return;
+    long long now = now_ms(), latest = -1;
+    bool any = false, all_listed = true;
+    pthread_mutex_lock(&w->lock);
+    for (size_t i = 0; i < w->nstreams; i++) {
+        const stream_pub_t *p = &w->streams[i].pub;
+        if (w->streams[i].res != r)
+            continue;
+        any = true;
+        all_listed &= p->listed;
+        if (p->last_success_ms > latest) {
+            latest = p->last_success_ms;
+            snprintf(out->resource_version, sizeof(out->resource_version), "%s", p->rv);
+        }
+        if (!out->last_error[0] && p->last_error[0])
+            snprintf(out->last_error, sizeof(out->last_error), "%.60s%s%.190s",
+                     w->streams[i].ns ? w->streams[i].ns : "", w->streams[i].ns ? ": " : "", p->last_error);
+        for (int e = 0; e < 4; e++)
+            out->events[e] += p->events[e];
+        out->relists += p->relists;
+        out->reconnects += p->reconnects;
+        out->too_old += p->too_old;
+    }
+    pthread_mutex_unlock(&w->lock);
+    out->synced = any && all_listed;
+    out->last_sync_age_s = latest < 0 ? -1 : (double)(now - latest) / 1000.0;
+}
+
+ekg_err_t ekg_kube_list_all(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, ekg_objects_t *objs,
+                            ekg_diag_t *diag)
+{
+    ekg_watcher_t *w = NULL;
+    ekg_objects_t got = {0};
+    if (!objs)
+        return ekg_diag_set(diag, EKG_EINVAL, "ekg_kube_list_all: NULL argument");
+    ekg_err_t err = watcher_new(conn, opts, &w, diag);
+    if (err)
+        return err;
+    w->objs = &got;
+    w->diag = diag;
+    while (!w->fatal && !all_done(w))
+        run_once(w);
+    err = w->fatal;
+    watcher_free(w);
+    if (!err) { /* all or nothing: move what was listed into objs */
+        size_t ns = objs->nservices + got.nservices, nl = objs->nslices + got.nslices,
+               nn = objs->nnodes + got.nnodes;
+        void **s = realloc(objs->services, (ns + 1) * sizeof(*s));
+        if (s)
+            objs->services = (ekg_service_t **)s;
+        void **l = realloc(objs->slices, (nl + 1) * sizeof(*l));
+        if (l)
+            objs->slices = (ekg_endpoint_slice_t **)l;
+        void **n = realloc(objs->nodes, (nn + 1) * sizeof(*n));
+        if (n)
+            objs->nodes = (ekg_node_t **)n;
+        if (!s || !l || !n) {
+            err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        } else {
+            for (size_t i = 0; i < got.nservices; i++)
+                objs->services[objs->nservices++] = got.services[i];
+            for (size_t i = 0; i < got.nslices; i++)
+                objs->slices[objs->nslices++] = got.slices[i];
+            for (size_t i = 0; i < got.nnodes; i++)
+                objs->nodes[objs->nnodes++] = got.nodes[i];
+            objs->nskipped += got.nskipped;
+            got.nservices = got.nslices = got.nnodes = 0;
+        }
+    }
+    ekg_objects_free(&got);
+    return err;
+}
