@@ -707,8 +707,8 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual(bad, [])
         self.assertEqual(server.terminate(timeout=15), 0, log[-3000:])
 
-    def test_15_thousand_streams(self):
-        n, nchannels = int(os.environ.get("EKG_N", "1000")), 8
+    def test_15_two_thousand_streams(self):
+        n, nchannels = int(os.environ.get("EKG_N", "2000")), 8
         server = self.start(backend("a", ["10.0.0.1"]) + backend("b", []), log_level="info")
         deserialize = xc.DiscoveryResponse().__class__.FromString
 
