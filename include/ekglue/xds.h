@@ -16,6 +16,8 @@
 
 #include <stdbool.h>
 
+#include <cJSON.h>
+
 #include "ekglue/error.h"
 #include "ekglue/snapshot.h"
 
@@ -34,6 +36,14 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
 int ekg_xds_server_port(const ekg_xds_server_t *s);
 /* grpc.health.v1: SERVING or NOT_SERVING (the default until set). Watchers are notified. */
 void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving);
+/*
+ * Every connected xDS client, for operators (the debug port's /clients, and CSDS): a JSON array of objects
+ * {node_id, cluster, locality, user_agent, peer, api, types: {<type>: {subscribed, wildcard, names, sent_version,
+ * acked_version, nack: {message, time} | null, responses, acks, nacks}}}. *out is owned by the caller
+ * (cJSON_Delete). Any thread.
+ */
+ekg_err_t ekg_xds_server_clients(ekg_xds_server_t *s, cJSON **out);
+
 /* Stops accepting, ends open streams with UNAVAILABLE (so clients move to another replica), waits for the
  * gRPC threads within the configured bound and frees everything. */
 void ekg_xds_server_stop(ekg_xds_server_t *s);
