@@ -21,7 +21,7 @@ packages=(
   clang libclang-rt-14-dev llvm
   libgrpc-dev protobuf-compiler
   libcurl4-openssl-dev libcjson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
-  python3 python3-grpcio python3-protobuf python3-yaml openssl
+  python3 python3-grpcio python3-protobuf python3-yaml python3-prometheus-client chromium openssl
 )
 
 missing=()

@@ -14,6 +14,8 @@
 #ifndef EKGLUE_SNAPSHOT_H
 #define EKGLUE_SNAPSHOT_H
 
+#include <cJSON.h>
+
 #include "ekglue/error.h"
 #include "ekglue/resource.h"
 
@@ -25,6 +27,21 @@ ekg_snapshot_t *ekg_snapshot_ref(ekg_snapshot_t *s);
 void ekg_snapshot_unref(ekg_snapshot_t *s); /* NULL is fine */
 /* The set of one type (never NULL: an empty set when there is none). Borrowed, lives as long as s. */
 ekg_resource_set_t *ekg_snapshot_resources(const ekg_snapshot_t *s, ekg_resource_type_t type);
+/*
+ * The localities the snapshot was built with, for operators (the debug port's /localities): a JSON object
+ * {node name: {region, zone, subZone}} as `ekglue dump` prints it. Optional: set it while the caller holds the
+ * only reference (before publishing); EKG_EINVAL afterwards or when doc is not an object. Takes ownership of
+ * doc, also on error. It plays no part in the cache's "same content" test: the xDS resources alone decide.
+ */
+ekg_err_t ekg_snapshot_set_localities(ekg_snapshot_t *s, cJSON *doc);
+/* The localities document, or NULL when none was set. Borrowed, immutable, lives as long as s. */
+const cJSON *ekg_snapshot_localities(const ekg_snapshot_t *s);
+/*
+ * Unix time (seconds) at which the set of type `type` took its version: when the cache made current the first
+ * snapshot with that version (an unchanged type keeps the time of the earlier publish). 0 before the snapshot
+ * is published. Written by ekg_cache_publish() before the snapshot is visible to other threads.
+ */
+double ekg_snapshot_version_since(const ekg_snapshot_t *s, ekg_resource_type_t type);
 /* A process-unique, increasing number (for logs and for "have I seen this one"), not a protocol version. */
 unsigned long long ekg_snapshot_serial(const ekg_snapshot_t *s);
 

@@ -1,16 +1,18 @@
 /*
  * src/cache/snapshot.c: immutable snapshots and the cache that publishes them (include/ekglue/snapshot.h).
  *
- * A snapshot is a header with one reference per resource set. The cache keeps the current snapshot behind a
- * mutex held only to swap or take a reference; the watcher (the xDS server) is called after the swap, on the
- * publishing thread, without the lock. Thread: snapshots from any thread; ekg_cache_publish from one producer
- * at a time; ekg_cache_current from any.
+ * A snapshot is a header with one reference per resource set, and optionally the localities document it was
+ * built with (for operators; set before the snapshot is shared, then read-only). The cache keeps the current
+ * snapshot behind a mutex held only to swap or take a reference; the watcher (the xDS server) is called after
+ * the swap, on the publishing thread, without the lock. Thread: snapshots from any thread; ekg_cache_publish
+ * from one producer at a time; ekg_cache_current from any.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ekglue/snapshot.h"
 
@@ -18,6 +20,8 @@ struct ekg_snapshot {
     atomic_int refs;
     unsigned long long serial;
     ekg_resource_set_t *sets[EKG_RESOURCE__COUNT]; /* one reference each, never NULL */
+    cJSON *localities;                             /* owned; NULL when not set */
+    double since[EKG_RESOURCE__COUNT];             /* unix time each set's version became current; 0 */
 };
 
 struct ekg_cache {
@@ -60,12 +64,35 @@ void ekg_snapshot_unref(ekg_snapshot_t *s)
         return;
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
         ekg_resource_set_unref(s->sets[t]);
+    cJSON_Delete(s->localities);
     free(s);
 }
 
 ekg_resource_set_t *ekg_snapshot_resources(const ekg_snapshot_t *s, ekg_resource_type_t type)
 {
     return type < EKG_RESOURCE__COUNT ? s->sets[type] : NULL;
+}
+
+ekg_err_t ekg_snapshot_set_localities(ekg_snapshot_t *s, cJSON *doc)
+{
+    /* One reference: nobody else can be reading the snapshot, so it is still being built. */
+    if (!s || !cJSON_IsObject(doc) || atomic_load_explicit(&s->refs, memory_order_acquire) != 1) {
+        cJSON_Delete(doc);
+        return EKG_EINVAL;
+    }
+    cJSON_Delete(s->localities);
+    s->localities = doc;
+    return EKG_OK;
+}
+
+const cJSON *ekg_snapshot_localities(const ekg_snapshot_t *s)
+{
+    return s->localities;
+}
+
+double ekg_snapshot_version_since(const ekg_snapshot_t *s, ekg_resource_type_t type)
+{
+    return type < EKG_RESOURCE__COUNT ? s->since[type] : 0;
 }
 
 unsigned long long ekg_snapshot_serial(const ekg_snapshot_t *s)
@@ -116,6 +143,13 @@ void ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
         return;
     }
     ekg_snapshot_t *old = c->current;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
+        bool same = old && strcmp(ekg_resource_set_version(old->sets[t]),
+                                  ekg_resource_set_version(snap->sets[t])) == 0;
+        snap->since[t] = same ? old->since[t] : (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    }
     c->current = ekg_snapshot_ref(snap);
     ekg_cache_watch_fn fn = c->watch;
     void *ctx = c->watch_ctx;

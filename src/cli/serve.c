@@ -1,9 +1,9 @@
 /*
  * src/cli/serve.c: `ekglue serve`: the daemon. Translates objects from files and serves them over xDS.
  *
- *   ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--log-level L] [--threads N]
- *                [--kubeconfig FILE] [--context NAME] [--master URL] [--namespace NS ...] [--service-selector
- * S]
+ *   ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--debug-listen ADDR|off]
+ *                [--log-level L] [--threads N] [--kubeconfig FILE] [--context NAME] [--master URL]
+ *                [--namespace NS ...] [--service-selector S]
  *
  * Three sources, in this order: --objects files; the Kubernetes API (--kubeconfig/$KUBECONFIG, --master, or
  * in-cluster), watched by src/watch/watcher.c, which publishes to the cache itself from its own thread,
@@ -16,6 +16,9 @@
  * ConfigMap volumes that swap a `..data` symlink, are seen) or on SIGHUP, everything is read again; if any
  * file does not read or parse, the old snapshot stays and the error is logged (bad input loses nothing).
  * Unchanged content gives the same versions, which the cache does not re-announce: no pushes.
+ *
+ * The debug HTTP port (src/debug/http.c; loopback by default) starts after the xDS server and stops before
+ * it; it reads the cache, the xDS server's client listing and the watcher's status on its own thread.
  *
  * Thread: main runs everything here: one poll() loop over a signalfd (SIGTERM, SIGINT, SIGHUP, blocked in
  * every thread) and the inotify descriptor, without timeouts except a short debounce after a file event.
@@ -38,9 +41,12 @@
 #include <unistd.h>
 
 #include "ekglue/config.h"
+#include "ekglue/debug.h"
 #include "ekglue/kube.h"
 #include "ekglue/log.h"
+#include "ekglue/metrics.h"
 #include "ekglue/model.h"
+#include "ekglue/render.h"
 #include "ekglue/snapshot.h"
 #include "ekglue/translate.h"
 #include "ekglue/watch.h"
@@ -59,8 +65,8 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--log-level L]\n"
-        "                    [--threads N]\n"
+        "usage: ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR]\n"
+        "                    [--debug-listen ADDR|off] [--log-level L] [--threads N]\n"
         "\n"
         "Serves Envoy Clusters and ClusterLoadAssignments over xDS (ADS, CDS, EDS, LDS, RDS; state of the\n"
         "world) and grpc.health.v1 on one gRPC port. Objects come from Kubernetes manifests (as `kubectl "
@@ -72,6 +78,12 @@ static void usage(FILE *f)
         "  --objects FILE     manifests to read (repeatable); none: the embedded demo cluster\n"
         "  --config FILE      ekglue config (docs/config.md); default: the built-in config\n"
         "  --xds-listen ADDR  gRPC address (default 0.0.0.0:18000; port 0 picks one, logged as port=N)\n"
+        "  --debug-listen ADDR  debug HTTP port: status page, /metrics, /config_dump ... (default\n"
+        "                     127.0.0.1:18001, skipped with a warning when taken; port 0 picks one;\n"
+        "                     \"off\" disables; docs/operations.md)\n"
+        "  --tls-cert FILE    serve xDS over TLS with this PEM certificate (chain); with --tls-key\n"
+        "  --tls-key FILE     ... and this PEM private key; both re-read when they change\n"
+        "  --tls-client-ca FILE  require client certificates signed by a CA in this PEM file (mTLS)\n"
         "  --log-level L      debug|info|warn|error|off (default info)\n"
         "  --threads N        gRPC completion-queue threads (default 2)\n" EKG_CLI_KUBE_USAGE
         "  --coalesce-ms N    publish this long after a Kubernetes change (default 100)\n"
@@ -96,6 +108,18 @@ typedef struct serve_state {
     unsigned long reloads;
 } serve_state_t;
 
+/* The translator's Nodes as {name: {region, zone, subZone}}, as `ekglue dump` prints them (the debug port's
+ * /localities); NULL when out of memory, which only costs that page. Owned by the caller. */
+static cJSON *localities_doc(const ekg_translator_t *t)
+{
+    cJSON *dump = NULL;
+    if (ekg_render_dump(NULL, NULL, t, &dump) != EKG_OK)
+        return NULL;
+    cJSON *loc = cJSON_DetachItemFromObjectCaseSensitive(dump, "localities");
+    cJSON_Delete(dump);
+    return loc;
+}
+
 /*
  * Reads every file, translates and publishes. On any read/parse error nothing is published (the previous
  * snapshot stays) and the error is logged. Returns the error.
@@ -106,9 +130,11 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     ekg_objects_t objs = {0};
     ekg_translator_t *t = NULL;
     ekg_resource_set_t *sets[EKG_RESOURCE__COUNT] = {0};
-    ekg_snapshot_t *snap = NULL;
+    ekg_snapshot_t *snap = NULL, *cur = NULL;
     ekg_err_t err = EKG_OK;
+    struct timespec t0, t1;
 
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (st->npaths == 0 &&
         (err = ekg_objects_add_buffer(&objs, (const char *)ekg_demo_cluster, ekg_demo_cluster_size,
                                       "embedded demo cluster", &diag)) != EKG_OK) {
@@ -132,11 +158,20 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     }
     for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
         sets[ty] = ekg_translator_set(t, (ekg_resource_type_t)ty); /* NULL (routes): an empty set */
-    if ((err = ekg_snapshot_new(sets, &snap)) != EKG_OK) {
+    cJSON *loc = localities_doc(t);
+    if ((err = ekg_snapshot_new(sets, &snap)) != EKG_OK ||
+        (loc && (err = ekg_snapshot_set_localities(snap, loc)) != EKG_OK)) {
+        if (!snap)
+            cJSON_Delete(loc); /* set_localities takes it, also on error */
         ekg_error("cannot build a snapshot, keeping the previous state: %s", ekg_strerror(err));
         goto out;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     ekg_cache_publish(st->cache, snap);
+    /* Counted only when the cache took it (unchanged content is dropped: nothing was updated). */
+    if ((cur = ekg_cache_current(st->cache)) == snap)
+        ekg_metrics_snapshot_published((double)(t1.tv_sec - t0.tv_sec) +
+                                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     st->reloads++;
     ekg_info("objects loaded services=%zu slices=%zu nodes=%zu skipped=%zu clusters=%zu cluster_version=%s "
              "load_assignments=%zu load_assignment_version=%s listeners=%zu",
@@ -146,6 +181,7 @@ static ekg_err_t load_and_publish(serve_state_t *st)
              ekg_resource_set_version(sets[EKG_RESOURCE_LOAD_ASSIGNMENT]),
              ekg_resource_set_size(sets[EKG_RESOURCE_LISTENER]));
 out:
+    ekg_snapshot_unref(cur);
     ekg_snapshot_unref(snap);
     for (int i = 0; i < EKG_RESOURCE__COUNT; i++)
         ekg_resource_set_unref(sets[i]);
@@ -251,6 +287,59 @@ static void run(serve_state_t *st, int sfd, int ifd)
     }
 }
 
+/*
+ * Starts the debug HTTP port unless listen is "off" (then *out stays NULL). The status page says objects come
+ * from kube_desc (Kubernetes mode), the files or the demo. An address given with --debug-listen (required)
+ * must work: the error is printed and returned, and the caller exits. The default address only costs a
+ * warning when it is taken (another ekglue on the same host, parallel tests): serving xDS matters more.
+ */
+static ekg_err_t start_debug(const char *listen, bool required, ekg_cache_t *cache, ekg_xds_server_t *xds,
+                             ekg_watcher_t *watcher, const serve_state_t *st, const char *kube_desc,
+                             ekg_debug_server_t **out)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err = EKG_OK;
+    char *desc = NULL;
+    size_t size = 0;
+    FILE *f = NULL;
+    if (strcmp(listen, "off") == 0) {
+        ekg_info("debug server disabled (--debug-listen off)");
+        goto out;
+    }
+    if (!(f = open_memstream(&desc, &size))) {
+        err = EKG_ENOMEM;
+        goto out;
+    }
+    if (kube_desc)
+        fprintf(f, "Kubernetes API %s", kube_desc);
+    else if (!st->npaths)
+        fputs("the embedded demo cluster", f);
+    for (size_t i = 0; !kube_desc && i < st->npaths; i++)
+        fprintf(f, "%s%s", i ? ", " : "files ", st->paths[i]);
+    if (fclose(f) != 0 || !desc) {
+        err = EKG_ENOMEM;
+        goto out;
+    }
+    ekg_debug_options_t opts = {.listen = listen, .optional = !required};
+    if ((err = ekg_debug_server_start(&opts, cache, xds, watcher, desc, out, &diag)) != EKG_OK)
+        goto out;
+    ekg_info("debug server listening port=%d address=%s", ekg_debug_server_port(*out), listen);
+out:
+    if (err && required) {
+        fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+    } else if (err) {
+        /* info, not warn: nobody asked for this address, and another ekglue on the host is normal */
+        ekg_info("debug server not started, continuing without it address=%s error=\"%s\"", listen,
+                 diag.msg[0] ? diag.msg : ekg_strerror(err));
+        err = EKG_OK;
+    }
+    free(desc);
+    return err;
+}
+
+/* Long-only options (the Kubernetes ones use 1000 and up, src/cli/cli.h). */
+enum { OPT_TLS_CERT = 2000, OPT_TLS_KEY, OPT_TLS_CLIENT_CA };
+
 /* The watcher's first complete sync is published: from now on this replica answers SERVING for good. */
 static void on_synced(void *ctx)
 {
@@ -271,6 +360,9 @@ int ekg_cli_serve(int argc, char **argv)
     sigset_t mask, old_mask;
     const char *config_path = NULL;
     ekg_xds_server_options_t xopts = {.listen = "0.0.0.0:18000"};
+    const char *debug_listen = "127.0.0.1:18001";
+    bool debug_required = false; /* --debug-listen given: failing to listen is fatal */
+    ekg_debug_server_t *debug = NULL;
     ekg_cli_kube_t kube = {0};
     ekg_kube_conn_t *conn = NULL;
     ekg_watcher_t *watcher = NULL;
@@ -278,7 +370,11 @@ int ekg_cli_serve(int argc, char **argv)
                                          {"objects", required_argument, NULL, 'o'},
                                          {"config", required_argument, NULL, 'c'},
                                          {"xds-listen", required_argument, NULL, 'x'},
+                                         {"debug-listen", required_argument, NULL, 'd'},
                                          {"log-level", required_argument, NULL, 'l'},
+                                         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+                                         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+                                         {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
                                          {"threads", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -301,6 +397,10 @@ int ekg_cli_serve(int argc, char **argv)
         case 'x':
             xopts.listen = optarg;
             break;
+        case 'd':
+            debug_listen = optarg;
+            debug_required = true;
+            break;
         case 'l':
             if (!ekg_cli_set_log_level("serve", optarg)) {
                 rc = EKG_EXIT_USAGE;
@@ -318,6 +418,15 @@ int ekg_cli_serve(int argc, char **argv)
             xopts.threads = (int)v;
             break;
         }
+        case OPT_TLS_CERT:
+            xopts.tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            xopts.tls_key = optarg;
+            break;
+        case OPT_TLS_CLIENT_CA:
+            xopts.tls_client_ca = optarg;
+            break;
         case 'h':
             usage(stdout);
             rc = EKG_EXIT_OK;
@@ -332,6 +441,11 @@ int ekg_cli_serve(int argc, char **argv)
             goto out;
         }
         }
+    }
+    if (!xopts.tls_cert != !xopts.tls_key || (xopts.tls_client_ca && !xopts.tls_cert)) {
+        fprintf(stderr, "ekglue serve: --tls-cert and --tls-key go together; --tls-client-ca needs both\n");
+        rc = EKG_EXIT_USAGE;
+        goto out;
     }
     if (optind < argc || (st.npaths && kube.any)) {
         if (st.npaths && kube.any)
@@ -392,7 +506,12 @@ int ekg_cli_serve(int argc, char **argv)
             fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
             goto out;
         }
+        if (start_debug(debug_listen, debug_required, cache, server, watcher, &st,
+                        ekg_kube_conn_describe(conn), &debug) != EKG_OK)
+            goto out;
         run(&st, sfd, -1);
+        ekg_debug_server_stop(debug);
+        debug = NULL;
         ekg_watcher_stop(watcher);
         watcher = NULL;
         ekg_xds_server_set_serving(server, false);
@@ -418,15 +537,20 @@ int ekg_cli_serve(int argc, char **argv)
     ekg_info("xDS server listening port=%d address=%s threads=%d objects_files=%zu",
              ekg_xds_server_port(server), xopts.listen, xopts.threads ? xopts.threads : 2, st.npaths);
     ekg_xds_server_set_serving(server, true);
+    if (start_debug(debug_listen, debug_required, cache, server, NULL, &st, NULL, &debug) != EKG_OK)
+        goto out;
 
     run(&st, sfd, ifd);
 
+    ekg_debug_server_stop(debug);
+    debug = NULL;
     /* Health first, so that a load balancer watching it stops sending clients here; then UNAVAILABLE. */
     ekg_xds_server_set_serving(server, false);
     ekg_xds_server_stop(server);
     server = NULL;
     rc = EKG_EXIT_OK;
 out:
+    ekg_debug_server_stop(debug);
     ekg_watcher_stop(watcher);
     ekg_xds_server_stop(server);
     ekg_kube_conn_free(conn);

@@ -27,7 +27,9 @@
  * Coalescing: a change schedules a build at now + coalesce_ms, but never later than the first unpublished
  * change + coalesce_max_ms. A build runs the translator (only dirty Services are redone) and publishes a
  * snapshot; the cache drops it if every version is unchanged. Nothing is published before the first sync
- * (every stream listed once), which publishes at once and calls on_synced.
+ * (every stream listed once), which publishes at once and calls on_synced. Each snapshot carries the Nodes'
+ * localities (the debug port's /localities); each publish the cache takes is timed into the metrics
+ * (include/ekglue/metrics.h), as is every watch event applied.
  *
  * The same list code serves ekg_kube_list_all(): a watcher without a thread whose streams stop after their
  * first list and put objects into an ekg_objects_t instead of the translator; any failure ends it.
@@ -52,6 +54,8 @@
 
 #include "common/map.h"
 #include "ekglue/log.h"
+#include "ekglue/metrics.h"
+#include "ekglue/render.h"
 #include "ekglue/translate.h"
 #include "ekglue/watch.h"
 #include "watch/event_stream.h"
@@ -687,6 +691,7 @@ static bool handle_event(stream_t *s, char *line, size_t len)
     s->nevents++;
     s->quick_too_old = 0;
     count(s, &s->pub.events[i]);
+    ekg_metrics_kube_event(s->res, (ekg_kube_event_t)i);
     mark_success(s);
 out:
     cJSON_Delete(ev);
@@ -895,10 +900,24 @@ static void transfer_done(stream_t *s, CURLcode result)
 
 /* --- publishing ----------------------------------------------------------------------------------------- */
 
+/* The translator's Nodes as {name: {region, zone, subZone}}, exactly as `ekglue dump` shows them; NULL when
+ * out of memory (the snapshot then has no localities, which only the debug port notices). */
+static cJSON *localities_doc(const ekg_translator_t *t)
+{
+    cJSON *dump = NULL;
+    if (ekg_render_dump(NULL, NULL, t, &dump) != EKG_OK)
+        return NULL;
+    cJSON *loc = cJSON_DetachItemFromObjectCaseSensitive(dump, "localities");
+    cJSON_Delete(dump);
+    return loc;
+}
+
 static void publish(ekg_watcher_t *w)
 {
     ekg_resource_set_t *sets[EKG_RESOURCE__COUNT] = {0};
-    ekg_snapshot_t *snap = NULL;
+    ekg_snapshot_t *snap = NULL, *cur = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     w->dirty = false;
     ekg_err_t err = ekg_translator_build(w->translator, NULL, NULL);
     if (err) {
@@ -911,7 +930,16 @@ static void publish(ekg_watcher_t *w)
         ekg_error("cannot build a snapshot, keeping the previous one: %s", ekg_strerror(err));
         goto out;
     }
+    cJSON *loc = localities_doc(w->translator);
+    if (loc)
+        ekg_snapshot_set_localities(snap, loc);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     ekg_cache_publish(w->cache, snap);
+    /* Counted only when the cache took it (an unchanged snapshot is dropped: nothing was updated). */
+    cur = ekg_cache_current(w->cache);
+    if (cur == snap)
+        ekg_metrics_snapshot_published((double)(t1.tv_sec - t0.tv_sec) +
+                                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     w->publishes++;
     ekg_debug("published serial=%llu clusters=%zu cluster_version=%s load_assignments=%zu "
               "load_assignment_version=%s listeners=%zu listener_version=%s",
@@ -923,6 +951,7 @@ static void publish(ekg_watcher_t *w)
               ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)),
               ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)));
 out:
+    ekg_snapshot_unref(cur);
     ekg_snapshot_unref(snap);
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
         ekg_resource_set_unref(sets[t]);

@@ -24,9 +24,17 @@
  * publisher. Responses are sent without copying: every piece the session hands out becomes a grpc_slice whose
  * destroy callback is the piece's release.
  *
+ * Operators' views (ekg_xds_server_clients for the debug port, and CSDS: StreamClientStatus answers each
+ * request, FetchClientStatus once) are built from copies of the sessions, each taken under its stream's lock
+ * (ekg_xds_session_copy: references and small strings), then encoded with no lock held (src/xds/csds.c). A
+ * CSDS call is answered on its CQ thread without its own lock held, and reads its next request only once the
+ * answer is sent.
+ *
+ * TLS (src/xds/tls.c): grpc's certificate-config fetcher re-reads rotated files before new handshakes.
+ *
  * Lock order: server->lock before stream->lock, never the other way round (CQ threads release a stream's lock
  * before taking the server's). grpc_call_start_batch() and grpc_call_cancel_with_status() do not block, so
- * they are called under these locks.
+ * they are called under these locks. No code holds two streams' locks at once.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -47,9 +55,12 @@
 #include <grpc/support/time.h>
 
 #include "ekglue/log.h"
+#include "ekglue/metrics.h"
 #include "ekglue/xds.h"
 
+#include "csds.h"
 #include "session.h"
+#include "tls.h"
 
 #define DEFAULT_LISTEN      "0.0.0.0:18000"
 #define DEFAULT_THREADS     2
@@ -61,7 +72,18 @@
 /* grpc.health.v1.HealthCheckResponse.ServingStatus */
 enum { HEALTH_UNKNOWN = 0, HEALTH_SERVING = 1, HEALTH_NOT_SERVING = 2, HEALTH_SERVICE_UNKNOWN = 3 };
 
-typedef enum { M_ADS = 0, M_CDS, M_EDS, M_LDS, M_RDS, M_HEALTH_CHECK, M_HEALTH_WATCH, M__COUNT } method_t;
+typedef enum {
+    M_ADS = 0,
+    M_CDS,
+    M_EDS,
+    M_LDS,
+    M_RDS,
+    M_HEALTH_CHECK,
+    M_HEALTH_WATCH,
+    M_CSDS_STREAM,
+    M_CSDS_FETCH,
+    M__COUNT
+} method_t;
 #define M_GENERIC M__COUNT /* the request slot for everything unregistered */
 
 static const char *const method_paths[M__COUNT] = {
@@ -72,6 +94,8 @@ static const char *const method_paths[M__COUNT] = {
     [M_RDS] = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
     [M_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
     [M_HEALTH_WATCH] = "/grpc.health.v1.Health/Watch",
+    [M_CSDS_STREAM] = "/envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus",
+    [M_CSDS_FETCH] = "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus",
 };
 
 /* Service names grpc.health.v1 answers for (besides "", the whole server). */
@@ -81,6 +105,7 @@ static const char *const health_services[] = {
     "envoy.service.endpoint.v3.EndpointDiscoveryService",
     "envoy.service.listener.v3.ListenerDiscoveryService",
     "envoy.service.route.v3.RouteDiscoveryService",
+    "envoy.service.status.v3.ClientStatusDiscoveryService",
 };
 
 /* What a completion-queue tag stands for. Tags are embedded in the objects they belong to. */
@@ -90,7 +115,14 @@ typedef struct tag {
     void *owner; /* request_slot_t for EV_REQUEST, stream_t for the call events, the server for EV_SHUTDOWN */
 } tag_t;
 
-typedef enum { STREAM_XDS, STREAM_HEALTH_CHECK, STREAM_HEALTH_WATCH, STREAM_UNIMPLEMENTED } stream_kind_t;
+typedef enum {
+    STREAM_XDS,
+    STREAM_HEALTH_CHECK,
+    STREAM_HEALTH_WATCH,
+    STREAM_CSDS_STREAM, /* StreamClientStatus: one answer per request */
+    STREAM_CSDS_FETCH,  /* FetchClientStatus (unary) */
+    STREAM_UNIMPLEMENTED
+} stream_kind_t;
 
 typedef struct worker worker_t;
 
@@ -109,6 +141,7 @@ typedef struct stream {
     pthread_mutex_t lock;            /* guards everything below and serializes batches on call */
     ekg_xds_session_t *session;      /* STREAM_XDS: owned */
     unsigned long long snap_serial;  /* serial of the newest snapshot handed to the session */
+    double published;                /* monotonic time of the publish whose responses are being started; 0 */
     bool receiving, sending, closed; /* a RECV_MESSAGE / SEND_MESSAGE in flight; RECV_CLOSE_ON_SERVER done */
     bool metadata_started;           /* SEND_INITIAL_METADATA started */
     bool status_started;             /* SEND_STATUS_FROM_SERVER started (or due once the send completes) */
@@ -163,6 +196,8 @@ struct ekg_xds_server {
 
     /* Counters (for logs now, the debug port later). */
     atomic_ullong streams_total, responses_sent, bytes_sent, requests_received;
+
+    ekg_xds_tls_t *tls; /* the certificate fetcher's state with TLS, else NULL; freed after grpc is */
 };
 
 static bool grpc_ready; /* grpc_init() called by this module; guarded by init_lock */
@@ -222,7 +257,10 @@ static void stream_unref(stream_t *st)
 {
     if (atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1)
         return;
-    ekg_xds_session_free(st->session);
+    if (st->session) {
+        ekg_metrics_xds_streams(ekg_xds_session_api(st->session), -1);
+        ekg_xds_session_free(st->session);
+    }
     if (st->recv_buf)
         grpc_byte_buffer_destroy(st->recv_buf);
     if (st->send_buf)
@@ -364,10 +402,21 @@ static void start_send(stream_t *st, grpc_byte_buffer *bb)
 }
 
 /* Sends the session's next response if nothing is in flight and one is due. Caller holds st->lock. */
+static double monotonic_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static void xds_maybe_send(stream_t *st)
 {
-    if (!can_send(st) || !ekg_xds_session_has_work(st->session))
+    if (!can_send(st))
         return;
+    if (!ekg_xds_session_has_work(st->session)) {
+        st->published = 0; /* what the last publish made due is out (or nothing was) */
+        return;
+    }
     ekg_xds_response_t r;
     ekg_err_t err = EKG_OK;
     if (!ekg_xds_session_next(st->session, &r, &err)) {
@@ -376,6 +425,7 @@ static void xds_maybe_send(stream_t *st)
                       ekg_xds_session_node_id(st->session));
             finish(st, GRPC_STATUS_UNAVAILABLE, "ekglue: out of memory");
         }
+        st->published = 0;
         return;
     }
     size_t len = r.total_len;
@@ -388,17 +438,24 @@ static void xds_maybe_send(stream_t *st)
     if (st->sending) {
         atomic_fetch_add_explicit(&st->server->responses_sent, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&st->server->bytes_sent, len, memory_order_relaxed);
+        /* Every response a publish makes due counts, the later ones of an ADS sequence included. */
+        if (st->published > 0)
+            ekg_metrics_push_latency(monotonic_now() - st->published);
     }
 }
 
-/* Hands snap to the session unless it already has that one or a newer one. Caller holds st->lock. */
-static void xds_feed(stream_t *st, ekg_snapshot_t *snap)
+/* Hands snap to the session unless it already has that one or a newer one. published: the monotonic time
+ * of its publish (for ekglue_push_latency_seconds), 0 for the snapshot a stream starts with. Caller holds
+ * st->lock. */
+static void xds_feed(stream_t *st, ekg_snapshot_t *snap, double published)
 {
     unsigned long long serial = ekg_snapshot_serial(snap);
     if (serial <= st->snap_serial || st->closed)
         return;
     st->snap_serial = serial;
     ekg_xds_session_on_snapshot(st->session, snap);
+    if (published > 0 && st->published == 0)
+        st->published = published; /* a publish while one is still going out: measured from the older */
 }
 
 /* --- grpc.health.v1 ------------------------------------------------------------------------------------- */
@@ -555,6 +612,7 @@ static stream_t **list_grab(ekg_xds_server_t *s, stream_kind_t kind, size_t *n, 
 static void on_snapshot(void *ctx, ekg_snapshot_t *snap)
 {
     ekg_xds_server_t *s = ctx;
+    double published = monotonic_now();
     size_t n;
     bool failed;
     stream_t **v = list_grab(s, STREAM_XDS, &n, &failed);
@@ -565,7 +623,7 @@ static void on_snapshot(void *ctx, ekg_snapshot_t *snap)
             if (st->kind != STREAM_XDS)
                 continue;
             pthread_mutex_lock(&st->lock);
-            xds_feed(st, snap);
+            xds_feed(st, snap, published);
             xds_maybe_send(st);
             pthread_mutex_unlock(&st->lock);
         }
@@ -574,7 +632,7 @@ static void on_snapshot(void *ctx, ekg_snapshot_t *snap)
     }
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&v[i]->lock);
-        xds_feed(v[i], snap);
+        xds_feed(v[i], snap, published);
         xds_maybe_send(v[i]);
         pthread_mutex_unlock(&v[i]->lock);
         stream_unref(v[i]);
@@ -612,6 +670,202 @@ void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving)
     free(v);
 }
 
+/* --- operators' views: the client list and CSDS ----------------------------------------------------------
+ */
+
+static void free_copies(ekg_xds_session_t **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ekg_xds_session_free(v[i]);
+    free(v);
+}
+
+/*
+ * Copies of the sessions of every live xDS stream (see ekg_xds_session_copy): each is taken under its
+ * stream's lock, which is held only for that (no send waits on it, nor on anything blocking). *out is owned
+ * by the caller (free_copies); NULL with *n = 0 when there are no streams.
+ */
+static ekg_err_t copy_sessions(ekg_xds_server_t *s, ekg_xds_session_t ***out, size_t *n)
+{
+    size_t ns;
+    bool failed;
+    stream_t **v = list_grab(s, STREAM_XDS, &ns, &failed);
+    if (failed)
+        return EKG_ENOMEM;
+    ekg_err_t err = EKG_OK;
+    ekg_xds_session_t **copies = ns ? calloc(ns, sizeof(*copies)) : NULL;
+    if (ns && !copies)
+        err = EKG_ENOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < ns; i++) {
+        if (err == EKG_OK) {
+            pthread_mutex_lock(&v[i]->lock);
+            if (!v[i]->closed)
+                err = ekg_xds_session_copy(v[i]->session, &copies[m]);
+            if (!v[i]->closed && err == EKG_OK)
+                m++;
+            pthread_mutex_unlock(&v[i]->lock);
+        }
+        stream_unref(v[i]);
+    }
+    free(v);
+    if (err != EKG_OK) {
+        free_copies(copies, m);
+        return err;
+    }
+    *out = copies;
+    *n = m;
+    return EKG_OK;
+}
+
+/* Answers one CSDS request (CQ thread, without st->lock). FetchClientStatus ends with the answer;
+ * StreamClientStatus reads its next request once the answer is sent (on_send), so answers never queue. */
+static void csds_answer(stream_t *st, const grpc_slice *msg)
+{
+    ekg_xds_session_t **copies = NULL;
+    size_t n = 0;
+    char *bytes = NULL;
+    size_t len = 0;
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err = copy_sessions(st->server, &copies, &n);
+    if (err == EKG_OK)
+        err = ekg_xds_csds_answer((const char *)GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), copies,
+                                  n, &bytes, &len, &diag);
+    free_copies(copies, n);
+    grpc_byte_buffer *bb = NULL;
+    if (err == EKG_OK) {
+        grpc_slice slice = grpc_slice_new(bytes, len, free); /* the slice owns bytes now */
+        bb = grpc_raw_byte_buffer_create(&slice, 1);
+        grpc_slice_unref(slice);
+    }
+    pthread_mutex_lock(&st->lock);
+    if (err == EKG_EPARSE || err == EKG_EINVAL) {
+        ekg_debug("CSDS: bad request: %s", diag.msg);
+        finish(st, GRPC_STATUS_INVALID_ARGUMENT, diag.msg[0] ? diag.msg : ekg_strerror(err));
+    } else if (err != EKG_OK || !bb) {
+        ekg_error("CSDS: cannot answer: %s", ekg_strerror(err ? err : EKG_ENOMEM));
+        finish(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "ekglue: out of memory");
+    } else if (st->kind == STREAM_CSDS_FETCH) {
+        if (!st->status_started && !st->status_pending) {
+            st->status = GRPC_STATUS_OK;
+            start_status(st, bb);
+            bb = NULL;
+        }
+    } else if (can_send(st)) {
+        start_send(st, bb);
+        bb = NULL;
+    }
+    pthread_mutex_unlock(&st->lock);
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+}
+
+static const char *const api_names[] = {
+    [EKG_XDS_ADS] = "ADS", [EKG_XDS_CDS] = "CDS", [EKG_XDS_EDS] = "EDS",
+    [EKG_XDS_LDS] = "LDS", [EKG_XDS_RDS] = "RDS",
+};
+static const char *const type_keys[EKG_RESOURCE__COUNT] = {"Cluster", "ClusterLoadAssignment", "Listener",
+                                                           "RouteConfiguration"};
+
+/* RFC 3339 UTC with milliseconds, e.g. "2026-11-26T16:16:22.125Z". */
+static void format_time(double t, char *buf, size_t size)
+{
+    time_t sec = (time_t)t;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    size_t n = strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    int ms = (int)((t - (double)sec) * 1000);
+    snprintf(buf + n, size - n, ".%03dZ", ms < 0 ? 0 : ms > 999 ? 999 : ms);
+}
+
+static bool api_carries(ekg_xds_api_t api, ekg_resource_type_t t)
+{
+    return api == EKG_XDS_ADS || (int)api == (int)t + 1; /* CDS, EDS, LDS, RDS follow the resource order */
+}
+
+/* One client as the debug port shows it; NULL on out of memory. */
+static cJSON *client_json(const ekg_xds_session_t *c)
+{
+    ekg_xds_node_t node;
+    ekg_xds_session_node(c, &node);
+    char ua[256];
+    snprintf(ua, sizeof(ua), "%s%s%s", node.user_agent_name,
+             node.user_agent_name[0] && node.user_agent_version[0] ? " " : "", node.user_agent_version);
+    cJSON *o = cJSON_CreateObject(), *loc = cJSON_CreateObject(), *types = cJSON_CreateObject();
+    bool ok = o && loc && types;
+    if (ok) {
+        cJSON_AddItemToObject(o, "locality", loc);
+        cJSON_AddItemToObject(o, "types", types);
+    } else {
+        cJSON_Delete(loc);
+        cJSON_Delete(types);
+    }
+    ok = ok && cJSON_AddStringToObject(o, "node_id", node.id) &&
+         cJSON_AddStringToObject(o, "cluster", node.cluster) &&
+         cJSON_AddStringToObject(loc, "region", node.region) &&
+         cJSON_AddStringToObject(loc, "zone", node.zone) &&
+         cJSON_AddStringToObject(loc, "sub_zone", node.sub_zone) &&
+         cJSON_AddStringToObject(o, "user_agent", ua) &&
+         cJSON_AddStringToObject(o, "peer", ekg_xds_session_peer(c)) &&
+         cJSON_AddStringToObject(o, "api", api_names[ekg_xds_session_api(c)]);
+    for (int t = 0; t < EKG_RESOURCE__COUNT && ok; t++) {
+        if (!api_carries(ekg_xds_session_api(c), (ekg_resource_type_t)t))
+            continue;
+        ekg_xds_type_status_t st;
+        ekg_xds_session_type_status(c, (ekg_resource_type_t)t, &st);
+        cJSON *ty = cJSON_AddObjectToObject(types, type_keys[t]);
+        cJSON *names = ty ? cJSON_AddArrayToObject(ty, "names") : NULL;
+        ok = names && cJSON_AddBoolToObject(ty, "subscribed", st.subscribed) &&
+             cJSON_AddBoolToObject(ty, "wildcard", st.wildcard) &&
+             cJSON_AddStringToObject(ty, "sent_version", st.sent_version) &&
+             cJSON_AddStringToObject(ty, "acked_version", st.acked_version) &&
+             cJSON_AddNumberToObject(ty, "responses", (double)st.responses) &&
+             cJSON_AddNumberToObject(ty, "acks", (double)st.acks) &&
+             cJSON_AddNumberToObject(ty, "nacks", (double)st.nacks);
+        for (size_t i = 0; i < st.nnames && ok; i++) {
+            cJSON *name = cJSON_CreateString(st.names[i]);
+            ok = name && cJSON_AddItemToArray(names, name);
+        }
+        if (ok && st.nack_message) {
+            char when[40];
+            format_time(st.nack_time, when, sizeof(when));
+            cJSON *nack = cJSON_AddObjectToObject(ty, "nack");
+            ok = nack && cJSON_AddStringToObject(nack, "message", st.nack_message) &&
+                 cJSON_AddStringToObject(nack, "time", when);
+        } else if (ok) {
+            ok = cJSON_AddNullToObject(ty, "nack") != NULL;
+        }
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+ekg_err_t ekg_xds_server_clients(ekg_xds_server_t *s, cJSON **out)
+{
+    ekg_xds_session_t **copies = NULL;
+    size_t n = 0;
+    ekg_err_t err = copy_sessions(s, &copies, &n);
+    if (err != EKG_OK)
+        return err;
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; i < n && arr; i++) {
+        cJSON *c = client_json(copies[i]);
+        if (!c || !cJSON_AddItemToArray(arr, c)) {
+            cJSON_Delete(c);
+            cJSON_Delete(arr);
+            arr = NULL;
+        }
+    }
+    free_copies(copies, n);
+    if (!arr)
+        return EKG_ENOMEM;
+    *out = arr;
+    return EKG_OK;
+}
+
 /* --- completion handlers (CQ threads) ------------------------------------------------------------------- */
 
 static const ekg_xds_api_t method_api[] = {
@@ -626,6 +880,8 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
     stream_kind_t kind = method == M_GENERIC        ? STREAM_UNIMPLEMENTED
                          : method == M_HEALTH_CHECK ? STREAM_HEALTH_CHECK
                          : method == M_HEALTH_WATCH ? STREAM_HEALTH_WATCH
+                         : method == M_CSDS_STREAM  ? STREAM_CSDS_STREAM
+                         : method == M_CSDS_FETCH   ? STREAM_CSDS_FETCH
                                                     : STREAM_XDS;
     stream_t *st = stream_new(s, kind, method == M_GENERIC ? M_ADS : (method_t)method, call);
     if (!st) {
@@ -645,6 +901,7 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
             return;
         }
         atomic_fetch_add_explicit(&s->streams_total, 1, memory_order_relaxed);
+        ekg_metrics_xds_streams(method_api[method], +1);
     }
 
     pthread_mutex_lock(&st->lock);
@@ -660,7 +917,7 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
     }
     pthread_mutex_unlock(&st->lock);
 
-    if (kind == STREAM_XDS || kind == STREAM_HEALTH_WATCH)
+    if (kind == STREAM_XDS || kind == STREAM_HEALTH_WATCH || kind == STREAM_CSDS_STREAM)
         list_add(s, st);
     if (kind == STREAM_XDS) {
         /* Listed first, then the current snapshot: a concurrent publish is either seen here or delivers its
@@ -668,7 +925,7 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
         ekg_snapshot_t *snap = ekg_cache_current(s->cache);
         if (snap) {
             pthread_mutex_lock(&st->lock);
-            xds_feed(st, snap);
+            xds_feed(st, snap, 0);
             xds_maybe_send(st);
             pthread_mutex_unlock(&st->lock);
             ekg_snapshot_unref(snap);
@@ -741,12 +998,27 @@ static void on_recv(stream_t *st, bool ok)
 {
     pthread_mutex_lock(&st->lock);
     st->receiving = false;
+    bool bidi = st->kind == STREAM_XDS || st->kind == STREAM_CSDS_STREAM;
     if (!ok || !st->recv_buf) {
         /* End of the client's messages: a half-close (answer OK), or a cancelled/broken call (the status goes
          * nowhere, harmlessly). A unary or watch call without its request is malformed. */
         if (!st->closed)
-            finish(st, st->kind == STREAM_XDS ? GRPC_STATUS_OK : GRPC_STATUS_INVALID_ARGUMENT,
-                   st->kind == STREAM_XDS ? NULL : "missing request");
+            finish(st, bidi ? GRPC_STATUS_OK : GRPC_STATUS_INVALID_ARGUMENT, bidi ? NULL : "missing request");
+    } else if (st->kind == STREAM_CSDS_STREAM || st->kind == STREAM_CSDS_FETCH) {
+        grpc_slice msg;
+        bool got = take_message(st, &msg);
+        /* Answered without this stream's lock: describing the clients takes the server's lock and theirs. */
+        pthread_mutex_unlock(&st->lock);
+        if (got) {
+            csds_answer(st, &msg);
+            grpc_slice_unref(msg);
+        } else {
+            pthread_mutex_lock(&st->lock);
+            finish(st, GRPC_STATUS_INTERNAL, "cannot read the request");
+            pthread_mutex_unlock(&st->lock);
+        }
+        stream_unref(st);
+        return;
     } else {
         grpc_slice msg;
         if (!take_message(st, &msg)) {
@@ -773,6 +1045,8 @@ static void on_send(stream_t *st, bool ok)
         start_status(st, NULL);
     else if (ok && st->kind == STREAM_XDS)
         xds_maybe_send(st);
+    else if (ok && st->kind == STREAM_CSDS_STREAM && !st->closed && !st->status_started)
+        start_recv(st, false); /* the answer is out: read the next request */
     else if (ok && st->kind == STREAM_HEALTH_WATCH)
         health_maybe_send(st);
     pthread_mutex_unlock(&st->lock);
@@ -885,11 +1159,17 @@ static void *worker_main(void *arg)
 
 /* --- start and stop ------------------------------------------------------------------------------------- */
 
-/* The seam for TLS (a later issue): the credentials the port is opened with. */
-static grpc_server_credentials *port_credentials(const ekg_xds_server_options_t *opts)
+/* The credentials the port is opened with: TLS (src/xds/tls.c) when a certificate is configured. */
+static ekg_err_t port_credentials(ekg_xds_server_t *s, const ekg_xds_server_options_t *opts,
+                                  grpc_server_credentials **out, ekg_diag_t *diag)
 {
-    (void)opts;
-    return grpc_insecure_server_credentials_create();
+    if ((opts->tls_cert && opts->tls_cert[0]) || (opts->tls_key && opts->tls_key[0]))
+        return ekg_xds_tls_credentials(opts->tls_cert, opts->tls_key, opts->tls_client_ca, &s->tls, out,
+                                       diag);
+    if (opts->tls_client_ca && opts->tls_client_ca[0])
+        return ekg_diag_set(diag, EKG_EINVAL, "a TLS client CA needs a server certificate and key");
+    *out = grpc_insecure_server_credentials_create();
+    return EKG_OK;
 }
 
 static struct timespec deadline_in(int ms)
@@ -946,8 +1226,10 @@ static void release(ekg_xds_server_t *s)
     free(s->workers);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
+    ekg_xds_tls_t *tls = s->tls;
     free(s);
     library_unref();
+    ekg_xds_tls_free(tls); /* after grpc let go of the credentials that call its fetcher */
 }
 
 ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_t *opts,
@@ -1009,12 +1291,14 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
         }
         s->workers[i].thread_started = true;
     }
-    grpc_server_credentials *creds = port_credentials(opts);
+    grpc_server_credentials *creds = NULL;
+    if ((err = port_credentials(s, opts, &creds, diag)) != EKG_OK)
+        goto fail;
     s->port = grpc_server_add_http2_port(s->server, listen, creds);
     grpc_server_credentials_release(creds);
     if (s->port == 0) {
-        err = ekg_diag_set(diag, EKG_EIO, "xds listen address %s: cannot bind (in use, or not an address)",
-                           listen);
+        err = ekg_diag_set(diag, EKG_EIO, "xds listen address %s: cannot bind (in use, or not an address)%s",
+                           listen, s->tls ? ", or the TLS certificate and key do not make a valid pair" : "");
         goto fail;
     }
     grpc_server_start(s->server);

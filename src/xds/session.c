@@ -27,12 +27,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "envoy/config/core/v3/base.upb.h"
 #include "envoy/service/discovery/v3/discovery.upb.h"
 #include "google/rpc/status.upb.h"
 
 #include "ekglue/log.h"
+#include "ekglue/metrics.h"
 
 #include "common/hash.h"
 #include "session.h"
@@ -82,6 +84,16 @@ static bool names_has(const names_t *l, const char *name)
 static size_t names_count(const names_t *l)
 {
     return l ? l->n : 0;
+}
+
+static names_t *names_ref(names_t *l)
+{
+    if (l) {
+        pthread_mutex_lock(&registry_lock);
+        l->refs++;
+        pthread_mutex_unlock(&registry_lock);
+    }
+    return l;
 }
 
 static void names_unref(names_t *l)
@@ -200,6 +212,8 @@ typedef struct type_state {
     char sent_version[24];
     char acked_version[24];
     char *nack_message; /* owned; NULL unless the last answer was a NACK */
+    double nack_time;   /* wall clock of the last NACK; 0 if none */
+    double sent_time;   /* wall clock of the last response */
     unsigned long long acks, nacks, responses;
 } type_state_t;
 
@@ -213,7 +227,8 @@ typedef struct unknown_type {
 struct ekg_xds_session {
     ekg_xds_api_t api;
     char *peer;
-    char *node_id;        /* from the first request that carried a node */
+    /* From the first request that carried a node; all NULL before, all set after (owned). */
+    char *node_id, *cluster, *region, *zone, *sub_zone, *user_agent_name, *user_agent_version;
     ekg_snapshot_t *snap; /* the latest snapshot; owned reference */
     type_state_t types[NTYPES];
     unknown_type_t *unknown;
@@ -326,6 +341,12 @@ void ekg_xds_session_free(ekg_xds_session_t *s)
     free(s->unknown);
     ekg_snapshot_unref(s->snap);
     free(s->node_id);
+    free(s->cluster);
+    free(s->region);
+    free(s->zone);
+    free(s->sub_zone);
+    free(s->user_agent_name);
+    free(s->user_agent_version);
     free(s->peer);
     free(s);
 }
@@ -354,6 +375,10 @@ void ekg_xds_session_type_status(const ekg_xds_session_t *s, ekg_resource_type_t
         .sent_version = ts->sent_version,
         .acked_version = ts->acked_version,
         .nack_message = ts->nack_message,
+        .names = ts->names ? ts->names->v : NULL,
+        .nack_time = ts->nack_time,
+        .sent_time = ts->sent_time,
+        .sent = ts->sent,
         .acks = ts->acks,
         .nacks = ts->nacks,
         .responses = ts->responses,
@@ -486,6 +511,47 @@ static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type,
     return EKG_OK;
 }
 
+static double wall_clock(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Keeps the identity of the client (all or nothing: node_id set means every field is). */
+static ekg_err_t take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_Node *node)
+{
+    upb_StringView v[7] = {envoy_config_core_v3_Node_id(node),
+                           envoy_config_core_v3_Node_cluster(node),
+                           {0},
+                           {0},
+                           {0},
+                           envoy_config_core_v3_Node_user_agent_name(node),
+                           envoy_config_core_v3_Node_user_agent_version(node)};
+    if (envoy_config_core_v3_Node_has_locality(node)) {
+        const struct envoy_config_core_v3_Locality *l = envoy_config_core_v3_Node_locality(node);
+        v[2] = envoy_config_core_v3_Locality_region(l);
+        v[3] = envoy_config_core_v3_Locality_zone(l);
+        v[4] = envoy_config_core_v3_Locality_sub_zone(l);
+    }
+    char *out[7];
+    for (int i = 0; i < 7; i++) {
+        if (!(out[i] = strndup(v[i].data ? v[i].data : "", v[i].size))) {
+            while (i-- > 0)
+                free(out[i]);
+            return EKG_ENOMEM;
+        }
+    }
+    s->node_id = out[0];
+    s->cluster = out[1];
+    s->region = out[2];
+    s->zone = out[3];
+    s->sub_zone = out[4];
+    s->user_agent_name = out[5];
+    s->user_agent_version = out[6];
+    return EKG_OK;
+}
+
 ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
 {
     ekg_err_t err = EKG_OK;
@@ -500,14 +566,9 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         goto out;
     }
     /* The node is only guaranteed in the first request of a stream. */
-    if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req)) {
-        upb_StringView id =
-            envoy_config_core_v3_Node_id(envoy_service_discovery_v3_DiscoveryRequest_node(req));
-        if (!(s->node_id = strndup(id.data, id.size))) {
-            err = EKG_ENOMEM;
-            goto out;
-        }
-    }
+    if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req) &&
+        (err = take_node(s, envoy_service_discovery_v3_DiscoveryRequest_node(req))) != EKG_OK)
+        goto out;
     upb_StringView url = envoy_service_discovery_v3_DiscoveryRequest_type_url(req);
     upb_StringView nonce = envoy_service_discovery_v3_DiscoveryRequest_response_nonce(req);
     ekg_resource_type_t type;
@@ -557,7 +618,9 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         upb_StringView msg = google_rpc_Status_message(st);
         free(ts->nack_message);
         ts->nack_message = strndup(msg.data, msg.size);
+        ts->nack_time = wall_clock();
         ts->nacks++;
+        ekg_metrics_xds_nack(type);
         /* The rejected content is not resent: nothing is due until it changes. */
         ekg_warn("xds: NACK node=%s peer=%s type=%s rejected_version=%s client_version=%.*s: %.*s",
                  ekg_xds_session_node_id(s), s->peer, type_names[type], ts->sent_version,
@@ -571,6 +634,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         free(ts->nack_message);
         ts->nack_message = NULL;
         ts->acks++;
+        ekg_metrics_xds_ack(type);
     }
     size_t n;
     const upb_StringView *names = envoy_service_discovery_v3_DiscoveryRequest_resource_names(req, &n);
@@ -819,6 +883,8 @@ static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
     snprintf(ts->nonce, sizeof(ts->nonce), "%s", nonce);
     snprintf(ts->sent_version, sizeof(ts->sent_version), "%s", ekg_resource_set_version(p->cur));
     ts->responses++;
+    ts->sent_time = wall_clock();
+    ekg_metrics_xds_push(p->type);
     ts->pending = false;
     list_clear(&ts->force);
     ts->force_all = false;
@@ -937,4 +1003,114 @@ void ekg_xds_response_release(ekg_xds_response_t *r)
             r->pieces[i].release(r->pieces[i].owner);
     free(r->pieces);
     *r = (ekg_xds_response_t){0};
+}
+
+/* --- operators' views --------------------------------------------------------------------------------------
+ */
+
+void ekg_xds_session_node(const ekg_xds_session_t *s, ekg_xds_node_t *out)
+{
+    if (!s->node_id) {
+        *out = (ekg_xds_node_t){"", "", "", "", "", "", ""};
+        return;
+    }
+    *out = (ekg_xds_node_t){s->node_id,         s->cluster,           s->region, s->zone, s->sub_zone,
+                            s->user_agent_name, s->user_agent_version};
+}
+
+ekg_xds_api_t ekg_xds_session_api(const ekg_xds_session_t *s)
+{
+    return s->api;
+}
+
+const char *ekg_xds_session_peer(const ekg_xds_session_t *s)
+{
+    return s->peer;
+}
+
+/* Whether the client is still waiting for name: newly subscribed, or due again (cluster warming). */
+static bool awaiting(const type_state_t *ts, const char *name)
+{
+    return ts->responses == 0 || ts->force_all || list_has(&ts->force, name);
+}
+
+static void report_named(const type_state_t *ts, ekg_resource_type_t type, const char *name,
+                         ekg_xds_resource_fn fn, void *ctx)
+{
+    const ekg_resource_t *r = ts->sent ? ekg_resource_set_find(ts->sent, name) : NULL;
+    if (awaiting(ts, name))
+        fn(ctx, name, EKG_XDS_RESOURCE_REQUESTED, NULL);
+    else if (r)
+        fn(ctx, name, EKG_XDS_RESOURCE_SENT, r);
+    else
+        fn(ctx, name, is_full_state(type) ? EKG_XDS_RESOURCE_DOES_NOT_EXIST : EKG_XDS_RESOURCE_REQUESTED,
+           NULL);
+}
+
+void ekg_xds_session_resources(const ekg_xds_session_t *s, ekg_resource_type_t type, ekg_xds_resource_fn fn,
+                               void *ctx)
+{
+    const type_state_t *ts = &s->types[type];
+    if (!ts->requested)
+        return;
+    bool all = ts->wildcard && type != EKG_RESOURCE_LISTENER;
+    if (all && ts->sent && ts->responses > 0) {
+        for (size_t i = 0; i < ekg_resource_set_size(ts->sent); i++) {
+            const ekg_resource_t *r = ekg_resource_set_at(ts->sent, i);
+            fn(ctx, ekg_resource_name(r), EKG_XDS_RESOURCE_SENT, r);
+        }
+    }
+    for (size_t i = 0; i < names_count(ts->names); i++) {
+        const char *name = ts->names->v[i];
+        if (all && ts->sent && ts->responses > 0 && ekg_resource_set_find(ts->sent, name))
+            continue; /* reported with the wildcard */
+        report_named(ts, type, name, fn, ctx);
+    }
+}
+
+static ekg_err_t copy_list(name_list_t *to, const name_list_t *from)
+{
+    for (size_t i = 0; i < from->n; i++)
+        if (list_add(to, from->names[i], strlen(from->names[i])) != EKG_OK)
+            return EKG_ENOMEM;
+    return EKG_OK;
+}
+
+ekg_err_t ekg_xds_session_copy(const ekg_xds_session_t *s, ekg_xds_session_t **out)
+{
+    ekg_xds_session_t *c = NULL;
+    ekg_err_t err = ekg_xds_session_new(s->api, s->peer, &c);
+    if (err != EKG_OK)
+        return err;
+    if (s->node_id) {
+        const char *from[7] = {s->node_id,         s->cluster,           s->region, s->zone, s->sub_zone,
+                               s->user_agent_name, s->user_agent_version};
+        char **to[7] = {&c->node_id,         &c->cluster,           &c->region, &c->zone, &c->sub_zone,
+                        &c->user_agent_name, &c->user_agent_version};
+        for (int i = 0; i < 7 && err == EKG_OK; i++)
+            if (!(*to[i] = strdup(from[i])))
+                err = EKG_ENOMEM;
+    }
+    for (int t = 0; t < NTYPES && err == EKG_OK; t++) {
+        const type_state_t *from = &s->types[t];
+        type_state_t *to = &c->types[t];
+        /* Scalars and fixed buffers by value; then what is owned, by reference or copy. */
+        *to = *from;
+        to->names = names_ref(from->names);
+        to->sent = from->sent ? ekg_resource_set_ref(from->sent) : NULL;
+        to->force = (name_list_t){0};
+        to->warming = (name_list_t){0};
+        to->nack_message = NULL;
+        if (from->nack_message && !(to->nack_message = strdup(from->nack_message)))
+            err = EKG_ENOMEM;
+        if (err == EKG_OK)
+            err = copy_list(&to->force, &from->force);
+    }
+    c->next_nonce = s->next_nonce;
+    if (err != EKG_OK) {
+        ekg_xds_session_free(c);
+        return err;
+    }
+    *out = c;
+    return EKG_OK;
 }

@@ -47,16 +47,40 @@ typedef struct ekg_xds_response {
     size_t total_len;
 } ekg_xds_response_t;
 
-/* What an operator can see of a session (debug pages, CSDS later). Strings borrowed from the session. */
+/* The node a client identified itself with, from the first request of the stream that carried one.
+ * Strings are "" when absent; borrowed from the session. */
+typedef struct ekg_xds_node {
+    const char *id, *cluster;
+    const char *region, *zone, *sub_zone; /* locality */
+    const char *user_agent_name, *user_agent_version;
+} ekg_xds_node_t;
+
+/* What an operator can see of one type of a session (debug port, CSDS). Borrowed from the session. */
 typedef struct ekg_xds_type_status {
     bool subscribed;           /* the client asked for this type */
     bool wildcard;             /* ... for everything */
     size_t nnames;             /* named subscriptions */
+    const char *const *names;  /* ... sorted (NULL when nnames is 0) */
     const char *sent_version;  /* "" before the first response */
     const char *acked_version; /* "" before the first ACK */
     const char *nack_message;  /* NULL when the last answer was not a NACK */
+    double nack_time;          /* when the last NACK arrived, seconds since the epoch; 0 if never */
+    double sent_time;          /* when the last response was built; 0 before the first */
+    const ekg_resource_set_t
+        *sent; /* what the client's resources of this type were taken from; NULL before */
     unsigned long long acks, nacks, responses;
 } ekg_xds_type_status_t;
+
+/* One subscribed resource as the client has it (ekg_xds_session_resources). */
+typedef enum {
+    EKG_XDS_RESOURCE_REQUESTED,      /* asked for and not sent yet (or due again) */
+    EKG_XDS_RESOURCE_DOES_NOT_EXIST, /* asked for by name, absent from the Clusters/Listeners sent */
+    EKG_XDS_RESOURCE_SENT,           /* sent; whether it was ACKed or NACKed is the type's status */
+} ekg_xds_resource_state_t;
+
+/* r is the resource as last sent (EKG_XDS_RESOURCE_SENT only, else NULL); name and r are borrowed. */
+typedef void (*ekg_xds_resource_fn)(void *ctx, const char *name, ekg_xds_resource_state_t state,
+                                    const ekg_resource_t *r);
 
 /* peer is for logs (e.g. "ipv4:127.0.0.1:5555"); copied. */
 ekg_err_t ekg_xds_session_new(ekg_xds_api_t api, const char *peer, ekg_xds_session_t **out);
@@ -87,7 +111,23 @@ void ekg_xds_response_release(ekg_xds_response_t *r);
 
 /* Node id from the first request that carried a node ("" before). Borrowed. */
 const char *ekg_xds_session_node_id(const ekg_xds_session_t *s);
+void ekg_xds_session_node(const ekg_xds_session_t *s, ekg_xds_node_t *out);
+ekg_xds_api_t ekg_xds_session_api(const ekg_xds_session_t *s);
+const char *ekg_xds_session_peer(const ekg_xds_session_t *s); /* borrowed */
 void ekg_xds_session_type_status(const ekg_xds_session_t *s, ekg_resource_type_t type,
                                  ekg_xds_type_status_t *out);
+/* Calls fn for every resource of type the client is subscribed to: the names it asked for, and with a
+ * wildcard subscription every resource it was sent; in name order within each group. */
+void ekg_xds_session_resources(const ekg_xds_session_t *s, ekg_resource_type_t type, ekg_xds_resource_fn fn,
+                               void *ctx);
+
+/*
+ * A read-only copy of s for operators' views, made under the stream's lock and read after it is released
+ * (on any thread), so that describing a thousand clients never holds up their sends. Cheap: subscriptions
+ * and resource sets are shared by reference, only the small strings are copied. The copy answers the
+ * accessors above; it has no snapshot and must not be fed requests. Owned by the caller:
+ * ekg_xds_session_free(). EKG_ENOMEM on failure.
+ */
+ekg_err_t ekg_xds_session_copy(const ekg_xds_session_t *s, ekg_xds_session_t **out);
 
 #endif

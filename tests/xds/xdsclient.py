@@ -107,6 +107,8 @@ class EkglueServer:
         for path in objects:
             args += ["--objects", path]
         args += list(extra_args)
+        if not any(a == "--debug-listen" or a.startswith("--debug-listen=") for a in args):
+            args += ["--debug-listen", "off"]  # tests run in parallel: no fixed debug port
         self.lines = []
         self._lines_lock = threading.Lock()
         self._port_q = queue.Queue()

@@ -1,0 +1,282 @@
+"""tests/debug/debug_test.py: the debug HTTP port end to end (src/debug/http.c, src/debug/metrics.c, serve.c).
+
+Each test starts `ekglue serve --objects <tmp copy of the demo cluster> --xds-listen 127.0.0.1:0 --debug-listen
+127.0.0.1:0`, reads both ports from the log and checks the endpoints over HTTP:
+- /clusters, /endpoints, /localities and /config_dump equal `ekglue dump` of the same file (JSON), and their
+  ?format=yaml variants parse (python3-yaml) to the same documents;
+- /healthz, /readyz (also 503 in Kubernetes mode before any sync), 404, 405, 400 for an unknown format;
+- /clients lists a raw ADS client (tests/xds/xdsclient.py) with its node id and ACKed version;
+- /metrics parses with the independent parser of python3-prometheus-client, and values move: xds_acks_total
+  after an ACK, last_update_timestamp_seconds and snapshot_build_seconds_count after a file change.
+
+Run by ctest with EKGLUE, EKG_SOURCE_DIR and EKG_BUILD_DIR set; /usr/bin/python3. Every wait is bounded.
+"""
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import unittest
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import debugclient as dc  # noqa: E402
+from debugclient import xc  # noqa: E402
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:  # pragma: no cover - the package is in third_party/setup-deps.sh
+    text_string_to_metric_families = None
+
+EXTRA_SERVICE = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: %(name)s
+  namespace: shop
+spec:
+  ports:
+  - name: http
+    port: 80
+    protocol: TCP
+"""
+
+
+def metrics(server):
+    """{(name, frozenset(labels.items())): value} of every sample, parsed by prometheus_client."""
+    status, headers, body = server.get("/metrics")
+    assert status == 200, (status, body[:300])
+    out, types = {}, {}
+    for family in text_string_to_metric_families(body):
+        types[family.name] = family.type
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out, types, headers
+
+
+def sample(samples, name, **labels):
+    return samples[(name, frozenset(labels.items()))]
+
+
+class DebugPortTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ekglue-debug-")
+        self.demo = os.path.join(self.dir, "cluster.yaml")
+        shutil.copy(os.path.join(dc.SOURCE_DIR, "deploy", "demo", "cluster.yaml"), self.demo)
+        self.extra = os.path.join(self.dir, "extra.yaml")
+        self.write_extra("extra")
+        self.files = [self.demo, self.extra]
+        self.server = dc.DebugServer(self.files)
+        self.channels = []
+
+    def tearDown(self):
+        for ch in self.channels:
+            ch.close()
+        rc = self.server.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        log = self.server.log()
+        self.assertEqual(rc, 0, log[-4000:])
+        for marker in ("Sanitizer", "runtime error:"):
+            self.assertNotIn(marker, log, log[-6000:])
+
+    def write_extra(self, name):
+        tmp = self.extra + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(EXTRA_SERVICE % {"name": name})
+        os.rename(tmp, self.extra)
+
+    def channel(self):
+        ch = self.server.channel()
+        self.channels.append(ch)
+        return ch
+
+    # --- documents ---------------------------------------------------------------------------------------------
+
+    def test_documents_match_dump(self):
+        ref = dc.dump(self.files)
+        self.assertGreater(len(ref["clusters"]), 5)
+        for path, want in (("/clusters", ref["clusters"]), ("/endpoints", ref["load_assignments"]),
+                           ("/localities", ref["localities"])):
+            status, headers, body = self.server.get(path)
+            self.assertEqual(status, 200, body[:300])
+            self.assertEqual(headers["content-type"], "application/json")
+            self.assertEqual(json.loads(body), want, path)
+            status, headers, body = self.server.get(path + "?format=yaml")
+            self.assertEqual(status, 200, body[:300])
+            self.assertTrue(headers["content-type"].startswith("application/yaml"), headers)
+            self.assertEqual(yaml.safe_load(body), want, path + "?format=yaml")
+            self.assertEqual(self.server.get(path + "?format=json")[0], 200)
+
+        cd = self.server.get_json("/config_dump")
+        self.assertEqual(cd["clusters"], ref["clusters"])
+        self.assertEqual(cd["load_assignments"], ref["load_assignments"])
+        self.assertEqual(cd["localities"], ref["localities"])
+        self.assertIsInstance(cd["listeners"], list)
+        self.assertEqual(sorted(cd["version_info"]),
+                         ["Cluster", "ClusterLoadAssignment", "Listener", "RouteConfiguration"])
+        # The versions are the ones the xDS server sends.
+        s = xc.XdsStream(self.channel())
+        s.send(xc.CLUSTER_URL, node_id="debug-versions")
+        resp = s.recv(10)
+        self.assertIsNotNone(resp)
+        self.assertEqual(cd["version_info"]["Cluster"], resp.version_info)
+        s.cancel()
+        self.assertEqual(yaml.safe_load(self.server.get("/config_dump?format=yaml")[2]), cd)
+
+    def test_status_codes(self):
+        status, headers, body = self.server.get("/healthz")
+        self.assertEqual((status, body), (200, "ok\n"))
+        status, headers, body = self.server.get("/readyz")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(self.server.get("/nonexistent")[0], 404)
+        self.assertEqual(self.server.get("/clusters/extra")[0], 404)
+        self.assertEqual(self.server.get("/clusters?format=xml")[0], 400)
+        for method in ("POST", "PUT", "DELETE"):
+            status, headers, body = self.server.get("/clusters", method=method)
+            self.assertEqual(status, 405, method)
+            self.assertEqual(headers.get("allow"), "GET, HEAD")
+        status, headers, body = self.server.get("/clusters", method="HEAD")
+        self.assertEqual((status, body), (200, ""))
+        status, headers, body = self.server.get("/")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/html"))
+        self.assertIn("shop:frontend:http", body)
+
+    def test_documents_follow_file_changes(self):
+        self.assertNotIn("shop:renamed:http", [c["name"] for c in self.server.get_json("/clusters")])
+        start = self.server.nlines()
+        self.write_extra("renamed")
+        self.assertIsNotNone(self.server.wait_log(r"objects loaded", timeout=10, start=start), self.server.log())
+        names = [c["name"] for c in self.server.get_json("/clusters")]
+        self.assertIn("shop:renamed:http", names)
+        self.assertNotIn("shop:extra:http", names)
+        self.assertEqual(self.server.get_json("/clusters"), dc.dump(self.files)["clusters"])
+
+    # --- clients -----------------------------------------------------------------------------------------------
+
+    def test_clients_lists_a_connected_client(self):
+        if not dc.clients_supported():
+            self.skipTest("this build has no ekg_xds_server_clients (src/xds/server.c) yet")
+        s = xc.XdsStream(self.channel())
+        s.send(xc.CLUSTER_URL, node_id="debug-client-1")
+        resp = s.recv(10)
+        self.assertIsNotNone(resp)
+        s.ack(resp)
+
+        def acked():
+            for c in self.server.get_json("/clients"):
+                t = c.get("types", {})
+                if c.get("node_id") == "debug-client-1" and any(
+                        v.get("acked_version") == resp.version_info for v in t.values()):
+                    return c
+            return None
+
+        client = dc.wait_until(acked, timeout=5)
+        self.assertIsNotNone(client, json.dumps(self.server.get_json("/clients"), indent=1))
+        self.assertEqual(client.get("user_agent"), "ekglue-tests")
+        yaml_doc = yaml.safe_load(self.server.get("/clients?format=yaml")[2])
+        self.assertIn("debug-client-1", [c.get("node_id") for c in yaml_doc])
+        self.assertIn("debug-client-1", self.server.get("/")[2])
+        s.cancel()
+        gone = dc.wait_until(lambda: "debug-client-1" not in
+                             [c.get("node_id") for c in self.server.get_json("/clients")], timeout=5)
+        self.assertTrue(gone)
+
+    # --- metrics -----------------------------------------------------------------------------------------------
+
+    @unittest.skipIf(text_string_to_metric_families is None, "python3-prometheus-client is not installed")
+    def test_metrics_parse_and_move(self):
+        before, types, headers = metrics(self.server)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"), headers)
+        for name, typ in (("ekglue_kubernetes_events", "counter"), ("ekglue_xds_acks", "counter"),
+                          ("ekglue_xds_nacks", "counter"), ("ekglue_xds_pushes", "counter"),
+                          ("ekglue_xds_streams", "gauge"), ("ekglue_last_update_timestamp_seconds", "gauge"),
+                          ("ekglue_push_latency_seconds", "histogram"),
+                          ("ekglue_snapshot_build_seconds", "histogram"),
+                          ("ekglue_process_resident_memory_bytes", "gauge"),
+                          ("ekglue_process_cpu_seconds", "counter")):
+            self.assertEqual(types.get(name), typ, name)
+        # File mode: no watcher, so no per-resource watch metrics.
+        self.assertNotIn("ekglue_watch_relists", types)
+        self.assertGreater(sample(before, "ekglue_process_resident_memory_bytes"), 1e6)
+        self.assertGreater(sample(before, "ekglue_last_update_timestamp_seconds"), time.time() - 600)
+        self.assertGreaterEqual(sample(before, "ekglue_snapshot_build_seconds_count"), 1)
+        self.assertEqual(sample(before, "ekglue_snapshot_build_seconds_bucket", le="+Inf"),
+                         sample(before, "ekglue_snapshot_build_seconds_count"))
+
+        # An ACK on ADS (if src/xds counts them; it is expected to).
+        s = xc.XdsStream(self.channel())
+        s.send(xc.CLUSTER_URL, node_id="debug-metrics")
+        resp = s.recv(10)
+        self.assertIsNotNone(resp)
+        s.ack(resp)
+        key = ("ekglue_xds_acks_total", frozenset({"type": "Cluster"}.items()))
+        moved = dc.wait_until(lambda: metrics(self.server)[0][key] > before[key], timeout=5)
+        after, _, _ = metrics(self.server)
+        if not moved and after[("ekglue_xds_pushes_total", frozenset({"type": "Cluster"}.items()))] == 0:
+            self.skipTest("src/xds does not record xDS metrics yet")
+        self.assertTrue(moved, "xds_acks_total{type=Cluster} did not move")
+        self.assertGreaterEqual(sample(after, "ekglue_xds_pushes_total", type="Cluster"),
+                                sample(before, "ekglue_xds_pushes_total", type="Cluster") + 1)
+        self.assertGreaterEqual(sample(after, "ekglue_xds_streams", api="ADS"), 1)
+        s.cancel()
+
+        # A file change: a new snapshot, a new timestamp, one more build observed.
+        time.sleep(1.1)  # the timestamp has millisecond resolution; make the change unmistakable
+        start = self.server.nlines()
+        self.write_extra("metrics")
+        self.assertIsNotNone(self.server.wait_log(r"objects loaded", timeout=10, start=start))
+        later, _, _ = metrics(self.server)
+        self.assertGreater(sample(later, "ekglue_last_update_timestamp_seconds"),
+                           sample(before, "ekglue_last_update_timestamp_seconds") + 1)
+        self.assertEqual(sample(later, "ekglue_snapshot_build_seconds_count"),
+                         sample(before, "ekglue_snapshot_build_seconds_count") + 1)
+        # An unchanged reload (SIGHUP) publishes nothing new: the timestamp stays.
+        start = self.server.nlines()
+        self.server.signal(__import__("signal").SIGHUP)
+        self.assertIsNotNone(self.server.wait_log(r"objects loaded", timeout=10, start=start))
+        again, _, _ = metrics(self.server)
+        self.assertEqual(sample(again, "ekglue_last_update_timestamp_seconds"),
+                         sample(later, "ekglue_last_update_timestamp_seconds"))
+
+
+class KubernetesModeTest(unittest.TestCase):
+    """An API server that cannot be reached: alive but not ready, and the status shows why."""
+
+    def setUp(self):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.dead_port = sock.getsockname()[1]
+        sock.close()  # nothing listens there now
+        self.server = dc.DebugServer(extra_args=["--master", "http://127.0.0.1:%d" % self.dead_port])
+
+    def tearDown(self):
+        rc = self.server.stop()
+        log = self.server.log()
+        self.assertEqual(rc, 0, log[-4000:])
+        for marker in ("Sanitizer", "runtime error:"):
+            self.assertNotIn(marker, log, log[-6000:])
+
+    def test_not_ready_until_synced(self):
+        self.assertEqual(self.server.get("/healthz")[0], 200)
+        status, _, body = self.server.get("/readyz")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(self.server.get_json("/clusters"), [])
+        self.assertEqual(self.server.get_json("/localities"), {})
+        # The watcher's failures show on the page and in the metrics.
+        page = dc.wait_until(lambda: "not synced" in self.server.get("/")[2] and self.server.get("/")[2], 5)
+        self.assertTrue(page)
+        self.assertIn("Kubernetes sync", page)
+        self.assertIn("127.0.0.1:%d" % self.dead_port, page)
+        if text_string_to_metric_families is not None:
+            samples, types, _ = metrics(self.server)
+            self.assertEqual(types.get("ekglue_watch_reconnects"), "counter")
+            self.assertEqual(types.get("ekglue_kubernetes_sync_age_seconds"), "gauge")
+            self.assertEqual(sample(samples, "ekglue_kubernetes_sync_age_seconds", resource="services"), -1)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

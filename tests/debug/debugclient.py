@@ -1,0 +1,85 @@
+"""tests/debug/debugclient.py: shared helpers for the debug-port tests (not a test itself).
+
+- DebugServer is tests/xds/xdsclient.py's EkglueServer (`ekglue serve` on 127.0.0.1, xDS port read from the log)
+  started with `--debug-listen 127.0.0.1:0`; it also reads the debug port from the log line
+  `msg="debug server listening port=N ..."` (bounded wait).
+- get() is one HTTP request with a timeout, returning (status, headers, body) for any status.
+- dump() is `ekglue dump --format json` of the same files: the independent reference for the documents.
+- clients_supported() says whether the binary has the xDS server's client listing (ekg_xds_server_clients).
+
+Every wait is bounded. Run with /usr/bin/python3.
+"""
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "xds"))
+import xdsclient as xc  # noqa: E402
+
+EKGLUE = xc.EKGLUE
+SOURCE_DIR = xc.SOURCE_DIR
+
+
+class DebugServer(xc.EkglueServer):
+    def __init__(self, objects=(), extra_args=(), log_level="debug"):
+        super().__init__(objects, ["--debug-listen", "127.0.0.1:0"] + list(extra_args), log_level=log_level)
+        line = self.wait_log(r"debug server listening port=\d+", timeout=10)
+        if line is None:
+            self.kill()
+            raise RuntimeError("no debug port in the log:\n" + self.log())
+        self.debug_port = int(re.search(r"debug server listening port=(\d+)", line).group(1))
+
+    def get(self, path, method="GET", timeout=10.0):
+        return get(self.debug_port, path, method, timeout)
+
+    def get_json(self, path):
+        status, headers, body = self.get(path)
+        if status != 200:
+            raise AssertionError("GET %s: %d %s" % (path, status, body[:500]))
+        return json.loads(body)
+
+    def stop(self):
+        """A graceful stop; returns the exit code. The caller asserts on it and on the log."""
+        rc = self.terminate(timeout=15)
+        self.kill()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        return rc
+
+
+def get(port, path, method="GET", timeout=10.0):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path)
+        resp = conn.getresponse()
+        body = resp.read().decode("utf-8")
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def dump(objects):
+    args = [EKGLUE, "dump", "--format", "json"]
+    for path in objects:
+        args += ["--objects", path]
+    return json.loads(subprocess.run(args, check=True, capture_output=True, timeout=30).stdout)
+
+
+def clients_supported():
+    """True when the binary defines ekg_xds_server_clients (src/xds/server.c) rather than leaving it out."""
+    out = subprocess.run(["nm", EKGLUE], capture_output=True, text=True, timeout=30).stdout
+    return re.search(r"^\S+ T ekg_xds_server_clients$", out, re.M) is not None
+
+
+def wait_until(fn, timeout=5.0, interval=0.05):
+    """Calls fn until it returns something true; returns that, or the last value after timeout."""
+    deadline = time.monotonic() + timeout
+    value = fn()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = fn()
+    return value

@@ -1,0 +1,107 @@
+"""tests/debug/status_page_test.py: the HTML status page (`/`, src/debug/status_page.c) as a browser shows it.
+
+Starts `ekglue serve` on the demo cluster with the debug port, connects a raw ADS client (tests/xds/xdsclient.py)
+that ACKs Clusters and NACKs ClusterLoadAssignments, then renders the page in headless Chromium (Debian's
+chromium package): --dump-dom gives the DOM after parsing, which must show every cluster name from `ekglue dump`,
+the client's node id, its NACK message, and each type's version from /config_dump; --screenshot must produce a
+PNG. The page must need nothing from the network (no external assets: Chromium runs with networking features
+off and the DOM is checked for http(s) references other than the server itself).
+
+Set EKG_STATUS_SCREENSHOT=path to keep the screenshot (docs/status-page.png is made this way). Skips, saying
+so, only when no chromium binary is installed. Run by ctest with EKGLUE, EKG_SOURCE_DIR and EKG_BUILD_DIR set.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import debugclient as dc  # noqa: E402
+from debugclient import xc  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage"]
+
+
+@unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium; third_party/setup-deps.sh)")
+class StatusPageTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ekglue-status-")
+        self.demo = os.path.join(self.dir, "cluster.yaml")
+        shutil.copy(os.path.join(dc.SOURCE_DIR, "deploy", "demo", "cluster.yaml"), self.demo)
+        self.server = dc.DebugServer([self.demo])
+        self.channel = self.server.channel()
+
+    def tearDown(self):
+        self.channel.close()
+        rc = self.server.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.assertEqual(rc, 0, self.server.log()[-4000:])
+
+    def chromium(self, *args):
+        profile = tempfile.mkdtemp(prefix="profile-", dir=self.dir)
+        url = "http://127.0.0.1:%d/" % self.server.debug_port
+        proc = subprocess.run([CHROMIUM] + CHROME_FLAGS + ["--user-data-dir=" + profile] + list(args) + [url],
+                              capture_output=True, timeout=90)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode("utf-8", "replace")[-3000:])
+        return proc.stdout.decode("utf-8", "replace")
+
+    def test_page_shows_clusters_clients_and_versions(self):
+        # A client with history: Clusters ACKed, ClusterLoadAssignments NACKed with a message.
+        s = xc.XdsStream(self.channel)
+        s.send(xc.CLUSTER_URL, node_id="status-page-node")
+        cds = s.recv(10)
+        self.assertIsNotNone(cds)
+        s.ack(cds)
+        s.send(xc.CLA_URL, names=["shop:frontend:http", "shop:cart:http"])
+        eds = s.recv(10)
+        self.assertIsNotNone(eds)
+        s.send(xc.CLA_URL, names=["shop:frontend:http", "shop:cart:http"], version="", nonce=eds.nonce,
+               error="endpoint <b>rejected</b> by test")
+        if dc.clients_supported():
+            self.assertTrue(dc.wait_until(lambda: any(
+                (c.get("types", {}).get(k) or {}).get("nack")
+                for c in self.server.get_json("/clients") for k in c.get("types", {})), timeout=5))
+
+        dom = self.chromium("--dump-dom", "--virtual-time-budget=2000")
+        self.assertIn("<title>ekglue status</title>", dom)
+        self.assertIn("READY", dom)
+        ref = dc.dump([self.demo])
+        for cluster in ref["clusters"]:
+            self.assertIn(cluster["name"], dom)
+        versions = self.server.get_json("/config_dump")["version_info"]
+        for type_name, version in versions.items():
+            self.assertIn(type_name, dom)
+            self.assertIn(version, dom)
+        self.assertIn("us-east1/us-east1-a", dom)  # endpoints per locality
+        self.assertIn("HEALTHY", dom)  # ... and per health
+        if dc.clients_supported():
+            self.assertIn("status-page-node", dom)
+            self.assertIn(cds.version_info, dom)  # the ACKed Cluster version
+            # The NACK message is shown, escaped: no <b> element made it into the DOM.
+            self.assertIn("endpoint &lt;b&gt;rejected&lt;/b&gt; by test", dom)
+        # Self-contained: no script, no stylesheet link, no external URL.
+        self.assertNotIn("<script", dom)
+        self.assertNotIn("<link", dom)
+        for url in re.findall(r"(?:src|href)=\"(https?://[^\"]*)\"", dom):
+            self.fail("external reference %s" % url)
+
+        shot = os.path.join(self.dir, "status.png")
+        self.chromium("--screenshot=" + shot, "--window-size=1280,1600", "--hide-scrollbars")
+        with open(shot, "rb") as f:
+            png = f.read()
+        self.assertEqual(png[:8], b"\x89PNG\r\n\x1a\n")
+        self.assertGreater(len(png), 10000)
+        keep = os.environ.get("EKG_STATUS_SCREENSHOT")
+        if keep:
+            shutil.copy(shot, keep)
+        s.cancel()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
