@@ -10,6 +10,10 @@
  * health turning SERVING once the first complete sync is published; and when neither is configured, the demo
  * cluster embedded at build time.
  *
+ * The config file (--config) is re-read when it changes and on SIGHUP: a config that does not load is
+ * rejected with its file:line message and the one in force stays; a good one is handed to the translator
+ * (file mode: the next build; Kubernetes mode: ekg_watcher_set_config) and only what changed is pushed.
+ *
  * File mode: every --objects file is read into one
  * ekg_objects_t, translated by a fresh translator, and published as a snapshot. When a file changes (inotify
  * on the files' directories, so editors that write a new file and rename it over the old one, and Kubernetes
@@ -98,13 +102,16 @@ static void usage(FILE *f)
 
 /* What the loop needs; everything is owned here and freed at the one exit of ekg_cli_serve(). */
 typedef struct serve_state {
-    const ekg_config_t *cfg; /* borrowed */
+    ekg_config_t *cfg;       /* owned: the config in force (replaced by a good reload) */
+    const char *config_path; /* --config, or NULL (the built-in config, never reloaded) */
     ekg_cache_t *cache;      /* borrowed */
     bool kube;               /* objects come from the watcher, not from files */
-    const char **paths;      /* the --objects files (borrowed from argv) */
-    size_t npaths;
-    int *wds;          /* inotify watch of each path's directory (-1 when none) */
-    char **base_names; /* each path's file name; owned */
+    ekg_watcher_t *watcher;  /* Kubernetes mode: borrowed, for config reloads */
+    const char **paths;      /* the files watched: the --objects files, then the config file (borrowed) */
+    size_t npaths;           /* of which --objects files */
+    size_t nwatched;         /* npaths, plus one with a config file */
+    int *wds;                /* inotify watch of each path's directory (-1 when none) */
+    char **base_names;       /* each path's file name; owned */
     unsigned long reloads;
 } serve_state_t;
 
@@ -194,7 +201,7 @@ out:
  */
 static void watch_files(serve_state_t *st, int ifd)
 {
-    for (size_t i = 0; i < st->npaths; i++) {
+    for (size_t i = 0; i < st->nwatched; i++) {
         st->wds[i] = -1;
         char *copy_dir = strdup(st->paths[i]), *copy_base = strdup(st->paths[i]);
         if (copy_dir && copy_base) {
@@ -231,7 +238,7 @@ static bool files_changed(serve_state_t *st, int ifd)
                 changed = true;
                 continue;
             }
-            for (size_t i = 0; i < st->npaths; i++)
+            for (size_t i = 0; i < st->nwatched; i++)
                 if (st->wds[i] == ev->wd && st->base_names[i] && strcmp(st->base_names[i], ev->name) == 0)
                     changed = true;
         }
@@ -244,6 +251,36 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Re-reads the config file (if there is one) and, in file mode, the objects. A config that does not load is
+ * rejected with its file:line message and the one in force stays; a good one replaces it, and the rebuild
+ * pushes only what changed (versions are content hashes, so an unchanged result pushes nothing).
+ */
+static void reload(serve_state_t *st, const char *why)
+{
+    if (st->config_path) {
+        ekg_diag_t diag = {{0}};
+        ekg_config_t *next = NULL;
+        ekg_err_t err = ekg_config_load_file(st->config_path, &next, &diag);
+        if (err != EKG_OK) {
+            ekg_error("%s: config rejected, keeping the one in force: %s", why,
+                      diag.msg[0] ? diag.msg : ekg_strerror(err));
+        } else if (ekg_config_hash(next) == ekg_config_hash(st->cfg)) {
+            ekg_config_free(next); /* same effective config (comments, key order...): nothing to redo */
+        } else {
+            ekg_info("%s: config %s reloaded", why, st->config_path);
+            if (st->kube)
+                ekg_watcher_set_config(st->watcher, next); /* returns once the watcher left the old one */
+            ekg_config_free(st->cfg);
+            st->cfg = next;
+        }
+    }
+    if (!st->kube) {
+        ekg_info("%s: reloading objects", why);
+        load_and_publish(st);
+    }
 }
 
 /* The main loop: returns when SIGTERM or SIGINT arrives. */
@@ -265,11 +302,8 @@ static void run(serve_state_t *st, int sfd, int ifd)
         if (n > 0 && (fds[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
             if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGHUP && st->kube) {
-                    ekg_info("SIGHUP: nothing to reload (objects come from the Kubernetes API)");
-                } else if (si.ssi_signo == SIGHUP) {
-                    ekg_info("SIGHUP: reloading objects");
-                    load_and_publish(st);
+                if (si.ssi_signo == SIGHUP) {
+                    reload(st, "SIGHUP");
                     reload_at = -1;
                 } else {
                     ekg_info("%s: stopping", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -281,8 +315,7 @@ static void run(serve_state_t *st, int sfd, int ifd)
             reload_at = now_ms() + DEBOUNCE_MS;
         if (reload_at >= 0 && now_ms() >= reload_at) {
             reload_at = -1;
-            ekg_info("objects changed: reloading");
-            load_and_publish(st);
+            reload(st, "files changed");
         }
     }
 }
@@ -477,7 +510,13 @@ int ekg_cli_serve(int argc, char **argv)
     }
     if ((err = ekg_cache_new(&cache)) != EKG_OK)
         goto out;
-    st.cfg = cfg;
+    st.cfg = cfg; /* st owns it from here: a reload may replace it */
+    cfg = NULL;
+    st.config_path = config_path;
+    /* The files to watch: the objects, then the config file. */
+    st.nwatched = st.npaths;
+    if (config_path)
+        st.paths[st.nwatched++] = config_path;
     st.cache = cache;
     if (st.npaths == 0) {
         err = ekg_kube_conn_resolve(&kube.conn, &conn, &diag);
@@ -493,6 +532,12 @@ int ekg_cli_serve(int argc, char **argv)
             ekg_info("Kubernetes API: %s", ekg_kube_conn_describe(conn));
         }
     }
+    if (st.nwatched) {
+        if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
+            ekg_warn("inotify unavailable (%s); reload with SIGHUP", strerror(errno));
+        else
+            watch_files(&st, ifd); /* before the first read, so that no change slips in between */
+    }
     if (st.kube) {
         /* The server starts NOT_SERVING and empty; the watcher publishes and turns health on once synced. */
         if ((err = ekg_xds_server_start(cache, &xopts, &server, &diag)) != EKG_OK) {
@@ -501,15 +546,16 @@ int ekg_cli_serve(int argc, char **argv)
         }
         ekg_info("xDS server listening port=%d address=%s threads=%d source=kubernetes",
                  ekg_xds_server_port(server), xopts.listen, xopts.threads ? xopts.threads : 2);
-        if ((err = ekg_watcher_start(conn, &kube.watch, cfg, cache, on_synced, server, &watcher, &diag)) !=
+        if ((err = ekg_watcher_start(conn, &kube.watch, st.cfg, cache, on_synced, server, &watcher, &diag)) !=
             EKG_OK) {
             fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
             goto out;
         }
+        st.watcher = watcher;
         if (start_debug(debug_listen, debug_required, cache, server, watcher, &st,
                         ekg_kube_conn_describe(conn), &debug) != EKG_OK)
             goto out;
-        run(&st, sfd, -1);
+        run(&st, sfd, ifd);
         ekg_debug_server_stop(debug);
         debug = NULL;
         ekg_watcher_stop(watcher);
@@ -519,12 +565,6 @@ int ekg_cli_serve(int argc, char **argv)
         server = NULL;
         rc = EKG_EXIT_OK;
         goto out;
-    }
-    if (st.npaths) {
-        if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
-            ekg_warn("inotify unavailable (%s); reload with SIGHUP", strerror(errno));
-        else
-            watch_files(&st, ifd); /* before the first read, so that no change slips in between */
     }
     if (load_and_publish(&st) != EKG_OK) {
         fprintf(stderr, "ekglue serve: the objects could not be loaded (see above)\n");
@@ -557,13 +597,14 @@ out:
     ekg_cli_kube_free(&kube);
     ekg_cache_free(cache);
     ekg_config_free(cfg);
+    ekg_config_free(st.cfg);
     if (ifd >= 0)
         close(ifd);
     if (sfd >= 0)
         close(sfd);
     if (signals_blocked)
         pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
-    for (size_t i = 0; st.base_names && i < st.npaths; i++)
+    for (size_t i = 0; st.base_names && i < st.nwatched; i++)
         free(st.base_names[i]);
     free(st.base_names);
     free(st.wds);

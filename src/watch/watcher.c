@@ -170,7 +170,12 @@ struct ekg_watcher {
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
-    pthread_mutex_t lock; /* guards every stream's pub */
+    pthread_mutex_t lock; /* guards every stream's pub, and the config hand-off below */
+
+    /* Config hand-off (ekg_watcher_set_config): the caller sets next_cfg under lock and waits on cfg_applied.
+     */
+    const ekg_config_t *next_cfg; /* borrowed; NULL when nothing is pending */
+    pthread_cond_t cfg_applied;
 };
 
 /* --- small helpers -------------------------------------------------------------------------------------- */
@@ -1084,12 +1089,45 @@ static void run_once(ekg_watcher_t *w)
     curl_multi_poll(w->multi, NULL, 0, (int)timeout, NULL);
 }
 
+/* A new config from ekg_watcher_set_config(): switch the translator on this thread, and publish what changed.
+ */
+static void apply_config(ekg_watcher_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    const ekg_config_t *cfg = w->next_cfg;
+    if (cfg) {
+        ekg_translator_set_config(w->translator, cfg);
+        w->next_cfg = NULL;
+        pthread_cond_broadcast(&w->cfg_applied);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (cfg && w->synced)
+        publish(w); /* a config change publishes at once; identical results push nothing */
+}
+
 static void *thread_main(void *arg)
 {
     ekg_watcher_t *w = arg;
-    while (!atomic_load(&w->stop))
+    while (!atomic_load(&w->stop)) {
+        apply_config(w);
         run_once(w);
+    }
+    /* Nobody waits forever on a stopped watcher. */
+    pthread_mutex_lock(&w->lock);
+    w->next_cfg = NULL;
+    pthread_cond_broadcast(&w->cfg_applied);
+    pthread_mutex_unlock(&w->lock);
     return NULL;
+}
+
+void ekg_watcher_set_config(ekg_watcher_t *w, const ekg_config_t *cfg)
+{
+    pthread_mutex_lock(&w->lock);
+    w->next_cfg = cfg;
+    curl_multi_wakeup(w->multi);
+    while (w->next_cfg == cfg && !atomic_load(&w->stop))
+        pthread_cond_wait(&w->cfg_applied, &w->lock);
+    pthread_mutex_unlock(&w->lock);
 }
 
 /* --- lifecycle ------------------------------------------------------------------------------------------ */
@@ -1128,6 +1166,7 @@ static void watcher_free(ekg_watcher_t *w)
     free(w->namespaces);
     free(w->selector);
     pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->cfg_applied);
     free(w);
 }
 
@@ -1169,6 +1208,7 @@ static ekg_err_t watcher_new(ekg_kube_conn_t *conn, const ekg_watch_options_t *o
     if (!w)
         return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
     pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cfg_applied, NULL);
     w->conn = conn;
     w->opts = o;
     w->opts.nnamespaces = 0;
