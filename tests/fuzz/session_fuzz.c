@@ -1,6 +1,7 @@
 /*
  * tests/fuzz/session_fuzz.c: libFuzzer target for what clients send the xDS server: DiscoveryRequests, fed to a
- * session (src/xds/session.c) with a small snapshot in place, and every response it then produces.
+ * session (src/xds/session.c) with a small snapshot in place, and every response it then produces; then the
+ * whole input as a CSDS ClientStatusRequest about that session (src/xds/csds.c).
  *
  * The input is split at the two-byte marker 0xff 0xfe into up to 8 requests on one stream, so that sequences
  * (subscribe, ACK with some nonce, NACK, change names) are explored, not only single messages.
@@ -13,6 +14,9 @@
 #include "ekglue/resource.h"
 #include "ekglue/snapshot.h"
 
+#include <stdlib.h>
+
+#include "xds/csds.h"
 #include "xds/session.h"
 
 static ekg_snapshot_t *snapshot(void)
@@ -61,6 +65,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         p = q + 2;
     }
+    char *csds = NULL;
+    size_t csds_len = 0;
+    ekg_diag_t diag;
+    if (ekg_xds_csds_answer((const char *)data, size, &s, 1, &csds, &csds_len, &diag) == EKG_OK)
+        free(csds);
     ekg_xds_session_free(s);
     return 0;
 }
