@@ -56,13 +56,14 @@ struct ekg_kube_conn {
     char *cert_file;
     blob_t cert_data;
     char *key_file;
-    blob_t key_data;               /* secret */
-    struct curl_slist *connect_to; /* tls-server-name:PORT:REALHOST:PORT, or NULL */
-    char *tls_server_name;         /* for describe; NULL = none */
-    char *proxy;                   /* secret (may hold credentials): proxy-url, or NULL for curl's default */
-    char *token;                   /* secret: the current bearer token, or NULL */
-    char *token_file;              /* where the token comes from and is re-read, or NULL (static token) */
-    double token_read_at;          /* clock of the last attempt to read token_file */
+    blob_t key_data;                /* secret */
+    struct curl_slist *connect_to;  /* tls-server-name:PORT:REALHOST:PORT, or NULL */
+    char *tls_server_name;          /* for describe; NULL = none */
+    char *proxy;                    /* secret (may hold credentials): proxy-url, or NULL for curl's default */
+    char *token;                    /* secret: the current bearer token, or NULL */
+    char *token_file;               /* where the token comes from and is re-read, or NULL (static token) */
+    double token_read_at;           /* clock of the last attempt to read token_file */
+    unsigned long token_generation; /* bumped every time the token changes */
 };
 
 /* --- clock, secrets, small strings --------------------------------------------------------------------- */
@@ -1074,8 +1075,14 @@ static bool reread_token(ekg_kube_conn_t *c)
     }
     free_secret_str(c->token);
     c->token = tok;
+    c->token_generation++;
     ekg_info("msg=\"Kubernetes API token re-read: it changed\" file=%s", c->token_file);
     return true;
+}
+
+unsigned long ekg_kube_conn_token_generation(const ekg_kube_conn_t *c)
+{
+    return c ? c->token_generation : 0;
 }
 
 bool ekg_kube_conn_reload_token(ekg_kube_conn_t *c)

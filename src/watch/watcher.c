@@ -122,7 +122,8 @@ typedef struct stream {
     size_t list_changed;
     int list_retries; /* list-only mode */
 
-    CURL *easy; /* owned; reused by every request of the stream */
+    CURL *easy;              /* owned; reused by every request of the stream */
+    unsigned long token_gen; /* the connection's token generation when the current request was prepared */
     struct curl_slist *headers;
     bool in_multi;
     long long started_ms;
@@ -587,6 +588,7 @@ static void start_request(stream_t *s, bool list)
     curl_slist_free_all(s->headers);
     s->headers = NULL;
     ekg_err_t err = ekg_kube_conn_prepare(w->conn, s->easy, path, &s->headers, &diag);
+    s->token_gen = ekg_kube_conn_token_generation(w->conn); /* the token this request carries */
     if (err) {
         set_error(s, "%s", diag.msg[0] ? diag.msg : ekg_strerror(err));
         free(path);
@@ -881,7 +883,9 @@ static void transfer_done(stream_t *s, CURLcode result)
         return;
     }
     if (code == 401) {
-        bool renewed = ekg_kube_conn_reload_token(w->conn);
+        /* Another stream may have found the new token already; else re-read it now. */
+        bool renewed =
+            ekg_kube_conn_token_generation(w->conn) != s->token_gen || ekg_kube_conn_reload_token(w->conn);
         set_error(s, "HTTP 401 Unauthorized%s: %s", renewed ? " (token re-read, retrying)" : "",
                   status_message(s));
         if (renewed && w->objs && ++s->list_retries <= LIST_ONLY_RETRIES) {
