@@ -6,23 +6,37 @@
 #    runtime headers and the upb-generated Envoy/xDS headers into the cache folder (default: build/deps).
 #    Nothing fetched here is ever committed; see third_party/README.md.
 #
-# Usage: third_party/setup-deps.sh [--no-install] [CACHE_DIR]
+# Usage: third_party/setup-deps.sh [--no-install] [--build-only] [CACHE_DIR]
+#   --no-install  only check the packages (fail with the apt-get command to run)
+#   --build-only  only what building the ekglue binary needs (the Docker image's builder stage)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 install=1
-if [ "${1:-}" = "--no-install" ]; then install=0; shift; fi
+build_only=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-install) install=0; shift ;;
+    --build-only) build_only=1; shift ;;
+    *) break ;;
+  esac
+done
 cache=${1:-${EKG_DEPS_DIR:-$top/build/deps}}
 
-# Everything the build, the tests, the fuzzers and the benchmarks use. The README's commands rely on this list.
-packages=(
+# What building ekglue needs.
+build_packages=(
   build-essential cmake make pkg-config ca-certificates
-  clang libclang-rt-14-dev llvm
   libgrpc-dev protobuf-compiler
-  libcurl4-openssl-dev libcjson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
+  libcurl4-openssl-dev libcjson-dev libyaml-dev libmicrohttpd-dev
+)
+# What the tests, the fuzzers and the benchmarks add. The README's commands rely on both lists.
+test_packages=(
+  clang libclang-rt-14-dev llvm libcmocka-dev
   python3 python3-grpcio python3-protobuf python3-yaml python3-prometheus-client chromium openssl
 )
+packages=("${build_packages[@]}")
+if [ "$build_only" = 0 ]; then packages+=("${test_packages[@]}"); fi
 
 missing=()
 for p in "${packages[@]}"; do
