@@ -10,7 +10,8 @@
  *   peak RSS   of the process after the full build
  *   update     one EndpointSlice changes (one endpoint flips readiness) -> rebuilt sets; 1,000 times over
  *              different Services, p50/p99/max
- * Targets (issue 2): full build (parse + translate) under 1 s, peak RSS under 300 MB, one-slice update under 1 ms.
+ * Targets (issue 2): full build (parse + translate) under 1 s, peak RSS under 300 MB, one-slice update under
+ * 1 ms.
  *
  * Usage: translate_bench [services=10000] [endpoints=100000]
  * Thread: main only.
@@ -65,9 +66,12 @@ static const char *zones[3] = {"us-east1-a", "us-east1-b", "us-east1-c"};
 static void slice_json(buf_t *b, int s, int count, int flip)
 {
     put(b,
-        "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"svc-%d-abcde\","
-        "\"namespace\":\"ns-%d\",\"resourceVersion\":\"%d\",\"labels\":{\"kubernetes.io/service-name\":\"svc-%d\","
-        "\"endpointslice.kubernetes.io/managed-by\":\"endpointslice-controller.k8s.io\"}},\"addressType\":\"IPv4\","
+        "{\"apiVersion\":\"discovery.k8s.io/"
+        "v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"svc-%d-abcde\","
+        "\"namespace\":\"ns-%d\",\"resourceVersion\":\"%d\",\"labels\":{\"kubernetes.io/"
+        "service-name\":\"svc-%d\","
+        "\"endpointslice.kubernetes.io/"
+        "managed-by\":\"endpointslice-controller.k8s.io\"}},\"addressType\":\"IPv4\","
         "\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"},{\"name\":\"grpc\",\"port\":9090,"
         "\"protocol\":\"TCP\"},{\"name\":\"metrics\",\"port\":9100,\"protocol\":\"TCP\"}],\"endpoints\":[",
         s, s % 100, s, s);
@@ -75,8 +79,10 @@ static void slice_json(buf_t *b, int s, int count, int flip)
         int ip = s * 16 + e;
         int node = (s * 7 + e) % 1000;
         put(b,
-            "%s{\"addresses\":[\"10.%d.%d.%d\"],\"conditions\":{\"ready\":%s,\"serving\":true,\"terminating\":false},"
-            "\"nodeName\":\"node-%d\",\"zone\":\"%s\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"svc-%d-pod-%d\","
+            "%s{\"addresses\":[\"10.%d.%d.%d\"],\"conditions\":{\"ready\":%s,\"serving\":true,"
+            "\"terminating\":false},"
+            "\"nodeName\":\"node-%d\",\"zone\":\"%s\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"svc-%d-pod-%"
+            "d\","
             "\"namespace\":\"ns-%d\"}}",
             e ? "," : "", (ip >> 16) & 255, (ip >> 8) & 255, ip & 255, e == flip ? "false" : "true", node,
             zones[node % 3], s, e, s % 100);
@@ -111,8 +117,10 @@ int main(int argc, char **argv)
             n ? "," : "", n, n, zones[n % 3]);
     for (int s = 0; s < nservices; s++) {
         put(&b,
-            ",{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"ns-%d\","
-            "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",\"ports\":["
+            ",{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\",\"namespace\":"
+            "\"ns-%d\","
+            "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\","
+            "\"ports\":["
             "{\"name\":\"http\",\"port\":80,\"targetPort\":8080,\"protocol\":\"TCP\"},"
             "{\"name\":\"grpc\",\"port\":9090,\"targetPort\":\"grpc\",\"protocol\":\"TCP\"},"
             "{\"name\":\"metrics\",\"port\":9100,\"targetPort\":9100,\"protocol\":\"TCP\"}]}}",
@@ -168,7 +176,8 @@ int main(int argc, char **argv)
            (t2 - t1) * 1e3, ekg_resource_set_size(cl), ekg_resource_set_size(la), (double)bytes / 1e6);
     printf("  encode:   %8.1f ms  (part of translate)\n", (double)st.encode_ns / 1e6);
     printf("full build: %8.1f ms  (target < 1000 ms)\n", (t2 - t0) * 1e3);
-    printf("peak RSS:   %8.1f MB  (target < 300 MB; includes the 29 MB input text and the benchmark's own buffers)\n",
+    printf("peak RSS:   %8.1f MB  (target < 300 MB; includes the 29 MB input text and the benchmark's own "
+           "buffers)\n",
            (double)ru.ru_maxrss / 1024.0);
 
     /* One-slice updates: each flips one endpoint of a different Service to not ready. */
@@ -205,10 +214,11 @@ int main(int argc, char **argv)
         la = la2;
     }
     qsort(lat, ROUNDS, sizeof(double), cmp_double);
-    printf("one-slice update: p50 %.3f ms, p99 %.3f ms, max %.3f ms over %d updates, %.1f services redone each "
-           "(target < 1 ms)\n",
-           lat[ROUNDS / 2] * 1e3, lat[ROUNDS * 99 / 100] * 1e3, lat[ROUNDS - 1] * 1e3, ROUNDS,
-           (double)redone / ROUNDS);
+    printf(
+        "one-slice update: p50 %.3f ms, p99 %.3f ms, max %.3f ms over %d updates, %.1f services redone each "
+        "(target < 1 ms)\n",
+        lat[ROUNDS / 2] * 1e3, lat[ROUNDS * 99 / 100] * 1e3, lat[ROUNDS - 1] * 1e3, ROUNDS,
+        (double)redone / ROUNDS);
     getrusage(RUSAGE_SELF, &ru);
     printf("peak RSS at the end: %.1f MB (the cJSON comparison parse above raised it)\n",
            (double)ru.ru_maxrss / 1024.0);

@@ -11,13 +11,12 @@
  *
  * Two rounds, each in fresh processes (the server's CPU and RSS are its own, and gRPC never sees a fork):
  *   ekglue    translator -> snapshot -> cache -> ekg_xds_server (src/xds/server.c), 127.0.0.1, T threads.
- *             A change is ekg_translator_put_slice + build + ekg_snapshot_new + ekg_cache_publish on the round
- *             process's main thread, which fans the update out to every stream itself.
- *   baseline  a trivial gRPC C-core server (below) with the same T completion queues and threads, one
- *             RECV_MESSAGE outstanding per call, sends serialized per call, that answers the first CDS and
- *             EDS request with pre-encoded bytes and on a change sends the pre-encoded update to every
- *             stream from the changing thread. Its bytes are ekglue's own translator output (the same
- *             resources, versions and sizes).
+ *             A change is ekg_translator_put_slice + build + ekg_snapshot_new + ekg_cache_publish on the
+ * round process's main thread, which fans the update out to every stream itself. baseline  a trivial gRPC
+ * C-core server (below) with the same T completion queues and threads, one RECV_MESSAGE outstanding per call,
+ * sends serialized per call, that answers the first CDS and EDS request with pre-encoded bytes and on a
+ * change sends the pre-encoded update to every stream from the changing thread. Its bytes are ekglue's own
+ * translator output (the same resources, versions and sizes).
  *
  * Processes. `xds_bench` (the orchestrator) runs each round as `xds_bench --round NAME ...`, which is the
  * server and runs its clients as `xds_bench --client ...` (fork + exec). Round <-> client talk over two pipes
@@ -74,15 +73,15 @@
 #include "ekglue/translate.h"
 #include "ekglue/xds.h"
 
-#define ENDPOINTS       4     /* per Service */
-#define MAX_CHANGES     1000
-#define CLIENT_THREADS  2
-#define CHANGE_TIMEOUT  10000 /* ms: every stream has the update, or the run fails */
-#define SYNC_TIMEOUT    90000 /* ms: every stream has its initial state */
-#define IDLE_WINDOW_MS  2000
-#define ADS_METHOD      "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-#define CDS_TYPE        "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-#define EDS_TYPE        "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+#define ENDPOINTS      4 /* per Service */
+#define MAX_CHANGES    1000
+#define CLIENT_THREADS 2
+#define CHANGE_TIMEOUT 10000 /* ms: every stream has the update, or the run fails */
+#define SYNC_TIMEOUT   90000 /* ms: every stream has its initial state */
+#define IDLE_WINDOW_MS 2000
+#define ADS_METHOD     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+#define CDS_TYPE       "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+#define EDS_TYPE       "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 
 /* --- small helpers ------------------------------------------------------------------------------------- */
 
@@ -244,19 +243,25 @@ static int reap(pid_t pid, int timeout_ms)
 static void service_json(buf_t *b, int s)
 {
     put(b,
-        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"ns-%d\","
-        "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",\"ports\":["
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"ns-%"
+        "d\","
+        "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\","
+        "\"ports\":["
         "{\"name\":\"http\",\"port\":80,\"targetPort\":8080,\"protocol\":\"TCP\"}]}}",
         s, s % 100, s, (s >> 8) & 255, s & 255);
 }
 
-/* The slice of Service s; change >= 0 gives endpoint (change % ENDPOINTS) an address no change used before. */
+/* The slice of Service s; change >= 0 gives endpoint (change % ENDPOINTS) an address no change used before.
+ */
 static void slice_json(buf_t *b, int s, int change)
 {
     put(b,
-        "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"svc-%d-abcde\","
-        "\"namespace\":\"ns-%d\",\"resourceVersion\":\"%d\",\"labels\":{\"kubernetes.io/service-name\":\"svc-%d\"}},"
-        "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],\"endpoints\":[",
+        "{\"apiVersion\":\"discovery.k8s.io/"
+        "v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"svc-%d-abcde\","
+        "\"namespace\":\"ns-%d\",\"resourceVersion\":\"%d\",\"labels\":{\"kubernetes.io/"
+        "service-name\":\"svc-%d\"}},"
+        "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],"
+        "\"endpoints\":[",
         s, s % 100, change >= 0 ? 1000000 + change : s, s);
     for (int e = 0; e < ENDPOINTS; e++) {
         int ip = s * ENDPOINTS + e;
@@ -267,8 +272,10 @@ static void slice_json(buf_t *b, int s, int change)
         else
             snprintf(addr, sizeof(addr), "10.%d.%d.%d", (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
         put(b,
-            "%s{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true,\"serving\":true,\"terminating\":false},"
-            "\"zone\":\"us-east1-%c\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"svc-%d-pod-%d\",\"namespace\":"
+            "%s{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true,\"serving\":true,\"terminating\":false}"
+            ","
+            "\"zone\":\"us-east1-%c\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"svc-%d-pod-%d\","
+            "\"namespace\":"
             "\"ns-%d\"}}",
             e ? "," : "", addr, 'a' + e % 3, s, e, s % 100);
     }
@@ -297,8 +304,8 @@ static int workload_new(int nservices, ekg_config_t **cfg, ekg_translator_t **t)
     }
     put(&b, "]}");
     if (ekg_config_default(cfg, &diag) || ekg_translator_new(*cfg, t) ||
-        ekg_objects_add_buffer(&objs, b.p, b.n, "xds_bench.json", &diag) || ekg_translator_put_objects(*t, &objs) ||
-        ekg_translator_build(*t, NULL, NULL)) {
+        ekg_objects_add_buffer(&objs, b.p, b.n, "xds_bench.json", &diag) ||
+        ekg_translator_put_objects(*t, &objs) || ekg_translator_build(*t, NULL, NULL)) {
         fprintf(stderr, "xds_bench: cannot build the workload: %s\n", diag.msg);
         goto out;
     }
@@ -353,9 +360,9 @@ enum { R_READY = 1, R_ACKED, R_CHANGE, R_STOPPING, R_DONE, R_ERROR };
 
 typedef struct rec {
     int kind;
-    int k;    /* change index; -1 for the initial state */
-    double t; /* CLOCK_MONOTONIC seconds */
-    double v; /* R_READY: sync seconds; R_DONE: streams ended UNAVAILABLE; R_ERROR: code */
+    int k;         /* change index; -1 for the initial state */
+    double t;      /* CLOCK_MONOTONIC seconds */
+    double v;      /* R_READY: sync seconds; R_DONE: streams ended UNAVAILABLE; R_ERROR: code */
     double cpu_ms; /* the client's CPU so far */
 } rec_t;
 
@@ -384,8 +391,8 @@ static bool expect(int fd, int kind, int k, int timeout_ms, rec_t *out)
                 *out = r;
             return true;
         }
-        fprintf(stderr, "xds_bench: unexpected record kind=%d k=%d while waiting for kind=%d k=%d\n", r.kind, r.k,
-                kind, k);
+        fprintf(stderr, "xds_bench: unexpected record kind=%d k=%d while waiting for kind=%d k=%d\n", r.kind,
+                r.k, kind, k);
         return false;
     }
 }
@@ -560,7 +567,8 @@ static void cstream_start(cstream_t *st, grpc_channel *ch, grpc_completion_queue
         client_fail("stream %d: cannot start", st->id);
     cstream_recv(st, true);
     /* Wildcard CDS: no resource_names. */
-    cstream_queue(st, make_request(CDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, st->node_id, false), -2);
+    cstream_queue(st, make_request(CDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, st->node_id, false),
+                  -2);
 }
 
 static void on_client_recv(cstream_t *st, bool ok)
@@ -578,7 +586,8 @@ static void on_client_recv(cstream_t *st, bool ok)
 
     upb_Arena *a = upb_Arena_New();
     envoy_service_discovery_v3_DiscoveryResponse *r = envoy_service_discovery_v3_DiscoveryResponse_parse_ex(
-        (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL, kUpb_DecodeOption_AliasString, a);
+        (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL, kUpb_DecodeOption_AliasString,
+        a);
     if (!r) {
         client_fail("stream %d: a DiscoveryResponse does not decode", st->id);
         goto out;
@@ -599,7 +608,8 @@ static void on_client_recv(cstream_t *st, bool ok)
         st->phase = 1;
     } else if (eds && st->phase == 1) {
         if ((int)nres != C.nclusters)
-            client_fail("stream %d: EDS carried %zu load assignments, expected %d", st->id, nres, C.nclusters);
+            client_fail("stream %d: EDS carried %zu load assignments, expected %d", st->id, nres,
+                        C.nclusters);
         cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, true), -1);
         st->phase = 2;
         if (atomic_fetch_add(&C.synced, 1) + 1 == C.nstreams)
@@ -615,11 +625,12 @@ static void on_client_recv(cstream_t *st, bool ok)
         pthread_mutex_lock(&C.lock);
         if (!C.versions[k][0])
             snprintf(C.versions[k], sizeof(C.versions[k]), "%.*s", (int)version.size, version.data);
-        bool same = strlen(C.versions[k]) == version.size && memcmp(C.versions[k], version.data, version.size) == 0;
+        bool same =
+            strlen(C.versions[k]) == version.size && memcmp(C.versions[k], version.data, version.size) == 0;
         pthread_mutex_unlock(&C.lock);
         if (!same)
-            client_fail("stream %d: update %d has version %.*s, another stream got %s", st->id, k, (int)version.size,
-                        version.data, C.versions[k]);
+            client_fail("stream %d: update %d has version %.*s, another stream got %s", st->id, k,
+                        (int)version.size, version.data, C.versions[k]);
         cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, true), k);
         if (atomic_fetch_add(&C.received[k], 1) + 1 == C.nstreams)
             client_record(R_CHANGE, k, t, 0);
@@ -657,7 +668,8 @@ static void on_client_status(cstream_t *st)
     }
     if (!atomic_load(&C.stopping)) {
         char *d = grpc_slice_to_c_string(st->details);
-        client_fail("stream %d ended before the server was stopped: status %d %s", st->id, (int)st->status, d);
+        client_fail("stream %d ended before the server was stopped: status %d %s", st->id, (int)st->status,
+                    d);
         gpr_free(d);
     }
     if (st->status == GRPC_STATUS_UNAVAILABLE)
@@ -718,7 +730,8 @@ static int client_main(int argc, char **argv)
     /* The load-assignment names, from the round process. */
     uint32_t len;
     char *names = NULL;
-    if (!read_all(3, &len, sizeof(len), 10000) || !(names = malloc(len + 1)) || !read_all(3, names, len, 10000)) {
+    if (!read_all(3, &len, sizeof(len), 10000) || !(names = malloc(len + 1)) ||
+        !read_all(3, names, len, 10000)) {
         fprintf(stderr, "xds_bench client: cannot read the resource names\n");
         return 1;
     }
@@ -799,8 +812,8 @@ static int client_main(int argc, char **argv)
         grpc_completion_queue_destroy(C.cqs[i]);
     }
     if (!clean) {
-        fprintf(stderr, "xds_bench client: %d of %d streams did not end\n", C.nstreams - atomic_load(&C.ended),
-                C.nstreams);
+        fprintf(stderr, "xds_bench client: %d of %d streams did not end\n",
+                C.nstreams - atomic_load(&C.ended), C.nstreams);
         _exit(1);
     }
     grpc_slice_unref(C.names);
@@ -947,7 +960,8 @@ static void b_on_recv(bstream_t *st, bool ok)
         st->recv_buf = NULL;
         upb_Arena *a = upb_Arena_New();
         envoy_service_discovery_v3_DiscoveryRequest *r = envoy_service_discovery_v3_DiscoveryRequest_parse_ex(
-            (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL, kUpb_DecodeOption_AliasString, a);
+            (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL,
+            kUpb_DecodeOption_AliasString, a);
         if (r && envoy_service_discovery_v3_DiscoveryRequest_response_nonce(r).size == 0) {
             upb_StringView url = envoy_service_discovery_v3_DiscoveryRequest_type_url(r);
             if (url.size == strlen(CDS_TYPE) && memcmp(url.data, CDS_TYPE, url.size) == 0)
@@ -998,8 +1012,8 @@ static void b_arm(bworker_t *w)
     pthread_mutex_lock(&s->lock);
     if (!s->stopping) {
         grpc_metadata_array_init(&w->md);
-        grpc_server_request_registered_call(s->server, s->method, &w->new_call, &w->deadline, &w->md, NULL, w->cq,
-                                            w->cq, &w->tag);
+        grpc_server_request_registered_call(s->server, s->method, &w->new_call, &w->deadline, &w->md, NULL,
+                                            w->cq, w->cq, &w->tag);
     }
     pthread_mutex_unlock(&s->lock);
 }
@@ -1137,7 +1151,8 @@ static void bserver_stop(bserver_t *s)
     grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->nstreams; i++)
-        grpc_call_cancel_with_status(s->streams[i]->call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+        grpc_call_cancel_with_status(s->streams[i]->call, GRPC_STATUS_UNAVAILABLE, "server shutting down",
+                                     NULL);
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += 5;
@@ -1194,7 +1209,8 @@ static payload_t response_bytes(const char *version, const char *url, const char
     return (payload_t){b.p, b.n};
 }
 
-static void collect_changed(void *ctx, const char *name, const ekg_resource_t *before, const ekg_resource_t *after)
+static void collect_changed(void *ctx, const char *name, const ekg_resource_t *before,
+                            const ekg_resource_t *after)
 {
     const ekg_resource_t **out = ctx;
     if (after)
@@ -1208,8 +1224,8 @@ typedef struct result {
     double sync_ms;
     int nchanges;
     double lat_ms[MAX_CHANGES];
-    double prep_ms;      /* mean: ekglue put_slice + build + snapshot before publishing */
-    double publish_ms;   /* mean: the publish / push call itself */
+    double prep_ms;        /* mean: ekglue put_slice + build + snapshot before publishing */
+    double publish_ms;     /* mean: the publish / push call itself */
     double publish_cpu_ms; /* mean: CPU of the publishing thread during that call */
     double cpu_per_change_ms;
     double rss0_kb, rss1_kb, rss2_kb, heap0_kb, heap1_kb;
@@ -1318,7 +1334,8 @@ static int round_setup(round_t *r, result_t *res)
 }
 
 /* One change; *prep_ms is the part before the fan-out starts. */
-static int round_change(round_t *r, int k, double *t0, double *prep_ms, double *publish_ms, double *publish_cpu)
+static int round_change(round_t *r, int k, double *t0, double *prep_ms, double *publish_ms,
+                        double *publish_cpu)
 {
     if (!r->ekglue) {
         *t0 = now_s();
@@ -1553,7 +1570,8 @@ static stats_t latency_stats(const result_t *r)
     return s;
 }
 
-static void row(const char *label, const result_t *e, const result_t *b, double ve, double vb, const char *fmt)
+static void row(const char *label, const result_t *e, const result_t *b, double ve, double vb,
+                const char *fmt)
 {
     char se[32] = "-", sb[32] = "-", sr[32] = "";
     if (e)
@@ -1598,10 +1616,11 @@ int main(int argc, char **argv)
     if (o.channels > o.streams)
         o.channels = o.streams;
 
-    printf("xds_bench: %d ADS streams over %d connections, %d Services (1 port, %d endpoints each), %d changes, "
-           "%d server threads, %d client threads, %ld CPUs\n",
-           o.streams, o.channels, o.services, ENDPOINTS, o.changes, o.threads, CLIENT_THREADS,
-           sysconf(_SC_NPROCESSORS_ONLN));
+    printf(
+        "xds_bench: %d ADS streams over %d connections, %d Services (1 port, %d endpoints each), %d changes, "
+        "%d server threads, %d client threads, %ld CPUs\n",
+        o.streams, o.channels, o.services, ENDPOINTS, o.changes, o.threads, CLIENT_THREADS,
+        sysconf(_SC_NPROCESSORS_ONLN));
     result_t *e = NULL, *b = NULL;
     result_t *re = calloc(1, sizeof(*re)), *rb = calloc(1, sizeof(*rb));
     int rc = 0;
@@ -1618,8 +1637,8 @@ int main(int argc, char **argv)
             b = rb;
     }
     if (b)
-        printf("payload per stream: CDS %.1f KB, EDS %.1f KB at start; one update %.0f B\n", b->cds_bytes / 1e3,
-               b->eds_bytes / 1e3, b->update_bytes);
+        printf("payload per stream: CDS %.1f KB, EDS %.1f KB at start; one update %.0f B\n",
+               b->cds_bytes / 1e3, b->eds_bytes / 1e3, b->update_bytes);
     stats_t se = e ? latency_stats(e) : (stats_t){0}, sb = b ? latency_stats(b) : (stats_t){0};
     double n = o.streams;
     printf("\n%-44s %12s %12s %8s\n", "", "ekglue", "baseline", "ratio");
@@ -1631,13 +1650,14 @@ int main(int argc, char **argv)
     row("  of which translate + snapshot, mean (ms)", e, NULL, e ? e->prep_ms : 0, 0, "%.3f");
     row("  publish/push call returns after, mean (ms)", e, b, e ? e->publish_ms : 0, b ? b->publish_ms : 0,
         "%.2f");
-    row("  publishing thread's CPU in that call (ms)", e, b, e ? e->publish_cpu_ms : 0, b ? b->publish_cpu_ms : 0,
-        "%.2f");
+    row("  publishing thread's CPU in that call (ms)", e, b, e ? e->publish_cpu_ms : 0,
+        b ? b->publish_cpu_ms : 0, "%.2f");
     row("server CPU per change, incl. ACKs (ms)", e, b, e ? e->cpu_per_change_ms : 0,
         b ? b->cpu_per_change_ms : 0, "%.2f");
     row("server RSS, no streams (MiB)", e, b, e ? e->rss0_kb / 1024 : 0, b ? b->rss0_kb / 1024 : 0, "%.1f");
     row("server RSS, idle streams (MiB)", e, b, e ? e->rss1_kb / 1024 : 0, b ? b->rss1_kb / 1024 : 0, "%.1f");
-    row("server RSS after the changes (MiB)", e, b, e ? e->rss2_kb / 1024 : 0, b ? b->rss2_kb / 1024 : 0, "%.1f");
+    row("server RSS after the changes (MiB)", e, b, e ? e->rss2_kb / 1024 : 0, b ? b->rss2_kb / 1024 : 0,
+        "%.1f");
     double pe = e ? (e->rss1_kb - e->rss0_kb) / n : 0, pb = b ? (b->rss1_kb - b->rss0_kb) / n : 0;
     row("RSS per idle stream (KiB)", e, b, pe, pb, "%.1f");
     row("heap in use per idle stream (KiB)", e, b, e ? (e->heap1_kb - e->heap0_kb) / n : 0,
@@ -1646,7 +1666,8 @@ int main(int argc, char **argv)
     snprintf(label, sizeof(label), "server CPU idle over %.0f s (ms)", IDLE_WINDOW_MS / 1e3);
     row(label, e, b, e ? e->idle_cpu_ms : 0, b ? b->idle_cpu_ms : 0, "%.1f");
     row("stop with all streams open (ms)", e, b, e ? e->stop_ms : 0, b ? b->stop_ms : 0, "%.1f");
-    row("  streams ended UNAVAILABLE", e, b, e ? e->stop_unavailable : 0, b ? b->stop_unavailable : 0, "%.0f");
+    row("  streams ended UNAVAILABLE", e, b, e ? e->stop_unavailable : 0, b ? b->stop_unavailable : 0,
+        "%.0f");
     row("client CPU, whole round (s)", e, b, e ? e->client_cpu_ms / 1e3 : 0, b ? b->client_cpu_ms / 1e3 : 0,
         "%.1f");
     printf("(p99 of %d changes is nearest-rank: with fewer than 100 changes it is the maximum)\n", o.changes);

@@ -1,9 +1,10 @@
 /*
- * include/ekglue/metrics.h: ekglue's process-wide metrics, rendered in Prometheus text format on the debug port.
+ * include/ekglue/metrics.h: ekglue's process-wide metrics, rendered in Prometheus text format on the debug
+ * port.
  *
  * A fixed set, defined in src/debug/metrics.c: counters and gauges are atomics, histograms have fixed buckets
- * and atomic bucket counters, so recording is lock-free and costs a few nanoseconds from any thread. Rendering
- * reads them (and the process's own /proc figures) without stopping anybody.
+ * and atomic bucket counters, so recording is lock-free and costs a few nanoseconds from any thread.
+ * Rendering reads them (and the process's own /proc figures) without stopping anybody.
  *
  * Names (all prefixed ekglue_): kubernetes_events_total{resource,type}, xds_acks_total{type},
  * xds_nacks_total{type}, xds_pushes_total{type}, xds_streams{api} (gauge), last_update_timestamp_seconds,
@@ -22,7 +23,13 @@
 #include "ekglue/watch.h"
 
 /* Kubernetes watch event types, as counted. */
-typedef enum { EKG_KEVENT_ADDED = 0, EKG_KEVENT_MODIFIED, EKG_KEVENT_DELETED, EKG_KEVENT_BOOKMARK, EKG_KEVENT__COUNT } ekg_kube_event_t;
+typedef enum {
+    EKG_KEVENT_ADDED = 0,
+    EKG_KEVENT_MODIFIED,
+    EKG_KEVENT_DELETED,
+    EKG_KEVENT_BOOKMARK,
+    EKG_KEVENT__COUNT
+} ekg_kube_event_t;
 
 void ekg_metrics_kube_event(ekg_kube_resource_t r, ekg_kube_event_t e);
 void ekg_metrics_xds_ack(ekg_resource_type_t t);
@@ -34,8 +41,8 @@ void ekg_metrics_snapshot_published(double build_seconds);
 void ekg_metrics_push_latency(double seconds);
 
 /*
- * The exposition text (text/plain; version=0.0.4). watcher may be NULL (file mode): its per-resource metrics are
- * then left out. *out is malloc'ed; the caller frees it.
+ * The exposition text (text/plain; version=0.0.4). watcher may be NULL (file mode): its per-resource metrics
+ * are then left out. *out is malloc'ed; the caller frees it.
  */
 int ekg_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len);
 

@@ -3,14 +3,14 @@
  * (discovery.k8s.io/v1) and Node, parsed from the JSON the API server sends (or a manifest converted by
  * ekglue/yaml.h), and ekg_objects_t, a set of them read from files.
  *
- * Only the fields translation needs are kept. Unknown fields are ignored. A missing or mistyped required field
- * makes the object invalid: the parser returns EKG_EOBJECT and diag names the object
+ * Only the fields translation needs are kept. Unknown fields are ignored. A missing or mistyped required
+ * field makes the object invalid: the parser returns EKG_EOBJECT and diag names the object
  * ("EndpointSlice shop/cart-x2k9: endpoints[3].addresses: expected a list of strings").
  *
- * Memory: each object is one allocation unit owned by whoever holds the pointer; every string and array inside it
- * lives and dies with it (free with the matching ekg_*_free). Strings are never NULL unless the field comment says
- * so. Objects are immutable after parsing, so they can be handed between threads.
- * Thread: any; no shared state.
+ * Memory: each object is one allocation unit owned by whoever holds the pointer; every string and array
+ * inside it lives and dies with it (free with the matching ekg_*_free). Strings are never NULL unless the
+ * field comment says so. Objects are immutable after parsing, so they can be handed between threads. Thread:
+ * any; no shared state.
  */
 #ifndef EKGLUE_MODEL_H
 #define EKGLUE_MODEL_H
@@ -32,7 +32,7 @@ typedef enum { EKG_PROTOCOL_TCP = 0, EKG_PROTOCOL_UDP, EKG_PROTOCOL_SCTP } ekg_p
 
 /* Common metadata. */
 typedef struct ekg_meta {
-    const char *namespace_;       /* "" for cluster-scoped objects (Node) */
+    const char *namespace_; /* "" for cluster-scoped objects (Node) */
     const char *name;
     const char *resource_version; /* "" when absent */
     ekg_label_t *labels;          /* sorted by key */
@@ -135,8 +135,8 @@ typedef struct ekg_objects {
 /*
  * Adds every Service, EndpointSlice and Node in buf: JSON or YAML, a single object, a `kind: List` or `*List`
  * (items[]), or a multi-document YAML stream, as `kubectl get -o yaml|json` prints them. Invalid objects are
- * skipped (logged, counted in nskipped); the rest are added. Returns EKG_EPARSE (diag with file and line) only
- * when the text itself is not YAML/JSON; then nothing is added.
+ * skipped (logged, counted in nskipped); the rest are added. Returns EKG_EPARSE (diag with file and line)
+ * only when the text itself is not YAML/JSON; then nothing is added.
  */
 ekg_err_t ekg_objects_add_buffer(ekg_objects_t *objs, const char *buf, size_t len, const char *source_name,
                                  ekg_diag_t *diag);

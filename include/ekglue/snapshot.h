@@ -29,9 +29,9 @@ void ekg_snapshot_unref(ekg_snapshot_t *s); /* NULL is fine */
 ekg_resource_set_t *ekg_snapshot_resources(const ekg_snapshot_t *s, ekg_resource_type_t type);
 /*
  * The localities the snapshot was built with, for operators (the debug port's /localities): a JSON object
- * {node name: {region, zone, subZone}} as `ekglue dump` prints it. Optional: set it while the caller holds the
- * only reference (before publishing); EKG_EINVAL afterwards or when doc is not an object. Takes ownership of
- * doc, also on error. It plays no part in the cache's "same content" test: the xDS resources alone decide.
+ * {node name: {region, zone, subZone}} as `ekglue dump` prints it. Optional: set it while the caller holds
+ * the only reference (before publishing); EKG_EINVAL afterwards or when doc is not an object. Takes ownership
+ * of doc, also on error. It plays no part in the cache's "same content" test: the xDS resources alone decide.
  */
 ekg_err_t ekg_snapshot_set_localities(ekg_snapshot_t *s, cJSON *doc);
 /* The localities document, or NULL when none was set. Borrowed, immutable, lives as long as s. */

@@ -1,11 +1,11 @@
 /*
  * src/common/pbwrite.h: writing protobuf length-delimited fields by hand (library-private).
  *
- * For the few messages ekglue emits by the tens of thousands with a fixed shape (proxyless listeners, the name
- * of a shared cluster encoding), writing the bytes directly is an order of magnitude cheaper than building upb
- * messages and encoding them. Callers write fields in ascending field-number order, which is what upb's
- * deterministic encoder produces, so the bytes are the canonical encoding; tests check that by re-encoding.
- * Thread: any (pure functions).
+ * For the few messages ekglue emits by the tens of thousands with a fixed shape (proxyless listeners, the
+ * name of a shared cluster encoding), writing the bytes directly is an order of magnitude cheaper than
+ * building upb messages and encoding them. Callers write fields in ascending field-number order, which is
+ * what upb's deterministic encoder produces, so the bytes are the canonical encoding; tests check that by
+ * re-encoding. Thread: any (pure functions).
  */
 #ifndef EKG_COMMON_PBWRITE_H
 #define EKG_COMMON_PBWRITE_H

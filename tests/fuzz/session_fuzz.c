@@ -1,6 +1,6 @@
 /*
- * tests/fuzz/session_fuzz.c: libFuzzer target for what clients send the xDS server: DiscoveryRequests, fed to a
- * session (src/xds/session.c) with a small snapshot in place, and every response it then produces; then the
+ * tests/fuzz/session_fuzz.c: libFuzzer target for what clients send the xDS server: DiscoveryRequests, fed to
+ * a session (src/xds/session.c) with a small snapshot in place, and every response it then produces; then the
  * whole input as a CSDS ClientStatusRequest about that session (src/xds/csds.c).
  *
  * The input is split at the two-byte marker 0xff 0xfe into up to 8 requests on one stream, so that sequences

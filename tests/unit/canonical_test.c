@@ -1,11 +1,11 @@
 /*
  * tests/unit/canonical_test.c: every resource ekglue emits is the canonical encoding of its message.
  *
- * Some resources are written by hand or spliced from shared bytes (proxyless listeners, clusters that share one
- * encoding); all must be byte-identical to what upb's deterministic encoder makes of the same message, or the
- * content hashes (and so the xDS versions) would depend on the code path. Each resource of the demo cluster,
- * translated under the built-in config and under a config with overrides, is decoded and re-encoded here.
- * Thread: main.
+ * Some resources are written by hand or spliced from shared bytes (proxyless listeners, clusters that share
+ * one encoding); all must be byte-identical to what upb's deterministic encoder makes of the same message, or
+ * the content hashes (and so the xDS versions) would depend on the code path. Each resource of the demo
+ * cluster, translated under the built-in config and under a config with overrides, is decoded and re-encoded
+ * here. Thread: main.
  */
 #include <setjmp.h>
 #include <stdarg.h>
