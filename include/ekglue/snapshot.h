@@ -31,7 +31,8 @@ ekg_resource_set_t *ekg_snapshot_resources(const ekg_snapshot_t *s, ekg_resource
  * The localities the snapshot was built with, for operators (the debug port's /localities): a JSON object
  * {node name: {region, zone, subZone}} as `ekglue dump` prints it. Optional: set it while the caller holds
  * the only reference (before publishing); EKG_EINVAL afterwards or when doc is not an object. Takes ownership
- * of doc, also on error. It plays no part in the cache's "same content" test: the xDS resources alone decide.
+ * of doc, also on error. The cache compares it too: a snapshot whose only change is its localities (a Node
+ * relabelled without moving an endpoint) is taken, and pushes nothing since its sets are unchanged.
  */
 ekg_err_t ekg_snapshot_set_localities(ekg_snapshot_t *s, cJSON *doc);
 /* The localities document, or NULL when none was set. Borrowed, immutable, lives as long as s. */
@@ -54,7 +55,7 @@ void ekg_cache_free(ekg_cache_t *c);
 /* Registers the single watcher (NULL to remove). Call before publishing from another thread. */
 void ekg_cache_set_watch(ekg_cache_t *c, ekg_cache_watch_fn fn, void *ctx);
 /* Makes snap current (takes a new reference) and calls the watcher. Same-version snapshots are not
- * re-announced: when every set's version equals the current one's, nothing happens. */
+ * re-announced: when every set's version and the localities equal the current one's, nothing happens. */
 void ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap);
 /* A new reference to the current snapshot, or NULL before the first publish. */
 ekg_snapshot_t *ekg_cache_current(ekg_cache_t *c);

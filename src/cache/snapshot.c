@@ -127,12 +127,19 @@ void ekg_cache_set_watch(ekg_cache_t *c, ekg_cache_watch_fn fn, void *ctx)
     pthread_mutex_unlock(&c->lock);
 }
 
+/*
+ * Same resources and same localities. A Node relabelled without moving any endpoint changes only the
+ * localities: that snapshot is taken (the debug port shows it) but pushes nothing, since every set is the
+ * same object.
+ */
 static bool same_content(const ekg_snapshot_t *a, const ekg_snapshot_t *b)
 {
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
         if (strcmp(ekg_resource_set_version(a->sets[t]), ekg_resource_set_version(b->sets[t])) != 0)
             return false;
-    return true;
+    if (!a->localities || !b->localities)
+        return !a->localities && !b->localities;
+    return cJSON_Compare(a->localities, b->localities, true);
 }
 
 void ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)

@@ -137,6 +137,35 @@ static void test_cache_announces_only_changes(void **state)
     ekg_cache_free(c);
 }
 
+static void test_localities_change_is_taken(void **state)
+{
+    (void)state;
+    ekg_cache_t *c = NULL;
+    watch_log_t log = {0};
+    assert_int_equal(ekg_cache_new(&c), EKG_OK);
+    ekg_cache_set_watch(c, on_publish, &log);
+    ekg_snapshot_t *a = snapshot_with("a"), *b = snapshot_with("a"), *same = snapshot_with("a");
+    cJSON *la = cJSON_Parse("{\"node-1\":{\"zone\":\"z1\"}}");
+    cJSON *lb = cJSON_Parse("{\"node-1\":{\"zone\":\"z2\"}}");
+    assert_int_equal(ekg_snapshot_set_localities(same, cJSON_Duplicate(lb, 1)), EKG_OK);
+    assert_int_equal(ekg_snapshot_set_localities(a, la), EKG_OK);
+    assert_int_equal(ekg_snapshot_set_localities(b, lb), EKG_OK);
+    ekg_cache_publish(c, a);
+    ekg_cache_publish(c, b); /* same resources, the node moved: taken */
+    assert_int_equal(log.calls, 2);
+    ekg_cache_publish(c, same); /* nothing changed at all: not announced */
+    assert_int_equal(log.calls, 2);
+    ekg_snapshot_t *cur = ekg_cache_current(c);
+    assert_ptr_equal(cur, b);
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(ekg_snapshot_localities(cur), "node-1");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(node, "zone")->valuestring, "z2");
+    ekg_snapshot_unref(cur);
+    ekg_snapshot_unref(a);
+    ekg_snapshot_unref(b);
+    ekg_snapshot_unref(same);
+    ekg_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -144,6 +173,7 @@ int main(void)
         cmocka_unit_test(test_serials_increase),
         cmocka_unit_test(test_localities_only_while_unshared),
         cmocka_unit_test(test_cache_announces_only_changes),
+        cmocka_unit_test(test_localities_change_is_taken),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
