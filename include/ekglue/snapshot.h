@@ -14,6 +14,8 @@
 #ifndef EKGLUE_SNAPSHOT_H
 #define EKGLUE_SNAPSHOT_H
 
+#include <stdbool.h>
+
 #include <cJSON.h>
 
 #include "ekglue/error.h"
@@ -56,7 +58,7 @@ void ekg_cache_free(ekg_cache_t *c);
 void ekg_cache_set_watch(ekg_cache_t *c, ekg_cache_watch_fn fn, void *ctx);
 /* Makes snap current (takes a new reference) and calls the watcher. Same-version snapshots are not
  * re-announced: when every set's version and the localities equal the current one's, nothing happens. */
-void ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap);
+bool ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap); /* true when snap was taken */
 /* A new reference to the current snapshot, or NULL before the first publish. */
 ekg_snapshot_t *ekg_cache_current(ekg_cache_t *c);
 

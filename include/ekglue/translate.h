@@ -23,10 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cJSON.h>
+
 #include "ekglue/config.h"
 #include "ekglue/error.h"
 #include "ekglue/model.h"
 #include "ekglue/resource.h"
+#include "ekglue/snapshot.h"
 
 typedef struct ekg_translator ekg_translator_t;
 
@@ -73,6 +76,20 @@ typedef struct ekg_translate_stats {
     uint64_t encode_ns;         /* of which: binary encoding of resources */
 } ekg_translate_stats_t;
 void ekg_translator_last_stats(const ekg_translator_t *t, ekg_translate_stats_t *out);
+
+/*
+ * The Nodes' localities as {node name: {region, zone, subZone}} (empty fields left out, like proto3 JSON of
+ * envoy.config.core.v3.Locality), sorted by name: what `ekglue dump` and the debug port show. NULL when out
+ * of memory; owned by the caller (cJSON_Delete).
+ */
+cJSON *ekg_translator_localities(const ekg_translator_t *t);
+
+/*
+ * Builds what is dirty (ekg_translator_build) and returns it as a new, unpublished snapshot (a new
+ * reference): every resource set, and the localities for operators. On error the translator keeps its
+ * previous outputs and *out is untouched.
+ */
+ekg_err_t ekg_translator_snapshot(ekg_translator_t *t, ekg_snapshot_t **out);
 
 /* Number of known Nodes, and node i (sorted by name) with its locality; borrowed until the next change. */
 size_t ekg_translator_node_count(const ekg_translator_t *t);

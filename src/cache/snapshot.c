@@ -142,12 +142,12 @@ static bool same_content(const ekg_snapshot_t *a, const ekg_snapshot_t *b)
     return cJSON_Compare(a->localities, b->localities, true);
 }
 
-void ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
+bool ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
 {
     pthread_mutex_lock(&c->lock);
     if (c->current && same_content(c->current, snap)) {
         pthread_mutex_unlock(&c->lock);
-        return;
+        return false;
     }
     ekg_snapshot_t *old = c->current;
     struct timespec ts;
@@ -164,6 +164,7 @@ void ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
     ekg_snapshot_unref(old);
     if (fn)
         fn(ctx, snap);
+    return true;
 }
 
 ekg_snapshot_t *ekg_cache_current(ekg_cache_t *c)

@@ -115,18 +115,6 @@ typedef struct serve_state {
     unsigned long reloads;
 } serve_state_t;
 
-/* The translator's Nodes as {name: {region, zone, subZone}}, as `ekglue dump` prints them (the debug port's
- * /localities); NULL when out of memory, which only costs that page. Owned by the caller. */
-static cJSON *localities_doc(const ekg_translator_t *t)
-{
-    cJSON *dump = NULL;
-    if (ekg_render_dump(NULL, NULL, t, &dump) != EKG_OK)
-        return NULL;
-    cJSON *loc = cJSON_DetachItemFromObjectCaseSensitive(dump, "localities");
-    cJSON_Delete(dump);
-    return loc;
-}
-
 /*
  * Reads every file, translates and publishes. On any read/parse error nothing is published (the previous
  * snapshot stays) and the error is logged. Returns the error.
@@ -136,8 +124,7 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     ekg_diag_t diag = {{0}};
     ekg_objects_t objs = {0};
     ekg_translator_t *t = NULL;
-    ekg_resource_set_t *sets[EKG_RESOURCE__COUNT] = {0};
-    ekg_snapshot_t *snap = NULL, *cur = NULL;
+    ekg_snapshot_t *snap = NULL;
     ekg_err_t err = EKG_OK;
     struct timespec t0, t1;
 
@@ -159,39 +146,26 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     /* A fresh translator: the new files are the whole truth (removed objects disappear). */
     if ((err = ekg_translator_new(st->cfg, &t)) != EKG_OK ||
         (err = ekg_translator_put_objects(t, &objs)) != EKG_OK ||
-        (err = ekg_translator_build(t, NULL, NULL)) != EKG_OK) {
+        (err = ekg_translator_snapshot(t, &snap)) != EKG_OK) {
         ekg_error("translation failed, keeping the previous state: %s", ekg_strerror(err));
         goto out;
     }
-    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
-        sets[ty] = ekg_translator_set(t, (ekg_resource_type_t)ty); /* NULL (routes): an empty set */
-    cJSON *loc = localities_doc(t);
-    if ((err = ekg_snapshot_new(sets, &snap)) != EKG_OK ||
-        (loc && (err = ekg_snapshot_set_localities(snap, loc)) != EKG_OK)) {
-        if (!snap)
-            cJSON_Delete(loc); /* set_localities takes it, also on error */
-        ekg_error("cannot build a snapshot, keeping the previous state: %s", ekg_strerror(err));
-        goto out;
-    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    ekg_cache_publish(st->cache, snap);
     /* Counted only when the cache took it (unchanged content is dropped: nothing was updated). */
-    if ((cur = ekg_cache_current(st->cache)) == snap)
+    if (ekg_cache_publish(st->cache, snap))
         ekg_metrics_snapshot_published((double)(t1.tv_sec - t0.tv_sec) +
                                        (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     st->reloads++;
     ekg_info("objects loaded services=%zu slices=%zu nodes=%zu skipped=%zu clusters=%zu cluster_version=%s "
              "load_assignments=%zu load_assignment_version=%s listeners=%zu",
-             nservices, nslices, nnodes, nskipped, ekg_resource_set_size(sets[EKG_RESOURCE_CLUSTER]),
-             ekg_resource_set_version(sets[EKG_RESOURCE_CLUSTER]),
-             ekg_resource_set_size(sets[EKG_RESOURCE_LOAD_ASSIGNMENT]),
-             ekg_resource_set_version(sets[EKG_RESOURCE_LOAD_ASSIGNMENT]),
-             ekg_resource_set_size(sets[EKG_RESOURCE_LISTENER]));
+             nservices, nslices, nnodes, nskipped,
+             ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
+             ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
+             ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
+             ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
+             ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)));
 out:
-    ekg_snapshot_unref(cur);
     ekg_snapshot_unref(snap);
-    for (int i = 0; i < EKG_RESOURCE__COUNT; i++)
-        ekg_resource_set_unref(sets[i]);
     ekg_translator_free(t);
     ekg_objects_free(&objs);
     return err;

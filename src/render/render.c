@@ -74,28 +74,12 @@ ekg_err_t ekg_render_dump(const ekg_resource_set_t *clusters, const ekg_resource
     if ((err = add_set(doc, "clusters", clusters)) != EKG_OK ||
         (err = add_set(doc, "load_assignments", load_assignments)) != EKG_OK)
         goto out;
-    cJSON *locs = cJSON_AddObjectToObject(doc, "localities");
+    cJSON *locs = t ? ekg_translator_localities(t) : cJSON_CreateObject();
     if (!locs) {
         err = EKG_ENOMEM;
         goto out;
     }
-    size_t n = t ? ekg_translator_node_count(t) : 0;
-    for (size_t i = 0; i < n; i++) {
-        ekg_locality_t l;
-        const char *name = ekg_translator_node_at(t, i, &l);
-        cJSON *o = name ? cJSON_AddObjectToObject(locs, name) : NULL;
-        if (!o) {
-            err = EKG_ENOMEM;
-            goto out;
-        }
-        /* Like proto3 JSON of envoy.config.core.v3.Locality: empty fields are omitted. */
-        if ((l.region[0] && !cJSON_AddStringToObject(o, "region", l.region)) ||
-            (l.zone[0] && !cJSON_AddStringToObject(o, "zone", l.zone)) ||
-            (l.sub_zone[0] && !cJSON_AddStringToObject(o, "subZone", l.sub_zone))) {
-            err = EKG_ENOMEM;
-            goto out;
-        }
-    }
+    cJSON_AddItemToObject(doc, "localities", locs);
     *out = doc;
     doc = NULL;
 out:

@@ -801,3 +801,42 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
     t->stats.total_ns = now_ns() - start;
     return first_err;
 }
+
+cJSON *ekg_translator_localities(const ekg_translator_t *t)
+{
+    cJSON *doc = cJSON_CreateObject();
+    size_t n = ekg_translator_node_count(t);
+    for (size_t i = 0; doc && i < n; i++) {
+        ekg_locality_t l;
+        const char *name = ekg_translator_node_at(t, i, &l);
+        cJSON *o = name ? cJSON_AddObjectToObject(doc, name) : NULL;
+        if (!o || (l.region[0] && !cJSON_AddStringToObject(o, "region", l.region)) ||
+            (l.zone[0] && !cJSON_AddStringToObject(o, "zone", l.zone)) ||
+            (l.sub_zone[0] && !cJSON_AddStringToObject(o, "subZone", l.sub_zone))) {
+            cJSON_Delete(doc);
+            doc = NULL;
+        }
+    }
+    return doc;
+}
+
+ekg_err_t ekg_translator_snapshot(ekg_translator_t *t, ekg_snapshot_t **out)
+{
+    ekg_resource_set_t *sets[EKG_RESOURCE__COUNT] = {0};
+    ekg_snapshot_t *snap = NULL;
+    ekg_err_t err = ekg_translator_build(t, NULL, NULL);
+    if (err)
+        return err;
+    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+        sets[ty] = ekg_translator_set(t, (ekg_resource_type_t)ty); /* NULL (routes): an empty set */
+    if ((err = ekg_snapshot_new(sets, &snap)) == EKG_OK) {
+        cJSON *loc = ekg_translator_localities(t);
+        /* Without localities (out of memory) only the debug port misses something: still a snapshot. */
+        if (loc)
+            ekg_snapshot_set_localities(snap, loc);
+        *out = snap;
+    }
+    for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
+        ekg_resource_set_unref(sets[ty]);
+    return err;
+}

@@ -909,44 +909,20 @@ static void transfer_done(stream_t *s, CURLcode result)
 
 /* --- publishing ----------------------------------------------------------------------------------------- */
 
-/* The translator's Nodes as {name: {region, zone, subZone}}, exactly as `ekglue dump` shows them; NULL when
- * out of memory (the snapshot then has no localities, which only the debug port notices). */
-static cJSON *localities_doc(const ekg_translator_t *t)
-{
-    cJSON *dump = NULL;
-    if (ekg_render_dump(NULL, NULL, t, &dump) != EKG_OK)
-        return NULL;
-    cJSON *loc = cJSON_DetachItemFromObjectCaseSensitive(dump, "localities");
-    cJSON_Delete(dump);
-    return loc;
-}
-
 static void publish(ekg_watcher_t *w)
 {
-    ekg_resource_set_t *sets[EKG_RESOURCE__COUNT] = {0};
-    ekg_snapshot_t *snap = NULL, *cur = NULL;
+    ekg_snapshot_t *snap = NULL;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     w->dirty = false;
-    ekg_err_t err = ekg_translator_build(w->translator, NULL, NULL);
+    ekg_err_t err = ekg_translator_snapshot(w->translator, &snap);
     if (err) {
         ekg_error("translation failed, keeping the previous snapshot: %s", ekg_strerror(err));
-        goto out;
+        return;
     }
-    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
-        sets[t] = ekg_translator_set(w->translator, (ekg_resource_type_t)t);
-    if ((err = ekg_snapshot_new(sets, &snap)) != EKG_OK) {
-        ekg_error("cannot build a snapshot, keeping the previous one: %s", ekg_strerror(err));
-        goto out;
-    }
-    cJSON *loc = localities_doc(w->translator);
-    if (loc)
-        ekg_snapshot_set_localities(snap, loc);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    ekg_cache_publish(w->cache, snap);
     /* Counted only when the cache took it (an unchanged snapshot is dropped: nothing was updated). */
-    cur = ekg_cache_current(w->cache);
-    if (cur == snap)
+    if (ekg_cache_publish(w->cache, snap))
         ekg_metrics_snapshot_published((double)(t1.tv_sec - t0.tv_sec) +
                                        (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     w->publishes++;
@@ -959,11 +935,7 @@ static void publish(ekg_watcher_t *w)
               ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
               ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)),
               ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)));
-out:
-    ekg_snapshot_unref(cur);
     ekg_snapshot_unref(snap);
-    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
-        ekg_resource_set_unref(sets[t]);
 }
 
 /* The first time every stream has listed: publish now and tell the caller. */
