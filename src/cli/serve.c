@@ -50,7 +50,6 @@
 #include "ekglue/log.h"
 #include "ekglue/metrics.h"
 #include "ekglue/model.h"
-#include "ekglue/render.h"
 #include "ekglue/snapshot.h"
 #include "ekglue/translate.h"
 #include "ekglue/watch.h"

@@ -53,9 +53,9 @@
 #include <curl/curl.h>
 
 #include "common/map.h"
+#include "common/strutil.h"
 #include "ekglue/log.h"
 #include "ekglue/metrics.h"
-#include "ekglue/render.h"
 #include "ekglue/translate.h"
 #include "ekglue/watch.h"
 #include "watch/event_stream.h"
@@ -186,24 +186,6 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *str_printf(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    char *s = malloc((size_t)n + 1);
-    if (!s)
-        return NULL;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
 }
 
 /* Percent-encodes everything but RFC 3986's unreserved characters. Owned by the caller. */
@@ -556,10 +538,12 @@ static char *request_path(stream_t *s, bool list)
     if (sel)
         snprintf(selq, sizeof(selq), "&labelSelector=");
     if (list)
-        path = str_printf("%s%s/%s?limit=%d%s%s%s%s", RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res],
+        path =
+            ekg_strprintf("%s%s/%s?limit=%d%s%s%s%s", RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res],
                           w->opts.page_limit, tok ? "&continue=" : "", tok ? tok : "", selq, sel ? sel : "");
     else
-        path = str_printf("%s%s/%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d%s%s",
+        path =
+            ekg_strprintf("%s%s/%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d%s%s",
                           RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res], rv ? rv : "",
                           w->opts.watch_timeout_s, selq, sel ? sel : "");
 out:
