@@ -68,15 +68,15 @@ static void usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR]\n"
-        "                    [--debug-listen ADDR|off] [--log-level L] [--threads N]\n"
+        "usage: ekglue serve [--objects FILE ... | --kubeconfig FILE | --master URL] [--config FILE]\n"
+        "                    [--xds-listen ADDR] [--debug-listen ADDR|off] [--log-level L] [OPTIONS]\n"
         "\n"
         "Serves Envoy Clusters and ClusterLoadAssignments over xDS (ADS, CDS, EDS, LDS, RDS; state of the\n"
-        "world) and grpc.health.v1 on one gRPC port. Objects come from Kubernetes manifests (as `kubectl "
-        "get\n"
-        "-o yaml|json` prints them); when a file changes, or on SIGHUP, all files are read again and the\n"
-        "changes pushed. A file that does not parse keeps the previous state. SIGTERM/SIGINT end the open\n"
-        "streams with UNAVAILABLE and exit.\n"
+        "world), CSDS and grpc.health.v1 on one gRPC port. Objects come from the Kubernetes API (list and\n"
+        "watch), from manifests (--objects, as `kubectl get -o yaml|json` prints them) or from the embedded\n"
+        "demo cluster. The config file and the manifests are read again when they change and on SIGHUP;\n"
+        "one that does not load keeps the previous state. SIGTERM/SIGINT end the open streams with\n"
+        "UNAVAILABLE and exit.\n"
         "\n"
         "  --objects FILE     manifests to read (repeatable); none: the embedded demo cluster\n"
         "  --config FILE      ekglue config (docs/config.md); default: the built-in config\n"
