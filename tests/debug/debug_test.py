@@ -61,7 +61,7 @@ def sample(samples, name, **labels):
     return samples[(name, frozenset(labels.items()))]
 
 
-class DebugPortTest(unittest.TestCase):
+class DebugPortTest(xc.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-debug-")
         self.demo = os.path.join(self.dir, "cluster.yaml")
@@ -75,12 +75,9 @@ class DebugPortTest(unittest.TestCase):
     def tearDown(self):
         for ch in self.channels:
             ch.close()
-        rc = self.server.stop()
+        self.server.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-        log = self.server.log()
-        self.assertEqual(rc, 0, log[-4000:])
-        for marker in ("Sanitizer", "runtime error:"):
-            self.assertNotIn(marker, log, log[-6000:])
+        xc.check_clean_exit(self, self.server)
 
     def write_extra(self, name):
         tmp = self.extra + ".tmp"
@@ -243,7 +240,7 @@ class DebugPortTest(unittest.TestCase):
                          sample(later, "ekglue_last_update_timestamp_seconds"))
 
 
-class KubernetesModeTest(unittest.TestCase):
+class KubernetesModeTest(xc.LogOnFailure, unittest.TestCase):
     """An API server that cannot be reached: alive but not ready, and the status shows why."""
 
     def setUp(self):
@@ -254,11 +251,7 @@ class KubernetesModeTest(unittest.TestCase):
         self.server = dc.DebugServer(extra_args=["--master", "http://127.0.0.1:%d" % self.dead_port])
 
     def tearDown(self):
-        rc = self.server.stop()
-        log = self.server.log()
-        self.assertEqual(rc, 0, log[-4000:])
-        for marker in ("Sanitizer", "runtime error:"):
-            self.assertNotIn(marker, log, log[-6000:])
+        xc.check_clean_exit(self, self.server)
 
     def test_not_ready_until_synced(self):
         self.assertEqual(self.server.get("/healthz")[0], 200)

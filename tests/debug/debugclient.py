@@ -2,9 +2,11 @@
 
 - DebugServer is tests/xds/xdsclient.py's EkglueServer (`ekglue serve` on 127.0.0.1, xDS port read from the log)
   started with `--debug-listen 127.0.0.1:0`; it also reads the debug port from the log line
-  `msg="debug server listening port=N ..."` (bounded wait).
+  `msg="debug server listening port=N ..."` (bounded wait). stop(), check_clean_exit() and the LogOnFailure
+  test mixin (the server's whole stderr on any failure) are xdsclient's.
 - get() is one HTTP request with a timeout, returning (status, headers, body) for any status.
-- dump() is `ekglue dump --format json` of the same files: the independent reference for the documents.
+- dump() is `ekglue dump --format json` of the same files (xdsclient.run_ekglue: its stderr on failure): the
+  independent reference for the documents.
 - clients_supported() says whether the binary has the xDS server's client listing (ekg_xds_server_clients).
 
 Every wait is bounded. Run with /usr/bin/python3.
@@ -30,7 +32,7 @@ class DebugServer(xc.EkglueServer):
         line = self.wait_log(r"debug server listening port=\d+", timeout=10)
         if line is None:
             self.kill()
-            raise RuntimeError("no debug port in the log:\n" + self.log())
+            raise RuntimeError("no debug port in the log:" + xc.failure_log(self))
         self.debug_port = int(re.search(r"debug server listening port=(\d+)", line).group(1))
 
     def get(self, path, method="GET", timeout=10.0):
@@ -41,14 +43,6 @@ class DebugServer(xc.EkglueServer):
         if status != 200:
             raise AssertionError("GET %s: %d %s" % (path, status, body[:500]))
         return json.loads(body)
-
-    def stop(self):
-        """A graceful stop; returns the exit code. The caller asserts on it and on the log."""
-        rc = self.terminate(timeout=15)
-        self.kill()
-        if self.proc.stderr:
-            self.proc.stderr.close()
-        return rc
 
 
 def get(port, path, method="GET", timeout=10.0):
@@ -63,10 +57,10 @@ def get(port, path, method="GET", timeout=10.0):
 
 
 def dump(objects):
-    args = [EKGLUE, "dump", "--format", "json"]
+    args = ["dump", "--format", "json"]
     for path in objects:
         args += ["--objects", path]
-    return json.loads(subprocess.run(args, check=True, capture_output=True, timeout=30).stdout)
+    return json.loads(xc.run_ekglue(args))
 
 
 def clients_supported():

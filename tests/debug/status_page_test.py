@@ -29,7 +29,7 @@ CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 
 
 @unittest.skipIf(CHROMIUM is None, "chromium is not installed (apt-get install chromium; third_party/setup-deps.sh)")
-class StatusPageTest(unittest.TestCase):
+class StatusPageTest(xc.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-status-")
         self.demo = os.path.join(self.dir, "cluster.yaml")
@@ -39,9 +39,9 @@ class StatusPageTest(unittest.TestCase):
 
     def tearDown(self):
         self.channel.close()
-        rc = self.server.stop()
+        self.server.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.assertEqual(rc, 0, self.server.log()[-4000:])
+        xc.check_clean_exit(self, self.server)
 
     def chromium(self, *args):
         profile = tempfile.mkdtemp(prefix="profile-", dir=self.dir)

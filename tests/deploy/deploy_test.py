@@ -306,22 +306,30 @@ class DockerfileTest(unittest.TestCase):
             with tempfile.TemporaryDirectory() as tmp:
                 log = os.path.join(tmp, "trace")
                 # timeout(1) sends ekglue its SIGTERM (a signal to strace would only detach it); the session
-                # is killed whole should anything hang.
-                p = subprocess.Popen(["strace", "-f", "-qq", "-o", log, "-e",
-                                      "trace=open,openat,creat,mkdir,mkdirat,unlink,unlinkat,rename,renameat,"
-                                      "renameat2,truncate", "timeout", "-s", "TERM", "-k", "10", "1.5", binary,
-                                      "serve", "--xds-listen", "127.0.0.1:0"] + args,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env={"PATH": "/usr/bin:/bin"}, cwd=tmp, start_new_session=True)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
-                    self.fail("ekglue serve %s did not stop on SIGTERM" % " ".join(args))
+                # is killed whole should anything hang. ekglue's stderr (and strace's) is kept for failures.
+                # The file is opened here: ekglue itself must not open it.
+                with open(os.path.join(tmp, "stderr"), "w+b") as err:
+                    p = subprocess.Popen(["strace", "-f", "-qq", "-o", log, "-e",
+                                          "trace=open,openat,creat,mkdir,mkdirat,unlink,unlinkat,rename,renameat,"
+                                          "renameat2,truncate", "timeout", "-s", "TERM", "-k", "10", "1.5", binary,
+                                          "serve", "--xds-listen", "127.0.0.1:0"] + args,
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         env={"PATH": "/usr/bin:/bin"}, cwd=tmp, start_new_session=True)
+                    hung = False
+                    try:
+                        p.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        os.killpg(p.pid, signal.SIGKILL)
+                        p.wait()
+                        hung = True
+                    err.seek(0)
+                    stderr = ("\n--- stderr of ekglue serve %s under strace (exit %s) ---\n%s\n--- end ---" %
+                              (" ".join(args), p.returncode, err.read().decode("utf-8", "replace")))
+                if hung:
+                    self.fail("ekglue serve %s did not stop on SIGTERM%s" % (" ".join(args), stderr))
                 with open(log) as f:
                     trace = f.read()
-            self.assertRegex(trace, r"open(at)?\(.*libgrpc\.so", "the trace saw nothing")
+            self.assertRegex(trace, r"open(at)?\(.*libgrpc\.so", "the trace saw nothing" + stderr)
             if "--objects" in args:
                 self.assertIn(DEMO_CLUSTER, trace)
             bad = []
@@ -331,7 +339,8 @@ class DockerfileTest(unittest.TestCase):
                 elif re.search(r"\bopen(at)?\(.*O_(WRONLY|RDWR|CREAT)", line):
                     if not re.search(r'"/(dev|proc|sys)/', line):
                         bad.append(line)
-            self.assertFalse(bad, "ekglue serve %s writes files:\n%s" % (" ".join(args), "\n".join(bad[:10])))
+            self.assertFalse(bad, "ekglue serve %s writes files:\n%s%s" % (" ".join(args), "\n".join(bad[:10]),
+                                                                       stderr))
 
 
 # --- kustomize ----------------------------------------------------------------------------------------------

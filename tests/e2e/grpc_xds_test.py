@@ -73,7 +73,7 @@ def write_atomically(path, text):
     os.rename(tmp, path)
 
 
-class GrpcXdsTest(unittest.TestCase):
+class GrpcXdsTest(xdsclient.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-e2e-")
         self.port = free_port()
@@ -91,9 +91,11 @@ class GrpcXdsTest(unittest.TestCase):
             c.wait(timeout=5)
             c.stdout.close()
         if self.server:
-            self.server.terminate()
+            self.server.stop(timeout=10)
         for b in self.backends:
             b.stop()
+        if self.server:  # after everything is stopped, so that a failure here leaks nothing
+            xdsclient.check_clean_exit(self, self.server)
 
     def start_server(self, extra=()):
         self.server = xdsclient.EkglueServer(objects=[self.objects], extra_args=extra)

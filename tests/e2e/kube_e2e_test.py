@@ -223,7 +223,7 @@ class AdsRecorder:
         self.thread.join(timeout=5)
 
 
-class KubeE2E(unittest.TestCase):
+class KubeE2E(xc.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-kube-e2e-")
         self.port = free_port()
@@ -239,20 +239,17 @@ class KubeE2E(unittest.TestCase):
             c.stop()
         for ch in self.channels:
             ch.close()
-        rc = None
         if self.server:
             t = time.monotonic()
-            rc = self.server.terminate(timeout=10)
+            self.server.stop(timeout=10)
             stop_s = time.monotonic() - t
-            if self.server.proc.stderr:
-                self.server.proc.stderr.close()
         for b in self.backends.values():
             b.stop()
         for f in self.fakes:
             f.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.server:  # after everything is stopped, so that a failure here leaks nothing
-            self.assertEqual(rc, 0, "ekglue serve did not exit 0 on SIGTERM within 10 s (rc=%s)" % rc)
+            xc.check_clean_exit(self, self.server)  # exit 0 on SIGTERM within 10 s, no sanitizer report
             self.assertLess(stop_s, 5.0, "ekglue serve took %.1f s to stop" % stop_s)
 
     # --- setup helpers -----------------------------------------------------------------------------------------
@@ -317,7 +314,9 @@ class KubeE2E(unittest.TestCase):
         return r
 
     def log_tail(self, n=4000):
-        return "\n--- ekglue log (tail) ---\n" + (self.server.log()[-n:] if self.server else "")
+        # The whole log is printed after the test's FAIL line (xc.LogOnFailure); the tail keeps the message useful.
+        return "\n--- ekglue log (tail; all of it follows the test's FAIL line) ---\n" + (
+            self.server.log()[-n:] if self.server else "")
 
     def setup_all(self, n_backends=3, source_args=None, **fake_kw):
         """Backends 127.0.0.1..n, the fake, ekglue, the raw recorder (first CDS/EDS received) and a client

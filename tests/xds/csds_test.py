@@ -51,7 +51,7 @@ def request(node_id=None, prefix=None):
     return req
 
 
-class CsdsTest(unittest.TestCase):
+class CsdsTest(xc.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-csds-")
         self.demo = os.path.join(self.dir, "cluster.yaml")
@@ -64,15 +64,9 @@ class CsdsTest(unittest.TestCase):
     def tearDown(self):
         for ch in self.channels:
             ch.close()
-        rc = self.server.terminate(timeout=15)
-        self.server.kill()
-        if self.server.proc.stderr:
-            self.server.proc.stderr.close()
+        self.server.stop(timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)
-        log = self.server.log()
-        self.assertEqual(rc, 0, log[-4000:])
-        for marker in ("Sanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
-            self.assertNotIn(marker, log, log[-6000:])
+        xc.check_clean_exit(self, self.server)
 
     def channel(self):
         ch = self.server.channel()
@@ -349,10 +343,7 @@ class CsdsTest(unittest.TestCase):
             s.cancel()
             ch.close()
         finally:
-            self.assertEqual(server.terminate(timeout=15), 0, server.log()[-3000:])
-            server.kill()
-            if server.proc.stderr:
-                server.proc.stderr.close()
+            xc.check_clean_exit(self, server)
 
     def test_health_knows_csds(self):
         self.assertEqual(xc.health_check(self.channel(), "envoy.service.status.v3.ClientStatusDiscoveryService"),

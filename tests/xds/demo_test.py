@@ -9,7 +9,7 @@ import unittest
 import xdsclient as xc
 
 
-class DemoTest(unittest.TestCase):
+class DemoTest(xc.LogOnFailure, unittest.TestCase):
     def test_embedded_demo_is_served(self):
         demo = os.path.join(xc.SOURCE_DIR, "deploy", "demo", "cluster.yaml")
         want_clusters, want_las = xc.dump_names([demo])

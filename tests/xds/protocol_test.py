@@ -110,7 +110,7 @@ def cla_addresses(cla):
     return sorted(lb.endpoint.address.socket_address.address for loc in cla.endpoints for lb in loc.lb_endpoints)
 
 
-class ProtocolTest(unittest.TestCase):
+class ProtocolTest(xc.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-proto-")
         self.servers = []
@@ -122,20 +122,10 @@ class ProtocolTest(unittest.TestCase):
             s.cancel()
         for ch in self.channels:
             ch.close()
-        failures = []
         for server in self.servers:
-            rc = server.terminate(timeout=15)
-            server.kill()
-            if server.proc.stderr:
-                server.proc.stderr.close()
-            log = server.log()
-            if rc != 0:
-                failures.append("exit code %r\n%s" % (rc, log[-4000:]))
-            for marker in ("Sanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
-                if marker in log:
-                    failures.append(log[-6000:])
+            server.stop(timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.assertEqual(failures, [])
+        xc.check_clean_exit(self, *self.servers)
 
     # --- helpers -------------------------------------------------------------------------------------------
 

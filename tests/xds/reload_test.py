@@ -50,7 +50,7 @@ def connect_timeout(resp):
     return c.connect_timeout.seconds + c.connect_timeout.nanos / 1e9
 
 
-class ReloadTest(unittest.TestCase):
+class ReloadTest(xc.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-reload-")
         self.config = os.path.join(self.dir, "ekglue.yaml")

@@ -34,7 +34,7 @@ spec:
 """
 
 
-class ServerTest(unittest.TestCase):
+class ServerTest(xc.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-xds-")
         self.demo = os.path.join(self.dir, "cluster.yaml")
@@ -49,15 +49,9 @@ class ServerTest(unittest.TestCase):
         for ch in self.channels:
             ch.close()
         # Every test ends with a graceful stop: exit 0, and (in sanitizer builds) no report, leaks included.
-        rc = self.server.terminate(timeout=15)
-        self.server.kill()
-        if self.server.proc.stderr:
-            self.server.proc.stderr.close()
+        self.server.stop(timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)
-        log = self.server.log()
-        self.assertEqual(rc, 0, log[-4000:])
-        for marker in ("Sanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
-            self.assertNotIn(marker, log, log[-6000:])
+        xc.check_clean_exit(self, self.server)
 
     def write_extra(self, name, replace=True):
         """Writes the editable file: by rename-replace (as most editors do) or in place."""
@@ -272,10 +266,7 @@ class ServerTest(unittest.TestCase):
                 ok.ack(r)
             stuck.cancel()  # goes away with a send in flight
             ok.cancel()
-            rc = server.terminate(timeout=15)
-            log = server.log()
-            self.assertEqual(rc, 0, log[-3000:])
-            self.assertNotIn("Sanitizer", log, log[-6000:])
+            xc.check_clean_exit(self, server)
 
     def test_200_concurrent_streams(self):
         n = 200

@@ -61,7 +61,7 @@ def has_tls_flags():
 
 
 @unittest.skipUnless(has_tls_flags(), "ekglue serve has no --tls-cert yet (src/cli/serve.c)")
-class TlsTest(unittest.TestCase):
+class TlsTest(xc.LogOnFailure, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.pki = tempfile.mkdtemp(prefix="ekglue-tls-pki-")
@@ -91,15 +91,10 @@ class TlsTest(unittest.TestCase):
         for ch in self.channels:
             ch.close()
         if self.server:
-            rc = self.server.terminate(timeout=15)
-            self.server.kill()
-            if self.server.proc.stderr:
-                self.server.proc.stderr.close()
-            log = self.server.log()
-            self.assertEqual(rc, 0, log[-4000:])
-            for marker in ("Sanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
-                self.assertNotIn(marker, log, log[-6000:])
+            self.server.stop(timeout=15)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.server:
+            xc.check_clean_exit(self, self.server)
 
     def pem(self, name):
         with open(os.path.join(self.pki, name), "rb") as f:
