@@ -28,7 +28,9 @@
  * Every wait is bounded: a stream that misses an update for 10 s fails the run (exit 1).
  *
  * Usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] [--channels K=10]
- *                  [--only ekglue|baseline]
+ *                  [--only ekglue|baseline] [--trim-ms MS]
+ * --trim-ms sets the server's trim_quiet_ms (include/ekglue/xds.h): -1 never returns freed heap to the
+ * system, to measure what malloc_trim saves and costs.
  * Exit: 0 targets met, 3 a target missed, 1 the benchmark failed, 2 usage.
  *
  * Threads. Orchestrator: main only. Round: main (changes, measurements) + the server's T gRPC threads.
@@ -1238,6 +1240,7 @@ typedef struct result {
 
 typedef struct round_opts {
     int streams, services, changes, threads, channels;
+    int trim_ms; /* ekglue's trim_quiet_ms (0 = its default, -1 = never) */
 } round_opts_t;
 
 typedef struct round {
@@ -1281,7 +1284,8 @@ static int round_setup(round_t *r, result_t *res)
     if (r->ekglue) {
         ekg_diag_t diag = {{0}};
         ekg_snapshot_t *snap = snapshot_of(r->t);
-        ekg_xds_server_options_t xo = {.listen = "127.0.0.1:0", .threads = r->o.threads};
+        ekg_xds_server_options_t xo = {
+            .listen = "127.0.0.1:0", .threads = r->o.threads, .trim_quiet_ms = r->o.trim_ms};
         if (!snap || ekg_cache_new(&r->cache))
             return -1;
         ekg_cache_publish(r->cache, snap);
@@ -1428,13 +1432,14 @@ static pid_t spawn_client(const round_t *r, int port, int *to_child, int *from_c
 /* `xds_bench --round ekglue|baseline streams services changes threads channels result_fd` */
 static int round_main(int argc, char **argv)
 {
-    if (argc < 9)
+    if (argc < 10)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     ekg_log_set_level(EKG_LOG_WARN);
-    round_t r = {.ekglue = strcmp(argv[2], "ekglue") == 0,
-                 .o = {atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7])}};
-    int result_fd = atoi(argv[8]);
+    round_t r = {
+        .ekglue = strcmp(argv[2], "ekglue") == 0,
+        .o = {atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]), atoi(argv[8])}};
+    int result_fd = atoi(argv[9]);
     result_t *res = calloc(1, sizeof(*res));
     int to_child = -1, from_child = -1, rc = 1;
     pid_t child = -1;
@@ -1527,12 +1532,12 @@ static int run_round(const char *name, const round_opts_t *o, result_t *res)
     int p[2];
     if (pipe(p))
         return -1;
-    char a[5][16], fd[16];
-    int v[5] = {o->streams, o->services, o->changes, o->threads, o->channels};
-    for (int i = 0; i < 5; i++)
+    char a[6][16], fd[16];
+    int v[6] = {o->streams, o->services, o->changes, o->threads, o->channels, o->trim_ms};
+    for (int i = 0; i < 6; i++)
         snprintf(a[i], sizeof(a[i]), "%d", v[i]);
     snprintf(fd, sizeof(fd), "%d", p[1]);
-    char *argv[] = {"xds_bench", "--round", (char *)name, a[0], a[1], a[2], a[3], a[4], fd, NULL};
+    char *argv[] = {"xds_bench", "--round", (char *)name, a[0], a[1], a[2], a[3], a[4], a[5], fd, NULL};
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -1600,11 +1605,13 @@ int main(int argc, char **argv)
             o.channels = atoi(argv[++i]);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--trim-ms") == 0 && i + 1 < argc)
+            o.trim_ms = atoi(argv[++i]);
         else if (argv[i][0] != '-' && pos < 3)
             *(pos++ == 0 ? &o.streams : pos == 2 ? &o.services : &o.changes) = atoi(argv[i]);
         else {
             fprintf(stderr, "usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] "
-                            "[--channels K=10] [--only ekglue|baseline]\n");
+                            "[--channels K=10] [--only ekglue|baseline] [--trim-ms MS|-1]\n");
             return 2;
         }
     }

@@ -28,6 +28,9 @@ typedef struct ekg_xds_server_options {
     const char *listen; /* "0.0.0.0:18000" (default), "127.0.0.1:0" picks a free port */
     int threads;        /* completion-queue threads; 0 = default (2) */
     int shutdown_ms;    /* bound on a graceful stop; 0 = default (5000) */
+    /* Once sends have been quiet this long, return the heap pages a burst freed to the system (glibc's
+     * malloc_trim, once per burst); 0 = default (1000), -1 = never. Never in sanitizer builds. */
+    int trim_quiet_ms;
     /* TLS on the gRPC port (PEM files; NULL = plaintext). tls_cert (chain may follow) and tls_key go
      * together; tls_client_ca also requires client certificates signed by one of its CAs (mutual TLS).
      * Re-read when they change (rotation without a restart; new connections only). */

@@ -175,9 +175,7 @@ struct worker {
     pthread_t thread;
     bool thread_started;
     request_slot_t slots[M__COUNT + 1];
-    /* This thread's own: sends completed since the last trim, and when the last one did (see worker_main). */
-    bool trim_pending;
-    long long last_send_ms;
+    bool trim_armed; /* this thread's own: it completed sends since it last looked (see worker_main) */
 };
 
 struct ekg_xds_server {
@@ -190,6 +188,11 @@ struct ekg_xds_server {
     int shutdown_ms;
     atomic_bool serving;
     tag_t shutdown_tag;
+    int trim_quiet_ms;         /* see maybe_trim; -1 = never */
+    atomic_llong last_send_ms; /* monotonic ms of the latest completed send, any thread */
+    atomic_bool trim_due;      /* sends completed since the last trim */
+    atomic_size_t statuses;    /* SEND_STATUS_FROM_SERVER batches in flight (see ekg_xds_server_stop) */
+    atomic_size_t live;        /* stream_t objects not yet freed, listed or not (see ekg_xds_server_stop) */
 
     pthread_mutex_t lock; /* guards the fields below */
     pthread_cond_t cond;  /* signalled when shutdown_done is set or the list empties */
@@ -240,6 +243,7 @@ static stream_t *stream_new(ekg_xds_server_t *s, stream_kind_t kind, method_t me
     st->server = s;
     st->call = call;
     atomic_init(&st->refs, 1);
+    atomic_fetch_add(&s->live, 1);
     pthread_mutex_init(&st->lock, NULL);
     st->status_details = grpc_empty_slice();
     st->health_sent = -1;
@@ -272,7 +276,13 @@ static void stream_unref(stream_t *st)
     grpc_slice_unref(st->status_details);
     grpc_call_unref(st->call);
     pthread_mutex_destroy(&st->lock);
+    ekg_xds_server_t *s = st->server;
     free(st);
+    if (atomic_fetch_sub(&s->live, 1) == 1) { /* never called with s->lock held */
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 /* Starts a batch holding a reference for it. Caller holds st->lock (or owns st exclusively) and a reference.
@@ -335,9 +345,13 @@ static void start_status(stream_t *st, grpc_byte_buffer *message)
         GRPC_SLICE_LENGTH(st->status_details) ? &st->status_details : NULL;
     st->status_started = true;
     st->status_pending = false;
-    if (!start_batch(st, ops, n, &st->status_tag) && message) {
-        grpc_byte_buffer_destroy(message);
-        st->send_buf = NULL;
+    atomic_fetch_add(&st->server->statuses, 1);
+    if (!start_batch(st, ops, n, &st->status_tag)) {
+        atomic_fetch_sub(&st->server->statuses, 1);
+        if (message) {
+            grpc_byte_buffer_destroy(message);
+            st->send_buf = NULL;
+        }
     }
 }
 
@@ -559,7 +573,9 @@ static void health_maybe_send(stream_t *st)
 
 /* --- the server's list of live streams ------------------------------------------------------------------ */
 
-/* Adds st (taking a reference) to the list; cancels it at once when the server is stopping. */
+static void end_for_shutdown(stream_t *st);
+
+/* Adds st (taking a reference) to the list; ends it at once when the server is stopping. */
 static void list_add(ekg_xds_server_t *s, stream_t *st)
 {
     pthread_mutex_lock(&s->lock);
@@ -571,8 +587,22 @@ static void list_add(ekg_xds_server_t *s, stream_t *st)
     s->streams = stream_ref(st);
     s->nstreams++;
     if (s->stopping)
-        grpc_call_cancel_with_status(st->call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+        end_for_shutdown(st); /* lock order: server, then stream */
     pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * Ends a stream because the server stops: an UNAVAILABLE status ("server shutting down": clients move to
+ * another replica) sent as a real SEND_STATUS_FROM_SERVER batch, now or when the send in flight completes.
+ * Not grpc_call_cancel_with_status: that closes the call at once, before its trailers reach the socket, so
+ * a server that then exits leaves its clients with "Socket closed" instead. Takes st->lock.
+ */
+static void end_for_shutdown(stream_t *st)
+{
+    pthread_mutex_lock(&st->lock);
+    if (!st->closed)
+        finish(st, GRPC_STATUS_UNAVAILABLE, "server shutting down");
+    pthread_mutex_unlock(&st->lock);
 }
 
 static void list_remove(ekg_xds_server_t *s, stream_t *st)
@@ -1057,8 +1087,10 @@ static void on_send(stream_t *st, bool ok)
     stream_unref(st);
 }
 
+/* The status is written (or the call is gone). The last one a stopping server waits for wakes it. */
 static void on_status(stream_t *st, bool ok)
 {
+    ekg_xds_server_t *s = st->server;
     pthread_mutex_lock(&st->lock);
     if (st->send_buf) { /* a unary response sent with the status */
         grpc_byte_buffer_destroy(st->send_buf);
@@ -1066,6 +1098,11 @@ static void on_status(stream_t *st, bool ok)
     }
     pthread_mutex_unlock(&st->lock);
     stream_unref(st);
+    if (atomic_fetch_sub(&s->statuses, 1) == 1) {
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 static void on_close(stream_t *st, bool ok)
@@ -1130,34 +1167,61 @@ static long long mono_ms(void)
 
 /*
  * Memory after a burst. Sending a snapshot to a thousand streams allocates a lot for a short time (grpc's
- * frames and buffers), interleaved with what stays (sessions, calls); when it is freed, malloc keeps the
- * pages. So once this thread's sends have been quiet for TRIM_QUIET_MS, it returns free pages to the system
- * (malloc_trim). The queue wait gets a deadline only while a trim is pending: an idle server still sleeps
- * without timeouts. Measured with bench/xds_bench: RSS per idle stream from ~80 KiB to ~27 KiB.
+ * frames and buffers), interleaved with what stays (sessions, calls); when it is freed, glibc's malloc keeps
+ * the pages. So once the server's sends have been quiet for trim_quiet_ms (default 1 s), one queue thread
+ * returns free pages to the system with malloc_trim: once per burst for the whole server (trim_due is
+ * claimed by one thread), not once per thread, since malloc_trim walks every arena. A queue wait gets a
+ * deadline only while its thread has seen sends since it last looked: an idle server sleeps without
+ * timeouts. Figures (bench/xds_bench, docs/internals/xds-server.md): RSS per idle stream ~80 KiB -> ~30 KiB.
+ *
+ * Never in a build whose allocator is a sanitizer's (ASan, TSan, MSan): malloc_trim is glibc's and walks
+ * glibc's arenas, which such a process never set up; ASan's report of it (a SEGV in mtrim) was CI's flake.
  */
-#define TRIM_QUIET_MS 1000
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define MALLOC_IS_GLIBC 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define MALLOC_IS_GLIBC 0
+#endif
+#endif
+#ifndef MALLOC_IS_GLIBC
+#define MALLOC_IS_GLIBC 1
+#endif
+#define DEFAULT_TRIM_QUIET_MS 1000
+
+/* Trims if the server's sends have been quiet long enough and nobody trimmed since; returns how many ms
+ * this thread should still wait (-1: nothing to wait for). Queue threads only. */
+static long long maybe_trim(worker_t *w)
+{
+    ekg_xds_server_t *s = w->server;
+    long long left = atomic_load(&s->last_send_ms) + s->trim_quiet_ms - mono_ms();
+    if (left > 0)
+        return left;
+    w->trim_armed = false;
+    if (!atomic_exchange(&s->trim_due, false))
+        return -1; /* another thread trimmed after the same sends */
+    long long t0 = mono_ms();
+    malloc_trim(0);
+    ekg_debug("xDS server: returned free heap pages to the system after a send burst took_ms=%lld",
+              mono_ms() - t0);
+    return -1;
+}
 
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
+    ekg_xds_server_t *s = w->server;
     for (;;) {
         gpr_timespec deadline = gpr_inf_future(GPR_CLOCK_REALTIME);
-        if (w->trim_pending)
+        long long wait_ms = w->trim_armed ? maybe_trim(w) : -1;
+        if (wait_ms >= 0)
             deadline =
-                gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                             gpr_time_from_millis(w->last_send_ms + TRIM_QUIET_MS - mono_ms(), GPR_TIMESPAN));
+                gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(wait_ms, GPR_TIMESPAN));
         grpc_event ev = grpc_completion_queue_next(w->cq, deadline, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
-        if (ev.type == GRPC_QUEUE_TIMEOUT) {
-            if (w->trim_pending && mono_ms() - w->last_send_ms >= TRIM_QUIET_MS) {
-                malloc_trim(0);
-                w->trim_pending = false;
-            }
-            continue;
-        }
         if (ev.type != GRPC_OP_COMPLETE)
-            continue;
+            continue; /* GRPC_QUEUE_TIMEOUT: maybe_trim looks again */
         tag_t *tag = ev.tag;
         bool ok = ev.success != 0;
         switch (tag->event) {
@@ -1169,8 +1233,11 @@ static void *worker_main(void *arg)
             break;
         case EV_SEND:
             on_send(tag->owner, ok);
-            w->trim_pending = true;
-            w->last_send_ms = mono_ms();
+            if (s->trim_quiet_ms >= 0) {
+                atomic_store(&s->last_send_ms, mono_ms());
+                atomic_store(&s->trim_due, true);
+                w->trim_armed = true;
+            }
             break;
         case EV_STATUS:
             on_status(tag->owner, ok);
@@ -1179,7 +1246,6 @@ static void *worker_main(void *arg)
             on_close(tag->owner, ok);
             break;
         case EV_SHUTDOWN: {
-            ekg_xds_server_t *s = tag->owner;
             pthread_mutex_lock(&s->lock);
             s->shutdown_done = true;
             pthread_cond_broadcast(&s->cond);
@@ -1234,9 +1300,16 @@ static bool is_shut_down(const ekg_xds_server_t *s)
     return s->shutdown_done;
 }
 
+/* No stream object left: no queue thread will start a batch again. */
+static bool is_released(const ekg_xds_server_t *s)
+{
+    return atomic_load(&s->live) == 0;
+}
+
+/* Every listed stream closed and every status written to its transport. */
 static bool is_drained(const ekg_xds_server_t *s)
 {
-    return s->nstreams == 0;
+    return s->nstreams == 0 && atomic_load(&s->statuses) == 0;
 }
 
 /* Frees what start created, after the grpc server is destroyed (or was never created). */
@@ -1284,6 +1357,9 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
     library_ref();
     s->cache = cache;
     s->shutdown_ms = opts->shutdown_ms > 0 ? opts->shutdown_ms : DEFAULT_SHUTDOWN_MS;
+    s->trim_quiet_ms = !MALLOC_IS_GLIBC || opts->trim_quiet_ms < 0 ? -1
+                       : opts->trim_quiet_ms > 0                   ? opts->trim_quiet_ms
+                                                                   : DEFAULT_TRIM_QUIET_MS;
     s->shutdown_tag = (tag_t){EV_SHUTDOWN, s};
     atomic_init(&s->serving, false);
     pthread_mutex_init(&s->lock, NULL);
@@ -1335,11 +1411,13 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
                            listen, s->tls ? ", or the TLS certificate and key do not make a valid pair" : "");
         goto fail;
     }
+    /* The watch before the first call can arrive: a stream is listed, then reads the current snapshot, and
+     * every publish after that read reaches it through the watch (see start_stream). */
+    ekg_cache_set_watch(cache, on_snapshot, s);
     grpc_server_start(s->server);
     for (int i = 0; i < nthreads; i++)
         for (int m = 0; m <= M_GENERIC; m++)
             slot_arm(&s->workers[i].slots[m]);
-    ekg_cache_set_watch(cache, on_snapshot, s);
     *out = s;
     return EKG_OK;
 
@@ -1376,10 +1454,13 @@ void ekg_xds_server_stop(ekg_xds_server_t *s)
     /* Stop listening and send GOAWAY; pending requests for calls complete with ok = false. */
     grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
 
-    /* UNAVAILABLE tells clients to move to another replica; the list's references keep the calls alive. */
+    /* UNAVAILABLE tells clients to move to another replica; the list's references keep the calls alive.
+     * Drained means every status is written, so the process may exit right after: clients see the status,
+     * not a reset connection. A stream whose send is stuck (a client that does not read) gets its status
+     * after the send, or is cancelled once shutdown_ms has passed. */
     pthread_mutex_lock(&s->lock);
     for (stream_t *st = s->streams; st; st = st->next)
-        grpc_call_cancel_with_status(st->call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+        end_for_shutdown(st);
     struct timespec deadline = deadline_in(s->shutdown_ms);
     bool graceful = wait_locked(s, is_drained, &deadline) && wait_locked(s, is_shut_down, &deadline);
     pthread_mutex_unlock(&s->lock);
@@ -1395,6 +1476,18 @@ void ekg_xds_server_stop(ekg_xds_server_t *s)
             ekg_error("xDS server: gRPC did not shut down; leaking the server");
             return;
         }
+    }
+    /* Shut down, but a queue thread may still be finishing a cancelled stream (a status that was due after
+     * its send starts when the send fails): the queues must not shut down under it (grpc asserts in
+     * grpc_cq_begin_op). Every call is over, so each stream's last batch completes at once. */
+    pthread_mutex_lock(&s->lock);
+    deadline = deadline_in(FORCED_SHUTDOWN_MS);
+    bool released = wait_locked(s, is_released, &deadline);
+    pthread_mutex_unlock(&s->lock);
+    if (!released) {
+        ekg_error("xDS server: %zu streams still held after the shutdown; leaking the server",
+                  atomic_load(&s->live));
+        return;
     }
     ekg_info(
         "xDS server stopped streams_at_stop=%zu streams_total=%llu requests=%llu responses=%llu bytes=%llu",
