@@ -362,8 +362,7 @@ int ekg_cli_serve(int argc, char **argv)
     ekg_xds_server_t *server = NULL;
     serve_state_t st = {0};
     int sfd = -1, ifd = -1;
-    bool signals_blocked = false;
-    sigset_t mask, old_mask;
+    sigset_t mask;
     const char *config_path = NULL;
     ekg_xds_server_options_t xopts = {.listen = "0.0.0.0:18000"};
     const char *debug_listen = "127.0.0.1:18001";
@@ -467,11 +466,10 @@ int ekg_cli_serve(int argc, char **argv)
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
     sigaddset(&mask, SIGHUP);
-    if (pthread_sigmask(SIG_BLOCK, &mask, &old_mask) != 0 || (sfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
+    if (pthread_sigmask(SIG_BLOCK, &mask, NULL) != 0 || (sfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
         fprintf(stderr, "ekglue serve: cannot set up signal handling: %s\n", strerror(errno));
         goto out;
     }
-    signals_blocked = true;
     signal(SIGPIPE, SIG_IGN);
 
     ekg_err_t err =
@@ -575,8 +573,9 @@ out:
         close(ifd);
     if (sfd >= 0)
         close(sfd);
-    if (signals_blocked)
-        pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    /* SIGTERM, SIGINT and SIGHUP stay blocked, never restored: one that arrived during the shutdown (an
+     * impatient second SIGTERM) is still pending, and unblocking it here would kill the process by the
+     * signal on its way to exit 0. main returns right after; the pending signals die with the process. */
     for (size_t i = 0; st.base_names && i < st.nwatched; i++)
         free(st.base_names[i]);
     free(st.base_names);
