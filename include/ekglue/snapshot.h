@@ -54,7 +54,8 @@ typedef void (*ekg_cache_watch_fn)(void *ctx, ekg_snapshot_t *snap);
 
 ekg_err_t ekg_cache_new(ekg_cache_t **out);
 void ekg_cache_free(ekg_cache_t *c);
-/* Registers the single watcher (NULL to remove). Call before publishing from another thread. */
+/* Registers the single watcher (NULL to remove), from any thread. When it returns, no call of the previous
+ * watcher is running or will start, so its ctx may be freed. Must not be called from within the watcher. */
 void ekg_cache_set_watch(ekg_cache_t *c, ekg_cache_watch_fn fn, void *ctx);
 /* Makes snap current (takes a new reference) and calls the watcher. Same-version snapshots are not
  * re-announced: when every set's version and the localities equal the current one's, nothing happens. */

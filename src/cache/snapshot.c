@@ -25,8 +25,9 @@ struct ekg_snapshot {
 };
 
 struct ekg_cache {
-    pthread_mutex_t lock;    /* guards current */
-    ekg_snapshot_t *current; /* owned reference; NULL before the first publish */
+    pthread_mutex_t lock;      /* guards current, watch and watch_ctx */
+    pthread_mutex_t call_lock; /* held while the watch runs, and by set_watch (taken before lock) */
+    ekg_snapshot_t *current;   /* owned reference; NULL before the first publish */
     ekg_cache_watch_fn watch;
     void *watch_ctx;
 };
@@ -106,6 +107,7 @@ ekg_err_t ekg_cache_new(ekg_cache_t **out)
     if (!c)
         return EKG_ENOMEM;
     pthread_mutex_init(&c->lock, NULL);
+    pthread_mutex_init(&c->call_lock, NULL);
     *out = c;
     return EKG_OK;
 }
@@ -116,15 +118,18 @@ void ekg_cache_free(ekg_cache_t *c)
         return;
     ekg_snapshot_unref(c->current);
     pthread_mutex_destroy(&c->lock);
+    pthread_mutex_destroy(&c->call_lock);
     free(c);
 }
 
 void ekg_cache_set_watch(ekg_cache_t *c, ekg_cache_watch_fn fn, void *ctx)
 {
+    pthread_mutex_lock(&c->call_lock); /* waits for a call of the old watch in progress */
     pthread_mutex_lock(&c->lock);
     c->watch = fn;
     c->watch_ctx = ctx;
     pthread_mutex_unlock(&c->lock);
+    pthread_mutex_unlock(&c->call_lock);
 }
 
 /*
@@ -158,12 +163,18 @@ bool ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
         snap->since[t] = same ? old->since[t] : (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     }
     c->current = ekg_snapshot_ref(snap);
+    pthread_mutex_unlock(&c->lock);
+    ekg_snapshot_unref(old);
+    /* The watch runs without c->lock (it reads the cache), under call_lock, so that whoever removes it knows
+     * it is not running any more and may free its ctx. */
+    pthread_mutex_lock(&c->call_lock);
+    pthread_mutex_lock(&c->lock);
     ekg_cache_watch_fn fn = c->watch;
     void *ctx = c->watch_ctx;
     pthread_mutex_unlock(&c->lock);
-    ekg_snapshot_unref(old);
     if (fn)
         fn(ctx, snap);
+    pthread_mutex_unlock(&c->call_lock);
     return true;
 }
 

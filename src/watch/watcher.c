@@ -164,6 +164,7 @@ struct ekg_watcher {
     bool dirty;             /* changes not yet published */
     long long first_change; /* of the unpublished changes */
     long long publish_at;
+    bool synced_untold; /* synced, but no snapshot taken yet: on_synced waits for the first good publish */
     long long stale_log_at[EKG_KUBE__COUNT];
     unsigned long long publishes;
     uint64_t rng;
@@ -893,6 +894,9 @@ static void transfer_done(stream_t *s, CURLcode result)
 
 /* --- publishing ----------------------------------------------------------------------------------------- */
 
+/* After a failed translation, try again this long after (nothing is lost: the objects stay applied). */
+#define PUBLISH_RETRY_MS 1000
+
 static void publish(ekg_watcher_t *w)
 {
     ekg_snapshot_t *snap = NULL;
@@ -901,7 +905,11 @@ static void publish(ekg_watcher_t *w)
     w->dirty = false;
     ekg_err_t err = ekg_translator_snapshot(w->translator, &snap);
     if (err) {
-        ekg_error("translation failed, keeping the previous snapshot: %s", ekg_strerror(err));
+        ekg_error("translation failed, keeping the previous snapshot, retrying in %d ms: %s",
+                  PUBLISH_RETRY_MS, ekg_strerror(err));
+        w->dirty = true; /* what was applied is still unpublished: without this, only the next event would */
+        w->first_change = now_ms();
+        w->publish_at = w->first_change + PUBLISH_RETRY_MS;
         return;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -920,9 +928,15 @@ static void publish(ekg_watcher_t *w)
               ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)),
               ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)));
     ekg_snapshot_unref(snap);
+    if (w->synced_untold) {
+        w->synced_untold = false;
+        if (w->on_synced)
+            w->on_synced(w->ctx);
+    }
 }
 
-/* The first time every stream has listed: publish now and tell the caller. */
+/* The first time every stream has listed: publish now, and tell the caller once a snapshot is taken (health
+ * turns SERVING then: never with an empty cache because the first translation failed). */
 static void check_first_sync(ekg_watcher_t *w)
 {
     if (w->synced)
@@ -931,10 +945,9 @@ static void check_first_sync(ekg_watcher_t *w)
         if (!w->streams[i].listed)
             return;
     w->synced = true;
-    publish(w);
+    w->synced_untold = true;
     ekg_info("kubernetes synced streams=%zu", w->nstreams);
-    if (w->on_synced)
-        w->on_synced(w->ctx);
+    publish(w);
 }
 
 /* Logs (at info, every STALE_LOG_EVERY_MS) each resource that has been failing for STALE_LOG_AFTER_MS. */
