@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD ?= build/release
 
-.PHONY: all deps build run test bench format clean
+.PHONY: all deps build run test stress bench format clean
 
 all: build
 
@@ -22,6 +22,12 @@ run: build
 # The whole suite: normal build, ASan+UBSan build, fuzzers for a bounded time. See tests/run.sh.
 test: deps
 	@tests/run.sh
+
+# Races: the ASan+UBSan suite ROUNDS times on a machine kept busy by LOAD spinning loops. See tests/stress.sh.
+ROUNDS ?= 20
+LOAD ?= 2
+stress: deps
+	@tests/stress.sh -n $(ROUNDS) -l $(LOAD)
 
 bench: build
 	$(BUILD)/translate_bench

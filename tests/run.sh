@@ -26,8 +26,11 @@ step "build with ASan+UBSan"
 cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DEKG_SANITIZE=address -DEKG_WERROR=ON >/dev/null
 cmake --build build/asan -j"$jobs"
 step "tests under ASan+UBSan"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+(
+  # shellcheck source=tests/sanitizers.sh
+  . tests/sanitizers.sh
   ctest --test-dir build/asan --output-on-failure -j"$jobs"
+)
 
 step "fuzz targets (${fuzz_seconds}s each)"
 cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DEKG_FUZZ=ON >/dev/null
