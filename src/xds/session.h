@@ -3,7 +3,7 @@
  *
  * The transport (src/xds/server.c) feeds a session the DiscoveryRequests it receives and the snapshots the
  * cache publishes, and asks it for the next response whenever the stream has no send in flight. The session
- * decides, following the xDS protocol (../shared/notes/protocol.md, items 1-12): subscriptions per type
+ * decides, following the xDS protocol (docs/internals/protocol.md, items 1-12): subscriptions per type
  * (wildcard or named, changed at any time), nonces (stale ones ignored), ACK/NACK bookkeeping (NACKs logged
  * and counted, rejected content not resent until it changes), what changed for this client since it last got
  * each resource, and the order of types on ADS (CDS, EDS, LDS, RDS; a CDS update that only removes clusters

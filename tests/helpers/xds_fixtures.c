@@ -423,7 +423,7 @@ static xf_response_t *decode(upb_Arena *a, const ekg_xds_response_t *r)
     char *names = upb_Arena_Malloc(a, names_len);
     names[0] = '\0';
     for (size_t i = 0; i < n; i++) {
-        /* Protocol item 10: never the same resource name twice in one response. */
+        /* Item 10 of docs/internals/protocol.md: never the same resource name twice in one response. */
         if (i > 0 && strcmp(sorted[i - 1], sorted[i]) == 0)
             fail_msg("response (type %s, nonce %s) carries %s twice", out->type_url, out->nonce, sorted[i]);
         if (i > 0)

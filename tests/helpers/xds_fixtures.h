@@ -19,7 +19,7 @@
  * Requests are built with the generated upb setters and serialized; responses are decoded by concatenating
  * the pieces of ekg_xds_response_t and parsing them as a DiscoveryResponse, after which the response is
  * released. Decoding fails the test when the pieces do not add up to total_len, when an Any's type URL is not
- * the response's, or when a name appears twice (protocol item 10).
+ * the response's, or when a name appears twice (item 10 of docs/internals/protocol.md).
  *
  * Thread: the test's main thread (cmocka's failure handling is not thread-safe).
  */

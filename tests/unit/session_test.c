@@ -1,6 +1,6 @@
 /*
  * tests/unit/session_test.c: the state-of-the-world xDS protocol of one stream (src/xds/session.c), held to
- * the protocol facts in ../shared/notes/protocol.md, items 1-12 (cited as "item N" below): wildcard and named
+ * the protocol rules in docs/internals/protocol.md, items 1-12 (cited as "item N" below): wildcard and named
  * subscriptions, per-resource load assignments, content-derived versions, nonces and stale requests,
  * ACK/NACK bookkeeping, make-before-break ordering on ADS, cluster warming, unserved types, malformed or
  * misplaced requests, and a stream that lags several snapshots behind.

@@ -1,6 +1,6 @@
 """tests/xds/protocol_test.py: the state-of-the-world xDS protocol of `ekglue serve`, over real gRPC streams.
 
-One test per protocol behaviour of ../shared/notes/protocol.md (xDS items 1-12; "item N" below), driven with the
+One test per protocol behaviour of docs/internals/protocol.md (items 1-12; "item N" below), driven with the
 raw streams of xdsclient.py. tests/unit/session_test.c holds the same rules against the session engine alone;
 these tests hold them over the wire: the transport (src/xds/server.c), the file watcher and reloads of
 `ekglue serve` (src/cli/serve.c) and the session (src/xds/session.c) together.
