@@ -55,7 +55,7 @@ HTTP control API (no auth, never subject to faults), JSON in and out:
   POST /fake/compact[?rv=N]     POST /fake/config {too_old, bookmark_interval, continue_ttl, history}
   POST /fake/rotate-token {"token"?, "file_delay"?}       POST /fake/invalidate-token
   POST /fake/faults {"fault", "prefix", "count", "watch", ...params} -> {"id"}
-  DELETE /fake/faults[?id=N]    POST /fake/close-watches[?too_old=1]
+  DELETE /fake/faults[?id=N]    POST /fake/close-watches[?too_old=1] (returns once those watches ended)
   POST /fake/wait-watchers?n=N&prefix=P&timeout=S  (200 when reached, 408 otherwise)
 Request log entries: id, time, method, path, query (last value per name), target, watch,
 headers (names canonicalised: "Authorization", "Accept-Encoding"), peer (client port: one per
@@ -642,12 +642,16 @@ class FakeAPIServer:
             return self._cond.wait_for(
                 lambda: sum(w['path'].startswith(prefix) for w in self._watches.values()) >= n, timeout)
 
-    def close_watches(self, too_old=False):
-        """End every open watch now: cleanly, or with an ERROR 410 event when too_old."""
+    def close_watches(self, too_old=False, timeout=10.0):
+        """End every open watch now: cleanly, or with an ERROR 410 event when too_old. Returns once each of
+        those watches has ended (bounded by timeout), so that what a test does next (an event, a
+        wait_for_watchers) meets only the watches opened after this call, never one still closing."""
         with self._cond:
+            closing = set(self._watches)
             self._close_gen += 1
             self._close_too_old = too_old
             self._cond.notify_all()
+            return self._cond.wait_for(lambda: not closing & set(self._watches), timeout)
 
     def write_kubeconfig(self, path, context='fakeapi'):
         """Write a kubeconfig (server, certificate-authority, tokenFile) pointing at this server."""

@@ -257,11 +257,16 @@ class ServerTest(xc.LogOnFailure, unittest.TestCase):
             self.assertGreater(len(r.resources), 20000)
             ok.ack(r)
             for name in ("stuck1", "stuck2"):
+                mark = server.nlines()
                 with open(self.extra + ".tmp", "w") as f:
                     f.write(EXTRA_SERVICE % {"name": name})
                 os.replace(self.extra + ".tmp", self.extra)
+                # Reading and translating 20,000 Services takes seconds in a sanitizer build on a busy machine:
+                # wait for the publish itself, then the push to the reading client must follow promptly.
+                self.assertIsNotNone(server.wait_log(r"objects loaded services=", timeout=60, start=mark),
+                                     "no reload" + xc.failure_log(server))
                 r = ok.recv(timeout=5)
-                self.assertIsNotNone(r, "publisher blocked by a stuck client?\n" + server.log()[-3000:])
+                self.assertIsNotNone(r, "publisher blocked by a stuck client?" + xc.failure_log(server))
                 self.assertIn("shop:%s:http" % name, xc.resource_names(r))
                 ok.ack(r)
             stuck.cancel()  # goes away with a send in flight
