@@ -1,6 +1,6 @@
 """tests/xds/shutdown_test.py: how `ekglue serve` stops (src/xds/server.c ekg_xds_server_stop, src/cli/serve.c).
 
-What a client and an orchestrator count on when a replica is stopped (docs/internals/xds-server.md, "Stopping"):
+What a client and an orchestrator count on when a replica is stopped (docs/internals/server.md, "Stop"):
 - every open stream, whatever its service and however many there are, ends with UNAVAILABLE "server shutting
   down" (so clients reconnect to another replica at once), never with a reset connection ("Socket closed");
 - the process exits 0, also when SIGTERM/SIGINT arrive again while it is stopping (kubelet, an impatient
