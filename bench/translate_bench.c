@@ -23,11 +23,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/log.h"
 #include "ekglue/model.h"
 #include "ekglue/proto.h"
-#include "ekglue/translate.h"
 
 typedef struct buf {
     char *p;

@@ -66,13 +66,12 @@
 #include "envoy/config/core/v3/base.upb.h"
 #include "envoy/service/discovery/v3/discovery.upb.h"
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/log.h"
 #include "ekglue/model.h"
 #include "ekglue/proto.h"
 #include "ekglue/resource.h"
-#include "ekglue/snapshot.h"
-#include "ekglue/translate.h"
+#include "ekglue/cache.h"
 #include "ekglue/xds.h"
 
 #define ENDPOINTS      4 /* per Service */

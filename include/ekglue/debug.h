@@ -14,9 +14,10 @@
 #define EKGLUE_DEBUG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "ekglue/error.h"
-#include "ekglue/snapshot.h"
+#include "ekglue/cache.h"
 #include "ekglue/watch.h"
 #include "ekglue/xds.h"
 
@@ -41,5 +42,12 @@ ekg_err_t ekg_debug_server_start(const ekg_debug_options_t *opts, ekg_cache_t *c
 int ekg_debug_server_port(const ekg_debug_server_t *s);
 /* Stops listening, waits for requests in progress and frees everything. NULL is fine. */
 void ekg_debug_server_stop(ekg_debug_server_t *s);
+
+/*
+ * The Prometheus exposition text (text/plain; version=0.0.4) of every metric (include/ekglue/metrics.h), the
+ * watcher's per-resource figures and the process's own. watcher may be NULL (file mode): its metrics are then
+ * left out. *out is malloc'ed; the caller frees it. The debug server's /metrics.
+ */
+ekg_err_t ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len);
 
 #endif

@@ -1,49 +1,62 @@
 /*
- * include/ekglue/metrics.h: ekglue's process-wide metrics, rendered in Prometheus text format on the debug
- * port.
+ * include/ekglue/metrics.h: recording ekglue's process-wide metrics (src/common/metrics.c), a leaf that every
+ * layer may call. The debug port renders them (ekg_debug_metrics_render, include/ekglue/debug.h).
  *
- * A fixed set, defined in src/debug/metrics.c: counters and gauges are atomics, histograms have fixed buckets
- * and atomic bucket counters, so recording is lock-free and costs a few nanoseconds from any thread.
- * Rendering reads them (and the process's own /proc figures) without stopping anybody.
+ * A fixed set: counters and gauges are atomics, histograms have fixed buckets and atomic bucket counters, so
+ * recording is lock-free and costs a few nanoseconds from any thread; nothing allocates.
+ *
+ * Labels are indices into the enums of the layers that record them; being a leaf, this header does not
+ * include those layers, and the renderer checks at compile time that the sizes below match the enums:
+ * resource types (ekg_resource_type_t, include/ekglue/resource.h), xDS APIs (ekg_xds_api_t,
+ * src/xds/session.h), Kubernetes resources and watch events (ekg_kube_resource_t, ekg_kube_event_t,
+ * include/ekglue/watch.h). An index out of range is ignored.
  *
  * Names (all prefixed ekglue_): kubernetes_events_total{resource,type}, xds_acks_total{type},
  * xds_nacks_total{type}, xds_pushes_total{type}, xds_streams{api} (gauge), last_update_timestamp_seconds,
  * push_latency_seconds (histogram: snapshot published -> response handed to gRPC), snapshot_build_seconds
- * (histogram), watch_reconnects_total{resource}, watch_relists_total{resource}, kubernetes_sync_age_seconds
- * {resource} (from the watcher's status), process_resident_memory_bytes, process_cpu_seconds_total.
+ * (histogram); the renderer adds the watcher's and the process's own figures.
  *
  * Thread: any.
  */
 #ifndef EKGLUE_METRICS_H
 #define EKGLUE_METRICS_H
 
-#include <stddef.h>
+#define EKG_METRICS_RESOURCE_TYPES 4 /* ekg_resource_type_t */
+#define EKG_METRICS_XDS_APIS       5 /* ekg_xds_api_t */
+#define EKG_METRICS_KUBE_RESOURCES 3 /* ekg_kube_resource_t */
+#define EKG_METRICS_KUBE_EVENTS    4 /* ekg_kube_event_t */
+#define EKG_METRICS_BUCKETS        14
 
-#include "ekglue/resource.h"
-#include "ekglue/watch.h"
-
-/* Kubernetes watch event types, as counted. */
-typedef enum {
-    EKG_KEVENT_ADDED = 0,
-    EKG_KEVENT_MODIFIED,
-    EKG_KEVENT_DELETED,
-    EKG_KEVENT_BOOKMARK,
-    EKG_KEVENT__COUNT
-} ekg_kube_event_t;
-
-void ekg_metrics_kube_event(ekg_kube_resource_t r, ekg_kube_event_t e);
-void ekg_metrics_xds_ack(ekg_resource_type_t t);
-void ekg_metrics_xds_nack(ekg_resource_type_t t);
-void ekg_metrics_xds_push(ekg_resource_type_t t);
-/* api: an ekg_xds_api_t (ADS, CDS, EDS, LDS, RDS); delta +1 on open, -1 on close. */
-void ekg_metrics_xds_streams(int api, int delta);
+void ekg_metrics_kube_event(int kube_resource, int kube_event);
+void ekg_metrics_xds_ack(int resource_type);
+void ekg_metrics_xds_nack(int resource_type);
+void ekg_metrics_xds_push(int resource_type);
+/* delta +1 on open, -1 on close. */
+void ekg_metrics_xds_streams(int xds_api, int delta);
 void ekg_metrics_snapshot_published(double build_seconds);
 void ekg_metrics_push_latency(double seconds);
 
-/*
- * The exposition text (text/plain; version=0.0.4). watcher may be NULL (file mode): its per-resource metrics
- * are then left out. *out is malloc'ed; the caller frees it.
- */
-int ekg_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len);
+/* Upper bounds in seconds of every histogram's buckets, shared: 0.5 ms (a push to an idle stream) to 10 s. */
+extern const double ekg_metrics_bucket_bounds[EKG_METRICS_BUCKETS];
+
+typedef struct ekg_metrics_histogram {
+    unsigned long long buckets[EKG_METRICS_BUCKETS]; /* per bucket, not cumulative */
+    unsigned long long count;                        /* every observation, those above the last bound too */
+    double sum;                                      /* seconds */
+} ekg_metrics_histogram_t;
+
+/* Every recorded value, each read once (relaxed: a histogram's count may be one ahead of its buckets). */
+typedef struct ekg_metrics_values {
+    unsigned long long kube_events[EKG_METRICS_KUBE_RESOURCES][EKG_METRICS_KUBE_EVENTS];
+    unsigned long long xds_acks[EKG_METRICS_RESOURCE_TYPES];
+    unsigned long long xds_nacks[EKG_METRICS_RESOURCE_TYPES];
+    unsigned long long xds_pushes[EKG_METRICS_RESOURCE_TYPES];
+    long long xds_streams[EKG_METRICS_XDS_APIS];
+    double last_update; /* unix time of the last publish; 0 before */
+    ekg_metrics_histogram_t push_latency;
+    ekg_metrics_histogram_t snapshot_build;
+} ekg_metrics_values_t;
+
+void ekg_metrics_read(ekg_metrics_values_t *out);
 
 #endif

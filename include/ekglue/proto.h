@@ -2,10 +2,10 @@
  * include/ekglue/proto.h: the process-wide protobuf reflection ekglue uses for JSON (config files, `ekglue
  * dump`, debug pages) and for Any payloads.
  *
- * The pool holds the Envoy/xDS files libgrpc embeds (proto/grpc_defs.h) plus ekglue's own slim protos from
- * proto/ (e.g. envoy.extensions.upstreams.http.v3.HttpProtocolOptions). Messages built from the pool share
- * libgrpc's generated MiniTables, so the generated accessors (the envoy .upb.h headers) work on them and vice
- * versa.
+ * The pool holds the Envoy/xDS files libgrpc embeds (src/proto/grpc_defs.h) plus ekglue's own slim protos
+ * from proto/ (e.g. envoy.extensions.upstreams.http.v3.HttpProtocolOptions). Messages built from the pool
+ * share libgrpc's generated MiniTables, so the generated accessors (the envoy .upb.h headers) work on them
+ * and vice versa.
  *
  * Thread: ekg_proto_init() must complete before other threads use the pool (main calls it first); afterwards
  * the pool is immutable and every function here may be called from any thread.

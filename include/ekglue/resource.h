@@ -1,5 +1,7 @@
 /*
- * include/ekglue/resource.h: encoded xDS resources and sorted, versioned sets of them.
+ * include/ekglue/resource.h: encoded xDS resources, sorted and versioned sets of them, and immutable
+ * snapshots of everything ekglue serves (src/resource/). The currency of every layer above: the translator
+ * builds them, the cache publishes snapshots, every xDS stream sends their bytes.
  *
  * An ekg_resource_t is one Envoy resource (a Cluster or a ClusterLoadAssignment) encoded once,
  * deterministically, with the content hash of its bytes. An ekg_resource_set_t is the state of the world of
@@ -9,13 +11,20 @@
  *
  * Both are immutable once built and reference-counted (atomically): the translator, snapshots and every xDS
  * stream hold references to the same bytes; whoever drops the last reference frees them.
+ *
+ * A snapshot holds one resource set per type (Clusters, ClusterLoadAssignments, proxyless-gRPC Listeners,
+ * RouteConfigurations). It never changes once published and is reference-counted; an xDS stream keeps a
+ * reference to the snapshot it last looked at.
  * Thread: any.
  */
 #ifndef EKGLUE_RESOURCE_H
 #define EKGLUE_RESOURCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cJSON.h>
 
 #include "ekglue/error.h"
 
@@ -87,5 +96,36 @@ void ekg_resource_set_diff(const ekg_resource_set_t *old, const ekg_resource_set
                            void (*fn)(void *ctx, const char *name, const ekg_resource_t *before,
                                       const ekg_resource_t *after),
                            void *ctx);
+
+/* --- snapshots ------------------------------------------------------------------------------------------ */
+
+typedef struct ekg_snapshot ekg_snapshot_t;
+
+/* Takes new references to the sets; a NULL set means empty. The snapshot has refcount 1. */
+ekg_err_t ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT], ekg_snapshot_t **out);
+ekg_snapshot_t *ekg_snapshot_ref(ekg_snapshot_t *s);
+void ekg_snapshot_unref(ekg_snapshot_t *s); /* NULL is fine */
+/* The set of one type (never NULL: an empty set when there is none). Borrowed, lives as long as s. */
+ekg_resource_set_t *ekg_snapshot_resources(const ekg_snapshot_t *s, ekg_resource_type_t type);
+/*
+ * The localities the snapshot was built with, for operators (the debug port's /localities): a JSON object
+ * {node name: {region, zone, subZone}} as `ekglue dump` prints it. Optional: set it while the caller holds
+ * the only reference (before publishing); EKG_EINVAL afterwards or when doc is not an object. Takes ownership
+ * of doc, also on error. The cache compares it too: a snapshot whose only change is its localities (a Node
+ * relabelled without moving an endpoint) is taken, and pushes nothing since its sets are unchanged.
+ */
+ekg_err_t ekg_snapshot_set_localities(ekg_snapshot_t *s, cJSON *doc);
+/* The localities document, or NULL when none was set. Borrowed, immutable, lives as long as s. */
+const cJSON *ekg_snapshot_localities(const ekg_snapshot_t *s);
+/*
+ * Unix time (seconds) at which the set of type `type` took its version: when the cache made current the first
+ * snapshot with that version (an unchanged type keeps the time of the earlier publish). 0 before the snapshot
+ * is published. Written by ekg_cache_publish() before the snapshot is visible to other threads.
+ */
+double ekg_snapshot_version_since(const ekg_snapshot_t *s, ekg_resource_type_t type);
+/* A process-unique, increasing number (for logs and for "have I seen this one"), not a protocol version. */
+unsigned long long ekg_snapshot_serial(const ekg_snapshot_t *s);
+/* Sets the time ekg_snapshot_version_since() reports; only the cache calls it, before it makes s visible. */
+void ekg_snapshot_set_version_since(ekg_snapshot_t *s, ekg_resource_type_t type, double unix_time);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * include/ekglue/watch.h: the Kubernetes watcher: Services, EndpointSlices and Nodes, listed and watched, fed
- * to the translator, published to the cache.
+ * include/ekglue/watch.h: the Kubernetes source (src/watch/): the connection to an API server, and the
+ * watcher: Services, EndpointSlices and Nodes, listed and watched, fed to the translator, published to the
+ * cache.
  *
  * One thread. For each resource it lists (limit/continue pages, all at one resourceVersion), then watches
  * from the list's resourceVersion with bookmarks and timeoutSeconds, resuming from the last seen
@@ -22,11 +23,70 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ekglue/config.h"
+#include <curl/curl.h>
+
+#include "ekglue/translate.h"
 #include "ekglue/error.h"
-#include "ekglue/kube.h"
 #include "ekglue/model.h"
-#include "ekglue/snapshot.h"
+#include "ekglue/cache.h"
+
+/* --- the connection ------------------------------------------------------------------------------------- */
+
+/*
+ * The connection (src/watch/kube_conn.c): how ekglue reaches a Kubernetes API server.
+ *
+ * ekg_kube_conn_resolve() decides where and how to connect, in this order: --master URL (no auth unless a
+ * kubeconfig also names credentials), --kubeconfig or $KUBECONFIG (current-context or --context), in-cluster
+ * ($KUBERNETES_SERVICE_HOST/PORT, IPv6 too, with the service-account token and CA). Kubeconfig fields
+ * honoured: clusters[].cluster{server, certificate-authority, certificate-authority-data,
+ * insecure-skip-tls-verify, tls-server-name, proxy-url}, users[].user{token, tokenFile,
+ * client-certificate(-data), client-key(-data)}; relative paths are relative to the kubeconfig's directory.
+ * exec plugins, auth-provider, username/password and impersonation (as, as-groups, ...) are refused with an
+ * error naming the field. Token files (tokenFile, the service-account token) are re-read every minute and
+ * after a 401, so a rotated token is picked up.
+ *
+ * Thread: resolve on main; the connection is then used by the watcher thread only (token refresh mutates it).
+ */
+#include <curl/curl.h>
+
+typedef struct ekg_kube_conn ekg_kube_conn_t;
+
+typedef struct ekg_kube_options {
+    const char *kubeconfig; /* --kubeconfig; NULL: $KUBECONFIG (first of a ':' list), then nothing */
+    const char *context;    /* --context; NULL: current-context */
+    const char *master;     /* --master URL; overrides the kubeconfig's server */
+} ekg_kube_options_t;
+
+/*
+ * EKG_ENOENT (and a diag saying so) when nothing is configured: no --master, no kubeconfig, not in a cluster.
+ * EKG_ECONFIG with "FILE: key: reason" for a bad kubeconfig. On success *out is owned by the caller.
+ */
+ekg_err_t ekg_kube_conn_resolve(const ekg_kube_options_t *opts, ekg_kube_conn_t **out, ekg_diag_t *diag);
+void ekg_kube_conn_free(ekg_kube_conn_t *c);
+
+/* The API server's base URL without a trailing slash ("https://10.0.0.1:443"). Borrowed. */
+const char *ekg_kube_conn_server(const ekg_kube_conn_t *c);
+/* A one-line description for logs: server, how it was found, auth kind (never the secret). Borrowed. */
+const char *ekg_kube_conn_describe(const ekg_kube_conn_t *c);
+
+/*
+ * Prepares a curl easy handle for a request to `path_and_query` ("/api/v1/services?limit=500"): URL, TLS (CA,
+ * client certificate, verification, server name), and the headers: Accept and Authorization are appended to
+ * *headers, which is then set as CURLOPT_HTTPHEADER; the caller frees it with curl_slist_free_all() after the
+ * transfer. Re-reads a token file older than a minute.
+ */
+ekg_err_t ekg_kube_conn_prepare(ekg_kube_conn_t *c, CURL *h, const char *path_and_query,
+                                struct curl_slist **headers, ekg_diag_t *diag);
+/*
+ * Changes with every new token. A request prepared under an older generation that got a 401 can be retried at
+ * once: another request already found the new token.
+ */
+unsigned long ekg_kube_conn_token_generation(const ekg_kube_conn_t *c);
+/* After a 401: re-read the token file now (no-op for static credentials). Returns true if the token changed.
+ */
+bool ekg_kube_conn_reload_token(ekg_kube_conn_t *c);
+
+/* --- the watcher ---------------------------------------------------------------------------------------- */
 
 typedef enum {
     EKG_KUBE_SERVICES = 0,
@@ -34,6 +94,15 @@ typedef enum {
     EKG_KUBE_NODES,
     EKG_KUBE__COUNT
 } ekg_kube_resource_t;
+
+/* Kubernetes watch event types, as counted (ekg_metrics_kube_event). */
+typedef enum {
+    EKG_KEVENT_ADDED = 0,
+    EKG_KEVENT_MODIFIED,
+    EKG_KEVENT_DELETED,
+    EKG_KEVENT_BOOKMARK,
+    EKG_KEVENT__COUNT
+} ekg_kube_event_t;
 
 typedef struct ekg_watch_options {
     const char *const *namespaces; /* watch only these (Services and EndpointSlices); NULL/0: all */

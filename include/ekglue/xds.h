@@ -20,9 +20,19 @@
 #include <cJSON.h>
 
 #include "ekglue/error.h"
-#include "ekglue/snapshot.h"
+#include "ekglue/cache.h"
 
 typedef struct ekg_xds_server ekg_xds_server_t;
+
+/* Which gRPC service a stream came in on: ADS carries every type, the others one each. */
+typedef enum {
+    EKG_XDS_ADS = 0,
+    EKG_XDS_CDS,
+    EKG_XDS_EDS,
+    EKG_XDS_LDS,
+    EKG_XDS_RDS,
+    EKG_XDS__APIS
+} ekg_xds_api_t;
 
 typedef struct ekg_xds_server_options {
     const char *listen; /* "0.0.0.0:18000" (default), "127.0.0.1:0" picks a free port */

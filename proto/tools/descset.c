@@ -1,10 +1,10 @@
 /*
  * proto/tools/descset.c: a build-time tool that writes the FileDescriptorSet of the protos libgrpc embeds.
  *
- * It walks the `_upb_DefPool_Init` tables listed in proto/grpc_defs.h and their dependencies, and writes each
- * file's serialized FileDescriptorProto once, dependencies first, as field 1 of a FileDescriptorSet. protoc
- * then compiles ekglue's slim protos (proto/) against it with --descriptor_set_in, so they reference exactly
- * the messages libgrpc carries. Thread: the tool's only thread.
+ * It walks the `_upb_DefPool_Init` tables listed in src/proto/grpc_defs.h and their dependencies, and writes
+ * each file's serialized FileDescriptorProto once, dependencies first, as field 1 of a FileDescriptorSet.
+ * protoc then compiles ekglue's slim protos (proto/) against it with --descriptor_set_in, so they reference
+ * exactly the messages libgrpc carries. Thread: the tool's only thread.
  *
  * Usage: ekg-descset OUTPUT.pb
  */
@@ -13,7 +13,7 @@
 
 #include "upb/def.h"
 
-#include "grpc_defs.h"
+#include "proto/grpc_defs.h"
 
 #define DECLARE(sym) extern _upb_DefPool_Init sym;
 EKG_GRPC_DEFS(DECLARE)

@@ -12,10 +12,10 @@
 
 #include <cJSON.h>
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/proto.h"
 
-#include "cli.h"
+#include "cli/cli.h"
 
 static void usage(FILE *to)
 {

@@ -10,7 +10,7 @@
 #include "ekglue/log.h"
 #include "ekglue/proto.h"
 
-#include "cli.h"
+#include "cli/cli.h"
 
 static const struct {
     const char *name;

@@ -9,7 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "ekglue/kube.h"
 #include "ekglue/watch.h"
 
 /* Exit codes, documented in docs/cli.md. */

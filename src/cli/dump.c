@@ -15,14 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/log.h"
 #include "ekglue/model.h"
 #include "ekglue/proto.h"
 #include "ekglue/render.h"
-#include "ekglue/translate.h"
 
-#include "cli.h"
+#include "cli/cli.h"
 
 static void usage(FILE *f)
 {

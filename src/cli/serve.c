@@ -44,18 +44,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/debug.h"
-#include "ekglue/kube.h"
+#include "ekglue/watch.h"
 #include "ekglue/log.h"
 #include "ekglue/metrics.h"
 #include "ekglue/model.h"
-#include "ekglue/snapshot.h"
-#include "ekglue/translate.h"
-#include "ekglue/watch.h"
+#include "ekglue/cache.h"
 #include "ekglue/xds.h"
 
-#include "cli.h"
+#include "cli/cli.h"
 
 /* After a file event, wait this long for the writer's other events before reading (one reload per save). */
 #define DEBOUNCE_MS 50

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hash.h"
-#include "map.h"
+#include "common/hash.h"
+#include "common/map.h"
 
 static size_t hash_key(const char *key)
 {

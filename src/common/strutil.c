@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "strutil.h"
+#include "common/strutil.h"
 
 char *ekg_strprintf(const char *fmt, ...)
 {

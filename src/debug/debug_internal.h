@@ -13,7 +13,7 @@
 #include <cJSON.h>
 
 #include "ekglue/error.h"
-#include "ekglue/snapshot.h"
+#include "ekglue/resource.h"
 #include "ekglue/watch.h"
 #include "ekglue/xds.h"
 

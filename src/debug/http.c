@@ -14,7 +14,7 @@
  * 503 /clusters     [Cluster...]                  canonical proto3 JSON, ?format=yaml for YAML /endpoints
  * [ClusterLoadAssignment...] /localities   {node: {region, zone, subZone}} /clients ekg_xds_server_clients()
  *   /config_dump  {version_info: {type: version}, clusters, load_assignments, listeners, localities}
- *   /metrics      Prometheus text (ekg_metrics_render)
+ *   /metrics      Prometheus text (ekg_debug_metrics_render)
  *   /             the HTML status page (status_page.c)
  *
  * libmicrohttpd's own error messages go to ekg_log at warn. Thread: start/stop from main; the handler and
@@ -292,7 +292,7 @@ static void route(ekg_debug_server_t *s, struct MHD_Connection *conn, const char
             reply_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: no snapshot published yet\n");
         ekg_snapshot_unref(snap);
     } else if (strcmp(url, "/metrics") == 0) {
-        if ((err = ekg_metrics_render(s->watcher, &r->body, &r->len)) == EKG_OK) {
+        if ((err = ekg_debug_metrics_render(s->watcher, &r->body, &r->len)) == EKG_OK) {
             r->status = MHD_HTTP_OK;
             r->content_type = "text/plain; version=0.0.4; charset=utf-8";
         }

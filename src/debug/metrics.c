@@ -1,118 +1,38 @@
 /*
- * src/debug/metrics.c: ekglue's process-wide metrics (include/ekglue/metrics.h) and their Prometheus text
- * exposition (format 0.0.4).
+ * src/debug/metrics.c: the Prometheus text exposition (format 0.0.4) of ekglue's metrics for /metrics.
  *
- * Every metric is a file-level atomic: counters and gauges are single atomic integers, a histogram is an
- * array of atomic bucket counters (one per upper bound, not cumulative: a value lands in the first bucket
- * whose bound is >= it, or only in the count when it exceeds the last bound), an atomic count and an atomic
- * sum kept in nanoseconds so that it can be added to without a lock. Recording is one or three relaxed
- * atomic additions; nothing allocates.
+ * The values are recorded by every layer through the leaf src/common/metrics.c; this reads them once
+ * (ekg_metrics_read: relaxed, so a scrape may see a histogram's count one ahead of its buckets, which
+ * Prometheus tolerates), makes the buckets cumulative, and adds what is read at scrape time: the watcher's
+ * per-resource status (ekg_watcher_status, of the watcher the debug server was handed) and the process's own
+ * figures from /proc/self/stat and /proc/self/statm. The text is built in an open_memstream buffer handed to
+ * the caller.
  *
- * Rendering reads every atomic once (relaxed: a scrape may see a histogram's count one ahead of its buckets,
- * which Prometheus tolerates), makes the buckets cumulative, and adds what is read at scrape time: the
- * watcher's per-resource status (ekg_watcher_status) and the process's own figures from /proc/self/stat and
- * /proc/self/statm. The text is built in an open_memstream buffer handed to the caller.
- *
- * Thread: recording from any thread (watcher, main, gRPC threads); rendering from the debug server's thread.
+ * Thread: the debug server's.
  */
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ekglue/error.h"
+#include "ekglue/debug.h"
 #include "ekglue/metrics.h"
-
-#define NAPIS 5 /* ekg_xds_api_t: ADS, CDS, EDS, LDS, RDS (src/xds/session.h) */
-
-/* Upper bounds in seconds, shared by both histograms: 0.5 ms (a push to an idle stream) to 10 s. */
-static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                       0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-#define NBUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
-
-typedef struct histogram {
-    atomic_ullong buckets[NBUCKETS]; /* per bucket, not cumulative */
-    atomic_ullong count;             /* every observation, including those above the last bound */
-    atomic_ullong sum_ns;
-} histogram_t;
+#include "ekglue/resource.h"
+#include "ekglue/watch.h"
+#include "ekglue/xds.h"
 
 static const char *const kube_resource_names[EKG_KUBE__COUNT] = {"services", "endpointslices", "nodes"};
 static const char *const kube_event_names[EKG_KEVENT__COUNT] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK"};
 static const char *const resource_type_names[EKG_RESOURCE__COUNT] = {"Cluster", "ClusterLoadAssignment",
                                                                      "Listener", "RouteConfiguration"};
-static const char *const api_names[NAPIS] = {"ADS", "CDS", "EDS", "LDS", "RDS"};
+static const char *const api_names[EKG_METRICS_XDS_APIS] = {"ADS", "CDS", "EDS", "LDS", "RDS"};
 
-static atomic_ullong kube_events[EKG_KUBE__COUNT][EKG_KEVENT__COUNT];
-static atomic_ullong xds_acks[EKG_RESOURCE__COUNT];
-static atomic_ullong xds_nacks[EKG_RESOURCE__COUNT];
-static atomic_ullong xds_pushes[EKG_RESOURCE__COUNT];
-static atomic_llong xds_streams[NAPIS];
-static atomic_llong last_update_ms; /* wall clock of the last publish; 0 before */
-static histogram_t push_latency;
-static histogram_t snapshot_build;
-
-/* --- recording ------------------------------------------------------------------------------------------ */
-
-static void observe(histogram_t *h, double seconds)
-{
-    if (!(seconds >= 0)) /* negative or NaN: a clock went backwards; count it as 0 */
-        seconds = 0;
-    size_t i = 0;
-    while (i < NBUCKETS && seconds > bucket_bounds[i])
-        i++;
-    if (i < NBUCKETS)
-        atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
-    double ns = seconds * 1e9;
-    atomic_fetch_add_explicit(&h->sum_ns, ns < 1.8e19 ? (unsigned long long)ns : 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-}
-
-void ekg_metrics_kube_event(ekg_kube_resource_t r, ekg_kube_event_t e)
-{
-    if ((unsigned)r < EKG_KUBE__COUNT && (unsigned)e < EKG_KEVENT__COUNT)
-        atomic_fetch_add_explicit(&kube_events[r][e], 1, memory_order_relaxed);
-}
-
-void ekg_metrics_xds_ack(ekg_resource_type_t t)
-{
-    if ((unsigned)t < EKG_RESOURCE__COUNT)
-        atomic_fetch_add_explicit(&xds_acks[t], 1, memory_order_relaxed);
-}
-
-void ekg_metrics_xds_nack(ekg_resource_type_t t)
-{
-    if ((unsigned)t < EKG_RESOURCE__COUNT)
-        atomic_fetch_add_explicit(&xds_nacks[t], 1, memory_order_relaxed);
-}
-
-void ekg_metrics_xds_push(ekg_resource_type_t t)
-{
-    if ((unsigned)t < EKG_RESOURCE__COUNT)
-        atomic_fetch_add_explicit(&xds_pushes[t], 1, memory_order_relaxed);
-}
-
-void ekg_metrics_xds_streams(int api, int delta)
-{
-    if (api >= 0 && api < NAPIS)
-        atomic_fetch_add_explicit(&xds_streams[api], delta, memory_order_relaxed);
-}
-
-void ekg_metrics_snapshot_published(double build_seconds)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    atomic_store_explicit(&last_update_ms, (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-                          memory_order_relaxed);
-    observe(&snapshot_build, build_seconds);
-}
-
-void ekg_metrics_push_latency(double seconds)
-{
-    observe(&push_latency, seconds);
-}
+_Static_assert(EKG_METRICS_RESOURCE_TYPES == EKG_RESOURCE__COUNT, "metrics.h: resource types");
+_Static_assert(EKG_METRICS_XDS_APIS == EKG_XDS__APIS, "metrics.h: xDS APIs");
+_Static_assert(EKG_METRICS_KUBE_RESOURCES == EKG_KUBE__COUNT, "metrics.h: Kubernetes resources");
+_Static_assert(EKG_METRICS_KUBE_EVENTS == EKG_KEVENT__COUNT, "metrics.h: watch events");
 
 /* --- rendering ------------------------------------------------------------------------------------------ */
 
@@ -170,29 +90,29 @@ static void put_double(FILE *f, double v)
     }
 }
 
-static void put_histogram(FILE *f, const char *name, const char *help, histogram_t *h)
+static void put_histogram(FILE *f, const char *name, const char *help, const ekg_metrics_histogram_t *h)
 {
     header(f, name, "histogram", help);
     unsigned long long cumulative = 0;
-    for (size_t i = 0; i < NBUCKETS; i++) {
-        cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-        fprintf(f, "ekglue_%s_bucket{le=\"%g\"} %llu\n", name, bucket_bounds[i], cumulative);
+    for (size_t i = 0; i < EKG_METRICS_BUCKETS; i++) {
+        cumulative += h->buckets[i];
+        fprintf(f, "ekglue_%s_bucket{le=\"%g\"} %llu\n", name, ekg_metrics_bucket_bounds[i], cumulative);
     }
-    unsigned long long count = atomic_load_explicit(&h->count, memory_order_relaxed);
+    unsigned long long count = h->count;
     if (count < cumulative) /* a racing observation: keep +Inf >= every bucket */
         count = cumulative;
     fprintf(f, "ekglue_%s_bucket{le=\"+Inf\"} %llu\n", name, count);
     fprintf(f, "ekglue_%s_sum ", name);
-    put_double(f, (double)atomic_load_explicit(&h->sum_ns, memory_order_relaxed) / 1e9);
+    put_double(f, h->sum);
     fprintf(f, "\nekglue_%s_count %llu\n", name, count);
 }
 
-static void put_per_type(FILE *f, const char *name, const char *help, atomic_ullong *counters)
+static void put_per_type(FILE *f, const char *name, const char *help, const unsigned long long *counters)
 {
     header(f, name, "counter", help);
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         sample_start(f, name, "type", resource_type_names[t], NULL, NULL);
-        fprintf(f, " %llu\n", atomic_load_explicit(&counters[t], memory_order_relaxed));
+        fprintf(f, " %llu\n", counters[t]);
     }
 }
 
@@ -263,8 +183,10 @@ static void put_watcher(FILE *f, ekg_watcher_t *watcher)
     }
 }
 
-int ekg_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
+ekg_err_t ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
 {
+    ekg_metrics_values_t m;
+    ekg_metrics_read(&m);
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
@@ -277,27 +199,27 @@ int ekg_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
         for (int e = 0; e < EKG_KEVENT__COUNT; e++) {
             sample_start(f, "kubernetes_events_total", "resource", kube_resource_names[r], "type",
                          kube_event_names[e]);
-            fprintf(f, " %llu\n", atomic_load_explicit(&kube_events[r][e], memory_order_relaxed));
+            fprintf(f, " %llu\n", m.kube_events[r][e]);
         }
-    put_per_type(f, "xds_acks_total", "xDS requests that ACKed a response, by resource type.", xds_acks);
+    put_per_type(f, "xds_acks_total", "xDS requests that ACKed a response, by resource type.", m.xds_acks);
     put_per_type(f, "xds_nacks_total", "xDS requests that NACKed (rejected) a response, by resource type.",
-                 xds_nacks);
-    put_per_type(f, "xds_pushes_total", "xDS responses sent to clients, by resource type.", xds_pushes);
+                 m.xds_nacks);
+    put_per_type(f, "xds_pushes_total", "xDS responses sent to clients, by resource type.", m.xds_pushes);
     header(f, "xds_streams", "gauge", "Open xDS streams, by gRPC service (ADS, CDS, EDS, LDS, RDS).");
-    for (int a = 0; a < NAPIS; a++) {
+    for (int a = 0; a < EKG_METRICS_XDS_APIS; a++) {
         sample_start(f, "xds_streams", "api", api_names[a], NULL, NULL);
-        fprintf(f, " %lld\n", atomic_load_explicit(&xds_streams[a], memory_order_relaxed));
+        fprintf(f, " %lld\n", m.xds_streams[a]);
     }
     header(f, "last_update_timestamp_seconds", "gauge",
            "Unix time of the last snapshot published to the cache; 0 before the first.");
     fputs("ekglue_last_update_timestamp_seconds ", f);
-    put_double(f, (double)atomic_load_explicit(&last_update_ms, memory_order_relaxed) / 1000.0);
+    put_double(f, m.last_update);
     fputc('\n', f);
     put_histogram(f, "push_latency_seconds",
                   "Time from a snapshot's publication to its response being handed to gRPC, per stream.",
-                  &push_latency);
+                  &m.push_latency);
     put_histogram(f, "snapshot_build_seconds", "Time to translate objects and build a snapshot.",
-                  &snapshot_build);
+                  &m.snapshot_build);
     if (watcher)
         put_watcher(f, watcher);
 

@@ -10,78 +10,79 @@
 #include "ekglue/model.h"
 #include "model/parse.h"
 
-static ekg_err_t parse_cond(model_ctx_t *c, const cJSON *conds, const char *key, size_t i, ekg_cond_t *out)
+static ekg_err_t parse_cond(ekg_model_ctx_t *c, const cJSON *conds, const char *key, size_t i,
+                            ekg_cond_t *out)
 {
-    const cJSON *v = model_field(conds, key);
+    const cJSON *v = ekg_model_field(conds, key);
     if (!v)
         *out = EKG_COND_UNSET;
     else if (cJSON_IsBool(v))
         *out = cJSON_IsTrue(v) ? EKG_COND_TRUE : EKG_COND_FALSE;
     else
-        return model_fail(c, "endpoints[%zu].conditions.%s: expected true, false or null", i, key);
+        return ekg_model_fail(c, "endpoints[%zu].conditions.%s: expected true, false or null", i, key);
     return EKG_OK;
 }
 
-static ekg_err_t parse_endpoint(model_ctx_t *c, const cJSON *e, size_t i, ekg_endpoint_t *out)
+static ekg_err_t parse_endpoint(ekg_model_ctx_t *c, const cJSON *e, size_t i, ekg_endpoint_t *out)
 {
     char path[48];
     ekg_err_t err;
     snprintf(path, sizeof(path), "endpoints[%zu]", i);
     if (!cJSON_IsObject(e))
-        return model_fail(c, "%s: expected a mapping", path);
-    const cJSON *addrs = model_field(e, "addresses");
+        return ekg_model_fail(c, "%s: expected a mapping", path);
+    const cJSON *addrs = ekg_model_field(e, "addresses");
     if (!addrs)
-        return model_fail(c, "%s.addresses: required", path);
+        return ekg_model_fail(c, "%s.addresses: required", path);
     if (!cJSON_IsArray(addrs) || !addrs->child)
-        return model_fail(c, "%s.addresses: expected a non-empty list of strings", path);
+        return ekg_model_fail(c, "%s.addresses: expected a non-empty list of strings", path);
     size_t n = (size_t)cJSON_GetArraySize(addrs);
-    if (!(out->addresses = model_alloc_array(c->arena, n, sizeof(*out->addresses))))
-        return model_nomem(c);
+    if (!(out->addresses = ekg_model_alloc_array(c->arena, n, sizeof(*out->addresses))))
+        return ekg_model_nomem(c);
     for (const cJSON *a = addrs->child; a; a = a->next) {
         if (!cJSON_IsString(a) || !a->valuestring[0])
-            return model_fail(c, "%s.addresses[%zu]: expected a non-empty string", path, out->naddresses);
-        if (!(out->addresses[out->naddresses++] = model_strdup(c->arena, a->valuestring)))
-            return model_nomem(c);
+            return ekg_model_fail(c, "%s.addresses[%zu]: expected a non-empty string", path, out->naddresses);
+        if (!(out->addresses[out->naddresses++] = ekg_model_strdup(c->arena, a->valuestring)))
+            return ekg_model_nomem(c);
     }
-    const cJSON *conds = model_field(e, "conditions");
+    const cJSON *conds = ekg_model_field(e, "conditions");
     if (conds && !cJSON_IsObject(conds))
-        return model_fail(c, "%s.conditions: expected a mapping", path);
+        return ekg_model_fail(c, "%s.conditions: expected a mapping", path);
     if ((err = parse_cond(c, conds, "ready", i, &out->ready)) ||
         (err = parse_cond(c, conds, "serving", i, &out->serving)) ||
         (err = parse_cond(c, conds, "terminating", i, &out->terminating)) ||
-        (err = model_opt_string(c, e, "nodeName", path, &out->node_name)) ||
-        (err = model_opt_string(c, e, "zone", path, &out->zone)) ||
-        (err = model_opt_string(c, e, "hostname", path, &out->hostname)))
+        (err = ekg_model_opt_string(c, e, "nodeName", path, &out->node_name)) ||
+        (err = ekg_model_opt_string(c, e, "zone", path, &out->zone)) ||
+        (err = ekg_model_opt_string(c, e, "hostname", path, &out->hostname)))
         return err;
     return EKG_OK;
 }
 
-static ekg_err_t parse_port(model_ctx_t *c, const cJSON *p, size_t i, ekg_slice_port_t *out)
+static ekg_err_t parse_port(ekg_model_ctx_t *c, const cJSON *p, size_t i, ekg_slice_port_t *out)
 {
     char path[48], what[64];
     ekg_err_t err;
     snprintf(path, sizeof(path), "ports[%zu]", i);
     if (!cJSON_IsObject(p))
-        return model_fail(c, "%s: expected a mapping", path);
-    if ((err = model_opt_string(c, p, "name", path, &out->name)) ||
-        (err = model_protocol(c, p, path, &out->protocol)) ||
-        (err = model_opt_string(c, p, "appProtocol", path, &out->app_protocol)))
+        return ekg_model_fail(c, "%s: expected a mapping", path);
+    if ((err = ekg_model_opt_string(c, p, "name", path, &out->name)) ||
+        (err = ekg_model_protocol(c, p, path, &out->protocol)) ||
+        (err = ekg_model_opt_string(c, p, "appProtocol", path, &out->app_protocol)))
         return err;
     if (!out->name)
         out->name = "";
-    const cJSON *port = model_field(p, "port");
+    const cJSON *port = ekg_model_field(p, "port");
     snprintf(what, sizeof(what), "%s.port", path);
     out->port = -1;
-    if (port && (err = model_int(c, port, what, 1, 65535, &out->port)))
+    if (port && (err = ekg_model_int(c, port, what, 1, 65535, &out->port)))
         return err;
     return EKG_OK;
 }
 
-static ekg_err_t parse_address_type(model_ctx_t *c, const cJSON *obj, ekg_endpoint_slice_t *slice)
+static ekg_err_t parse_address_type(ekg_model_ctx_t *c, const cJSON *obj, ekg_endpoint_slice_t *slice)
 {
-    const cJSON *v = model_field(obj, "addressType");
+    const cJSON *v = ekg_model_field(obj, "addressType");
     if (!v)
-        return model_fail(c, "addressType: required");
+        return ekg_model_fail(c, "addressType: required");
     if (cJSON_IsString(v) && !strcmp(v->valuestring, "IPv4"))
         slice->address_type = EKG_ADDRESS_IPV4;
     else if (cJSON_IsString(v) && !strcmp(v->valuestring, "IPv6"))
@@ -89,48 +90,49 @@ static ekg_err_t parse_address_type(model_ctx_t *c, const cJSON *obj, ekg_endpoi
     else if (cJSON_IsString(v) && !strcmp(v->valuestring, "FQDN"))
         slice->address_type = EKG_ADDRESS_FQDN;
     else
-        return model_fail(c, "addressType: expected IPv4, IPv6 or FQDN");
+        return ekg_model_fail(c, "addressType: expected IPv4, IPv6 or FQDN");
     return EKG_OK;
 }
 
 /* list: obj[key] as an array (absent or null: empty). Sets *n to its length. */
-static ekg_err_t get_list(model_ctx_t *c, const cJSON *obj, const char *key, const cJSON **list, size_t *n)
+static ekg_err_t get_list(ekg_model_ctx_t *c, const cJSON *obj, const char *key, const cJSON **list,
+                          size_t *n)
 {
-    *list = model_field(obj, key);
+    *list = ekg_model_field(obj, key);
     *n = 0;
     if (!*list)
         return EKG_OK;
     if (!cJSON_IsArray(*list))
-        return model_fail(c, "%s: expected a list", key);
+        return ekg_model_fail(c, "%s: expected a list", key);
     *n = (size_t)cJSON_GetArraySize(*list);
     return EKG_OK;
 }
 
-ekg_err_t model_endpoint_slice_parse(const cJSON *obj, const char *source, ekg_endpoint_slice_t **out,
-                                     ekg_diag_t *diag)
+ekg_err_t ekg_model_endpoint_slice_parse(const cJSON *obj, const char *source, ekg_endpoint_slice_t **out,
+                                         ekg_diag_t *diag)
 {
-    model_ctx_t c;
+    ekg_model_ctx_t c;
     ekg_err_t err = EKG_OK;
     ekg_endpoint_slice_t *slice = NULL;
     const cJSON *list;
     size_t n, i;
-    model_ctx_init(&c, "EndpointSlice", true, obj, source, diag);
+    ekg_model_ctx_init(&c, "EndpointSlice", true, obj, source, diag);
     if (!cJSON_IsObject(obj)) {
-        err = model_fail(&c, "expected a mapping");
+        err = ekg_model_fail(&c, "expected a mapping");
         goto out;
     }
-    if (!(slice = model_arena_new(sizeof(*slice), &c.arena))) {
-        err = model_nomem(&c);
+    if (!(slice = ekg_model_arena_new(sizeof(*slice), &c.arena))) {
+        err = ekg_model_nomem(&c);
         goto out;
     }
-    if ((err = model_meta(&c, obj, &slice->meta)) || (err = parse_address_type(&c, obj, slice)))
+    if ((err = ekg_model_meta(&c, obj, &slice->meta)) || (err = parse_address_type(&c, obj, slice)))
         goto out;
     slice->service_name = ekg_meta_label(&slice->meta, "kubernetes.io/service-name");
 
     if ((err = get_list(&c, obj, "endpoints", &list, &n)))
         goto out;
-    if (!(slice->endpoints = model_alloc_array(c.arena, n, sizeof(*slice->endpoints)))) {
-        err = model_nomem(&c);
+    if (!(slice->endpoints = ekg_model_alloc_array(c.arena, n, sizeof(*slice->endpoints)))) {
+        err = ekg_model_nomem(&c);
         goto out;
     }
     i = 0;
@@ -142,8 +144,8 @@ ekg_err_t model_endpoint_slice_parse(const cJSON *obj, const char *source, ekg_e
 
     if ((err = get_list(&c, obj, "ports", &list, &n)))
         goto out;
-    if (!(slice->ports = model_alloc_array(c.arena, n, sizeof(*slice->ports)))) {
-        err = model_nomem(&c);
+    if (!(slice->ports = ekg_model_alloc_array(c.arena, n, sizeof(*slice->ports)))) {
+        err = ekg_model_nomem(&c);
         goto out;
     }
     i = 0;
@@ -154,7 +156,7 @@ ekg_err_t model_endpoint_slice_parse(const cJSON *obj, const char *source, ekg_e
     }
 out:
     if (err) {
-        model_arena_free(slice);
+        ekg_model_arena_free(slice);
         return err;
     }
     *out = slice;
@@ -163,10 +165,10 @@ out:
 
 ekg_err_t ekg_endpoint_slice_from_json(const cJSON *obj, ekg_endpoint_slice_t **out, ekg_diag_t *diag)
 {
-    return model_endpoint_slice_parse(obj, NULL, out, diag);
+    return ekg_model_endpoint_slice_parse(obj, NULL, out, diag);
 }
 
 void ekg_endpoint_slice_free(ekg_endpoint_slice_t *slice)
 {
-    model_arena_free(slice);
+    ekg_model_arena_free(slice);
 }

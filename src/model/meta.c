@@ -17,16 +17,16 @@ static const char *string_or_null(const cJSON *node)
     return cJSON_IsString(node) && node->valuestring && node->valuestring[0] ? node->valuestring : NULL;
 }
 
-void model_ctx_init(model_ctx_t *c, const char *kind, bool namespaced, const cJSON *obj, const char *source,
-                    ekg_diag_t *diag)
+void ekg_model_ctx_init(ekg_model_ctx_t *c, const char *kind, bool namespaced, const cJSON *obj,
+                        const char *source, ekg_diag_t *diag)
 {
-    const cJSON *meta = model_field(obj, "metadata");
-    *c = (model_ctx_t){.kind = kind, .namespaced = namespaced, .source = source, .diag = diag};
-    c->name = string_or_null(model_field(meta, "name"));
-    c->ns = namespaced ? string_or_null(model_field(meta, "namespace")) : NULL;
+    const cJSON *meta = ekg_model_field(obj, "metadata");
+    *c = (ekg_model_ctx_t){.kind = kind, .namespaced = namespaced, .source = source, .diag = diag};
+    c->name = string_or_null(ekg_model_field(meta, "name"));
+    c->ns = namespaced ? string_or_null(ekg_model_field(meta, "namespace")) : NULL;
 }
 
-static int subject(const model_ctx_t *c, char *buf, size_t size)
+static int subject(const ekg_model_ctx_t *c, char *buf, size_t size)
 {
     if (c->name && c->ns)
         return snprintf(buf, size, "%s %s/%s", c->kind, c->ns, c->name);
@@ -37,7 +37,7 @@ static int subject(const model_ctx_t *c, char *buf, size_t size)
     return snprintf(buf, size, "%s <unnamed>", c->kind);
 }
 
-ekg_err_t model_fail(model_ctx_t *c, const char *fmt, ...)
+ekg_err_t ekg_model_fail(ekg_model_ctx_t *c, const char *fmt, ...)
 {
     if (c->diag) {
         char who[256], what[256];
@@ -51,7 +51,7 @@ ekg_err_t model_fail(model_ctx_t *c, const char *fmt, ...)
     return EKG_EOBJECT;
 }
 
-ekg_err_t model_nomem(model_ctx_t *c)
+ekg_err_t ekg_model_nomem(ekg_model_ctx_t *c)
 {
     if (c->diag) {
         char who[256];
@@ -61,7 +61,7 @@ ekg_err_t model_nomem(model_ctx_t *c)
     return EKG_ENOMEM;
 }
 
-const cJSON *model_field(const cJSON *obj, const char *key)
+const cJSON *ekg_model_field(const cJSON *obj, const char *key)
 {
     if (!cJSON_IsObject(obj))
         return NULL;
@@ -69,33 +69,33 @@ const cJSON *model_field(const cJSON *obj, const char *key)
     return cJSON_IsNull(v) ? NULL : v;
 }
 
-ekg_err_t model_opt_string(model_ctx_t *c, const cJSON *obj, const char *key, const char *path,
-                           const char **out)
+ekg_err_t ekg_model_opt_string(ekg_model_ctx_t *c, const cJSON *obj, const char *key, const char *path,
+                               const char **out)
 {
-    const cJSON *v = model_field(obj, key);
+    const cJSON *v = ekg_model_field(obj, key);
     *out = NULL;
     if (!v)
         return EKG_OK;
     if (!cJSON_IsString(v))
-        return model_fail(c, "%s%s%s: expected a string", path, *path ? "." : "", key);
-    if (!(*out = model_strdup(c->arena, v->valuestring)))
-        return model_nomem(c);
+        return ekg_model_fail(c, "%s%s%s: expected a string", path, *path ? "." : "", key);
+    if (!(*out = ekg_model_strdup(c->arena, v->valuestring)))
+        return ekg_model_nomem(c);
     return EKG_OK;
 }
 
-ekg_err_t model_int(model_ctx_t *c, const cJSON *node, const char *what, int32_t min, int32_t max,
-                    int32_t *out)
+ekg_err_t ekg_model_int(ekg_model_ctx_t *c, const cJSON *node, const char *what, int32_t min, int32_t max,
+                        int32_t *out)
 {
     if (!cJSON_IsNumber(node) || node->valuedouble != floor(node->valuedouble) ||
         node->valuedouble < (double)min || node->valuedouble > (double)max)
-        return model_fail(c, "%s: expected an integer in %d..%d", what, (int)min, (int)max);
+        return ekg_model_fail(c, "%s: expected an integer in %d..%d", what, (int)min, (int)max);
     *out = (int32_t)node->valuedouble;
     return EKG_OK;
 }
 
-ekg_err_t model_protocol(model_ctx_t *c, const cJSON *obj, const char *path, ekg_protocol_t *out)
+ekg_err_t ekg_model_protocol(ekg_model_ctx_t *c, const cJSON *obj, const char *path, ekg_protocol_t *out)
 {
-    const cJSON *v = model_field(obj, "protocol");
+    const cJSON *v = ekg_model_field(obj, "protocol");
     *out = EKG_PROTOCOL_TCP;
     if (!v)
         return EKG_OK;
@@ -106,7 +106,7 @@ ekg_err_t model_protocol(model_ctx_t *c, const cJSON *obj, const char *path, ekg
     else if (cJSON_IsString(v) && !strcmp(v->valuestring, "SCTP"))
         *out = EKG_PROTOCOL_SCTP;
     else
-        return model_fail(c, "%s.protocol: expected TCP, UDP or SCTP", path);
+        return ekg_model_fail(c, "%s.protocol: expected TCP, UDP or SCTP", path);
     return EKG_OK;
 }
 
@@ -115,62 +115,62 @@ static int label_cmp(const void *a, const void *b)
     return strcmp(((const ekg_label_t *)a)->key, ((const ekg_label_t *)b)->key);
 }
 
-static ekg_err_t parse_labels(model_ctx_t *c, const cJSON *labels, ekg_meta_t *out)
+static ekg_err_t parse_labels(ekg_model_ctx_t *c, const cJSON *labels, ekg_meta_t *out)
 {
     if (!labels)
         return EKG_OK;
     if (!cJSON_IsObject(labels))
-        return model_fail(c, "metadata.labels: expected a mapping of strings");
+        return ekg_model_fail(c, "metadata.labels: expected a mapping of strings");
     size_t n = 0;
     for (const cJSON *l = labels->child; l; l = l->next)
         n++;
-    if (!(out->labels = model_alloc_array(c->arena, n, sizeof(*out->labels))))
-        return model_nomem(c);
+    if (!(out->labels = ekg_model_alloc_array(c->arena, n, sizeof(*out->labels))))
+        return ekg_model_nomem(c);
     for (const cJSON *l = labels->child; l; l = l->next) {
         if (!cJSON_IsString(l))
-            return model_fail(c, "metadata.labels.%s: expected a string", l->string);
+            return ekg_model_fail(c, "metadata.labels.%s: expected a string", l->string);
         ekg_label_t *lab = &out->labels[out->nlabels++];
-        if (!(lab->key = model_strdup(c->arena, l->string)) ||
-            !(lab->value = model_strdup(c->arena, l->valuestring)))
-            return model_nomem(c);
+        if (!(lab->key = ekg_model_strdup(c->arena, l->string)) ||
+            !(lab->value = ekg_model_strdup(c->arena, l->valuestring)))
+            return ekg_model_nomem(c);
     }
     qsort(out->labels, out->nlabels, sizeof(*out->labels), label_cmp);
     for (size_t i = 1; i < out->nlabels; i++)
         if (!strcmp(out->labels[i - 1].key, out->labels[i].key))
-            return model_fail(c, "metadata.labels.%s: duplicate label", out->labels[i].key);
+            return ekg_model_fail(c, "metadata.labels.%s: duplicate label", out->labels[i].key);
     return EKG_OK;
 }
 
-ekg_err_t model_meta(model_ctx_t *c, const cJSON *obj, ekg_meta_t *out)
+ekg_err_t ekg_model_meta(ekg_model_ctx_t *c, const cJSON *obj, ekg_meta_t *out)
 {
-    const cJSON *meta = model_field(obj, "metadata");
+    const cJSON *meta = ekg_model_field(obj, "metadata");
     if (!meta)
-        return model_fail(c, "metadata: required");
+        return ekg_model_fail(c, "metadata: required");
     if (!cJSON_IsObject(meta))
-        return model_fail(c, "metadata: expected a mapping");
-    const cJSON *name = model_field(meta, "name");
+        return ekg_model_fail(c, "metadata: expected a mapping");
+    const cJSON *name = ekg_model_field(meta, "name");
     if (!name)
-        return model_fail(c, "metadata.name: required");
+        return ekg_model_fail(c, "metadata.name: required");
     if (!cJSON_IsString(name) || !name->valuestring[0])
-        return model_fail(c, "metadata.name: expected a non-empty string");
-    if (!(out->name = model_strdup(c->arena, name->valuestring)))
-        return model_nomem(c);
+        return ekg_model_fail(c, "metadata.name: expected a non-empty string");
+    if (!(out->name = ekg_model_strdup(c->arena, name->valuestring)))
+        return ekg_model_nomem(c);
     out->namespace_ = "";
     if (c->namespaced) {
-        const cJSON *ns = model_field(meta, "namespace");
+        const cJSON *ns = ekg_model_field(meta, "namespace");
         if (!ns)
-            return model_fail(c, "metadata.namespace: required");
+            return ekg_model_fail(c, "metadata.namespace: required");
         if (!cJSON_IsString(ns) || !ns->valuestring[0])
-            return model_fail(c, "metadata.namespace: expected a non-empty string");
-        if (!(out->namespace_ = model_strdup(c->arena, ns->valuestring)))
-            return model_nomem(c);
+            return ekg_model_fail(c, "metadata.namespace: expected a non-empty string");
+        if (!(out->namespace_ = ekg_model_strdup(c->arena, ns->valuestring)))
+            return ekg_model_nomem(c);
     }
-    ekg_err_t err = model_opt_string(c, meta, "resourceVersion", "metadata", &out->resource_version);
+    ekg_err_t err = ekg_model_opt_string(c, meta, "resourceVersion", "metadata", &out->resource_version);
     if (err)
         return err;
     if (!out->resource_version)
         out->resource_version = "";
-    return parse_labels(c, model_field(meta, "labels"), out);
+    return parse_labels(c, ekg_model_field(meta, "labels"), out);
 }
 
 const char *ekg_meta_label(const ekg_meta_t *meta, const char *key)

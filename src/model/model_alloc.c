@@ -1,10 +1,11 @@
 /*
- * src/model/model_alloc.c: a bump allocator, one per parsed Kubernetes object (see model_alloc.h).
+ * src/model/ekg_model_alloc.c: a bump allocator, one per parsed Kubernetes object (see ekg_model_alloc.h).
  *
- * Memory: a singly-linked list of blocks. The first block starts with the model_arena_t itself, followed by
- * the root object, so that model_arena_free(root) finds the arena at a fixed offset before the root. Blocks
- * double in size up to 64 KiB; a larger request gets a block of its own. A typical Service fits in the first
- * 1 KiB block. Thread: the parsing thread; the finished object is immutable and can move between threads.
+ * Memory: a singly-linked list of blocks. The first block starts with the ekg_model_arena_t itself, followed
+ * by the root object, so that ekg_model_arena_free(root) finds the arena at a fixed offset before the root.
+ * Blocks double in size up to 64 KiB; a larger request gets a block of its own. A typical Service fits in the
+ * first 1 KiB block. Thread: the parsing thread; the finished object is immutable and can move between
+ * threads.
  */
 #include <stdalign.h>
 #include <stddef.h>
@@ -25,12 +26,12 @@ typedef struct block {
     alignas(max_align_t) unsigned char data[];
 } block_t;
 
-struct model_arena {
+struct ekg_model_arena {
     block_t *blocks; /* newest first; the last one holds this struct */
     size_t next_size;
 };
 
-#define ARENA_SIZE ROUND(sizeof(model_arena_t))
+#define ARENA_SIZE ROUND(sizeof(ekg_model_arena_t))
 
 static block_t *block_new(size_t cap)
 {
@@ -43,7 +44,7 @@ static block_t *block_new(size_t cap)
     return b;
 }
 
-void *model_arena_new(size_t root_size, model_arena_t **arena)
+void *ekg_model_arena_new(size_t root_size, ekg_model_arena_t **arena)
 {
     size_t need = ARENA_SIZE + ROUND(root_size);
     if (root_size > SIZE_MAX / 2)
@@ -51,7 +52,7 @@ void *model_arena_new(size_t root_size, model_arena_t **arena)
     block_t *b = block_new(need > FIRST_BLOCK ? need : FIRST_BLOCK);
     if (!b)
         return NULL;
-    model_arena_t *a = (model_arena_t *)b->data;
+    ekg_model_arena_t *a = (ekg_model_arena_t *)b->data;
     a->blocks = b;
     a->next_size = FIRST_BLOCK * 2;
     b->used = need;
@@ -61,7 +62,7 @@ void *model_arena_new(size_t root_size, model_arena_t **arena)
     return root;
 }
 
-void *model_alloc(model_arena_t *a, size_t n)
+void *ekg_model_alloc(ekg_model_arena_t *a, size_t n)
 {
     if (n > SIZE_MAX / 2)
         return NULL;
@@ -91,27 +92,27 @@ void *model_alloc(model_arena_t *a, size_t n)
     return p;
 }
 
-void *model_alloc_array(model_arena_t *a, size_t count, size_t size)
+void *ekg_model_alloc_array(ekg_model_arena_t *a, size_t count, size_t size)
 {
     if (size && count > SIZE_MAX / 2 / size)
         return NULL;
-    return model_alloc(a, count * size);
+    return ekg_model_alloc(a, count * size);
 }
 
-char *model_strdup(model_arena_t *a, const char *s)
+char *ekg_model_strdup(ekg_model_arena_t *a, const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *p = model_alloc(a, n);
+    char *p = ekg_model_alloc(a, n);
     if (p)
         memcpy(p, s, n);
     return p;
 }
 
-void model_arena_free(void *root)
+void ekg_model_arena_free(void *root)
 {
     if (!root)
         return;
-    model_arena_t *a = (model_arena_t *)((unsigned char *)root - ARENA_SIZE);
+    ekg_model_arena_t *a = (ekg_model_arena_t *)((unsigned char *)root - ARENA_SIZE);
     block_t *b = a->blocks;
     while (b) {
         block_t *next = b->next;

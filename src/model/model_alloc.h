@@ -1,30 +1,31 @@
 /*
- * src/model/model_alloc.h (private to src/model/): the bump allocator that makes each parsed Kubernetes
+ * src/model/ekg_model_alloc.h (private to src/model/): the bump allocator that makes each parsed Kubernetes
  * object one allocation unit.
  *
- * model_arena_new() returns the object's struct, zeroed, as the first allocation of a fresh arena; every
- * string and array of that object is then carved from the same arena with model_alloc()/model_strdup(), and
- * model_arena_free() on the object's pointer releases the lot. Nothing is ever freed piecemeal.
- * Thread: whichever thread parses the object; an arena is never shared while it is being filled.
+ * ekg_model_arena_new() returns the object's struct, zeroed, as the first allocation of a fresh arena; every
+ * string and array of that object is then carved from the same arena with
+ * ekg_model_alloc()/ekg_model_strdup(), and ekg_model_arena_free() on the object's pointer releases the lot.
+ * Nothing is ever freed piecemeal. Thread: whichever thread parses the object; an arena is never shared while
+ * it is being filled.
  */
 #ifndef EKGLUE_MODEL_ALLOC_H
 #define EKGLUE_MODEL_ALLOC_H
 
 #include <stddef.h>
 
-typedef struct model_arena model_arena_t;
+typedef struct ekg_model_arena ekg_model_arena_t;
 
 /* A new arena whose first allocation (root_size zeroed bytes) is returned; *arena receives the arena. NULL on
  * out-of-memory. */
-void *model_arena_new(size_t root_size, model_arena_t **arena);
+void *ekg_model_arena_new(size_t root_size, ekg_model_arena_t **arena);
 /* Zeroed, max_align_t-aligned memory from the arena; NULL on out-of-memory (or n overflowing). */
-void *model_alloc(model_arena_t *arena, size_t n);
+void *ekg_model_alloc(ekg_model_arena_t *arena, size_t n);
 /* Array of count elements of size bytes, zeroed; NULL on out-of-memory or overflow. count 0 gives a valid
  * (non-NULL) pointer. */
-void *model_alloc_array(model_arena_t *arena, size_t count, size_t size);
+void *ekg_model_alloc_array(ekg_model_arena_t *arena, size_t count, size_t size);
 /* Copy of s in the arena; NULL on out-of-memory. */
-char *model_strdup(model_arena_t *arena, const char *s);
-/* Frees the arena that root (a pointer returned by model_arena_new) heads. NULL is a no-op. */
-void model_arena_free(void *root);
+char *ekg_model_strdup(ekg_model_arena_t *arena, const char *s);
+/* Frees the arena that root (a pointer returned by ekg_model_arena_new) heads. NULL is a no-op. */
+void ekg_model_arena_free(void *root);
 
 #endif

@@ -5,24 +5,24 @@
 #include "ekglue/model.h"
 #include "model/parse.h"
 
-ekg_err_t model_node_parse(const cJSON *obj, const char *source, ekg_node_t **out, ekg_diag_t *diag)
+ekg_err_t ekg_model_node_parse(const cJSON *obj, const char *source, ekg_node_t **out, ekg_diag_t *diag)
 {
-    model_ctx_t c;
+    ekg_model_ctx_t c;
     ekg_err_t err = EKG_OK;
     ekg_node_t *node = NULL;
-    model_ctx_init(&c, "Node", false, obj, source, diag);
+    ekg_model_ctx_init(&c, "Node", false, obj, source, diag);
     if (!cJSON_IsObject(obj)) {
-        err = model_fail(&c, "expected a mapping");
+        err = ekg_model_fail(&c, "expected a mapping");
         goto out;
     }
-    if (!(node = model_arena_new(sizeof(*node), &c.arena))) {
-        err = model_nomem(&c);
+    if (!(node = ekg_model_arena_new(sizeof(*node), &c.arena))) {
+        err = ekg_model_nomem(&c);
         goto out;
     }
-    err = model_meta(&c, obj, &node->meta);
+    err = ekg_model_meta(&c, obj, &node->meta);
 out:
     if (err) {
-        model_arena_free(node);
+        ekg_model_arena_free(node);
         return err;
     }
     *out = node;
@@ -31,10 +31,10 @@ out:
 
 ekg_err_t ekg_node_from_json(const cJSON *obj, ekg_node_t **out, ekg_diag_t *diag)
 {
-    return model_node_parse(obj, NULL, out, diag);
+    return ekg_model_node_parse(obj, NULL, out, diag);
 }
 
 void ekg_node_free(ekg_node_t *node)
 {
-    model_arena_free(node);
+    ekg_model_arena_free(node);
 }

@@ -80,15 +80,15 @@ static ekg_err_t add_object(collector_t *col, const cJSON *obj, const char *kind
     vec_t *into;
     if (!strcmp(kind, "Service")) {
         ekg_service_t *svc = NULL;
-        err = model_service_parse(obj, where, &svc, &diag);
+        err = ekg_model_service_parse(obj, where, &svc, &diag);
         parsed = svc, into = &col->services;
     } else if (!strcmp(kind, "EndpointSlice")) {
         ekg_endpoint_slice_t *slice = NULL;
-        err = model_endpoint_slice_parse(obj, where, &slice, &diag);
+        err = ekg_model_endpoint_slice_parse(obj, where, &slice, &diag);
         parsed = slice, into = &col->slices;
     } else {
         ekg_node_t *node = NULL;
-        err = model_node_parse(obj, where, &node, &diag);
+        err = ekg_model_node_parse(obj, where, &node, &diag);
         parsed = node, into = &col->nodes;
     }
     if (err == EKG_ENOMEM)

@@ -1,9 +1,9 @@
 /*
  * src/proto/registry.c: the process-wide upb_DefPool behind include/ekglue/proto.h.
  *
- * It loads the reflection tables libgrpc exports for the files in proto/grpc_defs.h (their dependencies come
- * along), then adds ekglue's own slim protos, which the build compiled against those same files and embedded
- * as a FileDescriptorSet (ekg_extra_descriptors, see CMakeLists.txt and proto/README.md).
+ * It loads the reflection tables libgrpc exports for the files in src/proto/grpc_defs.h (their dependencies
+ * come along), then adds ekglue's own slim protos, which the build compiled against those same files and
+ * embedded as a FileDescriptorSet (ekg_extra_descriptors, see CMakeLists.txt and proto/README.md).
  *
  * Thread: ekg_proto_init() runs on the main thread before any other thread starts; after it the pool is only
  * read, which upb allows from any number of threads.
@@ -20,7 +20,7 @@
 
 #include "ekglue/proto.h"
 
-#include "../../proto/grpc_defs.h"
+#include "proto/grpc_defs.h"
 
 #define DECLARE(sym) extern _upb_DefPool_Init sym;
 EKG_GRPC_DEFS(DECLARE)

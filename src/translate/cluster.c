@@ -22,7 +22,7 @@
 
 #include "common/pbwrite.h"
 
-#include "translate_internal.h"
+#include "translate/translate_internal.h"
 
 bool ekg_cluster_name(const ekg_service_t *svc, const ekg_service_port_t *port, char *buf, size_t size)
 {

@@ -1,5 +1,5 @@
 /*
- * src/translate/config.c: ekglue's config file (include/ekglue/config.h, docs/config.md), loaded and applied.
+ * src/translate/config.c: ekglue's config file (include/ekglue/translate.h, docs/config.md), loaded and applied.
  *
  * Loading (main thread): ekglue/yaml.h turns the file into one cJSON tree with line numbers; a small
  * hand-written walker checks ekglue's own schema key by key (unknown keys, duplicates and wrong types are
@@ -23,12 +23,12 @@
 #include "upb/def.h"
 #include "upb/reflection.h"
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/proto.h"
 #include "ekglue/yaml.h"
 
-#include "../common/hash.h"
-#include "merge.h"
+#include "common/hash.h"
+#include "translate/merge.h"
 
 #define API_VERSION "v1alpha"
 #define DEFAULT_BASE_JSON                                                                                    \

@@ -14,7 +14,7 @@
 
 #include "common/pbwrite.h"
 
-#include "translate_internal.h"
+#include "translate/translate_internal.h"
 
 #define HCM_TYPE                                                                                             \
     EKG_TYPE_URL_PREFIX "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"

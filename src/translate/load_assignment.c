@@ -16,7 +16,7 @@
 #include "envoy/config/core/v3/health_check.upb.h"
 
 #include "common/pbwrite.h"
-#include "translate_internal.h"
+#include "translate/translate_internal.h"
 
 typedef struct candidate {
     const char *address;

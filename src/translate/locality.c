@@ -3,7 +3,7 @@
  * (endpoint_config.locality), falling back to the EndpointSlice's own `zone` field when the Node is unknown.
  * Thread: the translator's owner.
  */
-#include "translate_internal.h"
+#include "translate/translate_internal.h"
 
 static const char *from_node(const ekg_locality_source_t *src, const ekg_node_t *node)
 {

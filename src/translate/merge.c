@@ -16,7 +16,7 @@
 #include "upb/decode.h"
 #include "upb/reflection.h"
 
-#include "merge.h"
+#include "translate/merge.h"
 
 /* Deeper than any Envoy message nests in practice; the JSON and binary decoders stop at 64 anyway. */
 #define MAX_DEPTH 100

@@ -15,9 +15,8 @@
 #include "envoy/config/cluster/v3/cluster.upb.h"
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
 
-#include "ekglue/config.h"
-#include "ekglue/model.h"
 #include "ekglue/translate.h"
+#include "ekglue/model.h"
 
 #include "common/map.h"
 

@@ -24,7 +24,7 @@
 #include "ekglue/proto.h"
 
 #include "common/map.h"
-#include "translate_internal.h"
+#include "translate/translate_internal.h"
 
 /* The translator makes Clusters, ClusterLoadAssignments and proxyless-gRPC Listeners (the first three types).
  */

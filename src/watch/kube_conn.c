@@ -1,5 +1,5 @@
 /*
- * src/watch/kube_conn.c: where the Kubernetes API server is and how to talk to it (include/ekglue/kube.h).
+ * src/watch/kube_conn.c: where the Kubernetes API server is and how to talk to it (include/ekglue/watch.h).
  *
  * ekg_kube_conn_resolve() turns --master, a kubeconfig or the in-cluster environment into one
  * ekg_kube_conn_t: a base URL, the TLS material (file paths, or decoded PEM bytes for the kubeconfig's *-data
@@ -32,7 +32,7 @@
 #include <cJSON.h>
 #include <curl/curl.h>
 
-#include "ekglue/kube.h"
+#include "ekglue/watch.h"
 #include "ekglue/log.h"
 #include "ekglue/yaml.h"
 #include "common/strutil.h"

@@ -1,7 +1,7 @@
 /*
  * src/watch/kube_conn_internal.h: pieces of src/watch/kube_conn.c that its unit tests reach into.
  *
- * Not part of the public contract (include/ekglue/kube.h). Thread: see each declaration.
+ * Not part of the public contract (include/ekglue/watch.h). Thread: see each declaration.
  */
 #ifndef EKGLUE_WATCH_KUBE_CONN_INTERNAL_H
 #define EKGLUE_WATCH_KUBE_CONN_INTERNAL_H

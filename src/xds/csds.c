@@ -33,7 +33,7 @@
 #include "google/protobuf/any.upb.h"
 #include "google/protobuf/timestamp.upb.h"
 
-#include "csds.h"
+#include "xds/csds.h"
 
 static upb_StringView view(const char *s)
 {

@@ -14,7 +14,7 @@
 
 #include "ekglue/error.h"
 
-#include "session.h"
+#include "xds/session.h"
 
 /*
  * Answers one serialized ClientStatusRequest about clients[0..n) (copies; borrowed). On success *out is a

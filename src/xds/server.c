@@ -59,9 +59,9 @@
 #include "ekglue/metrics.h"
 #include "ekglue/xds.h"
 
-#include "csds.h"
-#include "session.h"
-#include "tls.h"
+#include "xds/csds.h"
+#include "xds/session.h"
+#include "xds/tls.h"
 
 #define DEFAULT_LISTEN      "0.0.0.0:18000"
 #define DEFAULT_THREADS     2
@@ -1172,7 +1172,7 @@ static long long mono_ms(void)
  * returns free pages to the system with malloc_trim: once per burst for the whole server (trim_due is
  * claimed by one thread), not once per thread, since malloc_trim walks every arena. A queue wait gets a
  * deadline only while its thread has seen sends since it last looked: an idle server sleeps without
- * timeouts. Figures (bench/xds_bench, docs/internals/xds-server.md): RSS per idle stream ~80 KiB -> ~30 KiB.
+ * timeouts. Figures (bench/xds_bench, docs/internals/server.md): RSS per idle stream ~80 KiB -> ~30 KiB.
  *
  * Never in a build whose allocator is a sanitizer's (ASan, TSan, MSan): malloc_trim is glibc's and walks
  * glibc's arenas, which such a process never set up; ASan's report of it (a SEGV in mtrim) was CI's flake.

@@ -7,7 +7,7 @@
  * and `force`, names that must be sent on the next response even if unchanged (names asked for the first
  * time, and the load assignments of clusters that just changed: cluster warming).
  *
- * What is due is computed from the diff between `sent` and the snapshot's set (src/translate/resource.c skips
+ * What is due is computed from the diff between `sent` and the snapshot's set (src/resource/resource.c skips
  * the pages both share, so one change costs about one page per stream, not a walk of everything):
  *   - Clusters and Listeners are "full state": a response carries every subscribed resource that exists, and
  * is due when the subscription changed, when the client asked for the type the first time, or when a
@@ -37,7 +37,7 @@
 #include "ekglue/metrics.h"
 
 #include "common/hash.h"
-#include "session.h"
+#include "xds/session.h"
 
 #define NTYPES EKG_RESOURCE__COUNT
 

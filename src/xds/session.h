@@ -24,10 +24,7 @@
 
 #include "ekglue/error.h"
 #include "ekglue/resource.h"
-#include "ekglue/snapshot.h"
-
-/* Which gRPC service the stream came in on: ADS carries every type, the others one each. */
-typedef enum { EKG_XDS_ADS = 0, EKG_XDS_CDS, EKG_XDS_EDS, EKG_XDS_LDS, EKG_XDS_RDS } ekg_xds_api_t;
+#include "ekglue/xds.h"
 
 typedef struct ekg_xds_session ekg_xds_session_t;
 

@@ -22,7 +22,7 @@
 
 #include "ekglue/log.h"
 
-#include "tls.h"
+#include "xds/tls.h"
 
 enum { F_CERT = 0, F_KEY, F_CA, F__COUNT };
 static const char *const file_roles[F__COUNT] = {"certificate", "private key", "client CA"};

@@ -1,4 +1,4 @@
-"""tests/debug/debug_test.py: the debug HTTP port end to end (src/debug/http.c, src/debug/metrics.c, serve.c).
+"""tests/debug/debug_test.py: the debug HTTP port end to end (src/debug/http.c, src/common/metrics.c, src/debug/metrics.c, serve.c).
 
 Each test starts `ekglue serve --objects <tmp copy of the demo cluster> --xds-listen 127.0.0.1:0 --debug-listen
 127.0.0.1:0`, reads both ports from the log and checks the endpoints over HTTP:

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "ekglue/resource.h"
-#include "ekglue/snapshot.h"
 
 #include <stdlib.h>
 

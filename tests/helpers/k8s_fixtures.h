@@ -24,10 +24,9 @@
 #include "envoy/config/cluster/v3/cluster.upb.h"
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/model.h"
 #include "ekglue/resource.h"
-#include "ekglue/translate.h"
 
 /* Model objects from JSON ('-quoted, printf-formatted). Owned by the caller. */
 ekg_service_t *fx_service(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

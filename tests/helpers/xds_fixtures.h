@@ -32,7 +32,6 @@
 #include "upb/upb.h"
 
 #include "ekglue/resource.h"
-#include "ekglue/snapshot.h"
 
 #include "xds/session.h"
 

@@ -20,9 +20,8 @@
 #include "upb/encode.h"
 #include "upb/reflection.h"
 
-#include "ekglue/config.h"
-#include "ekglue/proto.h"
 #include "ekglue/translate.h"
+#include "ekglue/proto.h"
 
 static const char *const type_names[] = {EKG_TYPE_CLUSTER, EKG_TYPE_LOAD_ASSIGNMENT, EKG_TYPE_LISTENER};
 

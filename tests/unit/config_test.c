@@ -19,7 +19,7 @@
 #include "envoy/config/core/v3/base.upb.h"
 #include "upb/reflection.h"
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/proto.h"
 
 #include "cli/cli.h"

@@ -28,7 +28,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 
-#include "ekglue/kube.h"
+#include "ekglue/watch.h"
 #include "ekglue/log.h"
 #include "watch/kube_conn_internal.h"
 

@@ -1,5 +1,5 @@
 /*
- * tests/unit/metrics_test.c: the process-wide metrics (src/debug/metrics.c): counters by label, histogram
+ * tests/unit/metrics_test.c: the process-wide metrics (src/common/metrics.c records, src/debug/metrics.c renders): counters by label, histogram
  * bucket placement (bounds are inclusive, values beyond the last bound only reach +Inf, cumulative buckets,
  * sum and count), and the exposition format (HELP and TYPE before every family, label syntax, histogram
  * suffixes, process figures from /proc).
@@ -18,13 +18,15 @@
 
 #include <cmocka.h>
 
+#include "ekglue/debug.h"
 #include "ekglue/metrics.h"
+#include "ekglue/watch.h"
 
 static char *render(void)
 {
     char *text = NULL;
     size_t len = 0;
-    assert_int_equal(ekg_metrics_render(NULL, &text, &len), 0);
+    assert_int_equal(ekg_debug_metrics_render(NULL, &text, &len), 0);
     assert_non_null(text);
     assert_int_equal(strlen(text), len);
     return text;

@@ -245,7 +245,7 @@ static void test_service_invalid(void **state)
     /* With a source, an unnamed object can still be found. */
     const cJSON *obj;
     ekg_yaml_docs_t *docs = doc("metadata: {namespace: shop}\n", &obj);
-    assert_int_equal(model_service_parse(obj, "svc.yaml:3", &svc, &diag), EKG_EOBJECT);
+    assert_int_equal(ekg_model_service_parse(obj, "svc.yaml:3", &svc, &diag), EKG_EOBJECT);
     assert_string_equal(diag.msg, "Service <unnamed> in svc.yaml:3: metadata.name: required");
     ekg_yaml_docs_free(docs);
 }

@@ -1,5 +1,5 @@
 /*
- * tests/unit/resource_test.c: encoded resources and versioned resource sets (src/translate/resource.c):
+ * tests/unit/resource_test.c: encoded resources and versioned resource sets (src/resource/resource.c):
  * ordering and uniqueness checks (also across the internal 128-item page boundary), lookups, content-derived
  * versions, page sharing with the previous set, and reference counting (leaks show under ASan/LSan).
  * Thread: the test's main thread.
@@ -17,7 +17,7 @@
 
 #include "ekglue/resource.h"
 
-#define PAGE 128 /* src/translate/resource.c's PAGE_SIZE: the tests straddle it */
+#define PAGE 128 /* src/resource/resource.c's PAGE_SIZE: the tests straddle it */
 
 /* A resource named name whose bytes are content (NULL: the name itself). Owned by the caller. */
 static ekg_resource_t *res(const char *name, const char *content)

@@ -1,5 +1,5 @@
 /*
- * tests/unit/snapshot_test.c: snapshots and the cache (src/cache/snapshot.c).
+ * tests/unit/snapshot_test.c: snapshots and the cache (src/resource/snapshot.c, src/cache/cache.c).
  *
  * Snapshots fill missing sets with empty ones, keep their sets alive by reference, carry an optional
  * localities document (settable only while unshared); the cache announces a snapshot to its watcher only when
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "ekglue/snapshot.h"
+#include "ekglue/cache.h"
 
 static ekg_resource_set_t *one_set(ekg_resource_type_t type, const char *name, const char *content)
 {

@@ -28,12 +28,11 @@
 #include "google/protobuf/duration.upb.h"
 #include "google/protobuf/wrappers.upb.h"
 
-#include "ekglue/config.h"
+#include "ekglue/translate.h"
 #include "ekglue/log.h"
 #include "ekglue/proto.h"
 #include "ekglue/render.h"
 #include "ekglue/resource.h"
-#include "ekglue/translate.h"
 
 #include "k8s_fixtures.h"
 

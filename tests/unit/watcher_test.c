@@ -34,12 +34,11 @@
 #include <cJSON.h>
 #include <curl/curl.h>
 
-#include "ekglue/config.h"
-#include "ekglue/kube.h"
+#include "ekglue/translate.h"
+#include "ekglue/watch.h"
 #include "ekglue/log.h"
 #include "ekglue/proto.h"
-#include "ekglue/snapshot.h"
-#include "ekglue/watch.h"
+#include "ekglue/cache.h"
 
 #define WAIT_MS 10000 /* the bound of every wait for something that should happen */
 

@@ -1,5 +1,5 @@
 /*
- * proto/grpc_defs.h: the list of .proto files whose reflection ekglue loads from libgrpc.
+ * src/proto/grpc_defs.h: the list of .proto files whose reflection ekglue loads from libgrpc.
  *
  * libgrpc.so exports, for each Envoy/xDS proto it was built with, a `<file>_proto_upbdefinit` table holding
  * the file's serialized FileDescriptorProto and its dependencies. EKG_GRPC_DEFS(X) calls X(symbol) for the

@@ -1,5 +1,5 @@
 /*
- * src/translate/resource.c: encoded resources and versioned resource sets (include/ekglue/resource.h).
+ * src/resource/resource.c: encoded resources and versioned resource sets (include/ekglue/resource.h).
  *
  * A resource is one malloc block: header, name, bytes. A set is one block: header plus the pointer array.
  * Both carry an atomic refcount because snapshots and xDS streams on other threads share them. Thread: any.
