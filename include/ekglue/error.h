@@ -5,8 +5,9 @@
  * ekg_strerror() turns any code into a message. Details that a code cannot carry (a file and line, the name
  * of a Kubernetes object, upb's message) travel in an ekg_diag_t the caller passes in, or go to the log.
  *
- * Out of memory: functions return EKG_ENOMEM and leave their outputs untouched; the daemon treats it like any
- * failed update (keeps serving the last good snapshot). Nothing in ekglue aborts on allocation failure.
+ * Out of memory is not an error code's business: allocation goes through include/ekglue/mem.h, which aborts
+ * with a message (the policy, and why, is there). EKG_ENOMEM remains for what a library outside ekglue reports
+ * (upb, grpc, libcurl) when ekglue cannot route its allocations.
  * Thread: any; everything here is pure.
  */
 #ifndef EKGLUE_ERROR_H

@@ -35,7 +35,7 @@
 #include "ekglue/watch.h"
 #include "ekglue/log.h"
 #include "ekglue/yaml.h"
-#include "common/strutil.h"
+#include "ekglue/mem.h"
 #include "watch/kube_conn_internal.h"
 
 #define DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -282,7 +282,7 @@ static char *path_join(const char *dir, const char *path)
 {
     if (path[0] == '/' || !dir)
         return strdup(path);
-    return ekg_strprintf("%s/%s", dir, path);
+    return ekg_xasprintf("%s/%s", dir, path);
 }
 
 /* The absolute directory of file (not resolving symlinks, like client-go's filepath.Abs). */
@@ -295,7 +295,7 @@ static char *abs_dir_of(const char *file)
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof(cwd)))
         return dir; /* keep it relative to the working directory: still right while nobody chdirs */
-    char *abs = strcmp(dir, ".") == 0 ? strdup(cwd) : ekg_strprintf("%s/%s", cwd, dir);
+    char *abs = strcmp(dir, ".") == 0 ? strdup(cwd) : ekg_xasprintf("%s/%s", cwd, dir);
     free(dir);
     return abs;
 }
@@ -375,7 +375,7 @@ static ekg_err_t set_tls_server_name(ekg_kube_conn_t *c, const char *name, const
     if (!u)
         return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
     bool v6 = strchr(name, ':') != NULL;
-    bracketed = v6 ? ekg_strprintf("[%s]", name) : strdup(name);
+    bracketed = v6 ? ekg_xasprintf("[%s]", name) : strdup(name);
     if (!bracketed || curl_url_set(u, CURLUPART_URL, c->server, 0) ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) ||
         curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT)) {
@@ -396,7 +396,7 @@ static ekg_err_t set_tls_server_name(ekg_kube_conn_t *c, const char *name, const
     while (n > 0 && url[n - 1] == '/')
         n--;
     /* CURLUPART_HOST keeps the brackets of an IPv6 literal, which is what CONNECT_TO wants. */
-    entry = ekg_strprintf("%s:%s:%s:%s", bracketed, port, host, port);
+    entry = ekg_xasprintf("%s:%s:%s:%s", bracketed, port, host, port);
     struct curl_slist *list = entry ? curl_slist_append(NULL, entry) : NULL;
     char *base = strndup(url, n);
     char *keep = strdup(name);
@@ -762,7 +762,7 @@ static ekg_err_t load_kubeconfig(const char *path, const char *ctx_name, const c
     const char *name = ctx_name ? ctx_name : cur;
     if (!name) {
         if (master) {
-            *source = ekg_strprintf("--master, kubeconfig %s without a context", path);
+            *source = ekg_xasprintf("--master, kubeconfig %s without a context", path);
             err = *source ? EKG_OK : ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
             if (!err)
                 err = set_server(c, master, "--master", diag);
@@ -818,7 +818,7 @@ static ekg_err_t load_kubeconfig(const char *path, const char *ctx_name, const c
         if ((err = load_user(&k, us, user_name, c)))
             goto out;
     }
-    *source = ekg_strprintf("%skubeconfig %s, context %s", master ? "--master, " : "", path, name);
+    *source = ekg_xasprintf("%skubeconfig %s, context %s", master ? "--master, " : "", path, name);
     if (!*source)
         err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
 out:
@@ -845,14 +845,14 @@ static ekg_err_t load_in_cluster(const char *host, const char *port, ekg_kube_co
         return ekg_diag_set(diag, EKG_ECONFIG, "in-cluster: KUBERNETES_SERVICE_PORT=\"%s\" is not a port",
                             port);
     bool v6 = strchr(host, ':') != NULL && host[0] != '[';
-    url = ekg_strprintf(v6 ? "https://[%s]:%ld" : "https://%s:%ld", host, p);
+    url = ekg_xasprintf(v6 ? "https://[%s]:%ld" : "https://%s:%ld", host, p);
     if (!url) {
         err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
         goto out;
     }
     if ((err = set_server(c, url, "in-cluster: KUBERNETES_SERVICE_HOST/PORT", diag)))
         goto out;
-    if (!(c->token_file = ekg_strprintf("%s/token", dir)) || !(ca = ekg_strprintf("%s/ca.crt", dir))) {
+    if (!(c->token_file = ekg_xasprintf("%s/token", dir)) || !(ca = ekg_xasprintf("%s/ca.crt", dir))) {
         err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
         goto out;
     }
@@ -871,7 +871,7 @@ static ekg_err_t load_in_cluster(const char *host, const char *port, ekg_kube_co
                  "error=\"%s\"",
                  ca, strerror(errno));
     }
-    *source = ekg_strprintf("in-cluster, service account %s", dir);
+    *source = ekg_xasprintf("in-cluster, service account %s", dir);
     if (!*source)
         err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
 out:
@@ -937,7 +937,7 @@ static ekg_err_t build_describe(ekg_kube_conn_t *c, const char *source)
     else if (!c->tls && c->token)
         snprintf(tls, sizeof(tls), ", plain http");
     c->describe =
-        ekg_strprintf("%s (%s, %s%s%s)", c->server, source, auth, tls, c->proxy ? ", via proxy-url" : "");
+        ekg_xasprintf("%s (%s, %s%s%s)", c->server, source, auth, tls, c->proxy ? ", via proxy-url" : "");
     return c->describe ? EKG_OK : EKG_ENOMEM;
 }
 
@@ -1132,7 +1132,7 @@ ekg_err_t ekg_kube_conn_prepare(ekg_kube_conn_t *c, CURL *h, const char *path_an
     if (c->token_file && clock_now() - c->token_read_at >= EKG_KUBE_TOKEN_MAX_AGE_S)
         reread_token(c);
 
-    char *url = ekg_strprintf("%s%s", c->url_base, path_and_query);
+    char *url = ekg_xasprintf("%s%s", c->url_base, path_and_query);
     if (!url)
         return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
     CURLcode rc = curl_easy_setopt(h, CURLOPT_URL, url);
@@ -1150,7 +1150,7 @@ ekg_err_t ekg_kube_conn_prepare(ekg_kube_conn_t *c, CURL *h, const char *path_an
         return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
     *headers = l;
     if (c->token) {
-        char *auth = ekg_strprintf("Authorization: Bearer %s", c->token);
+        char *auth = ekg_xasprintf("Authorization: Bearer %s", c->token);
         l = auth ? curl_slist_append(*headers, auth) : NULL;
         free_secret_str(auth);
         if (!l)

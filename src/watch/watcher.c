@@ -53,7 +53,7 @@
 #include <curl/curl.h>
 
 #include "common/map.h"
-#include "common/strutil.h"
+#include "ekglue/mem.h"
 #include "ekglue/log.h"
 #include "ekglue/metrics.h"
 #include "ekglue/translate.h"
@@ -540,11 +540,11 @@ static char *request_path(stream_t *s, bool list)
         snprintf(selq, sizeof(selq), "&labelSelector=");
     if (list)
         path =
-            ekg_strprintf("%s%s/%s?limit=%d%s%s%s%s", RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res],
+            ekg_xasprintf("%s%s/%s?limit=%d%s%s%s%s", RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res],
                           w->opts.page_limit, tok ? "&continue=" : "", tok ? tok : "", selq, sel ? sel : "");
     else
         path =
-            ekg_strprintf("%s%s/%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d%s%s",
+            ekg_xasprintf("%s%s/%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d%s%s",
                           RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res], rv ? rv : "",
                           w->opts.watch_timeout_s, selq, sel ? sel : "");
 out:

@@ -1,0 +1,27 @@
+/*
+ * src/common/clock.c: monotonic and wall clocks (include/ekglue/clock.h). Thread: any.
+ */
+#include <time.h>
+
+#include "ekglue/clock.h"
+
+long long ekg_clock_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+double ekg_clock_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+double ekg_clock_unix_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
