@@ -53,6 +53,7 @@
 #include <curl/curl.h>
 
 #include "common/map.h"
+#include "ekglue/clock.h"
 #include "ekglue/mem.h"
 #include "ekglue/log.h"
 #include "ekglue/metrics.h"
@@ -182,20 +183,11 @@ struct ekg_watcher {
 
 /* --- small helpers -------------------------------------------------------------------------------------- */
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Percent-encodes everything but RFC 3986's unreserved characters. Owned by the caller. */
 static char *url_escape(const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    char *out = malloc(strlen(s) * 3 + 1), *p = out;
-    if (!out)
-        return NULL;
+    char *out = ekg_xmalloc(strlen(s) * 3 + 1), *p = out;
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
         if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
             *c == '.' || *c == '_' || *c == '~') {
@@ -210,22 +202,14 @@ static char *url_escape(const char *s)
     return out;
 }
 
-static bool growbuf_append(growbuf_t *b, const char *data, size_t len)
+static void growbuf_append(growbuf_t *b, const char *data, size_t len)
 {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 16384;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return false;
-        b->data = d;
-        b->cap = cap;
-    }
+    void *d = b->data;
+    ekg_array_reserve(&d, &b->cap, b->len + len + 1, 1);
+    b->data = d;
     memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
-    return true;
 }
 
 static const char *json_string(const cJSON *obj, const char *key)
@@ -267,7 +251,7 @@ static void set_error(stream_t *s, const char *fmt, ...)
     snprintf(s->pub.last_error, sizeof(s->pub.last_error), "%s", msg);
     pthread_mutex_unlock(&s->w->lock);
     if (!s->failing_since)
-        s->failing_since = now_ms();
+        s->failing_since = ekg_clock_ms();
     if (s->w->objs && !s->w->fatal) /* list-only mode: the first failure is the answer */
         s->w->fatal = ekg_diag_set(s->w->diag, EKG_EIO, "%s: %s", s->label, msg);
 }
@@ -278,7 +262,7 @@ static void mark_success(stream_t *s)
     s->failures = 0;
     s->failing_since = 0;
     pthread_mutex_lock(&s->w->lock);
-    s->pub.last_success_ms = now_ms();
+    s->pub.last_success_ms = ekg_clock_ms();
     s->pub.last_error[0] = '\0';
     if (s->rv)
         snprintf(s->pub.rv, sizeof(s->pub.rv), "%s", s->rv);
@@ -297,39 +281,21 @@ static void set_rv(stream_t *s, const char *rv)
 {
     if (!rv || !rv[0] || (s->rv && strcmp(s->rv, rv) == 0))
         return;
-    char *copy = strdup(rv);
-    if (!copy)
-        return; /* out of memory: keep resuming from the older RV, which only replays events */
     free(s->rv);
-    s->rv = copy;
+    s->rv = ekg_xstrdup(rv);
 }
 
 /* --- applying objects ----------------------------------------------------------------------------------- */
 
 static void changed(ekg_watcher_t *w)
 {
-    long long now = now_ms();
+    long long now = ekg_clock_ms();
     if (!w->dirty) {
         w->dirty = true;
         w->first_change = now;
     }
     long long at = now + w->opts.coalesce_ms, latest = w->first_change + w->opts.coalesce_max_ms;
     w->publish_at = at < latest ? at : latest;
-}
-
-/* Appends to one of objs' arrays, growing it by doubling (cap tracked in w->objs_cap[which]). */
-static ekg_err_t objs_push(ekg_watcher_t *w, void ***items, size_t *n, int which, void *item)
-{
-    if (*n + 1 > w->objs_cap[which]) {
-        size_t cap = w->objs_cap[which] ? w->objs_cap[which] * 2 : 64;
-        void **a = realloc(*items, cap * sizeof(*a));
-        if (!a)
-            return EKG_ENOMEM;
-        *items = a;
-        w->objs_cap[which] = cap;
-    }
-    (*items)[(*n)++] = item;
-    return EKG_OK;
 }
 
 /* Parses obj and hands it to the translator (or, in list-only mode, objs). false: invalid, logged. */
@@ -358,28 +324,14 @@ static bool put_object(stream_t *s, const cJSON *obj)
         return false;
     }
     if (w->objs) {
-        switch (s->res) {
-        case EKG_KUBE_SERVICES:
-            err = objs_push(w, (void ***)&w->objs->services, &w->objs->nservices, 0, parsed);
-            break;
-        case EKG_KUBE_ENDPOINT_SLICES:
-            err = objs_push(w, (void ***)&w->objs->slices, &w->objs->nslices, 1, parsed);
-            break;
-        default:
-            err = objs_push(w, (void ***)&w->objs->nodes, &w->objs->nnodes, 2, parsed);
-            break;
-        }
-        if (err) {
-            if (s->res == EKG_KUBE_SERVICES)
-                ekg_service_free(parsed);
-            else if (s->res == EKG_KUBE_ENDPOINT_SLICES)
-                ekg_endpoint_slice_free(parsed);
-            else
-                ekg_node_free(parsed);
-            if (!w->fatal)
-                w->fatal = ekg_diag_set(w->diag, EKG_ENOMEM, "out of memory");
-        }
-        return !err;
+        ekg_objects_t *o = w->objs;
+        if (s->res == EKG_KUBE_SERVICES)
+            EKG_ARRAY_PUSH(o->services, o->nservices, w->objs_cap[0], (ekg_service_t *)parsed);
+        else if (s->res == EKG_KUBE_ENDPOINT_SLICES)
+            EKG_ARRAY_PUSH(o->slices, o->nslices, w->objs_cap[1], (ekg_endpoint_slice_t *)parsed);
+        else
+            EKG_ARRAY_PUSH(o->nodes, o->nnodes, w->objs_cap[2], (ekg_node_t *)parsed);
+        return true;
     }
     switch (s->res) {
     case EKG_KUBE_SERVICES:
@@ -441,21 +393,20 @@ static void apply_object(stream_t *s, const cJSON *obj)
         k->gen = s->gen;
         return;
     }
-    char *rv_copy = strdup(rv);
-    if (!rv_copy)
-        return;
     if (!k) {
         size_t klen = strlen(key);
-        k = malloc(sizeof(*k) + klen + 1);
-        if (!k || ekg_map_put(&s->known, memcpy(k->key, key, klen + 1), k, NULL) != EKG_OK) {
+        k = ekg_xmalloc(sizeof(*k) + klen + 1);
+        ekg_err_t err = ekg_map_put(&s->known, memcpy(k->key, key, klen + 1), k, NULL);
+        if (err != EKG_OK) { /* not for memory (that aborts): a map that cannot take a key is a bug */
+            ekg_error("kubernetes object not tracked resource=%s key=%s error=\"%s\"", s->label, key,
+                      ekg_strerror(err));
             free(k);
-            free(rv_copy);
             return;
         }
         k->rv = NULL;
     }
     free(k->rv);
-    k->rv = rv_copy;
+    k->rv = ekg_xstrdup(rv);
     k->gen = s->gen;
     s->list_changed += put_object(s, obj) && s->phase == PHASE_LIST;
 }
@@ -500,15 +451,7 @@ static size_t remove_unlisted(stream_t *s)
         known_t *k = s->known.slots[i].key ? s->known.slots[i].value : NULL;
         if (!k || k->gen == s->gen)
             continue;
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            known_t **g = realloc(gone, ncap * sizeof(*g));
-            if (!g)
-                break; /* out of memory: the rest goes at the next relist */
-            gone = g;
-            cap = ncap;
-        }
-        gone[n++] = k;
+        EKG_ARRAY_PUSH(gone, n, cap, k);
     }
     for (size_t i = 0; i < n; i++)
         remove_known(s, gone[i]);
@@ -520,7 +463,7 @@ static size_t remove_unlisted(stream_t *s)
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg);
 
-/* The path and query of the stream's next request. Owned by the caller; NULL when out of memory. */
+/* The path and query of the stream's next request. Owned by the caller. */
 static char *request_path(stream_t *s, bool list)
 {
     ekg_watcher_t *w = s->w;
@@ -529,9 +472,6 @@ static char *request_path(stream_t *s, bool list)
     char *tok = list && s->cont ? url_escape(s->cont) : NULL;
     char *rv = !list && s->rv ? url_escape(s->rv) : NULL;
     char *path = NULL;
-    if ((s->ns && !ns) || (w->selector && s->res == EKG_KUBE_SERVICES && !sel) || (list && s->cont && !tok) ||
-        (!list && s->rv && !rv))
-        goto out;
     char scope[300] = "";
     if (ns)
         snprintf(scope, sizeof(scope), "/namespaces/%s", ns);
@@ -547,7 +487,6 @@ static char *request_path(stream_t *s, bool list)
             ekg_xasprintf("%s%s/%s?watch=1&resourceVersion=%s&allowWatchBookmarks=true&timeoutSeconds=%d%s%s",
                           RESOURCE_PREFIX[s->res], scope, RESOURCE_NAMES[s->res], rv ? rv : "",
                           w->opts.watch_timeout_s, selq, sel ? sel : "");
-out:
     free(ns);
     free(sel);
     free(tok);
@@ -564,11 +503,6 @@ static void start_request(stream_t *s, bool list)
     ekg_diag_t diag = {{0}};
     char *path = request_path(s, list);
     s->phase = list ? PHASE_LIST : PHASE_WATCH;
-    if (!path) {
-        set_error(s, "out of memory");
-        schedule_retry(s, list, true);
-        return;
-    }
     curl_easy_reset(s->easy);
     curl_slist_free_all(s->headers);
     s->headers = NULL;
@@ -603,7 +537,7 @@ static void start_request(stream_t *s, bool list)
     s->abort = ABORT_NONE;
     s->abort_msg[0] = '\0';
     s->nevents = 0;
-    s->started_ms = now_ms();
+    s->started_ms = ekg_clock_ms();
     CURLMcode mc = curl_multi_add_handle(w->multi, s->easy);
     if (mc != CURLM_OK) {
         set_error(s, "curl_multi_add_handle: %s", curl_multi_strerror(mc));
@@ -637,7 +571,7 @@ static void schedule_retry(stream_t *s, bool list, bool failure)
     int delay = backoff_ms(s->w, s->failures);
     s->phase = PHASE_WAIT;
     s->next_list = list || !s->listed;
-    s->retry_at = now_ms() + delay;
+    s->retry_at = ekg_clock_ms() + delay;
     if (failure)
         ekg_debug("kubernetes retry resource=%s in_ms=%d attempt=%d next=%s", s->label, delay, s->failures,
                   s->next_list ? "list" : "watch");
@@ -704,11 +638,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
             snprintf(s->abort_msg, sizeof(s->abort_msg), "list page larger than %zu bytes", limit);
             return 0;
         }
-        if (!growbuf_append(&s->body, data, take)) {
-            s->abort = ABORT_FAILED;
-            snprintf(s->abort_msg, sizeof(s->abort_msg), "out of memory");
-            return 0;
-        }
+        growbuf_append(&s->body, data, take);
         return n;
     }
     ekg_err_t err = ekg_event_stream_feed(&s->lines, data, n);
@@ -744,20 +674,10 @@ static void handle_list_page(stream_t *s)
         schedule_retry(s, true, true);
         return;
     }
-    if (!s->list_rv && !(s->list_rv = strdup(rv))) {
-        set_error(s, "out of memory");
-        cJSON_Delete(list);
-        schedule_retry(s, true, true);
-        return;
-    }
+    if (!s->list_rv)
+        s->list_rv = ekg_xstrdup(rv);
     free(s->cont);
-    s->cont = NULL;
-    if (cont && cont[0] && !(s->cont = strdup(cont))) {
-        set_error(s, "out of memory");
-        cJSON_Delete(list);
-        schedule_retry(s, true, true);
-        return;
-    }
+    s->cont = cont && cont[0] ? ekg_xstrdup(cont) : NULL;
     const cJSON *item;
     cJSON_ArrayForEach(item, items)
     {
@@ -856,7 +776,7 @@ static void transfer_done(stream_t *s, CURLcode result)
         if (ekg_event_stream_pending(&s->lines))
             ekg_debug("kubernetes watch ended mid-event resource=%s pending=%zu", s->label,
                       ekg_event_stream_pending(&s->lines));
-        if (s->nevents == 0 && now_ms() - s->started_ms < QUICK_END_MS) {
+        if (s->nevents == 0 && ekg_clock_ms() - s->started_ms < QUICK_END_MS) {
             schedule_retry(s, false, false); /* ended at once, without a word: do not spin */
             return;
         }
@@ -900,23 +820,21 @@ static void transfer_done(stream_t *s, CURLcode result)
 static void publish(ekg_watcher_t *w)
 {
     ekg_snapshot_t *snap = NULL;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = ekg_clock_s();
     w->dirty = false;
     ekg_err_t err = ekg_translator_snapshot(w->translator, &snap);
     if (err) {
         ekg_error("translation failed, keeping the previous snapshot, retrying in %d ms: %s",
                   PUBLISH_RETRY_MS, ekg_strerror(err));
         w->dirty = true; /* what was applied is still unpublished: without this, only the next event would */
-        w->first_change = now_ms();
+        w->first_change = ekg_clock_ms();
         w->publish_at = w->first_change + PUBLISH_RETRY_MS;
         return;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double built = ekg_clock_s() - t0;
     /* Counted only when the cache took it (an unchanged snapshot is dropped: nothing was updated). */
     if (ekg_cache_publish(w->cache, snap))
-        ekg_metrics_snapshot_published((double)(t1.tv_sec - t0.tv_sec) +
-                                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        ekg_metrics_snapshot_published(built);
     w->publishes++;
     ekg_debug("published serial=%llu clusters=%zu cluster_version=%s load_assignments=%zu "
               "load_assignment_version=%s listeners=%zu listener_version=%s",
@@ -1033,8 +951,8 @@ static long long next_timer(ekg_watcher_t *w, long long now)
 /* One round: start what is due, publish what is due, let curl work, sleep until the next thing. */
 static void run_once(ekg_watcher_t *w)
 {
-    start_due(w, now_ms());
-    if (!w->objs && w->synced && w->dirty && now_ms() >= w->publish_at)
+    start_due(w, ekg_clock_ms());
+    if (!w->objs && w->synced && w->dirty && ekg_clock_ms() >= w->publish_at)
         publish(w);
     int running = 0;
     curl_multi_perform(w->multi, &running);
@@ -1053,7 +971,7 @@ static void run_once(ekg_watcher_t *w)
     else if (w->fatal || all_done(w))
         return;
     /* Transfers started above are due at once: curl_multi_poll() honours curl's own (zero) timeout. */
-    long long now = now_ms(), next = next_timer(w, now);
+    long long now = ekg_clock_ms(), next = next_timer(w, now);
     long long timeout = next < 0 ? IDLE_WAKEUP_MS : next - now;
     if (timeout < 0)
         timeout = 0;
@@ -1177,29 +1095,24 @@ static ekg_err_t watcher_new(ekg_kube_conn_t *conn, const ekg_watch_options_t *o
         if (!o.namespaces[i] || !o.namespaces[i][0] || strlen(o.namespaces[i]) > 253)
             return ekg_diag_set(diag, EKG_EINVAL, "watch: namespace %zu is empty or too long", i);
 
-    ekg_watcher_t *w = calloc(1, sizeof(*w));
-    if (!w)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+    ekg_watcher_t *w = ekg_xcalloc(1, sizeof(*w));
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cfg_applied, NULL);
     w->conn = conn;
     w->opts = o;
     w->opts.nnamespaces = 0;
-    ekg_err_t err = EKG_ENOMEM;
-    if (o.nnamespaces && !(w->namespaces = calloc(o.nnamespaces, sizeof(char *))))
-        goto fail;
+    if (o.nnamespaces)
+        w->namespaces = ekg_xcalloc(o.nnamespaces, sizeof(char *));
     for (size_t i = 0; i < o.nnamespaces; i++, w->opts.nnamespaces++)
-        if (!(w->namespaces[i] = strdup(o.namespaces[i])))
-            goto fail;
+        w->namespaces[i] = ekg_xstrdup(o.namespaces[i]);
     w->opts.namespaces = (const char *const *)w->namespaces;
-    if (o.service_selector && o.service_selector[0] && !(w->selector = strdup(o.service_selector)))
-        goto fail;
+    if (o.service_selector && o.service_selector[0])
+        w->selector = ekg_xstrdup(o.service_selector);
     w->opts.service_selector = w->selector;
 
     size_t per = o.nnamespaces ? o.nnamespaces : 1;
     w->nstreams = 2 * per + 1;
-    if (!(w->streams = calloc(w->nstreams, sizeof(*w->streams))))
-        goto fail;
+    w->streams = ekg_xcalloc(w->nstreams, sizeof(*w->streams));
     for (size_t i = 0; i < w->nstreams; i++) {
         stream_t *s = &w->streams[i];
         s->w = w;
@@ -1210,19 +1123,16 @@ static ekg_err_t watcher_new(ekg_kube_conn_t *conn, const ekg_watch_options_t *o
         s->pub.last_success_ms = -1;
         ekg_event_stream_init(&s->lines, 0);
         if (!(s->easy = curl_easy_init()))
-            goto fail;
+            ekg_oom(0); /* libcurl fails here only for memory */
     }
     if (!(w->multi = curl_multi_init()))
-        goto fail;
+        ekg_oom(0);
     curl_multi_setopt(w->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    w->rng = (uint64_t)now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)w;
+    w->rng = (uint64_t)ekg_clock_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)w;
     if (!w->rng)
         w->rng = 0x9E3779B97F4A7C15ULL;
     *out = w;
     return EKG_OK;
-fail:
-    watcher_free(w);
-    return ekg_diag_set(diag, err, "watch: out of memory");
 }
 
 ekg_err_t ekg_watcher_start(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, const ekg_config_t *cfg,
@@ -1272,7 +1182,7 @@ void ekg_watcher_status(ekg_watcher_t *w, ekg_kube_resource_t r, ekg_watch_statu
     *out = (ekg_watch_status_t){.last_sync_age_s = -1};
     if (!w || r >= EKG_KUBE__COUNT)
         return;
-    long long now = now_ms(), latest = -1;
+    long long now = ekg_clock_ms(), latest = -1;
     bool any = false, all_listed = true;
     pthread_mutex_lock(&w->lock);
     for (size_t i = 0; i < w->nstreams; i++) {
@@ -1318,27 +1228,17 @@ ekg_err_t ekg_kube_list_all(ekg_kube_conn_t *conn, const ekg_watch_options_t *op
     if (!err) { /* all or nothing: move what was listed into objs */
         size_t ns = objs->nservices + got.nservices, nl = objs->nslices + got.nslices,
                nn = objs->nnodes + got.nnodes;
-        void **s = realloc(objs->services, (ns + 1) * sizeof(*s));
-        if (s)
-            objs->services = (ekg_service_t **)s;
-        void **l = realloc(objs->slices, (nl + 1) * sizeof(*l));
-        if (l)
-            objs->slices = (ekg_endpoint_slice_t **)l;
-        void **n = realloc(objs->nodes, (nn + 1) * sizeof(*n));
-        if (n)
-            objs->nodes = (ekg_node_t **)n;
-        if (!s || !l || !n) {
-            err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        } else {
-            for (size_t i = 0; i < got.nservices; i++)
-                objs->services[objs->nservices++] = got.services[i];
-            for (size_t i = 0; i < got.nslices; i++)
-                objs->slices[objs->nslices++] = got.slices[i];
-            for (size_t i = 0; i < got.nnodes; i++)
-                objs->nodes[objs->nnodes++] = got.nodes[i];
-            objs->nskipped += got.nskipped;
-            got.nservices = got.nslices = got.nnodes = 0;
-        }
+        objs->services = ekg_xrealloc(objs->services, (ns + 1) * sizeof(*objs->services));
+        objs->slices = ekg_xrealloc(objs->slices, (nl + 1) * sizeof(*objs->slices));
+        objs->nodes = ekg_xrealloc(objs->nodes, (nn + 1) * sizeof(*objs->nodes));
+        for (size_t i = 0; i < got.nservices; i++)
+            objs->services[objs->nservices++] = got.services[i];
+        for (size_t i = 0; i < got.nslices; i++)
+            objs->slices[objs->nslices++] = got.slices[i];
+        for (size_t i = 0; i < got.nnodes; i++)
+            objs->nodes[objs->nnodes++] = got.nodes[i];
+        objs->nskipped += got.nskipped;
+        got.nservices = got.nslices = got.nnodes = 0;
     }
     ekg_objects_free(&got);
     return err;
