@@ -762,7 +762,7 @@ class ProtocolTest(xc.LogOnFailure, unittest.TestCase):
         self.assertEqual([ln for ln in log.split("\n") if "level=error" in ln or "level=warn" in ln], [])
 
 
-    # --- found while writing these tests (see the docstrings); they fail until src/ is fixed ----------------
+    # --- behaviours first seen while writing these tests (see the docstrings), fixed in src/xds/ ------------
 
     def test_16_first_request_may_carry_the_previous_streams_nonce(self):
         """A reconnecting client may send, in the first request of the new stream, the nonce it last got on the
