@@ -27,7 +27,7 @@ typedef struct ekg_yaml_docs ekg_yaml_docs_t;
 /*
  * Parses buf (need not be NUL-terminated). source_name (e.g. a file path) prefixes messages in diag:
  * "config.yaml:12:3: mapping values are not allowed here". On success *out is owned by the caller
- * (ekg_yaml_docs_free). On error *out is untouched and EKG_EPARSE (or EKG_ENOMEM) is returned.
+ * (ekg_yaml_docs_free). On error *out is untouched and EKG_EPARSE is returned.
  */
 ekg_err_t ekg_yaml_parse(const char *buf, size_t len, const char *source_name, ekg_yaml_docs_t **out,
                          ekg_diag_t *diag);

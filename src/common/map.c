@@ -1,8 +1,11 @@
 /*
- * src/common/map.c: the string-keyed hash map of src/common/map.h. Thread: the map's owner.
+ * src/common/map.c: the string-keyed hash map of src/common/map.h. Growing aborts when out of memory
+ * (ekglue/mem.h). Thread: the map's owner.
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include "ekglue/mem.h"
 
 #include "common/hash.h"
 #include "common/map.h"
@@ -41,19 +44,16 @@ static void place(ekg_map_slot_t *slots, size_t cap, ekg_map_slot_t item)
     slots[i] = item;
 }
 
-static ekg_err_t grow(ekg_map_t *m)
+static void grow(ekg_map_t *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 16;
-    ekg_map_slot_t *slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-        return EKG_ENOMEM;
+    ekg_map_slot_t *slots = ekg_xcalloc(cap, sizeof(*slots));
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].key)
             place(slots, cap, m->slots[i]);
     free(m->slots);
     m->slots = slots;
     m->cap = cap;
-    return EKG_OK;
 }
 
 ekg_err_t ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old)
@@ -67,11 +67,8 @@ ekg_err_t ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old)
         s->value = value;
         return EKG_OK;
     }
-    if ((m->len + 1) * 10 > m->cap * 7) {
-        ekg_err_t err = grow(m);
-        if (err)
-            return err;
-    }
+    if ((m->len + 1) * 10 > m->cap * 7)
+        grow(m);
     place(m->slots, m->cap, (ekg_map_slot_t){.key = key, .hash = h, .value = value});
     m->len++;
     if (old)

@@ -3,7 +3,8 @@
  *
  * Open addressing with linear probing and backward-shift deletion; grows at 70% load. Keys are borrowed: the
  * caller keeps each key alive (usually inside the value) until it removes the entry. Values are opaque
- * pointers the map never frees. Thread: not synchronized; one owner thread.
+ * pointers the map never frees. Out of memory aborts (ekglue/mem.h). Thread: not synchronized; one owner
+ * thread.
  */
 #ifndef EKG_COMMON_MAP_H
 #define EKG_COMMON_MAP_H
@@ -25,7 +26,9 @@ typedef struct ekg_map {
 } ekg_map_t; /* zero-initialized = empty */
 
 void *ekg_map_get(const ekg_map_t *m, const char *key);
-/* Inserts or replaces; *old (if non-NULL) receives the replaced value or NULL. EKG_ENOMEM leaves m as it was.
+/*
+ * Inserts or replaces; *old (if non-NULL) receives the replaced value or NULL. Cannot fail (allocation
+ * aborts, ekglue/mem.h): always EKG_OK, a return kept for src/watch/watcher.c, which still checks it.
  */
 ekg_err_t ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old);
 /* Removes key; returns its value or NULL. */

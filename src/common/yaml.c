@@ -12,10 +12,12 @@
  * plus string bytes, counted across the whole stream), so "billion laughs" fails quickly with a message
  * instead of eating memory. Duplicate keys are detected when a mapping closes, by sorting its members.
  *
+ * Memory: allocation failure aborts (ekglue/mem.h), libyaml's included, so the only error is EKG_EPARSE (and
+ * EKG_EIO from the file readers, which go through ekglue/file.h).
+ *
  * Thread: any. Everything is on the caller's stack or heap; nothing is shared. (cJSON's parser itself writes
  * a process-wide "last error" variable; ekglue never reads it.) Design note: docs/internals/model.md.
  */
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -26,6 +28,8 @@
 
 #include <yaml.h>
 
+#include "ekglue/file.h"
+#include "ekglue/mem.h"
 #include "ekglue/yaml.h"
 #include "common/yaml_stream.h"
 
@@ -63,12 +67,10 @@ static size_t ptr_hash(const void *p)
     return (size_t)x;
 }
 
-static int pos_grow(pos_table_t *t)
+static void pos_grow(pos_table_t *t)
 {
     size_t ncap = t->cap ? t->cap * 2 : 256;
-    pos_slot_t *ns = calloc(ncap, sizeof(*ns));
-    if (!ns)
-        return -1;
+    pos_slot_t *ns = ekg_xcalloc(ncap, sizeof(*ns));
     for (size_t i = 0; i < t->cap; i++) {
         if (!t->slots[i].node)
             continue;
@@ -80,20 +82,18 @@ static int pos_grow(pos_table_t *t)
     free(t->slots);
     t->slots = ns;
     t->cap = ncap;
-    return 0;
 }
 
-static int pos_put(pos_table_t *t, const cJSON *node, int line, int col)
+static void pos_put(pos_table_t *t, const cJSON *node, int line, int col)
 {
-    if ((t->n + 1) * 2 > t->cap && pos_grow(t) != 0)
-        return -1;
+    if ((t->n + 1) * 2 > t->cap)
+        pos_grow(t);
     size_t j = ptr_hash(node) & (t->cap - 1);
     while (t->slots[j].node && t->slots[j].node != node)
         j = (j + 1) & (t->cap - 1);
     if (!t->slots[j].node)
         t->n++;
     t->slots[j] = (pos_slot_t){node, line, col};
-    return 0;
 }
 
 static const pos_slot_t *pos_get(const pos_table_t *t, const cJSON *node)
@@ -153,18 +153,16 @@ static anchor_t *anchor_find(const anchor_table_t *t, const char *name)
 }
 
 /* A redefined anchor replaces the old one, as YAML says. */
-static int anchor_put(anchor_table_t *t, const char *name, cJSON *node, size_t cost, int height)
+static void anchor_put(anchor_table_t *t, const char *name, cJSON *node, size_t cost, int height)
 {
     anchor_t *a = anchor_find(t, name);
     if (a) {
         a->node = node, a->cost = cost, a->height = height;
-        return 0;
+        return;
     }
     if ((t->n + 1) * 2 > t->cap) {
         size_t ncap = t->cap ? t->cap * 2 : 16;
-        anchor_t *ns = calloc(ncap, sizeof(*ns));
-        if (!ns)
-            return -1;
+        anchor_t *ns = ekg_xcalloc(ncap, sizeof(*ns));
         for (size_t i = 0; i < t->cap; i++) {
             if (!t->slots[i].name)
                 continue;
@@ -177,15 +175,12 @@ static int anchor_put(anchor_table_t *t, const char *name, cJSON *node, size_t c
         t->slots = ns;
         t->cap = ncap;
     }
-    char *copy = strdup(name);
-    if (!copy)
-        return -1;
+    char *copy = ekg_xstrdup(name);
     size_t j = str_hash(name) & (t->cap - 1);
     while (t->slots[j].name)
         j = (j + 1) & (t->cap - 1);
     t->slots[j] = (anchor_t){copy, node, cost, height};
     t->n++;
-    return 0;
 }
 
 /* --- the builder --------------------------------------------------------------------------------------- */
@@ -230,16 +225,7 @@ static ekg_err_t fail(builder_t *b, int line, int col, const char *fmt, ...)
     return b->err = EKG_EPARSE;
 }
 
-static ekg_err_t nomem(builder_t *b)
-{
-    if (!b->err) {
-        ekg_diag_set(b->diag, EKG_ENOMEM, "%s: out of memory", b->source);
-        b->err = EKG_ENOMEM;
-    }
-    return b->err;
-}
-
-/* Plain-scalar resolution, YAML 1.2 core schema. Returns a new node or NULL on out-of-memory. */
+/* Plain-scalar resolution, YAML 1.2 core schema. */
 static bool is_digits(const char *s, const char *digits)
 {
     if (!*s)
@@ -332,9 +318,7 @@ static ekg_err_t check_duplicates(builder_t *b, const cJSON *obj)
         n++;
     if (n < 2)
         return EKG_OK;
-    member_t *m = malloc(n * sizeof(*m));
-    if (!m)
-        return nomem(b);
+    member_t *m = ekg_xmalloc(n * sizeof(*m));
     size_t i = 0;
     for (const cJSON *c = obj->child; c; c = c->next, i++) {
         const pos_slot_t *p = pos_get(&b->docs->pos, c);
@@ -369,67 +353,53 @@ static cJSON *copy_tree(builder_t *b, const cJSON *src)
 {
     cJSON *dst = NULL;
     if (!cJSON_IsArray(src) && !cJSON_IsObject(src)) {
-        if ((dst = cJSON_Duplicate(src, false)) && dst->string) {
+        dst = cJSON_Duplicate(src, false);
+        if (dst->string) {
             cJSON_free(dst->string); /* attach() gives the copy the key of its new place, if any */
             dst->string = NULL;
         }
         return dst;
     }
-    if (!(dst = cJSON_IsArray(src) ? cJSON_CreateArray() : cJSON_CreateObject()))
-        return NULL;
+    dst = cJSON_IsArray(src) ? cJSON_CreateArray() : cJSON_CreateObject();
     for (const cJSON *c = src->child; c; c = c->next) {
         cJSON *cc = copy_tree(b, c);
-        if (!cc)
-            goto fail;
-        bool ok =
-            cJSON_IsArray(src) ? cJSON_AddItemToArray(dst, cc) : cJSON_AddItemToObject(dst, c->string, cc);
-        if (!ok) {
-            cJSON_Delete(cc);
-            goto fail;
-        }
+        if (cJSON_IsArray(src))
+            cJSON_AddItemToArray(dst, cc);
+        else
+            cJSON_AddItemToObject(dst, c->string, cc);
         const pos_slot_t *p = pos_get(&b->docs->pos, c);
-        if (p && pos_put(&b->docs->pos, cc, p->line, p->col) != 0)
-            goto fail;
+        if (p)
+            pos_put(&b->docs->pos, cc, p->line, p->col);
     }
     return dst;
-fail:
-    cJSON_Delete(dst);
-    return NULL;
 }
 
 /*
- * Hands a finished node to its parent (or makes it the root). Takes ownership of node in every case.
- * line/col is where the node starts; in a mapping the member's position is its key's instead.
+ * Hands a finished node to its parent (or makes it the root), which takes ownership of it. line/col is where
+ * the node starts; in a mapping the member's position is its key's instead (a mapping that gets a value
+ * always has its pending key: a collection or an alias in a key's place fails before it is built).
  */
-static ekg_err_t attach(builder_t *b, cJSON *node, int line, int col, const char *anchor, size_t cost,
-                        int height)
+static void attach(builder_t *b, cJSON *node, int line, int col, const char *anchor, size_t cost, int height)
 {
     if (b->depth == 0) {
         b->root = node;
     } else {
         frame_t *p = &b->stack[b->depth - 1];
-        bool ok;
         if (cJSON_IsArray(p->node)) {
-            ok = cJSON_AddItemToArray(p->node, node);
+            cJSON_AddItemToArray(p->node, node);
         } else {
-            ok = cJSON_AddItemToObject(p->node, p->key, node);
+            cJSON_AddItemToObject(p->node, p->key, node);
             line = p->key_line, col = p->key_col;
             free(p->key);
             p->key = NULL;
-        }
-        if (!ok) {
-            cJSON_Delete(node);
-            return nomem(b);
         }
         p->cost += cost;
         if (height + 1 > p->height)
             p->height = height + 1;
     }
-    if (pos_put(&b->docs->pos, node, line, col) != 0)
-        return nomem(b);
-    if (anchor && anchor_put(&b->anchors, anchor, node, cost, height) != 0)
-        return nomem(b);
-    return EKG_OK;
+    pos_put(&b->docs->pos, node, line, col);
+    if (anchor)
+        anchor_put(&b->anchors, anchor, node, cost, height);
 }
 
 static bool anchor_is_open(const builder_t *b, const char *name)
@@ -457,17 +427,14 @@ static ekg_err_t on_scalar(builder_t *b, const yaml_event_t *ev)
         return fail(b, line, col, "NUL character in a scalar");
     if (wants_key(b)) {
         frame_t *p = &b->stack[b->depth - 1];
-        if (!(p->key = strdup(value)))
-            return nomem(b);
+        p->key = ekg_xstrdup(value);
         p->key_line = line, p->key_col = col;
         p->cost += ev->data.scalar.length;
         return EKG_OK;
     }
-    cJSON *node = scalar_node(ev);
-    if (!node)
-        return nomem(b);
-    return attach(b, node, line, col, (const char *)ev->data.scalar.anchor,
-                  NODE_COST + ev->data.scalar.length, 1);
+    attach(b, scalar_node(ev), line, col, (const char *)ev->data.scalar.anchor,
+           NODE_COST + ev->data.scalar.length, 1);
+    return EKG_OK;
 }
 
 static ekg_err_t on_alias(builder_t *b, const yaml_event_t *ev)
@@ -489,10 +456,8 @@ static ekg_err_t on_alias(builder_t *b, const yaml_event_t *ev)
     b->alias_cost += a->cost;
     size_t cost = a->cost;
     int height = a->height;
-    cJSON *copy = copy_tree(b, a->node);
-    if (!copy)
-        return nomem(b);
-    return attach(b, copy, line, col, NULL, cost, height);
+    attach(b, copy_tree(b, a->node), line, col, NULL, cost, height);
+    return EKG_OK;
 }
 
 static ekg_err_t on_start(builder_t *b, const yaml_event_t *ev, bool mapping)
@@ -507,12 +472,8 @@ static ekg_err_t on_start(builder_t *b, const yaml_event_t *ev, bool mapping)
     frame_t *f = &b->stack[b->depth];
     *f = (frame_t){.line = line, .col = col, .cost = NODE_COST, .height = 1};
     f->node = mapping ? cJSON_CreateObject() : cJSON_CreateArray();
-    if (!f->node)
-        return nomem(b);
-    if (anchor && !(f->anchor = strdup(anchor))) {
-        cJSON_Delete(f->node);
-        return nomem(b);
-    }
+    if (anchor)
+        f->anchor = ekg_xstrdup(anchor);
     b->depth++;
     return EKG_OK;
 }
@@ -523,11 +484,10 @@ static ekg_err_t on_end(builder_t *b)
     ekg_err_t err = EKG_OK;
     if (cJSON_IsObject(f.node))
         err = check_duplicates(b, f.node);
-    if (err) {
+    if (err)
         cJSON_Delete(f.node);
-    } else {
-        err = attach(b, f.node, f.line, f.col, f.anchor, f.cost, f.height);
-    }
+    else
+        attach(b, f.node, f.line, f.col, f.anchor, f.cost, f.height);
     free(f.anchor);
     free(f.key);
     return err;
@@ -546,27 +506,17 @@ static void unwind(builder_t *b)
     b->root = NULL;
 }
 
-static ekg_err_t end_document(builder_t *b)
+static void end_document(builder_t *b)
 {
     anchors_clear(&b->anchors);
     cJSON *root = b->root;
     b->root = NULL;
     if (!root || cJSON_IsNull(root)) {
         cJSON_Delete(root);
-        return EKG_OK;
+        return;
     }
     ekg_yaml_docs_t *d = b->docs;
-    if (d->ndocs == d->cap) {
-        size_t ncap = d->cap ? d->cap * 2 : 4;
-        cJSON **nd = realloc(d->docs, ncap * sizeof(*nd));
-        if (!nd) {
-            cJSON_Delete(root);
-            return nomem(b);
-        }
-        d->docs = nd, d->cap = ncap;
-    }
-    d->docs[d->ndocs++] = root;
-    return EKG_OK;
+    EKG_ARRAY_PUSH(d->docs, d->ndocs, d->cap, root);
 }
 
 static void offset_to_line(const char *buf, size_t off, int *line, int *col)
@@ -584,14 +534,14 @@ static ekg_err_t parse_yaml(builder_t *b, const char *buf, size_t len)
 {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
-        return nomem(b);
+        ekg_oom(0); /* libyaml allocates with plain malloc: its failure is ours to report */
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
     bool done = false;
     while (!done && !b->err) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
             if (parser.error == YAML_MEMORY_ERROR) {
-                nomem(b);
+                ekg_oom(0);
             } else if (parser.error == YAML_READER_ERROR) {
                 int line, col;
                 offset_to_line(buf, parser.problem_offset < len ? parser.problem_offset : len, &line, &col);
@@ -661,7 +611,8 @@ static ekg_err_t parse_json(builder_t *b, const char *buf, size_t len)
         }
     }
     b->root = root;
-    return end_document(b);
+    end_document(b);
+    return EKG_OK;
 }
 
 static bool looks_like_json(const char *buf, size_t len)
@@ -782,20 +733,7 @@ static cJSON *json_parse_exact(const char *p, const char *e)
     return v;
 }
 
-static int span_push(span_vec_t *s, size_t off, size_t len)
-{
-    if (s->n == s->cap) {
-        size_t ncap = s->cap ? s->cap * 2 : 1024;
-        span_t *nv = realloc(s->v, ncap * sizeof(*nv));
-        if (!nv)
-            return -1;
-        s->v = nv, s->cap = ncap;
-    }
-    s->v[s->n++] = (span_t){off, len};
-    return 0;
-}
-
-typedef enum { SCAN_LIST = 0, SCAN_NOT_LIST, SCAN_NOMEM } scan_result_t;
+typedef enum { SCAN_LIST = 0, SCAN_NOT_LIST } scan_result_t;
 
 /*
  * The items array at p ('['): the span of each item into items, and where the array ends into *after. Items
@@ -813,8 +751,8 @@ static scan_result_t scan_items(const char *buf, const char *p, const char *end,
         const char *start = p;
         if (p == end || !(p = json_skip_value(p, end, JSON_MAX_DEPTH - 2)))
             return SCAN_NOT_LIST;
-        if (span_push(items, (size_t)(start - buf), (size_t)(p - start)) != 0)
-            return SCAN_NOMEM;
+        EKG_ARRAY_PUSH(items->v, items->n, items->cap,
+                       ((span_t){(size_t)(start - buf), (size_t)(p - start)}));
         p = json_skip_ws(p, end);
         if (p < end && *p == ']') {
             *after = p + 1;
@@ -914,16 +852,13 @@ ekg_err_t ekg_yaml_stream_json_list(const char *buf, size_t len, ekg_yaml_item_f
     cJSON *kind = NULL;
     ekg_err_t err = EKG_OK;
     *streamed = false;
-    scan_result_t r = buf ? scan_list(buf, len, &kind, &items) : SCAN_NOT_LIST;
-    if (r == SCAN_NOMEM)
-        err = EKG_ENOMEM;
-    if (r != SCAN_LIST)
+    if (!buf || scan_list(buf, len, &kind, &items) != SCAN_LIST)
         goto out;
     for (size_t i = 0; i < items.n; i++) {
         const char *p = buf + items.v[i].off;
         cJSON *item = json_parse_exact(p, p + items.v[i].len);
         if (!item)
-            goto out; /* not valid after all (or out of memory): the tree path will say where */
+            goto out; /* not valid after all: the tree path will say where */
         err = on_item(arg, item, kind->valuestring);
         cJSON_Delete(item);
         if (err)
@@ -941,25 +876,16 @@ out:
 ekg_err_t ekg_yaml_parse(const char *buf, size_t len, const char *source_name, ekg_yaml_docs_t **out,
                          ekg_diag_t *diag)
 {
-    ekg_err_t err = EKG_OK;
-    builder_t *b = NULL;
-    ekg_yaml_docs_t *docs = calloc(1, sizeof(*docs));
-    if (!docs || !(docs->source = strdup(source_name ? source_name : "<input>"))) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "%s: out of memory", source_name ? source_name : "<input>");
-        goto out;
-    }
+    ekg_yaml_docs_t *docs = ekg_xcalloc(1, sizeof(*docs));
+    docs->source = ekg_xstrdup(source_name ? source_name : "<input>");
     /* The builder holds a MAX_DEPTH stack: keep it off the caller's (possibly small, thread) stack. */
-    if (!(b = calloc(1, sizeof(*b)))) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "%s: out of memory", docs->source);
-        goto out;
-    }
+    builder_t *b = ekg_xcalloc(1, sizeof(*b));
     b->source = docs->source;
     b->docs = docs;
     b->diag = diag;
     if (!buf)
         len = 0;
-    err = looks_like_json(buf, len) ? parse_json(b, buf, len) : parse_yaml(b, buf ? buf : "", len);
-out:
+    ekg_err_t err = looks_like_json(buf, len) ? parse_json(b, buf, len) : parse_yaml(b, buf ? buf : "", len);
     free(b);
     if (err) {
         ekg_yaml_docs_free(docs);
@@ -971,48 +897,11 @@ out:
 
 ekg_err_t ekg_yaml_read_file(const char *path, char **out, size_t *out_len, ekg_diag_t *diag)
 {
-    ekg_err_t err = EKG_OK;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        err = ekg_diag_set(diag, EKG_EIO, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    for (;;) {
-        if (len == cap) {
-            if (cap >= MAX_FILE_SIZE) {
-                err = ekg_diag_set(diag, EKG_EIO, "%s: file larger than %zu MiB", path, MAX_FILE_SIZE >> 20);
-                goto out;
-            }
-            size_t ncap = cap ? cap * 2 : 64 * 1024;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                err = ekg_diag_set(diag, EKG_ENOMEM, "%s: out of memory", path);
-                goto out;
-            }
-            buf = nb, cap = ncap;
-        }
-        size_t n = fread(buf + len, 1, cap - len, f);
-        len += n;
-        if (n == 0) {
-            if (ferror(f)) {
-                err = ekg_diag_set(diag, EKG_EIO, "%s: read error", path);
-                goto out;
-            }
-            break;
-        }
-    }
-out:
-    if (f)
-        fclose(f);
-    if (err) {
-        free(buf);
-        return err;
-    }
-    *out = buf;
-    *out_len = len;
-    return EKG_OK;
+    /* MAX_FILE_SIZE bytes or more is too large, as always; every other failure is EKG_EIO with its reason. */
+    ekg_err_t err = ekg_file_read(path, MAX_FILE_SIZE - 1, 0, out, out_len, diag);
+    if (err == EKG_ERANGE)
+        return ekg_diag_set(diag, EKG_EIO, "%s: file larger than %zu MiB", path, MAX_FILE_SIZE >> 20);
+    return err ? EKG_EIO : EKG_OK;
 }
 
 ekg_err_t ekg_yaml_parse_file(const char *path, ekg_yaml_docs_t **out, ekg_diag_t *diag)

@@ -19,8 +19,9 @@
 #include "ekglue/error.h"
 
 /*
- * Reads a whole file (at most 1 GiB) into *buf, which the caller then owns (free()); *len is its length. The
- * errors and messages of ekg_yaml_parse_file(): EKG_EIO naming the file, or EKG_ENOMEM.
+ * Reads a whole file (less than 1 GiB) into *buf, which the caller then owns (free()); *len is its length.
+ * ekg_file_read() (ekglue/file.h) with the errors and messages of ekg_yaml_parse_file(): EKG_EIO, diag naming
+ * the file and the reason.
  */
 ekg_err_t ekg_yaml_read_file(const char *path, char **buf, size_t *len, ekg_diag_t *diag);
 
@@ -40,7 +41,7 @@ typedef ekg_err_t (*ekg_yaml_item_fn)(void *arg, const cJSON *item, const char *
  * Otherwise, and also when the text turns out not to be valid JSON, *streamed is false and EKG_OK is
  * returned: the caller must then drop whatever on_item received and parse buf with ekg_yaml_parse(), which
  * accepts exactly the same texts and reports errors with their positions. So this function never reports
- * EKG_EPARSE; it returns EKG_ENOMEM (without diag), or on_item's error.
+ * EKG_EPARSE; its only error is on_item's.
  */
 ekg_err_t ekg_yaml_stream_json_list(const char *buf, size_t len, ekg_yaml_item_fn on_item, void *arg,
                                     bool *streamed);
