@@ -36,13 +36,11 @@ static ekg_err_t parse_endpoint(ekg_model_ctx_t *c, const cJSON *e, size_t i, ek
     if (!cJSON_IsArray(addrs) || !addrs->child)
         return ekg_model_fail(c, "%s.addresses: expected a non-empty list of strings", path);
     size_t n = (size_t)cJSON_GetArraySize(addrs);
-    if (!(out->addresses = ekg_model_alloc_array(c->arena, n, sizeof(*out->addresses))))
-        return ekg_model_nomem(c);
+    out->addresses = ekg_model_alloc_array(c->arena, n, sizeof(*out->addresses));
     for (const cJSON *a = addrs->child; a; a = a->next) {
         if (!cJSON_IsString(a) || !a->valuestring[0])
             return ekg_model_fail(c, "%s.addresses[%zu]: expected a non-empty string", path, out->naddresses);
-        if (!(out->addresses[out->naddresses++] = ekg_model_strdup(c->arena, a->valuestring)))
-            return ekg_model_nomem(c);
+        out->addresses[out->naddresses++] = ekg_model_strdup(c->arena, a->valuestring);
     }
     const cJSON *conds = ekg_model_field(e, "conditions");
     if (conds && !cJSON_IsObject(conds))
@@ -121,20 +119,14 @@ ekg_err_t ekg_model_endpoint_slice_parse(const cJSON *obj, const char *source, e
         err = ekg_model_fail(&c, "expected a mapping");
         goto out;
     }
-    if (!(slice = ekg_model_arena_new(sizeof(*slice), &c.arena))) {
-        err = ekg_model_nomem(&c);
-        goto out;
-    }
+    slice = ekg_model_arena_new(sizeof(*slice), &c.arena);
     if ((err = ekg_model_meta(&c, obj, &slice->meta)) || (err = parse_address_type(&c, obj, slice)))
         goto out;
     slice->service_name = ekg_meta_label(&slice->meta, "kubernetes.io/service-name");
 
     if ((err = get_list(&c, obj, "endpoints", &list, &n)))
         goto out;
-    if (!(slice->endpoints = ekg_model_alloc_array(c.arena, n, sizeof(*slice->endpoints)))) {
-        err = ekg_model_nomem(&c);
-        goto out;
-    }
+    slice->endpoints = ekg_model_alloc_array(c.arena, n, sizeof(*slice->endpoints));
     i = 0;
     for (const cJSON *e = list ? list->child : NULL; e; e = e->next, i++) {
         if ((err = parse_endpoint(&c, e, i, &slice->endpoints[i])))
@@ -144,10 +136,7 @@ ekg_err_t ekg_model_endpoint_slice_parse(const cJSON *obj, const char *source, e
 
     if ((err = get_list(&c, obj, "ports", &list, &n)))
         goto out;
-    if (!(slice->ports = ekg_model_alloc_array(c.arena, n, sizeof(*slice->ports)))) {
-        err = ekg_model_nomem(&c);
-        goto out;
-    }
+    slice->ports = ekg_model_alloc_array(c.arena, n, sizeof(*slice->ports));
     i = 0;
     for (const cJSON *p = list ? list->child : NULL; p; p = p->next, i++) {
         if ((err = parse_port(&c, p, i, &slice->ports[i])))

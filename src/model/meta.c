@@ -51,16 +51,6 @@ ekg_err_t ekg_model_fail(ekg_model_ctx_t *c, const char *fmt, ...)
     return EKG_EOBJECT;
 }
 
-ekg_err_t ekg_model_nomem(ekg_model_ctx_t *c)
-{
-    if (c->diag) {
-        char who[256];
-        subject(c, who, sizeof(who));
-        ekg_diag_set(c->diag, EKG_ENOMEM, "%s: out of memory", who);
-    }
-    return EKG_ENOMEM;
-}
-
 const cJSON *ekg_model_field(const cJSON *obj, const char *key)
 {
     if (!cJSON_IsObject(obj))
@@ -78,8 +68,7 @@ ekg_err_t ekg_model_opt_string(ekg_model_ctx_t *c, const cJSON *obj, const char 
         return EKG_OK;
     if (!cJSON_IsString(v))
         return ekg_model_fail(c, "%s%s%s: expected a string", path, *path ? "." : "", key);
-    if (!(*out = ekg_model_strdup(c->arena, v->valuestring)))
-        return ekg_model_nomem(c);
+    *out = ekg_model_strdup(c->arena, v->valuestring);
     return EKG_OK;
 }
 
@@ -124,15 +113,13 @@ static ekg_err_t parse_labels(ekg_model_ctx_t *c, const cJSON *labels, ekg_meta_
     size_t n = 0;
     for (const cJSON *l = labels->child; l; l = l->next)
         n++;
-    if (!(out->labels = ekg_model_alloc_array(c->arena, n, sizeof(*out->labels))))
-        return ekg_model_nomem(c);
+    out->labels = ekg_model_alloc_array(c->arena, n, sizeof(*out->labels));
     for (const cJSON *l = labels->child; l; l = l->next) {
         if (!cJSON_IsString(l))
             return ekg_model_fail(c, "metadata.labels.%s: expected a string", l->string);
         ekg_label_t *lab = &out->labels[out->nlabels++];
-        if (!(lab->key = ekg_model_strdup(c->arena, l->string)) ||
-            !(lab->value = ekg_model_strdup(c->arena, l->valuestring)))
-            return ekg_model_nomem(c);
+        lab->key = ekg_model_strdup(c->arena, l->string);
+        lab->value = ekg_model_strdup(c->arena, l->valuestring);
     }
     qsort(out->labels, out->nlabels, sizeof(*out->labels), label_cmp);
     for (size_t i = 1; i < out->nlabels; i++)
@@ -153,8 +140,7 @@ ekg_err_t ekg_model_meta(ekg_model_ctx_t *c, const cJSON *obj, ekg_meta_t *out)
         return ekg_model_fail(c, "metadata.name: required");
     if (!cJSON_IsString(name) || !name->valuestring[0])
         return ekg_model_fail(c, "metadata.name: expected a non-empty string");
-    if (!(out->name = ekg_model_strdup(c->arena, name->valuestring)))
-        return ekg_model_nomem(c);
+    out->name = ekg_model_strdup(c->arena, name->valuestring);
     out->namespace_ = "";
     if (c->namespaced) {
         const cJSON *ns = ekg_model_field(meta, "namespace");
@@ -162,8 +148,7 @@ ekg_err_t ekg_model_meta(ekg_model_ctx_t *c, const cJSON *obj, ekg_meta_t *out)
             return ekg_model_fail(c, "metadata.namespace: required");
         if (!cJSON_IsString(ns) || !ns->valuestring[0])
             return ekg_model_fail(c, "metadata.namespace: expected a non-empty string");
-        if (!(out->namespace_ = ekg_model_strdup(c->arena, ns->valuestring)))
-            return ekg_model_nomem(c);
+        out->namespace_ = ekg_model_strdup(c->arena, ns->valuestring);
     }
     ekg_err_t err = ekg_model_opt_string(c, meta, "resourceVersion", "metadata", &out->resource_version);
     if (err)

@@ -1,10 +1,11 @@
 /*
- * src/model/ekg_model_alloc.c: a bump allocator, one per parsed Kubernetes object (see ekg_model_alloc.h).
+ * src/model/model_alloc.c: a bump allocator, one per parsed Kubernetes object (see model_alloc.h).
  *
  * Memory: a singly-linked list of blocks. The first block starts with the ekg_model_arena_t itself, followed
  * by the root object, so that ekg_model_arena_free(root) finds the arena at a fixed offset before the root.
  * Blocks double in size up to 64 KiB; a larger request gets a block of its own. A typical Service fits in the
- * first 1 KiB block. Thread: the parsing thread; the finished object is immutable and can move between
+ * first 1 KiB block. Blocks come from ekg_xmalloc (ekglue/mem.h), so out of memory aborts, and so does a size
+ * that overflows. Thread: the parsing thread; the finished object is immutable and can move between
  * threads.
  */
 #include <stdalign.h>
@@ -12,6 +13,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ekglue/mem.h"
 
 #include "model/model_alloc.h"
 
@@ -35,9 +38,7 @@ struct ekg_model_arena {
 
 static block_t *block_new(size_t cap)
 {
-    block_t *b = malloc(sizeof(block_t) + cap);
-    if (!b)
-        return NULL;
+    block_t *b = ekg_xmalloc(sizeof(block_t) + cap);
     b->next = NULL;
     b->used = 0;
     b->cap = cap;
@@ -46,12 +47,10 @@ static block_t *block_new(size_t cap)
 
 void *ekg_model_arena_new(size_t root_size, ekg_model_arena_t **arena)
 {
-    size_t need = ARENA_SIZE + ROUND(root_size);
     if (root_size > SIZE_MAX / 2)
-        return NULL;
+        ekg_oom(root_size);
+    size_t need = ARENA_SIZE + ROUND(root_size);
     block_t *b = block_new(need > FIRST_BLOCK ? need : FIRST_BLOCK);
-    if (!b)
-        return NULL;
     ekg_model_arena_t *a = (ekg_model_arena_t *)b->data;
     a->blocks = b;
     a->next_size = FIRST_BLOCK * 2;
@@ -65,14 +64,12 @@ void *ekg_model_arena_new(size_t root_size, ekg_model_arena_t **arena)
 void *ekg_model_alloc(ekg_model_arena_t *a, size_t n)
 {
     if (n > SIZE_MAX / 2)
-        return NULL;
+        ekg_oom(n);
     n = ROUND(n ? n : 1);
     block_t *b = a->blocks;
     if (b->cap - b->used < n) {
         size_t cap = n > a->next_size ? n : a->next_size;
         block_t *nb = block_new(cap);
-        if (!nb)
-            return NULL;
         if (a->next_size < MAX_BLOCK)
             a->next_size *= 2;
         if (n >= MAX_BLOCK && b->cap - b->used >= MAX_BLOCK / 8) {
@@ -95,7 +92,7 @@ void *ekg_model_alloc(ekg_model_arena_t *a, size_t n)
 void *ekg_model_alloc_array(ekg_model_arena_t *a, size_t count, size_t size)
 {
     if (size && count > SIZE_MAX / 2 / size)
-        return NULL;
+        ekg_oom(SIZE_MAX);
     return ekg_model_alloc(a, count * size);
 }
 
@@ -103,8 +100,7 @@ char *ekg_model_strdup(ekg_model_arena_t *a, const char *s)
 {
     size_t n = strlen(s) + 1;
     char *p = ekg_model_alloc(a, n);
-    if (p)
-        memcpy(p, s, n);
+    memcpy(p, s, n);
     return p;
 }
 

@@ -15,10 +15,7 @@ ekg_err_t ekg_model_node_parse(const cJSON *obj, const char *source, ekg_node_t 
         err = ekg_model_fail(&c, "expected a mapping");
         goto out;
     }
-    if (!(node = ekg_model_arena_new(sizeof(*node), &c.arena))) {
-        err = ekg_model_nomem(&c);
-        goto out;
-    }
+    node = ekg_model_arena_new(sizeof(*node), &c.arena);
     err = ekg_model_meta(&c, obj, &node->meta);
 out:
     if (err) {

@@ -5,13 +5,15 @@
  * counted and ignored. A buffer is added all-or-nothing: objects are collected aside and moved into the
  * caller's arrays only when the whole buffer has been read. A JSON List is streamed (common/yaml_stream.h):
  * its items are parsed and converted one at a time, so that a cluster-sized List never exists as one cJSON
- * tree. Thread: the main thread (files are read at startup); nothing here is shared.
+ * tree. Out of memory aborts (ekglue/mem.h), so the only errors are the text's (EKG_EPARSE) and the file's
+ * (EKG_EIO). Thread: the main thread (files are read at startup); nothing here is shared.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/model.h"
 #include "ekglue/yaml.h"
 #include "common/yaml_stream.h"
@@ -32,19 +34,6 @@ typedef struct collector {
     const char *list_kind; /* streaming: the List's kind, and its items' kind in hint */
     char hint[128];
 } collector_t;
-
-static int vec_push(vec_t *v, void *item)
-{
-    if (v->n == v->cap) {
-        size_t ncap = v->cap ? v->cap * 2 : 16;
-        void **ni = realloc(v->items, ncap * sizeof(*ni));
-        if (!ni)
-            return -1;
-        v->items = ni, v->cap = ncap;
-    }
-    v->items[v->n++] = item;
-    return 0;
-}
 
 static void collector_free(collector_t *col)
 {
@@ -71,8 +60,8 @@ static bool ends_with(const char *s, const char *suffix)
     return n >= m && !strcmp(s + n - m, suffix);
 }
 
-/* Parses one object of a kind ekglue keeps; EKG_ENOMEM is the only error that stops the buffer. */
-static ekg_err_t add_object(collector_t *col, const cJSON *obj, const char *kind, const char *where)
+/* Parses one object of a kind ekglue keeps: collected when valid, logged and counted as skipped otherwise. */
+static void add_object(collector_t *col, const cJSON *obj, const char *kind, const char *where)
 {
     ekg_diag_t diag = {{0}};
     ekg_err_t err;
@@ -91,23 +80,12 @@ static ekg_err_t add_object(collector_t *col, const cJSON *obj, const char *kind
         err = ekg_model_node_parse(obj, where, &node, &diag);
         parsed = node, into = &col->nodes;
     }
-    if (err == EKG_ENOMEM)
-        return err;
     if (err) {
         ekg_warn("skipping invalid object: %s source=%s", diag.msg, where);
         col->nskipped++;
-        return EKG_OK;
+        return;
     }
-    if (vec_push(into, parsed) != 0) {
-        if (into == &col->services)
-            ekg_service_free(parsed);
-        else if (into == &col->slices)
-            ekg_endpoint_slice_free(parsed);
-        else
-            ekg_node_free(parsed);
-        return EKG_ENOMEM;
-    }
-    return EKG_OK;
+    EKG_ARRAY_PUSH(into->items, into->n, into->cap, parsed);
 }
 
 /* The kind of a List's items: "ServiceList" -> "Service", "List" -> "" (items must then say their kind). */
@@ -116,7 +94,7 @@ static void list_item_kind(const char *list_kind, char *hint, size_t size)
     snprintf(hint, size, "%.*s", (int)(strlen(list_kind) - 4), list_kind);
 }
 
-static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hint, int list_depth)
+static void add_any(collector_t *col, const cJSON *obj, const char *kind_hint, int list_depth)
 {
     char with_line[512];
     const char *where = col->source;
@@ -129,7 +107,7 @@ static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hi
     if (!cJSON_IsObject(obj)) {
         ekg_warn("skipping an entry that is not a mapping source=%s", where);
         col->nskipped++;
-        return EKG_OK;
+        return;
     }
     const char *kind = string_field(obj, "kind");
     if (!kind || !kind[0])
@@ -137,7 +115,7 @@ static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hi
     if (!kind || !kind[0]) {
         ekg_warn("skipping an object without kind source=%s", where);
         col->nskipped++;
-        return EKG_OK;
+        return;
     }
     if (ends_with(kind, "List")) {
         const cJSON *items = cJSON_GetObjectItemCaseSensitive(obj, "items");
@@ -146,16 +124,13 @@ static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hi
                      list_depth >= MAX_LIST_DEPTH ? "lists nested too deep" : "items: expected a list",
                      where);
             col->nskipped++;
-            return EKG_OK;
+            return;
         }
         char hint[128];
         list_item_kind(kind, hint, sizeof(hint));
-        for (const cJSON *item = cJSON_IsArray(items) ? items->child : NULL; item; item = item->next) {
-            ekg_err_t err = add_any(col, item, hint, list_depth + 1);
-            if (err)
-                return err;
-        }
-        return EKG_OK;
+        for (const cJSON *item = cJSON_IsArray(items) ? items->child : NULL; item; item = item->next)
+            add_any(col, item, hint, list_depth + 1);
+        return;
     }
     const char *api = string_field(obj, "apiVersion");
     if (!strcmp(kind, "EndpointSlice") && api && !strcmp(api, "discovery.k8s.io/v1beta1")) {
@@ -165,36 +140,26 @@ static ekg_err_t add_any(collector_t *col, const cJSON *obj, const char *kind_hi
             "source=%s",
             name ? name : "<unnamed>", where);
         col->nskipped++;
-        return EKG_OK;
+        return;
     }
     /* A kind name alone is not enough: Knative's serving.knative.dev/v1 Service is not a v1 Service. */
     bool keep = ((!strcmp(kind, "Service") || !strcmp(kind, "Node")) && (!api || !strcmp(api, "v1"))) ||
                 (!strcmp(kind, "EndpointSlice") && (!api || !strcmp(api, "discovery.k8s.io/v1")));
     if (!keep) {
         col->nignored++;
-        return EKG_OK;
+        return;
     }
-    return add_object(col, obj, kind, where);
+    add_object(col, obj, kind, where);
 }
 
-/* Moves what col collected into objs, all or nothing. Frees col's arrays in every case. */
-static ekg_err_t commit(ekg_objects_t *objs, collector_t *col)
+/* Moves what col collected into objs and frees col's arrays. */
+static void commit(ekg_objects_t *objs, collector_t *col)
 {
-    ekg_err_t err = EKG_OK;
-    /* Grow all three arrays first, so that a failure leaves objs as it was. */
-    void **s = realloc(objs->services, (objs->nservices + col->services.n + 1) * sizeof(*s));
-    if (s)
-        objs->services = (ekg_service_t **)s;
-    void **e = realloc(objs->slices, (objs->nslices + col->slices.n + 1) * sizeof(*e));
-    if (e)
-        objs->slices = (ekg_endpoint_slice_t **)e;
-    void **d = realloc(objs->nodes, (objs->nnodes + col->nodes.n + 1) * sizeof(*d));
-    if (d)
-        objs->nodes = (ekg_node_t **)d;
-    if (!s || !e || !d) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    objs->services =
+        ekg_xrealloc(objs->services, (objs->nservices + col->services.n) * sizeof(ekg_service_t *));
+    objs->slices =
+        ekg_xrealloc(objs->slices, (objs->nslices + col->slices.n) * sizeof(ekg_endpoint_slice_t *));
+    objs->nodes = ekg_xrealloc(objs->nodes, (objs->nnodes + col->nodes.n) * sizeof(ekg_node_t *));
     for (size_t i = 0; i < col->services.n; i++)
         objs->services[objs->nservices++] = col->services.items[i];
     for (size_t i = 0; i < col->slices.n; i++)
@@ -204,9 +169,7 @@ static ekg_err_t commit(ekg_objects_t *objs, collector_t *col)
     col->services.n = col->slices.n = col->nodes.n = 0;
     objs->nskipped += col->nskipped;
     objs->nignored += col->nignored;
-out:
     collector_free(col);
-    return err;
 }
 
 /* One item of a streamed JSON List: what add_any() does for each item of a List document. */
@@ -217,7 +180,8 @@ static ekg_err_t add_list_item(void *arg, const cJSON *item, const char *list_ki
         col->list_kind = list_kind;
         list_item_kind(list_kind, col->hint, sizeof(col->hint));
     }
-    return add_any(col, item, col->hint, 1);
+    add_any(col, item, col->hint, 1);
+    return EKG_OK;
 }
 
 /*
@@ -231,23 +195,19 @@ static ekg_err_t add_buffer(ekg_objects_t *objs, const char *buf, size_t len, co
     collector_t col = {.source = source};
     ekg_yaml_docs_t *docs = NULL;
     bool streamed = false;
+    /* add_list_item never fails, so neither does the stream: *streamed says which way the text went. */
     ekg_err_t err = ekg_yaml_stream_json_list(buf, len, add_list_item, &col, &streamed);
-    if (err || !streamed) {
+    if (!streamed) {
         collector_free(&col);
         col = (collector_t){.source = source};
-    }
-    if (!err && !streamed && !(err = ekg_yaml_parse(buf, len, source, &docs, diag))) {
+        if ((err = ekg_yaml_parse(buf, len, source, &docs, diag)) != EKG_OK)
+            goto out; /* nothing collected yet */
         col.docs = docs;
-        for (size_t i = 0; i < ekg_yaml_docs_count(docs) && !err; i++)
-            err = add_any(&col, ekg_yaml_docs_get(docs, i), NULL, 0);
+        for (size_t i = 0; i < ekg_yaml_docs_count(docs); i++)
+            add_any(&col, ekg_yaml_docs_get(docs, i), NULL, 0);
     }
-    if (err) {
-        collector_free(&col);
-    } else {
-        err = commit(objs, &col);
-    }
-    if (err == EKG_ENOMEM)
-        ekg_diag_set(diag, err, "%s: out of memory", source);
+    commit(objs, &col);
+out:
     ekg_yaml_docs_free(docs);
     return err;
 }

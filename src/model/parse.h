@@ -30,8 +30,6 @@ void ekg_model_ctx_init(ekg_model_ctx_t *c, const char *kind, bool namespaced, c
                         const char *source, ekg_diag_t *diag);
 /* Writes "Kind ns/name: <formatted>" into diag; returns EKG_EOBJECT. */
 ekg_err_t ekg_model_fail(ekg_model_ctx_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Writes "Kind ns/name: out of memory"; returns EKG_ENOMEM. */
-ekg_err_t ekg_model_nomem(ekg_model_ctx_t *c);
 
 /* obj[key], or NULL when obj is not an object, or the member is absent or null. */
 const cJSON *ekg_model_field(const cJSON *obj, const char *key);

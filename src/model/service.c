@@ -53,8 +53,7 @@ static ekg_err_t parse_port(ekg_model_ctx_t *c, const cJSON *p, size_t i, ekg_se
         if (!target->valuestring[0])
             return ekg_model_fail(c, "%s: expected a port number or a non-empty port name", what);
         out->target_port = 0;
-        if (!(out->target_port_name = ekg_model_strdup(c->arena, target->valuestring)))
-            return ekg_model_nomem(c);
+        out->target_port_name = ekg_model_strdup(c->arena, target->valuestring);
     } else if (cJSON_IsNumber(target)) {
         if ((err = ekg_model_int(c, target, what, 1, 65535, &out->target_port)))
             return err;
@@ -72,8 +71,7 @@ static ekg_err_t parse_ports(ekg_model_ctx_t *c, const cJSON *spec, ekg_service_
     if (!cJSON_IsArray(ports))
         return ekg_model_fail(c, "spec.ports: expected a list");
     size_t n = (size_t)cJSON_GetArraySize(ports);
-    if (!(svc->ports = ekg_model_alloc_array(c->arena, n, sizeof(*svc->ports))))
-        return ekg_model_nomem(c);
+    svc->ports = ekg_model_alloc_array(c->arena, n, sizeof(*svc->ports));
     size_t i = 0;
     for (const cJSON *p = ports->child; p; p = p->next, i++) {
         ekg_err_t err = parse_port(c, p, i, &svc->ports[i]);
@@ -105,10 +103,7 @@ ekg_err_t ekg_model_service_parse(const cJSON *obj, const char *source, ekg_serv
         err = ekg_model_fail(&c, "expected a mapping");
         goto out;
     }
-    if (!(svc = ekg_model_arena_new(sizeof(*svc), &c.arena))) {
-        err = ekg_model_nomem(&c);
-        goto out;
-    }
+    svc = ekg_model_arena_new(sizeof(*svc), &c.arena);
     if ((err = ekg_model_meta(&c, obj, &svc->meta)))
         goto out;
     const cJSON *spec = ekg_model_field(obj, "spec");
