@@ -45,13 +45,14 @@ ekg_err_t ekg_proto_from_json(const char *json, size_t len, const upb_MessageDef
 
 /*
  * Encodes msg as canonical proto3 JSON (lowerCamel names, Any expanded). *out is malloc'ed and
- * NUL-terminated; the caller frees it.
+ * NUL-terminated; the caller frees it. EKG_EPROTO when upb cannot encode it.
  */
 ekg_err_t ekg_proto_to_json(const upb_Message *msg, const upb_MessageDef *m, char **out, size_t *len);
 
 /*
  * Deterministic binary encoding (map entries sorted), so that the same message always gives the same bytes.
- * *buf lives in arena.
+ * *buf lives in arena. EKG_EPROTO when upb cannot encode it (nested too deep, a required field missing); out
+ * of memory aborts.
  */
 ekg_err_t ekg_proto_encode(const upb_Message *msg, const upb_MessageDef *m, upb_Arena *arena, char **buf,
                            size_t *len);

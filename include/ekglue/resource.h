@@ -40,7 +40,8 @@ typedef enum {
 typedef struct ekg_resource ekg_resource_t;
 typedef struct ekg_resource_set ekg_resource_set_t;
 
-/* Creates a resource holding copies of name and the encoded bytes; refcount 1, owned by the caller. */
+/* Creates a resource holding copies of name and the encoded bytes; refcount 1, owned by the caller.
+ * EKG_EINVAL when type is not a resource type. */
 ekg_err_t ekg_resource_new(ekg_resource_type_t type, const char *name, const char *data, size_t len,
                            ekg_resource_t **out);
 ekg_resource_t *ekg_resource_ref(ekg_resource_t *r);
@@ -83,7 +84,7 @@ const char *ekg_resource_set_version(const ekg_resource_set_t *s);
 /*
  * Every item's response field, concatenated in order: the `resources` of a state-of-the-world response
  * carrying the whole set. Built on first use (any thread; races are resolved), then shared by every stream.
- * Borrowed, lives as long as s.
+ * Borrowed, lives as long as s. Cannot fail (always EKG_OK): the return is kept for the callers in src/xds.
  */
 ekg_err_t ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len);
 
@@ -101,7 +102,8 @@ void ekg_resource_set_diff(const ekg_resource_set_t *old, const ekg_resource_set
 
 typedef struct ekg_snapshot ekg_snapshot_t;
 
-/* Takes new references to the sets; a NULL set means empty. The snapshot has refcount 1. */
+/* Takes new references to the sets; a NULL set means empty. The snapshot has refcount 1. Cannot fail (always
+ * EKG_OK): the return is kept for its callers outside src/resource. */
 ekg_err_t ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT], ekg_snapshot_t **out);
 ekg_snapshot_t *ekg_snapshot_ref(ekg_snapshot_t *s);
 void ekg_snapshot_unref(ekg_snapshot_t *s); /* NULL is fine */

@@ -5,6 +5,10 @@
  * come along), then adds ekglue's own slim protos, which the build compiled against those same files and
  * embedded as a FileDescriptorSet (ekg_extra_descriptors, see CMakeLists.txt and proto/README.md).
  *
+ * Memory: upb allocates with plain malloc; where it reports running out (a NULL arena or pool, an encoder's
+ * out-of-memory status), this file aborts as ekglue/mem.h does for everything else. The errors left are real
+ * ones: a descriptor that does not load, JSON that does not decode, a message that does not encode.
+ *
  * Thread: ekg_proto_init() runs on the main thread before any other thread starts; after it the pool is only
  * read, which upb allows from any number of threads.
  */
@@ -18,6 +22,7 @@
 #include "upb/json_encode.h"
 #include "upb/status.h"
 
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 
 #include "proto/grpc_defs.h"
@@ -40,7 +45,7 @@ ekg_err_t ekg_proto_init(ekg_diag_t *diag)
     upb_Arena *arena = NULL;
     upb_DefPool *p = upb_DefPool_New();
     if (!p)
-        return EKG_ENOMEM;
+        ekg_oom(0);
 
 #define LOAD(sym)                                                                                            \
     if (err == EKG_OK && !_upb_DefPool_LoadDefInit(p, &sym))                                                 \
@@ -51,10 +56,8 @@ ekg_err_t ekg_proto_init(ekg_diag_t *diag)
         goto out;
 
     arena = upb_Arena_New();
-    if (!arena) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    if (!arena)
+        ekg_oom(0);
     const google_protobuf_FileDescriptorSet *set = google_protobuf_FileDescriptorSet_parse(
         (const char *)ekg_extra_descriptors, ekg_extra_descriptors_size, arena);
     if (!set) {
@@ -120,9 +123,7 @@ ekg_err_t ekg_proto_to_json(const upb_Message *msg, const upb_MessageDef *m, cha
     size_t need = upb_JsonEncode(msg, m, pool, 0, NULL, 0, &status);
     if (!upb_Status_IsOk(&status))
         return EKG_EPROTO;
-    char *buf = malloc(need + 1);
-    if (!buf)
-        return EKG_ENOMEM;
+    char *buf = ekg_xmalloc(need + 1);
     upb_JsonEncode(msg, m, pool, 0, buf, need + 1, &status);
     if (!upb_Status_IsOk(&status)) {
         free(buf);
@@ -140,6 +141,6 @@ ekg_err_t ekg_proto_encode(const upb_Message *msg, const upb_MessageDef *m, upb_
     upb_EncodeStatus st =
         upb_Encode(msg, upb_MessageDef_MiniTable(m), kUpb_EncodeOption_Deterministic, arena, buf, len);
     if (st == kUpb_EncodeStatus_OutOfMemory)
-        return EKG_ENOMEM;
+        ekg_oom(0);
     return st == kUpb_EncodeStatus_Ok ? EKG_OK : EKG_EPROTO;
 }

@@ -1,18 +1,24 @@
 /*
- * src/resource/resource.c: encoded resources and versioned resource sets (include/ekglue/resource.h).
+ * src/resource/resource.c: encoded resources and versioned resource sets (include/ekglue/resource.h), the
+ * currency of every layer from translate/ up: the translator makes them, snapshots (snapshot.c, beside this
+ * file) hold them, every xDS stream sends their bytes.
  *
- * A resource is one malloc block: header, name, bytes. A set is one block: header plus the pointer array.
- * Both carry an atomic refcount because snapshots and xDS streams on other threads share them. Thread: any.
+ * A resource is one block: header, its DiscoveryResponse `resources` field (written with common/pbwrite.h,
+ * the message inside), name. A set is one block, header plus page pointers; pages of resources are shared
+ * between consecutive sets. All carry an atomic refcount because snapshots and xDS streams on other threads
+ * share them. Allocation failure aborts (ekglue/mem.h). Thread: any.
  */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 #include "ekglue/resource.h"
 
 #include "common/hash.h"
+#include "common/pbwrite.h"
 
 struct ekg_resource {
     atomic_int refs;
@@ -59,24 +65,6 @@ static const char *const type_urls[EKG_RESOURCE__COUNT] = {
     EKG_TYPE_URL_PREFIX EKG_TYPE_ROUTE,
 };
 
-static size_t varint_size(uint64_t v)
-{
-    size_t n = 1;
-    while (v >>= 7)
-        n++;
-    return n;
-}
-
-static char *put_varint(char *p, uint64_t v)
-{
-    while (v >= 0x80) {
-        *p++ = (char)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (char)v;
-    return p;
-}
-
 ekg_resource_type_t ekg_resource_type_from_url(const char *url, size_t len)
 {
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
@@ -98,24 +86,17 @@ ekg_err_t ekg_resource_new(ekg_resource_type_t type, const char *name, const cha
     if (!url)
         return EKG_EINVAL;
     size_t url_len = strlen(url);
-    size_t any_len = 1 + varint_size(url_len) + url_len + 1 + varint_size(len) + len;
-    size_t field_len = 1 + varint_size(any_len) + any_len;
-    ekg_resource_t *r = malloc(sizeof(*r) + field_len + name_len + 1);
-    if (!r)
-        return EKG_ENOMEM;
+    size_t any_len = ekg_pb_field_size(1, url_len) + ekg_pb_field_size(2, len);
+    size_t field_len = ekg_pb_field_size(2, any_len);
+    ekg_resource_t *r = ekg_xmalloc(sizeof(*r) + field_len + name_len + 1);
     atomic_init(&r->refs, 1);
     r->type = type;
     r->len = len;
     r->field_len = field_len;
     char *p = r->field;
-    *p++ = 0x12; /* DiscoveryResponse.resources = 2, length-delimited */
-    p = put_varint(p, any_len);
-    *p++ = 0x0a; /* Any.type_url = 1 */
-    p = put_varint(p, url_len);
-    memcpy(p, url, url_len);
-    p += url_len;
-    *p++ = 0x12; /* Any.value = 2 */
-    p = put_varint(p, len);
+    p = ekg_pb_put_header(p, 2, any_len);     /* DiscoveryResponse.resources = 2: an Any */
+    p = ekg_pb_put_field(p, 1, url, url_len); /* Any.type_url = 1 */
+    p = ekg_pb_put_header(p, 2, len);         /* Any.value = 2: the message */
     if (len)
         memcpy(p, data, len);
     r->data = p;
@@ -190,9 +171,7 @@ ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *
                                const ekg_resource_set_t *prev, ekg_resource_set_t **out)
 {
     size_t npages = (n + PAGE_SIZE - 1) / PAGE_SIZE;
-    ekg_resource_set_t *s = calloc(1, sizeof(*s) + npages * sizeof(s->pages[0]));
-    if (!s)
-        return EKG_ENOMEM;
+    ekg_resource_set_t *s = ekg_xcalloc(1, sizeof(*s) + npages * sizeof(s->pages[0]));
     atomic_init(&s->refs, 1);
     s->type = type;
     s->n = n;
@@ -214,11 +193,7 @@ ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *
             for (uint32_t i = 1; i < count; i++)
                 if (strcmp(chunk[i - 1]->name, chunk[i]->name) >= 0)
                     goto invalid;
-            page = malloc(sizeof(*page));
-            if (!page) {
-                ekg_resource_set_unref(s);
-                return EKG_ENOMEM;
-            }
+            page = ekg_xmalloc(sizeof(*page));
             atomic_init(&page->refs, 1);
             page->n = count;
             uint64_t ph = EKG_HASH_INIT;
@@ -296,9 +271,7 @@ ekg_err_t ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **d
         size_t total = 0;
         for (size_t i = 0; i < s->n; i++)
             total += ekg_resource_set_at(s, i)->field_len;
-        char *buf = malloc(total ? total : 1);
-        if (!buf)
-            return EKG_ENOMEM;
+        char *buf = ekg_xmalloc(total);
         char *p = buf;
         for (size_t i = 0; i < s->n; i++) {
             const ekg_resource_t *r = ekg_resource_set_at(s, i);

@@ -3,14 +3,15 @@
  *
  * A snapshot is a header with one reference per resource set, and optionally the localities document it was
  * built with (for operators; set before the snapshot is shared, then read-only). The translator builds them
- * (src/translate/), the cache above publishes them, every xDS stream holds the one it last
- * looked at. Thread: any; a snapshot is only written (localities, version times) while one thread holds its
- * only reference or before the cache makes it visible.
+ * (src/translate/), the cache above publishes them, every xDS stream holds the one it last looked at.
+ * Allocation failure aborts (ekglue/mem.h). Thread: any; a snapshot is only written (localities, version
+ * times) while one thread holds its only reference or before the cache makes it visible.
  */
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "ekglue/mem.h"
 #include "ekglue/resource.h"
 
 struct ekg_snapshot {
@@ -25,18 +26,14 @@ static atomic_ullong next_serial = 1;
 
 ekg_err_t ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT], ekg_snapshot_t **out)
 {
-    ekg_snapshot_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return EKG_ENOMEM;
+    ekg_snapshot_t *s = ekg_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
     s->serial = atomic_fetch_add(&next_serial, 1);
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
-        if (sets && sets[t]) {
+        if (sets && sets[t])
             s->sets[t] = ekg_resource_set_ref(sets[t]);
-        } else if (ekg_resource_set_new((ekg_resource_type_t)t, NULL, 0, NULL, &s->sets[t]) != EKG_OK) {
-            ekg_snapshot_unref(s);
-            return EKG_ENOMEM;
-        }
+        else /* an empty set: no names to be out of order, so it cannot fail */
+            ekg_resource_set_new((ekg_resource_type_t)t, NULL, 0, NULL, &s->sets[t]);
     }
     *out = s;
     return EKG_OK;
