@@ -10,9 +10,10 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ekglue/cache.h"
+#include "ekglue/clock.h"
+#include "ekglue/mem.h"
 
 struct ekg_cache {
     pthread_mutex_t lock;      /* guards current, watch and watch_ctx */
@@ -24,9 +25,7 @@ struct ekg_cache {
 
 ekg_err_t ekg_cache_new(ekg_cache_t **out)
 {
-    ekg_cache_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        return EKG_ENOMEM;
+    ekg_cache_t *c = ekg_xcalloc(1, sizeof(*c));
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->call_lock, NULL);
     *out = c;
@@ -78,16 +77,14 @@ bool ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
         return false;
     }
     ekg_snapshot_t *old = c->current;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    double now = ekg_clock_unix_s();
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         bool same =
             old &&
             strcmp(ekg_resource_set_version(ekg_snapshot_resources(old, (ekg_resource_type_t)t)),
                    ekg_resource_set_version(ekg_snapshot_resources(snap, (ekg_resource_type_t)t))) == 0;
         ekg_snapshot_set_version_since(snap, (ekg_resource_type_t)t,
-                                       same ? ekg_snapshot_version_since(old, (ekg_resource_type_t)t)
-                                            : (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+                                       same ? ekg_snapshot_version_since(old, (ekg_resource_type_t)t) : now);
     }
     c->current = ekg_snapshot_ref(snap);
     pthread_mutex_unlock(&c->lock);
