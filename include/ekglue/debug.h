@@ -46,8 +46,9 @@ void ekg_debug_server_stop(ekg_debug_server_t *s);
 /*
  * The Prometheus exposition text (text/plain; version=0.0.4) of every metric (include/ekglue/metrics.h), the
  * watcher's per-resource figures and the process's own. watcher may be NULL (file mode): its metrics are then
- * left out. *out is malloc'ed; the caller frees it. The debug server's /metrics.
+ * left out. *out is malloc'ed; the caller frees it; *len (may be NULL) its length. The debug server's
+ * /metrics.
  */
-ekg_err_t ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len);
+void ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len);
 
 #endif

@@ -59,10 +59,10 @@ void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving);
 /*
  * Every connected xDS client, for operators (the debug port's /clients, and CSDS): a JSON array of objects
  * {node_id, cluster, locality, user_agent, peer, api, types: {<type>: {subscribed, wildcard, names,
- * sent_version, acked_version, nack: {message, time} | null, responses, acks, nacks}}}. *out is owned by the
- * caller (cJSON_Delete). Any thread.
+ * sent_version, acked_version, nack: {message, time} | null, responses, acks, nacks}}}, owned by the caller
+ * (cJSON_Delete). Any thread.
  */
-ekg_err_t ekg_xds_server_clients(ekg_xds_server_t *s, cJSON **out);
+cJSON *ekg_xds_server_clients(ekg_xds_server_t *s);
 
 /* Stops accepting, ends open streams with UNAVAILABLE (so clients move to another replica), waits for the
  * gRPC threads within the configured bound and frees everything. */

@@ -31,8 +31,17 @@ typedef struct ekg_debug_view {
 
 /*
  * Writes the HTML status page to out: self-contained (inline CSS, no scripts, no external assets), every
- * string HTML-escaped. EKG_ENOMEM if a resource cannot be rendered for lack of memory.
+ * string HTML-escaped. Fails only with ekg_render_resource's error for a resource that does not render.
  */
 ekg_err_t ekg_debug_status_page(const ekg_debug_view_t *view, FILE *out);
+
+/*
+ * The pages are written into open_memstream buffers (http.c): ekg_debug_memstream opens one over *buf and
+ * *size, ekg_debug_memstream_close closes it, after which *buf (the caller's, free()) holds what was written.
+ * glibc grows that buffer itself, outside include/ekglue/mem.h, so both abort as mem.h does when it cannot:
+ * opening fails, or a write or the final flush failed, only for lack of memory.
+ */
+FILE *ekg_debug_memstream(char **buf, size_t *size);
+void ekg_debug_memstream_close(FILE *f);
 
 #endif

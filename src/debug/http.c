@@ -17,8 +17,9 @@
  *   /metrics      Prometheus text (ekg_debug_metrics_render)
  *   /             the HTML status page (status_page.c)
  *
- * libmicrohttpd's own error messages go to ekg_log at warn. Thread: start/stop from main; the handler and
- * everything it calls on libmicrohttpd's thread.
+ * libmicrohttpd's own error messages go to ekg_log at warn. Out of memory aborts (include/ekglue/mem.h; cJSON
+ * and the open_memstream buffers included): an error page means a resource that does not render, never
+ * memory. Thread: start/stop from main; the handler and everything it calls on libmicrohttpd's thread.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -30,12 +31,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <microhttpd.h>
 
+#include "ekglue/clock.h"
 #include "ekglue/debug.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/metrics.h"
 #include "ekglue/render.h"
 
@@ -59,7 +61,7 @@ struct ekg_debug_server {
     atomic_bool quiet; /* starting with opts->optional: bind errors are logged at info */
 };
 
-/* One answer: status, content type and a malloc'ed body handed to libmicrohttpd. */
+/* One answer: status, content type and a malloc'ed body handed to libmicrohttpd (never NULL once routed). */
 typedef struct reply {
     unsigned int status;
     const char *content_type;
@@ -67,19 +69,27 @@ typedef struct reply {
     size_t len;
 } reply_t;
 
-static double now_unix(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void reply_text(reply_t *r, unsigned int status, const char *text)
 {
     r->status = status;
     r->content_type = "text/plain; charset=utf-8";
-    r->body = strdup(text);
-    r->len = r->body ? strlen(r->body) : 0;
+    r->body = ekg_xstrdup(text);
+    r->len = strlen(r->body);
+}
+
+FILE *ekg_debug_memstream(char **buf, size_t *size)
+{
+    FILE *f = open_memstream(buf, size);
+    if (!f)
+        ekg_oom(0);
+    return f;
+}
+
+void ekg_debug_memstream_close(FILE *f)
+{
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed)
+        ekg_oom(0);
 }
 
 /* --- documents ------------------------------------------------------------------------------------------ */
@@ -89,8 +99,6 @@ static ekg_err_t resource_array(ekg_snapshot_t *snap, ekg_resource_type_t type, 
 {
     ekg_err_t err = EKG_OK;
     cJSON *arr = cJSON_CreateArray();
-    if (!arr)
-        return EKG_ENOMEM;
     ekg_resource_set_t *set = snap ? ekg_snapshot_resources(snap, type) : NULL;
     for (size_t i = 0; set && i < ekg_resource_set_size(set); i++) {
         cJSON *item = NULL;
@@ -120,18 +128,11 @@ static ekg_err_t config_dump(ekg_snapshot_t *snap, cJSON **out)
                    {"load_assignments", EKG_RESOURCE_LOAD_ASSIGNMENT},
                    {"listeners", EKG_RESOURCE_LISTENER}};
     ekg_err_t err = EKG_OK;
-    cJSON *doc = cJSON_CreateObject(), *versions = doc ? cJSON_AddObjectToObject(doc, "version_info") : NULL;
-    if (!versions) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    cJSON *doc = cJSON_CreateObject(), *versions = cJSON_AddObjectToObject(doc, "version_info");
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         const char *v =
             snap ? ekg_resource_set_version(ekg_snapshot_resources(snap, (ekg_resource_type_t)t)) : "";
-        if (!cJSON_AddStringToObject(versions, ekg_debug_type_names[t], v)) {
-            err = EKG_ENOMEM;
-            goto out;
-        }
+        cJSON_AddStringToObject(versions, ekg_debug_type_names[t], v);
     }
     for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
         cJSON *arr = NULL;
@@ -139,12 +140,7 @@ static ekg_err_t config_dump(ekg_snapshot_t *snap, cJSON **out)
             goto out;
         cJSON_AddItemToObject(doc, members[i].key, arr);
     }
-    cJSON *loc = localities_copy(snap);
-    if (!loc) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
-    cJSON_AddItemToObject(doc, "localities", loc);
+    cJSON_AddItemToObject(doc, "localities", localities_copy(snap));
     *out = doc;
     doc = NULL;
 out:
@@ -157,12 +153,9 @@ static ekg_err_t reply_document(reply_t *r, const cJSON *doc, ekg_format_t forma
 {
     char *buf = NULL;
     size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f)
-        return EKG_ENOMEM;
+    FILE *f = ekg_debug_memstream(&buf, &size);
     ekg_err_t err = ekg_render_write(doc, format, f);
-    if (fclose(f) != 0 && !err)
-        err = EKG_ENOMEM;
+    ekg_debug_memstream_close(f);
     if (err) {
         free(buf);
         return err;
@@ -194,18 +187,10 @@ static doc_t document_of(const char *url)
     return DOC_NONE;
 }
 
-/* The xDS server's client listing; NULL without a server (or when it fails, which is logged). */
+/* The xDS server's client listing; NULL without a server. */
 static cJSON *clients_of(ekg_debug_server_t *s)
 {
-    cJSON *clients = NULL;
-    if (!s->xds)
-        return NULL;
-    ekg_err_t err = ekg_xds_server_clients(s->xds, &clients);
-    if (err) {
-        ekg_warn("debug: cannot list xDS clients: %s", ekg_strerror(err));
-        return NULL;
-    }
-    return clients;
+    return s->xds ? ekg_xds_server_clients(s->xds) : NULL;
 }
 
 static ekg_err_t serve_document(ekg_debug_server_t *s, doc_t which, ekg_format_t format, reply_t *r)
@@ -222,13 +207,11 @@ static ekg_err_t serve_document(ekg_debug_server_t *s, doc_t which, ekg_format_t
         break;
     case DOC_LOCALITIES:
         doc = localities_copy(snap);
-        err = doc ? EKG_OK : EKG_ENOMEM;
         break;
     case DOC_CLIENTS:
         doc = clients_of(s);
         if (!doc)
             doc = cJSON_CreateArray();
-        err = doc ? EKG_OK : EKG_ENOMEM;
         break;
     case DOC_CONFIG_DUMP:
         err = config_dump(snap, &doc);
@@ -254,16 +237,9 @@ static ekg_err_t serve_status_page(ekg_debug_server_t *s, reply_t *r)
                              .watcher = s->watcher,
                              .clients = clients,
                              .started = s->started};
-    ekg_err_t err = EKG_OK;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
-    err = ekg_debug_status_page(&view, f);
-    bool failed = ferror(f) != 0;
-    if ((fclose(f) != 0 || failed) && !err)
-        err = EKG_ENOMEM;
+    FILE *f = ekg_debug_memstream(&buf, &size);
+    ekg_err_t err = ekg_debug_status_page(&view, f);
+    ekg_debug_memstream_close(f);
     if (err)
         goto out;
     r->status = MHD_HTTP_OK;
@@ -278,7 +254,7 @@ out:
     return err;
 }
 
-/* Decides the answer to one request; r->body is NULL when out of memory. */
+/* Decides the answer to one request. */
 static void route(ekg_debug_server_t *s, struct MHD_Connection *conn, const char *url, reply_t *r)
 {
     ekg_err_t err = EKG_OK;
@@ -292,10 +268,9 @@ static void route(ekg_debug_server_t *s, struct MHD_Connection *conn, const char
             reply_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: no snapshot published yet\n");
         ekg_snapshot_unref(snap);
     } else if (strcmp(url, "/metrics") == 0) {
-        if ((err = ekg_debug_metrics_render(s->watcher, &r->body, &r->len)) == EKG_OK) {
-            r->status = MHD_HTTP_OK;
-            r->content_type = "text/plain; version=0.0.4; charset=utf-8";
-        }
+        ekg_debug_metrics_render(s->watcher, &r->body, &r->len);
+        r->status = MHD_HTTP_OK;
+        r->content_type = "text/plain; version=0.0.4; charset=utf-8";
     } else if (strcmp(url, "/") == 0) {
         err = serve_status_page(s, r);
     } else if (document_of(url) != DOC_NONE) {
@@ -331,8 +306,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                    "method not allowed: the debug port is read-only (GET)\n");
     else
         route(s, conn, url, &r);
-    if (!r.body)
-        return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
     struct MHD_Response *resp = MHD_create_response_from_buffer(r.len, r.body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(r.body);
@@ -399,15 +372,12 @@ ekg_err_t ekg_debug_server_start(const ekg_debug_options_t *opts, ekg_cache_t *c
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
     const char *listen = opts && opts->listen ? opts->listen : DEFAULT_LISTEN;
-    ekg_debug_server_t *s = calloc(1, sizeof(*s));
-    if (!s || !(s->source_desc = strdup(source_desc ? source_desc : ""))) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "debug server: out of memory");
-        goto out;
-    }
+    ekg_debug_server_t *s = ekg_xcalloc(1, sizeof(*s));
+    s->source_desc = ekg_xstrdup(source_desc ? source_desc : "");
     s->cache = cache;
     s->xds = xds;
     s->watcher = watcher;
-    s->started = now_unix();
+    s->started = ekg_clock_unix_s();
     atomic_init(&s->quiet, opts && opts->optional);
     if ((err = parse_listen(listen, &ss, &sslen, diag)) != EKG_OK)
         goto out;

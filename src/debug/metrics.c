@@ -6,7 +6,7 @@
  * Prometheus tolerates), makes the buckets cumulative, and adds what is read at scrape time: the watcher's
  * per-resource status (ekg_watcher_status, of the watcher the debug server was handed) and the process's own
  * figures from /proc/self/stat and /proc/self/statm. The text is built in an open_memstream buffer handed to
- * the caller.
+ * the caller (ekg_debug_memstream: out of memory aborts, so rendering cannot fail).
  *
  * Thread: the debug server's.
  */
@@ -16,12 +16,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ekglue/error.h"
 #include "ekglue/debug.h"
+#include "ekglue/file.h"
 #include "ekglue/metrics.h"
 #include "ekglue/resource.h"
 #include "ekglue/watch.h"
 #include "ekglue/xds.h"
+
+#include "debug/debug_internal.h"
 
 static const char *const kube_resource_names[EKG_KUBE__COUNT] = {"services", "endpointslices", "nodes"};
 static const char *const kube_event_names[EKG_KEVENT__COUNT] = {"ADDED", "MODIFIED", "DELETED", "BOOKMARK"};
@@ -119,22 +121,19 @@ static void put_per_type(FILE *f, const char *name, const char *help, const unsi
 /* utime + stime of /proc/self/stat (fields 14 and 15, counted after the parenthesized command name). */
 static bool process_cpu_seconds(double *out)
 {
-    char buf[1024];
-    FILE *f = fopen("/proc/self/stat", "r");
-    if (!f)
+    char *buf = NULL;
+    if (ekg_file_read("/proc/self/stat", 0, 0, &buf, NULL, NULL) != EKG_OK)
         return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
     const char *p = strrchr(buf, ')');
     unsigned long long utime, stime;
     long ticks = sysconf(_SC_CLK_TCK);
     /* After ") ": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime */
-    if (!p || ticks <= 0 ||
-        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-        return false;
-    *out = (double)(utime + stime) / (double)ticks;
-    return true;
+    bool ok = p && ticks > 0 &&
+              sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2;
+    free(buf);
+    if (ok)
+        *out = (double)(utime + stime) / (double)ticks;
+    return ok;
 }
 
 /* The second field of /proc/self/statm (resident pages) in bytes. */
@@ -183,15 +182,13 @@ static void put_watcher(FILE *f, ekg_watcher_t *watcher)
     }
 }
 
-ekg_err_t ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
+void ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
 {
     ekg_metrics_values_t m;
     ekg_metrics_read(&m);
     char *buf = NULL;
     size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f)
-        return EKG_ENOMEM;
+    FILE *f = ekg_debug_memstream(&buf, &size);
 
     header(f, "kubernetes_events_total", "counter",
            "Kubernetes watch events applied, by resource and event type.");
@@ -237,13 +234,8 @@ ekg_err_t ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *l
         fputc('\n', f);
     }
 
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0 || failed || !buf) {
-        free(buf);
-        return EKG_ENOMEM;
-    }
+    ekg_debug_memstream_close(f);
     *out = buf;
     if (len)
         *len = size;
-    return EKG_OK;
 }

@@ -14,8 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "ekglue/clock.h"
+#include "ekglue/mem.h"
 #include "ekglue/render.h"
 
 #include "debug/debug_internal.h"
@@ -95,13 +96,6 @@ static void put_age(FILE *f, double seconds)
         fprintf(f, "%lldd %lldh", s / 86400, s % 86400 / 3600);
 }
 
-static double now_unix(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static const char *jstr(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -157,7 +151,7 @@ static void put_header(const ekg_debug_view_t *v, FILE *f)
     fprintf(f, "<span class=meta>version %s</span><span class=meta>source: ", EKG_VERSION);
     esc(f, v->source_desc);
     fputs("</span><span class=meta>up ", f);
-    put_age(f, now_unix() - v->started);
+    put_age(f, ekg_clock_unix_s() - v->started);
     fputs("</span></header>\n", f);
 }
 
@@ -172,7 +166,7 @@ static void put_snapshot(const ekg_debug_view_t *v, FILE *f)
         return;
     }
     fputs("<table><tr><th>Type</th><th>Resources</th><th>Version</th><th>Since</th></tr>\n", f);
-    double now = now_unix();
+    double now = ekg_clock_unix_s();
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         ekg_resource_set_t *set = ekg_snapshot_resources(v->snap, (ekg_resource_type_t)t);
         double since = ekg_snapshot_version_since(v->snap, (ekg_resource_type_t)t);
@@ -255,7 +249,7 @@ static void put_client_types(FILE *f, const cJSON *types)
             esc(f, jstr(nack, "message"));
             fputs("</span> <span class=muted>(", f);
             if (cJSON_IsNumber(when) && when->valuedouble > 1e9) {
-                put_age(f, now_unix() - when->valuedouble);
+                put_age(f, ekg_clock_unix_s() - when->valuedouble);
                 fputs(" ago", f);
             } else {
                 put_value(f, when);
@@ -315,10 +309,11 @@ static void groups_add(groups_t *g, const char *label)
             g->count[i]++;
             return;
         }
-    if (g->n == MAX_GROUPS || !(g->label[g->n] = strdup(label))) {
+    if (g->n == MAX_GROUPS) {
         g->other++;
         return;
     }
+    g->label[g->n] = ekg_xstrdup(label);
     g->count[g->n++] = 1;
 }
 

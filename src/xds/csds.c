@@ -16,7 +16,8 @@
  * NACKed response marks every resource of its type.
  *
  * Memory: one upb arena per answer; strings and resource bytes are aliased from the session copies, which
- * outlive the encoding.
+ * outlive the encoding. upb's arena does not allocate through include/ekglue/mem.h, so its failures (a NULL
+ * from a _new, _add or _mutable accessor, or from the encoder) are turned into the same abort by checked().
  *
  * Thread: any; the copies are private to the caller.
  */
@@ -33,7 +34,17 @@
 #include "google/protobuf/any.upb.h"
 #include "google/protobuf/timestamp.upb.h"
 
+#include "ekglue/mem.h"
+
 #include "xds/csds.h"
+
+/* p, a upb allocation's result: NULL means the arena could not grow, which aborts as mem.h does. */
+static void *checked(void *p)
+{
+    if (!p)
+        ekg_oom(0);
+    return p;
+}
 
 static upb_StringView view(const char *s)
 {
@@ -105,14 +116,11 @@ static ekg_err_t selected(const envoy_service_status_v3_ClientStatusRequest *req
     return EKG_OK;
 }
 
-static bool set_time(struct google_protobuf_Timestamp *ts, double t)
+static void set_time(struct google_protobuf_Timestamp *ts, double t)
 {
-    if (!ts)
-        return false;
     int64_t sec = (int64_t)t;
     google_protobuf_Timestamp_set_seconds(ts, sec);
     google_protobuf_Timestamp_set_nanos(ts, (int32_t)((t - (double)sec) * 1e9));
-    return true;
 }
 
 typedef struct resource_ctx {
@@ -120,20 +128,13 @@ typedef struct resource_ctx {
     ekg_resource_type_t type;
     ekg_xds_type_status_t st;
     upb_Arena *arena;
-    bool failed;
 } resource_ctx_t;
 
 static void add_resource(void *arg, const char *name, ekg_xds_resource_state_t state, const ekg_resource_t *r)
 {
     resource_ctx_t *c = arg;
-    if (c->failed)
-        return;
     envoy_service_status_v3_ClientConfig_GenericXdsConfig *g =
-        envoy_service_status_v3_ClientConfig_add_generic_xds_configs(c->config, c->arena);
-    if (!g) {
-        c->failed = true;
-        return;
-    }
+        checked(envoy_service_status_v3_ClientConfig_add_generic_xds_configs(c->config, c->arena));
     const char *url = ekg_resource_type_url(c->type);
     envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_type_url(g, view(url));
     envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_name(g, view(name));
@@ -149,13 +150,9 @@ static void add_resource(void *arg, const char *name, ekg_xds_resource_state_t s
     size_t len;
     const char *data = ekg_resource_data(r, &len);
     struct google_protobuf_Any *any =
-        envoy_service_status_v3_ClientConfig_GenericXdsConfig_mutable_xds_config(g, c->arena);
-    if (!any ||
-        !set_time(envoy_service_status_v3_ClientConfig_GenericXdsConfig_mutable_last_updated(g, c->arena),
-                  st->sent_time)) {
-        c->failed = true;
-        return;
-    }
+        checked(envoy_service_status_v3_ClientConfig_GenericXdsConfig_mutable_xds_config(g, c->arena));
+    set_time(checked(envoy_service_status_v3_ClientConfig_GenericXdsConfig_mutable_last_updated(g, c->arena)),
+             st->sent_time);
     google_protobuf_Any_set_type_url(any, view(url));
     google_protobuf_Any_set_value(any, upb_StringView_FromDataAndSize(data, len));
     if (st->nack_message) {
@@ -164,12 +161,9 @@ static void add_resource(void *arg, const char *name, ekg_xds_resource_state_t s
             g, envoy_service_status_v3_ERROR);
         envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_client_status(g, envoy_admin_v3_NACKED);
         struct envoy_admin_v3_UpdateFailureState *f =
-            envoy_service_status_v3_ClientConfig_GenericXdsConfig_mutable_error_state(g, c->arena);
-        if (!f || !set_time(envoy_admin_v3_UpdateFailureState_mutable_last_update_attempt(f, c->arena),
-                            st->nack_time)) {
-            c->failed = true;
-            return;
-        }
+            checked(envoy_service_status_v3_ClientConfig_GenericXdsConfig_mutable_error_state(g, c->arena));
+        set_time(checked(envoy_admin_v3_UpdateFailureState_mutable_last_update_attempt(f, c->arena)),
+                 st->nack_time);
         envoy_admin_v3_UpdateFailureState_set_details(f, view(st->nack_message));
         envoy_admin_v3_UpdateFailureState_set_version_info(f, view(st->sent_version));
     } else if (st->acks > 0 && strcmp(st->acked_version, st->sent_version) == 0) {
@@ -185,15 +179,13 @@ static void add_resource(void *arg, const char *name, ekg_xds_resource_state_t s
     }
 }
 
-static bool add_client(envoy_service_status_v3_ClientStatusResponse *resp, const ekg_xds_session_t *s,
+static void add_client(envoy_service_status_v3_ClientStatusResponse *resp, const ekg_xds_session_t *s,
                        upb_Arena *arena)
 {
     envoy_service_status_v3_ClientConfig *config =
-        envoy_service_status_v3_ClientStatusResponse_add_config(resp, arena);
+        checked(envoy_service_status_v3_ClientStatusResponse_add_config(resp, arena));
     struct envoy_config_core_v3_Node *node =
-        config ? envoy_service_status_v3_ClientConfig_mutable_node(config, arena) : NULL;
-    if (!node)
-        return false;
+        checked(envoy_service_status_v3_ClientConfig_mutable_node(config, arena));
     ekg_xds_node_t n;
     ekg_xds_session_node(s, &n);
     envoy_config_core_v3_Node_set_id(node, view(n.id));
@@ -202,9 +194,8 @@ static bool add_client(envoy_service_status_v3_ClientStatusResponse *resp, const
     if (n.user_agent_version[0])
         envoy_config_core_v3_Node_set_user_agent_version(node, view(n.user_agent_version));
     if (n.region[0] || n.zone[0] || n.sub_zone[0]) {
-        struct envoy_config_core_v3_Locality *l = envoy_config_core_v3_Node_mutable_locality(node, arena);
-        if (!l)
-            return false;
+        struct envoy_config_core_v3_Locality *l =
+            checked(envoy_config_core_v3_Node_mutable_locality(node, arena));
         envoy_config_core_v3_Locality_set_region(l, view(n.region));
         envoy_config_core_v3_Locality_set_zone(l, view(n.zone));
         envoy_config_core_v3_Locality_set_sub_zone(l, view(n.sub_zone));
@@ -213,29 +204,20 @@ static bool add_client(envoy_service_status_v3_ClientStatusResponse *resp, const
         resource_ctx_t c = {.config = config, .type = (ekg_resource_type_t)t, .arena = arena};
         ekg_xds_session_type_status(s, (ekg_resource_type_t)t, &c.st);
         ekg_xds_session_resources(s, (ekg_resource_type_t)t, add_resource, &c);
-        if (c.failed)
-            return false;
     }
-    return true;
 }
 
 ekg_err_t ekg_xds_csds_answer(const char *req, size_t len, ekg_xds_session_t *const *clients, size_t n,
                               char **out, size_t *out_len, ekg_diag_t *diag)
 {
     ekg_err_t err = EKG_OK;
-    upb_Arena *arena = upb_Arena_New();
-    if (!arena)
-        return EKG_ENOMEM;
+    upb_Arena *arena = checked(upb_Arena_New());
     envoy_service_status_v3_ClientStatusRequest *request =
         envoy_service_status_v3_ClientStatusRequest_parse(req, len, arena);
     envoy_service_status_v3_ClientStatusResponse *resp =
-        envoy_service_status_v3_ClientStatusResponse_new(arena);
+        checked(envoy_service_status_v3_ClientStatusResponse_new(arena));
     if (!request) {
         err = ekg_diag_set(diag, EKG_EPARSE, "ClientStatusRequest does not decode");
-        goto out;
-    }
-    if (!resp) {
-        err = EKG_ENOMEM;
         goto out;
     }
     bool yes;
@@ -245,17 +227,13 @@ ekg_err_t ekg_xds_csds_answer(const char *req, size_t len, ekg_xds_session_t *co
     for (size_t i = 0; i < n; i++) {
         if ((err = selected(request, ekg_xds_session_node_id(clients[i]), &yes, diag)) != EKG_OK)
             goto out;
-        if (yes && !add_client(resp, clients[i], arena)) {
-            err = EKG_ENOMEM;
-            goto out;
-        }
+        if (yes)
+            add_client(resp, clients[i], arena);
     }
     size_t size;
-    char *bytes = envoy_service_status_v3_ClientStatusResponse_serialize(resp, arena, &size);
-    if (!bytes || !(*out = malloc(size ? size : 1))) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    /* Only memory can fail this encoding (no required fields, a shallow message). */
+    char *bytes = checked(envoy_service_status_v3_ClientStatusResponse_serialize(resp, arena, &size));
+    *out = ekg_xmalloc(size);
     memcpy(*out, bytes, size);
     *out_len = size;
 out:

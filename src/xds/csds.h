@@ -19,8 +19,7 @@
 /*
  * Answers one serialized ClientStatusRequest about clients[0..n) (copies; borrowed). On success *out is a
  * serialized ClientStatusResponse, malloc'ed and owned by the caller. EKG_EPARSE when the request does not
- * decode and EKG_EINVAL for a matcher ekglue does not support (node_metadatas, safe_regex), diag saying why;
- * EKG_ENOMEM.
+ * decode and EKG_EINVAL for a matcher ekglue does not support (node_metadatas, safe_regex), diag saying why.
  */
 ekg_err_t ekg_xds_csds_answer(const char *req, size_t len, ekg_xds_session_t *const *clients, size_t n,
                               char **out, size_t *out_len, ekg_diag_t *diag);

@@ -32,6 +32,10 @@
  *
  * TLS (src/xds/tls.c): grpc's certificate-config fetcher re-reads rotated files before new handshakes.
  *
+ * Memory: allocation fails by aborting (include/ekglue/mem.h; grpc's and upb's own allocations too), so no
+ * path here deals with it: a stream never ends for lack of memory, and a publish always reaches every stream
+ * from a list of references taken under the server's lock and worked through without it.
+ *
  * Lock order: server->lock before stream->lock, never the other way round (CQ threads release a stream's lock
  * before taking the server's). grpc_call_start_batch() and grpc_call_cancel_with_status() do not block, so
  * they are called under these locks. No code holds two streams' locks at once.
@@ -55,7 +59,9 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include "ekglue/clock.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/metrics.h"
 #include "ekglue/xds.h"
 
@@ -235,9 +241,7 @@ static void library_unref(void)
 
 static stream_t *stream_new(ekg_xds_server_t *s, stream_kind_t kind, method_t method, grpc_call *call)
 {
-    stream_t *st = calloc(1, sizeof(*st));
-    if (!st)
-        return NULL;
+    stream_t *st = ekg_xcalloc(1, sizeof(*st));
     st->kind = kind;
     st->method = method;
     st->server = s;
@@ -375,14 +379,11 @@ static bool can_send(const stream_t *st)
 }
 
 /* Turns a response into a byte buffer made of the pieces' own bytes; the pieces' references move into the
- * slices (released by grpc when it is done with them). NULL on failure; r is released either way. */
+ * slices (released by grpc when it is done with them). r is released. */
 static grpc_byte_buffer *response_buffer(ekg_xds_response_t *r)
 {
     grpc_slice local[16];
-    grpc_slice *slices = r->npieces <= 16 ? local : malloc(r->npieces * sizeof(*slices));
-    grpc_byte_buffer *bb = NULL;
-    if (!slices)
-        goto out;
+    grpc_slice *slices = r->npieces <= 16 ? local : ekg_xmalloc(r->npieces * sizeof(*slices));
     size_t n = 0;
     for (size_t i = 0; i < r->npieces; i++) {
         ekg_xds_piece_t *p = &r->pieces[i];
@@ -395,10 +396,9 @@ static grpc_byte_buffer *response_buffer(ekg_xds_response_t *r)
             slices[n++] = grpc_slice_from_copied_buffer(p->data, p->len); /* lives only as long as r */
         }
     }
-    bb = grpc_raw_byte_buffer_create(slices, n);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, n);
     for (size_t i = 0; i < n; i++)
         grpc_slice_unref(slices[i]);
-out:
     if (slices != local)
         free(slices);
     ekg_xds_response_release(r);
@@ -420,13 +420,6 @@ static void start_send(stream_t *st, grpc_byte_buffer *bb)
 }
 
 /* Sends the session's next response if nothing is in flight and one is due. Caller holds st->lock. */
-static double monotonic_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static void xds_maybe_send(stream_t *st)
 {
     if (!can_send(st))
@@ -436,29 +429,18 @@ static void xds_maybe_send(stream_t *st)
         return;
     }
     ekg_xds_response_t r;
-    ekg_err_t err = EKG_OK;
-    if (!ekg_xds_session_next(st->session, &r, &err)) {
-        if (err) {
-            ekg_error("xDS server: cannot build a response: %s node=%s", ekg_strerror(err),
-                      ekg_xds_session_node_id(st->session));
-            finish(st, GRPC_STATUS_UNAVAILABLE, "ekglue: out of memory");
-        }
+    if (!ekg_xds_session_next(st->session, &r)) {
         st->published = 0;
         return;
     }
     size_t len = r.total_len;
-    grpc_byte_buffer *bb = response_buffer(&r);
-    if (!bb) {
-        finish(st, GRPC_STATUS_UNAVAILABLE, "ekglue: out of memory");
-        return;
-    }
-    start_send(st, bb);
+    start_send(st, response_buffer(&r));
     if (st->sending) {
         atomic_fetch_add_explicit(&st->server->responses_sent, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&st->server->bytes_sent, len, memory_order_relaxed);
         /* Every response a publish makes due counts, the later ones of an ADS sequence included. */
         if (st->published > 0)
-            ekg_metrics_push_latency(monotonic_now() - st->published);
+            ekg_metrics_push_latency(ekg_clock_s() - st->published);
     }
 }
 
@@ -626,15 +608,14 @@ static void list_remove(ekg_xds_server_t *s, stream_t *st)
 }
 
 /* New references to the listed streams of one kind, so that work on them runs without the server lock.
- * Returns NULL with *n = 0 when there are none; *failed on out of memory. */
-static stream_t **list_grab(ekg_xds_server_t *s, stream_kind_t kind, size_t *n, bool *failed)
+ * Returns NULL with *n = 0 when there are none. */
+static stream_t **list_grab(ekg_xds_server_t *s, stream_kind_t kind, size_t *n)
 {
     stream_t **v = NULL;
     *n = 0;
-    *failed = false;
     pthread_mutex_lock(&s->lock);
-    if (s->nstreams && !(v = malloc(s->nstreams * sizeof(*v))))
-        *failed = true;
+    if (s->nstreams)
+        v = ekg_xmalloc(s->nstreams * sizeof(*v));
     for (stream_t *st = s->streams; v && st; st = st->next)
         if (st->kind == kind)
             v[(*n)++] = stream_ref(st);
@@ -646,24 +627,9 @@ static stream_t **list_grab(ekg_xds_server_t *s, stream_kind_t kind, size_t *n, 
 static void on_snapshot(void *ctx, ekg_snapshot_t *snap)
 {
     ekg_xds_server_t *s = ctx;
-    double published = monotonic_now();
+    double published = ekg_clock_s();
     size_t n;
-    bool failed;
-    stream_t **v = list_grab(s, STREAM_XDS, &n, &failed);
-    if (failed) {
-        /* Out of memory: do the work under the server lock instead (lock order server -> stream holds). */
-        pthread_mutex_lock(&s->lock);
-        for (stream_t *st = s->streams; st; st = st->next) {
-            if (st->kind != STREAM_XDS)
-                continue;
-            pthread_mutex_lock(&st->lock);
-            xds_feed(st, snap, published);
-            xds_maybe_send(st);
-            pthread_mutex_unlock(&st->lock);
-        }
-        pthread_mutex_unlock(&s->lock);
-        return;
-    }
+    stream_t **v = list_grab(s, STREAM_XDS, &n);
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&v[i]->lock);
         xds_feed(v[i], snap, published);
@@ -681,20 +647,7 @@ void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving)
         return;
     ekg_info("xDS server health status=%s", serving ? "SERVING" : "NOT_SERVING");
     size_t n;
-    bool failed;
-    stream_t **v = list_grab(s, STREAM_HEALTH_WATCH, &n, &failed);
-    if (failed) {
-        pthread_mutex_lock(&s->lock);
-        for (stream_t *st = s->streams; st; st = st->next) {
-            if (st->kind != STREAM_HEALTH_WATCH)
-                continue;
-            pthread_mutex_lock(&st->lock);
-            health_maybe_send(st);
-            pthread_mutex_unlock(&st->lock);
-        }
-        pthread_mutex_unlock(&s->lock);
-        return;
-    }
+    stream_t **v = list_grab(s, STREAM_HEALTH_WATCH, &n);
     for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&v[i]->lock);
         health_maybe_send(v[i]);
@@ -716,55 +669,38 @@ static void free_copies(ekg_xds_session_t **v, size_t n)
 
 /*
  * Copies of the sessions of every live xDS stream (see ekg_xds_session_copy): each is taken under its
- * stream's lock, which is held only for that (no send waits on it, nor on anything blocking). *out is owned
- * by the caller (free_copies); NULL with *n = 0 when there are no streams.
+ * stream's lock, which is held only for that (no send waits on it, nor on anything blocking). Returns an
+ * array owned by the caller (free_copies); NULL with *n = 0 when there are no streams.
  */
-static ekg_err_t copy_sessions(ekg_xds_server_t *s, ekg_xds_session_t ***out, size_t *n)
+static ekg_xds_session_t **copy_sessions(ekg_xds_server_t *s, size_t *n)
 {
     size_t ns;
-    bool failed;
-    stream_t **v = list_grab(s, STREAM_XDS, &ns, &failed);
-    if (failed)
-        return EKG_ENOMEM;
-    ekg_err_t err = EKG_OK;
-    ekg_xds_session_t **copies = ns ? calloc(ns, sizeof(*copies)) : NULL;
-    if (ns && !copies)
-        err = EKG_ENOMEM;
+    stream_t **v = list_grab(s, STREAM_XDS, &ns);
+    ekg_xds_session_t **copies = ns ? ekg_xcalloc(ns, sizeof(*copies)) : NULL;
     size_t m = 0;
     for (size_t i = 0; i < ns; i++) {
-        if (err == EKG_OK) {
-            pthread_mutex_lock(&v[i]->lock);
-            if (!v[i]->closed)
-                err = ekg_xds_session_copy(v[i]->session, &copies[m]);
-            if (!v[i]->closed && err == EKG_OK)
-                m++;
-            pthread_mutex_unlock(&v[i]->lock);
-        }
+        pthread_mutex_lock(&v[i]->lock);
+        if (!v[i]->closed)
+            copies[m++] = ekg_xds_session_copy(v[i]->session);
+        pthread_mutex_unlock(&v[i]->lock);
         stream_unref(v[i]);
     }
     free(v);
-    if (err != EKG_OK) {
-        free_copies(copies, m);
-        return err;
-    }
-    *out = copies;
     *n = m;
-    return EKG_OK;
+    return copies;
 }
 
 /* Answers one CSDS request (CQ thread, without st->lock). FetchClientStatus ends with the answer;
  * StreamClientStatus reads its next request once the answer is sent (on_send), so answers never queue. */
 static void csds_answer(stream_t *st, const grpc_slice *msg)
 {
-    ekg_xds_session_t **copies = NULL;
     size_t n = 0;
     char *bytes = NULL;
     size_t len = 0;
     ekg_diag_t diag = {{0}};
-    ekg_err_t err = copy_sessions(st->server, &copies, &n);
-    if (err == EKG_OK)
-        err = ekg_xds_csds_answer((const char *)GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), copies,
-                                  n, &bytes, &len, &diag);
+    ekg_xds_session_t **copies = copy_sessions(st->server, &n);
+    ekg_err_t err = ekg_xds_csds_answer((const char *)GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg),
+                                        copies, n, &bytes, &len, &diag);
     free_copies(copies, n);
     grpc_byte_buffer *bb = NULL;
     if (err == EKG_OK) {
@@ -773,12 +709,9 @@ static void csds_answer(stream_t *st, const grpc_slice *msg)
         grpc_slice_unref(slice);
     }
     pthread_mutex_lock(&st->lock);
-    if (err == EKG_EPARSE || err == EKG_EINVAL) {
+    if (err != EKG_OK) { /* EKG_EPARSE or EKG_EINVAL: the request's fault */
         ekg_debug("CSDS: bad request: %s", diag.msg);
         finish(st, GRPC_STATUS_INVALID_ARGUMENT, diag.msg[0] ? diag.msg : ekg_strerror(err));
-    } else if (err != EKG_OK || !bb) {
-        ekg_error("CSDS: cannot answer: %s", ekg_strerror(err ? err : EKG_ENOMEM));
-        finish(st, GRPC_STATUS_RESOURCE_EXHAUSTED, "ekglue: out of memory");
     } else if (st->kind == STREAM_CSDS_FETCH) {
         if (!st->status_started && !st->status_pending) {
             st->status = GRPC_STATUS_OK;
@@ -817,7 +750,7 @@ static bool api_carries(ekg_xds_api_t api, ekg_resource_type_t t)
     return api == EKG_XDS_ADS || (int)api == (int)t + 1; /* CDS, EDS, LDS, RDS follow the resource order */
 }
 
-/* One client as the debug port shows it; NULL on out of memory. */
+/* One client as the debug port shows it (cJSON allocates through mem.h: nothing here can fail). */
 static cJSON *client_json(const ekg_xds_session_t *c)
 {
     ekg_xds_node_t node;
@@ -826,78 +759,54 @@ static cJSON *client_json(const ekg_xds_session_t *c)
     snprintf(ua, sizeof(ua), "%s%s%s", node.user_agent_name,
              node.user_agent_name[0] && node.user_agent_version[0] ? " " : "", node.user_agent_version);
     cJSON *o = cJSON_CreateObject(), *loc = cJSON_CreateObject(), *types = cJSON_CreateObject();
-    bool ok = o && loc && types;
-    if (ok) {
-        cJSON_AddItemToObject(o, "locality", loc);
-        cJSON_AddItemToObject(o, "types", types);
-    } else {
-        cJSON_Delete(loc);
-        cJSON_Delete(types);
-    }
-    ok = ok && cJSON_AddStringToObject(o, "node_id", node.id) &&
-         cJSON_AddStringToObject(o, "cluster", node.cluster) &&
-         cJSON_AddStringToObject(loc, "region", node.region) &&
-         cJSON_AddStringToObject(loc, "zone", node.zone) &&
-         cJSON_AddStringToObject(loc, "sub_zone", node.sub_zone) &&
-         cJSON_AddStringToObject(o, "user_agent", ua) &&
-         cJSON_AddStringToObject(o, "peer", ekg_xds_session_peer(c)) &&
-         cJSON_AddStringToObject(o, "api", api_names[ekg_xds_session_api(c)]);
-    for (int t = 0; t < EKG_RESOURCE__COUNT && ok; t++) {
+    cJSON_AddItemToObject(o, "locality", loc);
+    cJSON_AddItemToObject(o, "types", types);
+    cJSON_AddStringToObject(o, "node_id", node.id);
+    cJSON_AddStringToObject(o, "cluster", node.cluster);
+    cJSON_AddStringToObject(loc, "region", node.region);
+    cJSON_AddStringToObject(loc, "zone", node.zone);
+    cJSON_AddStringToObject(loc, "sub_zone", node.sub_zone);
+    cJSON_AddStringToObject(o, "user_agent", ua);
+    cJSON_AddStringToObject(o, "peer", ekg_xds_session_peer(c));
+    cJSON_AddStringToObject(o, "api", api_names[ekg_xds_session_api(c)]);
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         if (!api_carries(ekg_xds_session_api(c), (ekg_resource_type_t)t))
             continue;
         ekg_xds_type_status_t st;
         ekg_xds_session_type_status(c, (ekg_resource_type_t)t, &st);
         cJSON *ty = cJSON_AddObjectToObject(types, type_keys[t]);
-        cJSON *names = ty ? cJSON_AddArrayToObject(ty, "names") : NULL;
-        ok = names && cJSON_AddBoolToObject(ty, "subscribed", st.subscribed) &&
-             cJSON_AddBoolToObject(ty, "wildcard", st.wildcard) &&
-             cJSON_AddStringToObject(ty, "sent_version", st.sent_version) &&
-             cJSON_AddStringToObject(ty, "acked_version", st.acked_version) &&
-             cJSON_AddNumberToObject(ty, "responses", (double)st.responses) &&
-             cJSON_AddNumberToObject(ty, "acks", (double)st.acks) &&
-             cJSON_AddNumberToObject(ty, "nacks", (double)st.nacks);
-        for (size_t i = 0; i < st.nnames && ok; i++) {
-            cJSON *name = cJSON_CreateString(st.names[i]);
-            ok = name && cJSON_AddItemToArray(names, name);
-        }
-        if (ok && st.nack_message) {
+        cJSON *names = cJSON_AddArrayToObject(ty, "names");
+        cJSON_AddBoolToObject(ty, "subscribed", st.subscribed);
+        cJSON_AddBoolToObject(ty, "wildcard", st.wildcard);
+        cJSON_AddStringToObject(ty, "sent_version", st.sent_version);
+        cJSON_AddStringToObject(ty, "acked_version", st.acked_version);
+        cJSON_AddNumberToObject(ty, "responses", (double)st.responses);
+        cJSON_AddNumberToObject(ty, "acks", (double)st.acks);
+        cJSON_AddNumberToObject(ty, "nacks", (double)st.nacks);
+        for (size_t i = 0; i < st.nnames; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(st.names[i]));
+        if (st.nack_message) {
             char when[40];
             format_time(st.nack_time, when, sizeof(when));
             cJSON *nack = cJSON_AddObjectToObject(ty, "nack");
-            ok = nack && cJSON_AddStringToObject(nack, "message", st.nack_message) &&
-                 cJSON_AddStringToObject(nack, "time", when);
-        } else if (ok) {
-            ok = cJSON_AddNullToObject(ty, "nack") != NULL;
+            cJSON_AddStringToObject(nack, "message", st.nack_message);
+            cJSON_AddStringToObject(nack, "time", when);
+        } else {
+            cJSON_AddNullToObject(ty, "nack");
         }
-    }
-    if (!ok) {
-        cJSON_Delete(o);
-        return NULL;
     }
     return o;
 }
 
-ekg_err_t ekg_xds_server_clients(ekg_xds_server_t *s, cJSON **out)
+cJSON *ekg_xds_server_clients(ekg_xds_server_t *s)
 {
-    ekg_xds_session_t **copies = NULL;
     size_t n = 0;
-    ekg_err_t err = copy_sessions(s, &copies, &n);
-    if (err != EKG_OK)
-        return err;
+    ekg_xds_session_t **copies = copy_sessions(s, &n);
     cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; i < n && arr; i++) {
-        cJSON *c = client_json(copies[i]);
-        if (!c || !cJSON_AddItemToArray(arr, c)) {
-            cJSON_Delete(c);
-            cJSON_Delete(arr);
-            arr = NULL;
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, client_json(copies[i]));
     free_copies(copies, n);
-    if (!arr)
-        return EKG_ENOMEM;
-    *out = arr;
-    return EKG_OK;
+    return arr;
 }
 
 /* --- completion handlers (CQ threads) ------------------------------------------------------------------- */
@@ -918,22 +827,11 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
                          : method == M_CSDS_FETCH   ? STREAM_CSDS_FETCH
                                                     : STREAM_XDS;
     stream_t *st = stream_new(s, kind, method == M_GENERIC ? M_ADS : (method_t)method, call);
-    if (!st) {
-        grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "ekglue: out of memory", NULL);
-        grpc_call_unref(call);
-        return;
-    }
     if (kind == STREAM_XDS) {
         char *peer = grpc_call_get_peer(call);
-        ekg_err_t err = ekg_xds_session_new(method_api[method], peer ? peer : "", &st->session);
-        if (err == EKG_OK)
-            ekg_debug("xDS stream opened peer=%s method=%s", peer ? peer : "", method_paths[method]);
+        st->session = ekg_xds_session_new(method_api[method], peer ? peer : "");
+        ekg_debug("xDS stream opened peer=%s method=%s", peer ? peer : "", method_paths[method]);
         gpr_free(peer);
-        if (err != EKG_OK) {
-            grpc_call_cancel_with_status(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "ekglue: out of memory", NULL);
-            stream_unref(st);
-            return;
-        }
         atomic_fetch_add_explicit(&s->streams_total, 1, memory_order_relaxed);
         ekg_metrics_xds_streams(method_api[method], +1);
     }
@@ -989,15 +887,10 @@ static void xds_on_message(stream_t *st, const grpc_slice *msg)
     ekg_err_t err = ekg_xds_session_on_request(st->session, (const char *)GRPC_SLICE_START_PTR(*msg),
                                                GRPC_SLICE_LENGTH(*msg), &diag);
     atomic_fetch_add_explicit(&st->server->requests_received, 1, memory_order_relaxed);
-    if (err == EKG_EPARSE || err == EKG_EINVAL) {
+    if (err != EKG_OK) { /* EKG_EPARSE or EKG_EINVAL: the request's fault */
         ekg_warn("xDS stream: bad request, ending the stream with INVALID_ARGUMENT: %s node=%s",
                  diag.msg[0] ? diag.msg : ekg_strerror(err), ekg_xds_session_node_id(st->session));
         finish(st, GRPC_STATUS_INVALID_ARGUMENT, diag.msg[0] ? diag.msg : ekg_strerror(err));
-        return;
-    }
-    if (err != EKG_OK) {
-        ekg_error("xDS stream: %s node=%s", ekg_strerror(err), ekg_xds_session_node_id(st->session));
-        finish(st, GRPC_STATUS_UNAVAILABLE, ekg_strerror(err));
         return;
     }
     start_recv(st, false);
@@ -1158,13 +1051,6 @@ static void on_request(request_slot_t *slot, bool ok)
         grpc_call_details_destroy(&details);
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Memory after a burst. Sending a snapshot to a thousand streams allocates a lot for a short time (grpc's
  * frames and buffers), interleaved with what stays (sessions, calls); when it is freed, glibc's malloc keeps
@@ -1194,16 +1080,16 @@ static long long mono_ms(void)
 static long long maybe_trim(worker_t *w)
 {
     ekg_xds_server_t *s = w->server;
-    long long left = atomic_load(&s->last_send_ms) + s->trim_quiet_ms - mono_ms();
+    long long left = atomic_load(&s->last_send_ms) + s->trim_quiet_ms - ekg_clock_ms();
     if (left > 0)
         return left;
     w->trim_armed = false;
     if (!atomic_exchange(&s->trim_due, false))
         return -1; /* another thread trimmed after the same sends */
-    long long t0 = mono_ms();
+    long long t0 = ekg_clock_ms();
     malloc_trim(0);
     ekg_debug("xDS server: returned free heap pages to the system after a send burst took_ms=%lld",
-              mono_ms() - t0);
+              ekg_clock_ms() - t0);
     return -1;
 }
 
@@ -1234,7 +1120,7 @@ static void *worker_main(void *arg)
         case EV_SEND:
             on_send(tag->owner, ok);
             if (s->trim_quiet_ms >= 0) {
-                atomic_store(&s->last_send_ms, mono_ms());
+                atomic_store(&s->last_send_ms, ekg_clock_ms());
                 atomic_store(&s->trim_due, true);
                 w->trim_armed = true;
             }
@@ -1272,17 +1158,11 @@ static ekg_err_t port_credentials(ekg_xds_server_t *s, const ekg_xds_server_opti
     return EKG_OK;
 }
 
+/* ms from now on CLOCK_MONOTONIC (s->cond's clock), as pthread_cond_timedwait wants it. */
 static struct timespec deadline_in(int ms)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
+    long long at = ekg_clock_ms() + ms;
+    return (struct timespec){.tv_sec = (time_t)(at / 1000), .tv_nsec = (long)(at % 1000) * 1000000L};
 }
 
 /* Waits until pred holds or the (CLOCK_MONOTONIC) deadline passed. Caller holds s->lock. */
@@ -1351,9 +1231,7 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
         return ekg_diag_set(diag, EKG_EINVAL, "threads: %d is more than %d", nthreads, MAX_THREADS);
 
     ekg_err_t err = EKG_OK;
-    ekg_xds_server_t *s = calloc(1, sizeof(*s));
-    if (!s)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+    ekg_xds_server_t *s = ekg_xcalloc(1, sizeof(*s));
     library_ref();
     s->cache = cache;
     s->shutdown_ms = opts->shutdown_ms > 0 ? opts->shutdown_ms : DEFAULT_SHUTDOWN_MS;
@@ -1368,10 +1246,7 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &ca);
     pthread_condattr_destroy(&ca);
-    if (!(s->workers = calloc((size_t)nthreads, sizeof(*s->workers)))) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto fail;
-    }
+    s->workers = ekg_xcalloc((size_t)nthreads, sizeof(*s->workers));
     s->nworkers = nthreads;
 
     /* SO_REUSEPORT would let a second ekglue silently share the port: refuse instead. */
@@ -1425,14 +1300,7 @@ fail:
     /* Not started, so there is no listener, no call and no outstanding request: destroy directly. */
     if (s->server)
         grpc_server_destroy(s->server);
-    if (s->workers)
-        release(s);
-    else {
-        pthread_cond_destroy(&s->cond);
-        pthread_mutex_destroy(&s->lock);
-        free(s);
-        library_unref();
-    }
+    release(s);
     return err;
 }
 

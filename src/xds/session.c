@@ -27,16 +27,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "envoy/config/core/v3/base.upb.h"
 #include "envoy/service/discovery/v3/discovery.upb.h"
 #include "google/rpc/status.upb.h"
 
+#include "ekglue/clock.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/metrics.h"
 
 #include "common/hash.h"
+#include "common/pbwrite.h"
 #include "xds/session.h"
 
 #define NTYPES EKG_RESOURCE__COUNT
@@ -130,7 +132,7 @@ static bool view_is(upb_StringView v, const char *s)
     return strlen(s) == v.size && memcmp(s, v.data, v.size) == 0;
 }
 
-/* The interned names_t for n views that are sorted and unique (n > 0); a new reference, or NULL on ENOMEM. */
+/* The interned names_t for n views that are sorted and unique (n > 0); a new reference. */
 static names_t *names_intern(const upb_StringView *v, size_t n)
 {
     uint64_t h = EKG_HASH_INIT;
@@ -159,11 +161,7 @@ static names_t *names_intern(const upb_StringView *v, size_t n)
     }
     if (registry_len + 1 > registry_cap / 2) {
         size_t cap = registry_cap ? registry_cap * 2 : 64;
-        names_t **b = calloc(cap, sizeof(*b));
-        if (!b) {
-            pthread_mutex_unlock(&registry_lock);
-            return NULL;
-        }
+        names_t **b = ekg_xcalloc(cap, sizeof(*b));
         for (size_t i = 0; i < registry_cap; i++)
             for (names_t *l = registry[i], *next; l; l = next) {
                 next = l->next;
@@ -174,11 +172,7 @@ static names_t *names_intern(const upb_StringView *v, size_t n)
         registry = b;
         registry_cap = cap;
     }
-    names_t *l = malloc(sizeof(*l) + n * sizeof(char *) + bytes);
-    if (!l) {
-        pthread_mutex_unlock(&registry_lock);
-        return NULL;
-    }
+    names_t *l = ekg_xmalloc(sizeof(*l) + n * sizeof(char *) + bytes);
     l->refs = 1;
     l->hash = h;
     l->n = n;
@@ -232,7 +226,7 @@ struct ekg_xds_session {
     ekg_snapshot_t *snap; /* the latest snapshot; owned reference */
     type_state_t types[NTYPES];
     unknown_type_t *unknown;
-    size_t nunknown;
+    size_t nunknown, unknown_cap;
     unsigned long long next_nonce;
 };
 
@@ -265,30 +259,17 @@ static bool list_has(const name_list_t *l, const char *name)
     return list_find(l, name, NULL) >= 0;
 }
 
-static ekg_err_t list_add(name_list_t *l, const char *name, size_t len)
+static void list_add(name_list_t *l, const char *name)
 {
-    char *copy = strndup(name, len);
-    if (!copy)
-        return EKG_ENOMEM;
     size_t pos = 0;
-    if (list_find(l, copy, &pos) >= 0) {
-        free(copy);
-        return EKG_OK;
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
-        char **p = realloc(l->names, cap * sizeof(*p));
-        if (!p) {
-            free(copy);
-            return EKG_ENOMEM;
-        }
-        l->names = p;
-        l->cap = cap;
-    }
+    if (list_find(l, name, &pos) >= 0)
+        return;
+    void *names = l->names;
+    ekg_array_reserve(&names, &l->cap, l->n + 1, sizeof(*l->names));
+    l->names = names;
     memmove(l->names + pos + 1, l->names + pos, (l->n - pos) * sizeof(*l->names));
-    l->names[pos] = copy;
+    l->names[pos] = ekg_xstrdup(name);
     l->n++;
-    return EKG_OK;
 }
 
 static void list_remove(name_list_t *l, const char *name)
@@ -312,16 +293,12 @@ static void list_clear(name_list_t *l)
 /* --- life cycle --------------------------------------------------------------------------------------------
  */
 
-ekg_err_t ekg_xds_session_new(ekg_xds_api_t api, const char *peer, ekg_xds_session_t **out)
+ekg_xds_session_t *ekg_xds_session_new(ekg_xds_api_t api, const char *peer)
 {
-    ekg_xds_session_t *s = calloc(1, sizeof(*s));
-    if (!s || !(s->peer = strdup(peer ? peer : ""))) {
-        free(s);
-        return EKG_ENOMEM;
-    }
+    ekg_xds_session_t *s = ekg_xcalloc(1, sizeof(*s));
+    s->peer = ekg_xstrdup(peer ? peer : "");
     s->api = api;
-    *out = s;
-    return EKG_OK;
+    return s;
 }
 
 void ekg_xds_session_free(ekg_xds_session_t *s)
@@ -404,7 +381,7 @@ static bool api_allows(ekg_xds_api_t api, ekg_resource_type_t t)
     return api == EKG_XDS_ADS || only[api] == t;
 }
 
-static ekg_err_t on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_StringView nonce)
+static void on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_StringView nonce)
 {
     for (size_t i = 0; i < s->nunknown; i++) {
         unknown_type_t *u = &s->unknown[i];
@@ -412,23 +389,14 @@ static ekg_err_t on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_S
             /* Answer requests, not the ACKs of our empty answers. */
             if (nonce.size == 0)
                 u->pending = true;
-            return EKG_OK;
+            return;
         }
     }
-    unknown_type_t *p = realloc(s->unknown, (s->nunknown + 1) * sizeof(*p));
-    if (!p)
-        return EKG_ENOMEM;
-    s->unknown = p;
-    unknown_type_t *u = &s->unknown[s->nunknown];
-    if (!(u->url = strndup(url.data, url.size)))
-        return EKG_ENOMEM;
-    u->nonce[0] = '\0';
-    u->pending = true;
-    s->nunknown++;
+    unknown_type_t u = {.url = ekg_xstrndup(url.data, url.size), .pending = true};
+    EKG_ARRAY_PUSH(s->unknown, s->nunknown, s->unknown_cap, u);
     ekg_info(
         "xds: node=%s peer=%s asked for type %s, which ekglue does not serve; answering with an empty set",
-        ekg_xds_session_node_id(s), s->peer, u->url);
-    return EKG_OK;
+        ekg_xds_session_node_id(s), s->peer, u.url);
 }
 
 static bool view_eq(upb_StringView v, const char *s)
@@ -441,8 +409,8 @@ static bool view_eq(upb_StringView v, const char *s)
  * (every ACK of a thousand-cluster subscription carries a thousand names), so an unchanged list in the same
  * order is recognized first, without allocating.
  */
-static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type, const upb_StringView *names,
-                                     size_t n, upb_Arena *arena)
+static void update_subscription(type_state_t *ts, ekg_resource_type_t type, const upb_StringView *names,
+                                size_t n, upb_Arena *arena)
 {
     bool first = !ts->requested;
     if (!first && n > 0 && n == names_count(ts->names) && !ts->wildcard) {
@@ -450,14 +418,14 @@ static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type,
         while (i < n && view_is(names[i], ts->names->v[i]))
             i++;
         if (i == n)
-            return EKG_OK;
+            return;
     }
     /* Sorted, unique, without "*". */
     bool star = false;
     upb_StringView *v = n ? upb_Arena_Malloc(arena, n * sizeof(*v)) : NULL;
     size_t m = 0;
     if (n && !v)
-        return EKG_ENOMEM;
+        ekg_oom(n * sizeof(*v)); /* upb's arena does not allocate through mem.h */
     for (size_t i = 0; i < n; i++) {
         if (names[i].size == 1 && names[i].data[0] == '*')
             star = true;
@@ -482,24 +450,17 @@ static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type,
     else
         wildcard = false;
 
-    names_t *next = NULL;
-    if (m && !(next = names_intern(v, m)))
-        return EKG_ENOMEM;
+    names_t *next = m ? names_intern(v, m) : NULL;
     /* Names asked for the first time on this stream are sent even if they were sent before elsewhere. */
     bool changed = wildcard != ts->wildcard || next != ts->names;
-    ekg_err_t err = EKG_OK;
     if (next != ts->names) {
         if (names_count(ts->names) == 0) {
             ts->force_all = true;
         } else {
-            for (size_t i = 0; i < m && err == EKG_OK; i++)
+            for (size_t i = 0; i < m; i++)
                 if (!names_has(ts->names, next->v[i]))
-                    err = list_add(&ts->force, next->v[i], strlen(next->v[i]));
+                    list_add(&ts->force, next->v[i]);
         }
-    }
-    if (err) {
-        names_unref(next);
-        return err;
     }
     names_unref(ts->names);
     ts->names = next;
@@ -508,18 +469,10 @@ static ekg_err_t update_subscription(type_state_t *ts, ekg_resource_type_t type,
         ts->named = true;
     if (first || (changed && is_full_state(type)))
         ts->pending = true;
-    return EKG_OK;
-}
-
-static double wall_clock(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_REALTIME, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 /* Keeps the identity of the client (all or nothing: node_id set means every field is). */
-static ekg_err_t take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_Node *node)
+static void take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_Node *node)
 {
     upb_StringView v[7] = {envoy_config_core_v3_Node_id(node),
                            envoy_config_core_v3_Node_cluster(node),
@@ -534,22 +487,10 @@ static ekg_err_t take_node(ekg_xds_session_t *s, const struct envoy_config_core_
         v[3] = envoy_config_core_v3_Locality_zone(l);
         v[4] = envoy_config_core_v3_Locality_sub_zone(l);
     }
-    char *out[7];
-    for (int i = 0; i < 7; i++) {
-        if (!(out[i] = strndup(v[i].data ? v[i].data : "", v[i].size))) {
-            while (i-- > 0)
-                free(out[i]);
-            return EKG_ENOMEM;
-        }
-    }
-    s->node_id = out[0];
-    s->cluster = out[1];
-    s->region = out[2];
-    s->zone = out[3];
-    s->sub_zone = out[4];
-    s->user_agent_name = out[5];
-    s->user_agent_version = out[6];
-    return EKG_OK;
+    char **out[7] = {&s->node_id,         &s->cluster,           &s->region, &s->zone, &s->sub_zone,
+                     &s->user_agent_name, &s->user_agent_version};
+    for (int i = 0; i < 7; i++)
+        *out[i] = ekg_xstrndup(v[i].data ? v[i].data : "", v[i].size);
 }
 
 ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
@@ -557,7 +498,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     ekg_err_t err = EKG_OK;
     upb_Arena *arena = upb_Arena_New();
     if (!arena)
-        return EKG_ENOMEM;
+        ekg_oom(0); /* upb's arena does not allocate through mem.h */
     /* Strings alias the request bytes, which outlive the arena's use here. */
     envoy_service_discovery_v3_DiscoveryRequest *req = envoy_service_discovery_v3_DiscoveryRequest_parse_ex(
         bytes, len, NULL, kUpb_DecodeOption_AliasString, arena);
@@ -566,9 +507,8 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         goto out;
     }
     /* The node is only guaranteed in the first request of a stream. */
-    if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req) &&
-        (err = take_node(s, envoy_service_discovery_v3_DiscoveryRequest_node(req))) != EKG_OK)
-        goto out;
+    if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req))
+        take_node(s, envoy_service_discovery_v3_DiscoveryRequest_node(req));
     upb_StringView url = envoy_service_discovery_v3_DiscoveryRequest_type_url(req);
     upb_StringView nonce = envoy_service_discovery_v3_DiscoveryRequest_response_nonce(req);
     ekg_resource_type_t type;
@@ -593,7 +533,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
                                url.data);
             goto out;
         }
-        err = on_unknown_type(s, url, nonce);
+        on_unknown_type(s, url, nonce);
         goto out;
     }
     if (!api_allows(s->api, type)) {
@@ -617,8 +557,8 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         const struct google_rpc_Status *st = envoy_service_discovery_v3_DiscoveryRequest_error_detail(req);
         upb_StringView msg = google_rpc_Status_message(st);
         free(ts->nack_message);
-        ts->nack_message = strndup(msg.data, msg.size);
-        ts->nack_time = wall_clock();
+        ts->nack_message = ekg_xstrndup(msg.data ? msg.data : "", msg.size);
+        ts->nack_time = ekg_clock_unix_s();
         ts->nacks++;
         ekg_metrics_xds_nack(type);
         /* The rejected content is not resent: nothing is due until it changes. */
@@ -638,13 +578,12 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     }
     size_t n;
     const upb_StringView *names = envoy_service_discovery_v3_DiscoveryRequest_resource_names(req, &n);
-    if ((err = update_subscription(ts, type, names, n, arena)) != EKG_OK)
-        goto out;
+    update_subscription(ts, type, names, n, arena);
     /* Cluster warming: the first load-assignment request after changed clusters were sent gets them again. */
     if (type == EKG_RESOURCE_LOAD_ASSIGNMENT && ts->warm_on_request) {
-        for (size_t i = 0; i < ts->warming.n && err == EKG_OK; i++)
+        for (size_t i = 0; i < ts->warming.n; i++)
             if (names_has(ts->names, ts->warming.names[i]))
-                err = list_add(&ts->force, ts->warming.names[i], strlen(ts->warming.names[i]));
+                list_add(&ts->force, ts->warming.names[i]);
         list_clear(&ts->warming);
         ts->warm_on_request = false;
     }
@@ -666,7 +605,6 @@ typedef struct plan {
     size_t n, cap;
     bool changed, added_or_changed; /* the diff saw a subscribed change / one that was not a removal */
     name_list_t *warming_out;       /* clusters: names whose content changed (for cluster warming) */
-    ekg_err_t err;
 } plan_t;
 
 static bool subscribed(const type_state_t *ts, ekg_resource_type_t type, const char *name)
@@ -676,19 +614,7 @@ static bool subscribed(const type_state_t *ts, ekg_resource_type_t type, const c
 
 static void add_item(plan_t *p, const ekg_resource_t *r)
 {
-    if (p->err)
-        return;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 8;
-        const ekg_resource_t **q = realloc(p->items, cap * sizeof(*q));
-        if (!q) {
-            p->err = EKG_ENOMEM;
-            return;
-        }
-        p->items = q;
-        p->cap = cap;
-    }
-    p->items[p->n++] = r;
+    EKG_ARRAY_PUSH(p->items, p->n, p->cap, r);
 }
 
 static void on_diff(void *ctx, const char *name, const ekg_resource_t *before, const ekg_resource_t *after)
@@ -699,8 +625,8 @@ static void on_diff(void *ctx, const char *name, const ekg_resource_t *before, c
     p->changed = true;
     if (after)
         p->added_or_changed = true;
-    if (after && p->warming_out && !p->err)
-        p->err = list_add(p->warming_out, name, strlen(name));
+    if (after && p->warming_out)
+        list_add(p->warming_out, name);
     if (after && !is_full_state(p->type) && !p->ts->force_all && !list_has(&p->ts->force, name))
         add_item(p, after);
 }
@@ -720,8 +646,6 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t
         return false;
     if (ts->sent != p->cur)
         ekg_resource_set_diff(ts->sent, p->cur, on_diff, p);
-    if (p->err)
-        return false;
     /* Proxyless-gRPC listeners go only to clients that name them. */
     bool wildcard_lds = type == EKG_RESOURCE_LISTENER && ts->wildcard;
     if (is_full_state(type)) {
@@ -737,7 +661,7 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t
                     add_item(p, r);
             }
         }
-        return p->err == EKG_OK;
+        return true;
     }
     if (ts->force_all) {
         for (size_t i = 0; i < names_count(ts->names); i++) {
@@ -752,8 +676,6 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t
                 add_item(p, r);
         }
     }
-    if (p->err)
-        return false;
     if (p->n > 0 || (ts->pending && names_count(ts->names) == 0))
         return true;
 up_to_date:
@@ -767,27 +689,6 @@ up_to_date:
     free(p->items);
     p->items = NULL;
     return false;
-}
-
-static size_t varint_len(size_t v)
-{
-    size_t n = 1;
-    while (v >>= 7)
-        n++;
-    return n;
-}
-
-static char *put_field(char *p, int field, const char *data, size_t len)
-{
-    *p++ = (char)(field << 3 | 2);
-    size_t v = len;
-    while (v >= 0x80) {
-        *p++ = (char)(v | 0x80);
-        v >>= 7;
-    }
-    *p++ = (char)v;
-    memcpy(p, data, len);
-    return p + len;
 }
 
 static void release_resource(void *owner)
@@ -804,8 +705,8 @@ static void release_set(void *owner)
 #define MAX_PIECES 16
 
 /* Encodes the header (version_info, type_url, nonce) and the pieces. */
-static ekg_err_t build_response(const char *url, const char *version, const char *nonce, plan_t *p,
-                                ekg_xds_response_t *out)
+static void build_response(const char *url, const char *version, const char *nonce, plan_t *p,
+                           ekg_xds_response_t *out)
 {
     /* Every resource of the set, in order (a client subscribed to everything): the set's shared bytes. */
     if (p && !p->whole_set && p->n && p->n == ekg_resource_set_size(p->cur)) {
@@ -814,30 +715,22 @@ static ekg_err_t build_response(const char *url, const char *version, const char
             i++;
         p->whole_set = i == p->n;
     }
+    /* DiscoveryResponse: version_info = 1, type_url = 4, nonce = 5 (resources = 2 are the pieces). */
     size_t ul = strlen(url), vl = strlen(version), nl = strlen(nonce);
-    size_t hlen = 3 + varint_len(vl) + vl + varint_len(ul) + ul + varint_len(nl) + nl;
+    size_t hlen = ekg_pb_field_size(1, vl) + ekg_pb_field_size(4, ul) + ekg_pb_field_size(5, nl);
     size_t npieces = 1 + (p ? (p->whole_set || p->n > MAX_PIECES ? 1 : p->n) : 0);
-    char *header = malloc(hlen);
-    ekg_xds_piece_t *pieces = calloc(npieces, sizeof(*pieces));
-    if (!header || !pieces) {
-        free(header);
-        free(pieces);
-        return EKG_ENOMEM;
-    }
-    char *q = put_field(header, 1, version, vl);
-    q = put_field(q, 4, url, ul);
-    q = put_field(q, 5, nonce, nl);
+    char *header = ekg_xmalloc(hlen);
+    ekg_xds_piece_t *pieces = ekg_xcalloc(npieces, sizeof(*pieces));
+    char *q = ekg_pb_put_field(header, 1, version, vl);
+    q = ekg_pb_put_field(q, 4, url, ul);
+    q = ekg_pb_put_field(q, 5, nonce, nl);
     pieces[0] =
         (ekg_xds_piece_t){.data = header, .len = (size_t)(q - header), .release = free, .owner = header};
     size_t total = pieces[0].len;
     if (p && p->whole_set) {
         const char *data;
         size_t len;
-        if (ekg_resource_set_response_fields(p->cur, &data, &len) != EKG_OK) {
-            free(header);
-            free(pieces);
-            return EKG_ENOMEM;
-        }
+        (void)ekg_resource_set_response_fields(p->cur, &data, &len); /* cannot fail: allocation aborts */
         pieces[1] = (ekg_xds_piece_t){
             .data = data, .len = len, .release = release_set, .owner = ekg_resource_set_ref(p->cur)};
         total += len;
@@ -847,12 +740,7 @@ static ekg_err_t build_response(const char *url, const char *version, const char
         size_t len = 0;
         for (size_t i = 0; i < p->n; i++)
             len += ekg_resource_response_len(p->items[i]);
-        char *buf = malloc(len ? len : 1), *q2 = buf;
-        if (!buf) {
-            free(header);
-            free(pieces);
-            return EKG_ENOMEM;
-        }
+        char *buf = ekg_xmalloc(len), *q2 = buf;
         for (size_t i = 0; i < p->n; i++) {
             size_t flen;
             const char *field = ekg_resource_response_field(p->items[i], &flen);
@@ -873,8 +761,6 @@ static ekg_err_t build_response(const char *url, const char *version, const char
         }
     }
     *out = (ekg_xds_response_t){.pieces = pieces, .npieces = npieces, .total_len = total};
-
-    return EKG_OK;
 }
 
 static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
@@ -883,7 +769,7 @@ static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
     snprintf(ts->nonce, sizeof(ts->nonce), "%s", nonce);
     snprintf(ts->sent_version, sizeof(ts->sent_version), "%s", ekg_resource_set_version(p->cur));
     ts->responses++;
-    ts->sent_time = wall_clock();
+    ts->sent_time = ekg_clock_unix_s();
     ekg_metrics_xds_push(p->type);
     ts->pending = false;
     list_clear(&ts->force);
@@ -912,48 +798,42 @@ bool ekg_xds_session_has_work(const ekg_xds_session_t *s)
 }
 
 /* Builds the response for a plan, records it as sent, and hands cluster-warming names to the EDS state. */
-static bool send_plan(ekg_xds_session_t *s, plan_t *p, name_list_t *warming, ekg_xds_response_t *out,
-                      ekg_err_t *err)
+static void send_plan(ekg_xds_session_t *s, plan_t *p, name_list_t *warming, ekg_xds_response_t *out)
 {
     char nonce[24];
     snprintf(nonce, sizeof(nonce), "%llu", ++s->next_nonce);
-    *err = build_response(ekg_resource_type_url(p->type), ekg_resource_set_version(p->cur), nonce, p, out);
-    if (*err == EKG_OK) {
-        out->type = p->type;
-        commit(s, p, nonce);
-        ekg_debug("xds: sending node=%s peer=%s type=%s version=%s nonce=%s resources=%zu",
-                  ekg_xds_session_node_id(s), s->peer, type_names[p->type], p->ts->sent_version, nonce,
-                  p->whole_set ? ekg_resource_set_size(p->cur) : p->n);
-        if (p->type == EKG_RESOURCE_LOAD_ASSIGNMENT && p->ts->warm_on_request) {
-            /* Sent after the Clusters: what warming waits for is on its way. */
-            for (size_t i = 0; i < p->n; i++)
-                list_remove(&p->ts->warming, ekg_resource_name(p->items[i]));
-            if (p->ts->warming.n == 0)
-                p->ts->warm_on_request = false;
-        }
-        if (p->type == EKG_RESOURCE_CLUSTER && warming->n) {
-            type_state_t *eds = &s->types[EKG_RESOURCE_LOAD_ASSIGNMENT];
-            for (size_t i = 0; i < warming->n && *err == EKG_OK; i++)
-                *err = list_add(&eds->warming, warming->names[i], strlen(warming->names[i]));
-            eds->warm_on_request = true;
-        }
+    build_response(ekg_resource_type_url(p->type), ekg_resource_set_version(p->cur), nonce, p, out);
+    out->type = p->type;
+    commit(s, p, nonce);
+    ekg_debug("xds: sending node=%s peer=%s type=%s version=%s nonce=%s resources=%zu",
+              ekg_xds_session_node_id(s), s->peer, type_names[p->type], p->ts->sent_version, nonce,
+              p->whole_set ? ekg_resource_set_size(p->cur) : p->n);
+    if (p->type == EKG_RESOURCE_LOAD_ASSIGNMENT && p->ts->warm_on_request) {
+        /* Sent after the Clusters: what warming waits for is on its way. */
+        for (size_t i = 0; i < p->n; i++)
+            list_remove(&p->ts->warming, ekg_resource_name(p->items[i]));
+        if (p->ts->warming.n == 0)
+            p->ts->warm_on_request = false;
+    }
+    if (p->type == EKG_RESOURCE_CLUSTER && warming->n) {
+        type_state_t *eds = &s->types[EKG_RESOURCE_LOAD_ASSIGNMENT];
+        for (size_t i = 0; i < warming->n; i++)
+            list_add(&eds->warming, warming->names[i]);
+        eds->warm_on_request = true;
     }
     free(p->items);
     p->items = NULL;
-    return *err == EKG_OK;
 }
 
-bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out, ekg_err_t *err)
+bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out)
 {
-    *err = EKG_OK;
     for (size_t i = 0; i < s->nunknown; i++) {
         unknown_type_t *u = &s->unknown[i];
         if (!u->pending)
             continue;
         char nonce[24];
         snprintf(nonce, sizeof(nonce), "%llu", ++s->next_nonce);
-        if ((*err = build_response(u->url, "", nonce, NULL, out)) != EKG_OK)
-            return false;
+        build_response(u->url, "", nonce, NULL, out);
         out->type = EKG_RESOURCE__COUNT;
         snprintf(u->nonce, sizeof(u->nonce), "%s", nonce);
         u->pending = false;
@@ -970,10 +850,6 @@ bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out, ekg_err
         bool track = t == EKG_RESOURCE_CLUSTER && s->api == EKG_XDS_ADS;
         if (!evaluate(s, (ekg_resource_type_t)t, track ? &warming : NULL, &p)) {
             free(p.items);
-            if (p.err) {
-                *err = p.err;
-                goto out;
-            }
             continue;
         }
         if (track && p.changed && !p.added_or_changed && !p.ts->pending && p.ts->force.n == 0 &&
@@ -982,11 +858,13 @@ bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out, ekg_err
             have_deferred = true;
             continue;
         }
-        ok = send_plan(s, &p, &warming, out, err);
+        send_plan(s, &p, &warming, out);
+        ok = true;
         goto out;
     }
     if (have_deferred) {
-        ok = send_plan(s, &deferred, &warming, out, err);
+        send_plan(s, &deferred, &warming, out);
+        ok = true;
         have_deferred = false;
     }
 out:
@@ -1068,30 +946,18 @@ void ekg_xds_session_resources(const ekg_xds_session_t *s, ekg_resource_type_t t
     }
 }
 
-static ekg_err_t copy_list(name_list_t *to, const name_list_t *from)
+ekg_xds_session_t *ekg_xds_session_copy(const ekg_xds_session_t *s)
 {
-    for (size_t i = 0; i < from->n; i++)
-        if (list_add(to, from->names[i], strlen(from->names[i])) != EKG_OK)
-            return EKG_ENOMEM;
-    return EKG_OK;
-}
-
-ekg_err_t ekg_xds_session_copy(const ekg_xds_session_t *s, ekg_xds_session_t **out)
-{
-    ekg_xds_session_t *c = NULL;
-    ekg_err_t err = ekg_xds_session_new(s->api, s->peer, &c);
-    if (err != EKG_OK)
-        return err;
+    ekg_xds_session_t *c = ekg_xds_session_new(s->api, s->peer);
     if (s->node_id) {
         const char *from[7] = {s->node_id,         s->cluster,           s->region, s->zone, s->sub_zone,
                                s->user_agent_name, s->user_agent_version};
         char **to[7] = {&c->node_id,         &c->cluster,           &c->region, &c->zone, &c->sub_zone,
                         &c->user_agent_name, &c->user_agent_version};
-        for (int i = 0; i < 7 && err == EKG_OK; i++)
-            if (!(*to[i] = strdup(from[i])))
-                err = EKG_ENOMEM;
+        for (int i = 0; i < 7; i++)
+            *to[i] = ekg_xstrdup(from[i]);
     }
-    for (int t = 0; t < NTYPES && err == EKG_OK; t++) {
+    for (int t = 0; t < NTYPES; t++) {
         const type_state_t *from = &s->types[t];
         type_state_t *to = &c->types[t];
         /* Scalars and fixed buffers by value; then what is owned, by reference or copy. */
@@ -1100,17 +966,10 @@ ekg_err_t ekg_xds_session_copy(const ekg_xds_session_t *s, ekg_xds_session_t **o
         to->sent = from->sent ? ekg_resource_set_ref(from->sent) : NULL;
         to->force = (name_list_t){0};
         to->warming = (name_list_t){0};
-        to->nack_message = NULL;
-        if (from->nack_message && !(to->nack_message = strdup(from->nack_message)))
-            err = EKG_ENOMEM;
-        if (err == EKG_OK)
-            err = copy_list(&to->force, &from->force);
+        to->nack_message = from->nack_message ? ekg_xstrdup(from->nack_message) : NULL;
+        for (size_t i = 0; i < from->force.n; i++)
+            list_add(&to->force, from->force.names[i]);
     }
     c->next_nonce = s->next_nonce;
-    if (err != EKG_OK) {
-        ekg_xds_session_free(c);
-        return err;
-    }
-    *out = c;
-    return EKG_OK;
+    return c;
 }

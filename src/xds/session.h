@@ -79,8 +79,9 @@ typedef enum {
 typedef void (*ekg_xds_resource_fn)(void *ctx, const char *name, ekg_xds_resource_state_t state,
                                     const ekg_resource_t *r);
 
-/* peer is for logs (e.g. "ipv4:127.0.0.1:5555"); copied. */
-ekg_err_t ekg_xds_session_new(ekg_xds_api_t api, const char *peer, ekg_xds_session_t **out);
+/* A new session, owned by the caller (ekg_xds_session_free). peer is for logs (e.g. "ipv4:127.0.0.1:5555");
+ * copied. */
+ekg_xds_session_t *ekg_xds_session_new(ekg_xds_api_t api, const char *peer);
 void ekg_xds_session_free(ekg_xds_session_t *s);
 
 /*
@@ -100,9 +101,9 @@ bool ekg_xds_session_has_work(const ekg_xds_session_t *s);
 
 /*
  * Produces the next response due, if any, and records it as sent (its nonce becomes the one the client must
- * answer). Returns false when nothing is due. EKG_ENOMEM is reported by returning false with *err set.
+ * answer). Returns false when nothing is due (*out untouched).
  */
-bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out, ekg_err_t *err);
+bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out);
 /* Releases a response's pieces (after the transport handed them to gRPC, or on failure). */
 void ekg_xds_response_release(ekg_xds_response_t *r);
 
@@ -123,8 +124,8 @@ void ekg_xds_session_resources(const ekg_xds_session_t *s, ekg_resource_type_t t
  * (on any thread), so that describing a thousand clients never holds up their sends. Cheap: subscriptions
  * and resource sets are shared by reference, only the small strings are copied. The copy answers the
  * accessors above; it has no snapshot and must not be fed requests. Owned by the caller:
- * ekg_xds_session_free(). EKG_ENOMEM on failure.
+ * ekg_xds_session_free().
  */
-ekg_err_t ekg_xds_session_copy(const ekg_xds_session_t *s, ekg_xds_session_t **out);
+ekg_xds_session_t *ekg_xds_session_copy(const ekg_xds_session_t *s);
 
 #endif

@@ -20,7 +20,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ekglue/file.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 
 #include "xds/tls.h"
 
@@ -57,43 +59,21 @@ static bool sig_eq(const file_sig_t *a, const file_sig_t *b)
            a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
-/* The whole file as a NUL-terminated string (malloc'ed). */
-static ekg_err_t read_file(const char *path, const char *role, char **out, ekg_diag_t *diag)
+/*
+ * The whole file as a NUL-terminated string (the caller's, free()); flags as ekg_file_read's. EKG_EIO when it
+ * cannot be opened or read, EKG_EINVAL when it is empty; diag says "TLS <role> <path>: <reason>".
+ */
+static ekg_err_t read_file(const char *path, const char *role, int flags, char **out, ekg_diag_t *diag)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ekg_diag_set(diag, EKG_EIO, "TLS %s %s: %s", role, path, strerror(errno));
-    ekg_err_t err = EKG_OK;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len + 1 == cap) {
-            char *p = realloc(buf, cap * 2);
-            if (!p) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = p;
-            cap *= 2;
-        }
-        size_t n = fread(buf + len, 1, cap - 1 - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (!buf)
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-    else if (ferror(f))
-        err = ekg_diag_set(diag, EKG_EIO, "TLS %s %s: read error", role, path);
-    else if (len == 0)
-        err = ekg_diag_set(diag, EKG_EINVAL, "TLS %s %s: empty file", role, path);
-    fclose(f);
-    if (err != EKG_OK) {
+    ekg_diag_t why = {{0}};
+    char *buf = NULL;
+    size_t len = 0;
+    if (ekg_file_read(path, 0, flags, &buf, &len, &why) != EKG_OK) /* why: "<path>: <reason>" */
+        return ekg_diag_set(diag, EKG_EIO, "TLS %s %s", role, why.msg);
+    if (len == 0) {
         free(buf);
-        return err;
+        return ekg_diag_set(diag, EKG_EINVAL, "TLS %s %s: empty file", role, path);
     }
-    buf[len] = '\0';
     *out = buf;
     return EKG_OK;
 }
@@ -119,7 +99,7 @@ static ekg_err_t load(ekg_xds_tls_t *t, file_sig_t sig[F__COUNT], grpc_ssl_serve
         if (!sig_of(t->files[i], &sig[i]))
             err = ekg_diag_set(diag, EKG_EIO, "TLS %s %s: %s", file_roles[i], t->files[i], strerror(errno));
         else
-            err = read_file(t->files[i], file_roles[i], &pem[i], diag);
+            err = read_file(t->files[i], file_roles[i], i == F_KEY ? EKG_FILE_SECRET : 0, &pem[i], diag);
     }
     if (err == EKG_OK) {
         grpc_ssl_pem_key_cert_pair pair = {.private_key = pem[F_KEY], .cert_chain = pem[F_CERT]};
@@ -127,8 +107,7 @@ static ekg_err_t load(ekg_xds_tls_t *t, file_sig_t sig[F__COUNT], grpc_ssl_serve
          * requested (ssl_security_connector.cc). Without mutual TLS they are never used (no
          * CertificateRequest is sent), so the server's own chain stands in. */
         const char *roots = pem[F_CA] ? pem[F_CA] : pem[F_CERT];
-        if (!(*config = grpc_ssl_server_certificate_config_create(roots, &pair, 1)))
-            err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        *config = grpc_ssl_server_certificate_config_create(roots, &pair, 1); /* copies; never NULL */
     }
     for (int i = 0; i < F__COUNT; i++)
         wipe_free(pem[i]);
@@ -181,35 +160,33 @@ ekg_err_t ekg_xds_tls_credentials(const char *cert_file, const char *key_file, c
 {
     if (!cert_file || !cert_file[0] || !key_file || !key_file[0])
         return ekg_diag_set(diag, EKG_EINVAL, "TLS needs both a certificate and a private key file");
-    ekg_xds_tls_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+    ekg_xds_tls_t *t = ekg_xcalloc(1, sizeof(*t));
     pthread_mutex_init(&t->lock, NULL);
     ekg_err_t err = EKG_OK;
     const char *paths[F__COUNT] = {cert_file, key_file,
                                    client_ca_file && client_ca_file[0] ? client_ca_file : NULL};
     for (int i = 0; i < F__COUNT; i++)
-        if (paths[i] && !(t->files[i] = strdup(paths[i])))
-            err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        if (paths[i])
+            t->files[i] = ekg_xstrdup(paths[i]);
     /* Read once now so that a wrong path is reported at start, naming the file. */
     grpc_ssl_server_certificate_config *probe = NULL;
     file_sig_t sig[F__COUNT];
-    if (err == EKG_OK && (err = load(t, sig, &probe, diag)) == EKG_OK)
-        grpc_ssl_server_certificate_config_destroy(probe);
-    if (err != EKG_OK) {
-        ekg_xds_tls_free(t);
-        return err;
-    }
+    if ((err = load(t, sig, &probe, diag)) != EKG_OK)
+        goto out;
+    grpc_ssl_server_certificate_config_destroy(probe);
     grpc_ssl_server_credentials_options *o = grpc_ssl_server_credentials_create_options_using_config_fetcher(
         t->files[F_CA] ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                        : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
         fetch, t);
     grpc_server_credentials *creds = o ? grpc_ssl_server_credentials_create_with_options(o) : NULL;
     if (!creds) {
-        ekg_xds_tls_free(t);
-        return ekg_diag_set(diag, EKG_EINVAL, "cannot create TLS credentials");
+        err = ekg_diag_set(diag, EKG_EINVAL, "cannot create TLS credentials");
+        goto out;
     }
     *tls = t;
+    t = NULL;
     *out = creds;
-    return EKG_OK;
+out:
+    ekg_xds_tls_free(t);
+    return err;
 }

@@ -43,10 +43,8 @@ static ekg_snapshot_t *snapshot(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    ekg_xds_session_t *s = NULL;
     ekg_xds_api_t api = size ? (ekg_xds_api_t)(data[0] % 5) : EKG_XDS_ADS;
-    if (ekg_xds_session_new(api, "fuzz", &s) != EKG_OK)
-        return 0;
+    ekg_xds_session_t *s = ekg_xds_session_new(api, "fuzz");
     ekg_xds_session_on_snapshot(s, snapshot());
     const uint8_t *p = size ? data + 1 : data, *end = data + size;
     for (int n = 0; n < 8 && p <= end; n++) {
@@ -58,8 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ekg_diag_t diag;
         if (ekg_xds_session_on_request(s, (const char *)p, (size_t)(q - p), &diag) == EKG_OK) {
             ekg_xds_response_t r;
-            ekg_err_t err;
-            for (int k = 0; k < 16 && ekg_xds_session_next(s, &r, &err); k++)
+            for (int k = 0; k < 16 && ekg_xds_session_next(s, &r); k++)
                 ekg_xds_response_release(&r);
         }
         p = q + 2;
