@@ -55,9 +55,8 @@ static ekg_err_t print_base(const ekg_config_t *cfg)
     if (err != EKG_OK)
         goto out;
     tree = cJSON_Parse(json);
-    pretty = tree ? cJSON_Print(tree) : NULL;
-    if (!pretty) {
-        err = EKG_ENOMEM;
+    if (!tree || !(pretty = cJSON_Print(tree))) {
+        err = EKG_EPARSE; /* not memory (that aborts): JSON from ekg_proto_to_json that cJSON cannot take */
         goto out;
     }
     printf("%s\n", pretty);

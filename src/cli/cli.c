@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 
 #include "cli/cli.h"
@@ -34,11 +35,10 @@ bool ekg_cli_set_log_level(const char *command, const char *arg)
     return true;
 }
 
-bool ekg_cli_kube_init(ekg_cli_kube_t *k, int argc)
+void ekg_cli_kube_init(ekg_cli_kube_t *k, int argc)
 {
     *k = (ekg_cli_kube_t){0};
-    k->namespaces = calloc((size_t)argc + 1, sizeof(*k->namespaces));
-    return k->namespaces != NULL;
+    k->namespaces = ekg_xcalloc((size_t)argc + 1, sizeof(*k->namespaces));
 }
 
 void ekg_cli_kube_free(ekg_cli_kube_t *k)

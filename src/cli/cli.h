@@ -57,8 +57,8 @@ enum {
     "  --namespace NS     watch only this namespace's Services and EndpointSlices (repeatable)\n"            \
     "  --service-selector SEL  label selector for Services (e.g. app.kubernetes.io/part-of=shop)\n"
 
-/* Initializes k for argc arguments (allocates the namespace array). */
-bool ekg_cli_kube_init(ekg_cli_kube_t *k, int argc);
+/* Initializes k for argc arguments (allocates the namespace array; ekg_cli_kube_free). */
+void ekg_cli_kube_init(ekg_cli_kube_t *k, int argc);
 void ekg_cli_kube_free(ekg_cli_kube_t *k);
 /* 1: handled; 0: not a Kubernetes option; -1: bad value (said on stderr). */
 int ekg_cli_kube_option(ekg_cli_kube_t *k, const char *command, int code, const char *arg);

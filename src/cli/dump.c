@@ -17,6 +17,7 @@
 
 #include "ekglue/translate.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/model.h"
 #include "ekglue/proto.h"
 #include "ekglue/render.h"
@@ -67,7 +68,7 @@ int ekg_cli_dump(int argc, char **argv)
     ekg_resource_set_t *clusters = NULL, *las = NULL;
     cJSON *doc = NULL;
     const char *config_path = NULL, *format = "json";
-    const char **object_paths = calloc((size_t)argc + 1, sizeof(char *));
+    const char **object_paths = ekg_xcalloc((size_t)argc + 1, sizeof(char *));
     size_t nobjects = 0;
     ekg_cli_kube_t kube = {0};
     ekg_kube_conn_t *conn = NULL;
@@ -78,8 +79,7 @@ int ekg_cli_dump(int argc, char **argv)
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    if (!object_paths || !ekg_cli_kube_init(&kube, argc))
-        goto out;
+    ekg_cli_kube_init(&kube, argc);
     ekg_log_set_level(EKG_LOG_WARN);
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "o:c:f:l:h", opts, NULL)) != -1;) {

@@ -41,13 +41,14 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ekglue/translate.h"
 #include "ekglue/debug.h"
 #include "ekglue/watch.h"
+#include "ekglue/clock.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/metrics.h"
 #include "ekglue/model.h"
 #include "ekglue/cache.h"
@@ -123,9 +124,8 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     ekg_translator_t *t = NULL;
     ekg_snapshot_t *snap = NULL;
     ekg_err_t err = EKG_OK;
-    struct timespec t0, t1;
+    double t0 = ekg_clock_s();
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (st->npaths == 0 &&
         (err = ekg_objects_add_buffer(&objs, (const char *)ekg_demo_cluster, ekg_demo_cluster_size,
                                       "embedded demo cluster", &diag)) != EKG_OK) {
@@ -147,11 +147,10 @@ static ekg_err_t load_and_publish(serve_state_t *st)
         ekg_error("translation failed, keeping the previous state: %s", ekg_strerror(err));
         goto out;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double built = ekg_clock_s() - t0;
     /* Counted only when the cache took it (unchanged content is dropped: nothing was updated). */
     if (ekg_cache_publish(st->cache, snap))
-        ekg_metrics_snapshot_published((double)(t1.tv_sec - t0.tv_sec) +
-                                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+        ekg_metrics_snapshot_published(built);
     st->reloads++;
     ekg_info("objects loaded services=%zu slices=%zu nodes=%zu skipped=%zu clusters=%zu cluster_version=%s "
              "load_assignments=%zu load_assignment_version=%s listeners=%zu",
@@ -173,15 +172,12 @@ out:
 static void watch_files(serve_state_t *st, int ifd)
 {
     for (size_t i = 0; i < st->nwatched; i++) {
-        st->wds[i] = -1;
-        char *copy_dir = strdup(st->paths[i]), *copy_base = strdup(st->paths[i]);
-        if (copy_dir && copy_base) {
-            st->base_names[i] = strdup(basename(copy_base));
-            const char *dir = dirname(copy_dir);
-            st->wds[i] = inotify_add_watch(ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
-            if (st->wds[i] < 0)
-                ekg_warn("cannot watch %s for changes (%s); reload with SIGHUP", dir, strerror(errno));
-        }
+        char *copy_dir = ekg_xstrdup(st->paths[i]), *copy_base = ekg_xstrdup(st->paths[i]);
+        st->base_names[i] = ekg_xstrdup(basename(copy_base));
+        const char *dir = dirname(copy_dir);
+        st->wds[i] = inotify_add_watch(ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
+        if (st->wds[i] < 0)
+            ekg_warn("cannot watch %s for changes (%s); reload with SIGHUP", dir, strerror(errno));
         free(copy_dir);
         free(copy_base);
     }
@@ -210,18 +206,11 @@ static bool files_changed(serve_state_t *st, int ifd)
                 continue;
             }
             for (size_t i = 0; i < st->nwatched; i++)
-                if (st->wds[i] == ev->wd && st->base_names[i] && strcmp(st->base_names[i], ev->name) == 0)
+                if (st->wds[i] == ev->wd && strcmp(st->base_names[i], ev->name) == 0)
                     changed = true;
         }
     }
     return changed;
-}
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /*
@@ -262,7 +251,7 @@ static void run(serve_state_t *st, int sfd, int ifd)
         struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ifd, .events = POLLIN}};
         int timeout = -1;
         if (reload_at >= 0) {
-            long long left = reload_at - now_ms();
+            long long left = reload_at - ekg_clock_ms();
             timeout = left > 0 ? (int)left : 0;
         }
         int n = poll(fds, ifd >= 0 ? 2 : 1, timeout);
@@ -283,8 +272,8 @@ static void run(serve_state_t *st, int sfd, int ifd)
             }
         }
         if (n > 0 && ifd >= 0 && (fds[1].revents & POLLIN) && files_changed(st, ifd) && reload_at < 0)
-            reload_at = now_ms() + DEBOUNCE_MS;
-        if (reload_at >= 0 && now_ms() >= reload_at) {
+            reload_at = ekg_clock_ms() + DEBOUNCE_MS;
+        if (reload_at >= 0 && ekg_clock_ms() >= reload_at) {
             reload_at = -1;
             reload(st, "files changed");
         }
@@ -310,20 +299,16 @@ static ekg_err_t start_debug(const char *listen, bool required, ekg_cache_t *cac
         ekg_info("debug server disabled (--debug-listen off)");
         goto out;
     }
-    if (!(f = open_memstream(&desc, &size))) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    if (!(f = open_memstream(&desc, &size)))
+        ekg_oom(0); /* its only failure is memory */
     if (kube_desc)
         fprintf(f, "Kubernetes API %s", kube_desc);
     else if (!st->npaths)
         fputs("the embedded demo cluster", f);
     for (size_t i = 0; !kube_desc && i < st->npaths; i++)
         fprintf(f, "%s%s", i ? ", " : "files ", st->paths[i]);
-    if (fclose(f) != 0 || !desc) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    if (fclose(f) != 0 || !desc)
+        ekg_oom(0); /* a memory stream fails only to grow */
     ekg_debug_options_t opts = {.listen = listen, .optional = !required};
     if ((err = ekg_debug_server_start(&opts, cache, xds, watcher, desc, out, &diag)) != EKG_OK)
         goto out;
@@ -382,11 +367,10 @@ int ekg_cli_serve(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
 
-    st.paths = calloc((size_t)argc + 1, sizeof(*st.paths));
-    st.wds = calloc((size_t)argc + 1, sizeof(*st.wds));
-    st.base_names = calloc((size_t)argc + 1, sizeof(*st.base_names));
-    if (!st.paths || !st.wds || !st.base_names || !ekg_cli_kube_init(&kube, argc))
-        goto out;
+    st.paths = ekg_xcalloc((size_t)argc + 1, sizeof(*st.paths));
+    st.wds = ekg_xcalloc((size_t)argc + 1, sizeof(*st.wds));
+    st.base_names = ekg_xcalloc((size_t)argc + 1, sizeof(*st.base_names));
+    ekg_cli_kube_init(&kube, argc);
     ekg_log_set_level(EKG_LOG_INFO);
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "o:c:x:l:t:h", opts, NULL)) != -1;) {
@@ -574,7 +558,7 @@ out:
     /* SIGTERM, SIGINT and SIGHUP stay blocked, never restored: one that arrived during the shutdown (an
      * impatient second SIGTERM) is still pending, and unblocking it here would kill the process by the
      * signal on its way to exit 0. main returns right after; the pending signals die with the process. */
-    for (size_t i = 0; st.base_names && i < st.nwatched; i++)
+    for (size_t i = 0; i < st.nwatched; i++)
         free(st.base_names[i]);
     free(st.base_names);
     free(st.wds);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ekglue/mem.h"
 #include "watch/event_stream.h"
 
 static size_t bound(const ekg_event_stream_t *s)
@@ -49,16 +50,11 @@ ekg_err_t ekg_event_stream_feed(ekg_event_stream_t *s, const char *data, size_t 
     if (!memchr(data, '\n', len) && memchr(s->buf ? s->buf + s->scan : "", '\n', s->len - s->scan) == NULL &&
         s->len + len > bound(s))
         return s->failed = EKG_ERANGE;
-    if (s->len + len + 1 > s->cap) { /* + 1: room for the NUL that terminates a yielded line */
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + len + 1)
-            cap *= 2;
-        char *buf = realloc(s->buf, cap);
-        if (!buf)
-            return s->failed = EKG_ENOMEM;
-        s->buf = buf;
-        s->cap = cap;
-    }
+    /* + 1: room for the NUL that terminates a yielded line; at least 4 KiB, doubling from there. */
+    size_t need = s->len + len + 1;
+    void *buf = s->buf;
+    ekg_array_reserve(&buf, &s->cap, need > 4096 ? need : 4096, 1);
+    s->buf = buf;
     memcpy(s->buf + s->len, data, len);
     s->len += len;
     return EKG_OK;

@@ -32,7 +32,7 @@ typedef struct ekg_event_stream {
     size_t start;     /* the next line begins here */
     size_t scan;      /* no '\n' in [start, scan) */
     size_t max_line;  /* 0: EKG_EVENT_STREAM_MAX_LINE */
-    ekg_err_t failed; /* sticky: EKG_ERANGE or EKG_ENOMEM once a feed failed */
+    ekg_err_t failed; /* sticky: EKG_ERANGE once a line went beyond the bound */
 } ekg_event_stream_t;
 
 /* An empty splitter that fails on lines longer than max_line bytes (0: the default bound). */
@@ -43,8 +43,8 @@ void ekg_event_stream_free(ekg_event_stream_t *s);
 void ekg_event_stream_reset(ekg_event_stream_t *s);
 
 /*
- * Appends len bytes. EKG_ERANGE when the line being accumulated grows beyond the bound, EKG_ENOMEM when the
- * buffer cannot grow; both are sticky (every later call fails the same way until a reset).
+ * Appends len bytes. EKG_ERANGE when the line being accumulated grows beyond the bound, sticky (every later
+ * call fails the same way until a reset). Allocation failure aborts (include/ekglue/mem.h).
  */
 ekg_err_t ekg_event_stream_feed(ekg_event_stream_t *s, const char *data, size_t len);
 
