@@ -115,7 +115,12 @@ typedef struct stream {
     bool listed;    /* a complete list has been applied */
     bool next_list; /* in PHASE_WAIT: list (rather than watch) when the wait is over */
     char *rv;       /* owned: the last seen resourceVersion (the watch resumes from it); NULL before a list */
-    ekg_map_t known;  /* key -> known_t (owned) */
+    ekg_map_t known; /* key -> known_t (owned) */
+    /* List-only mode: what this stream's current list has collected (owned); handed to w->objs only once the
+     * list is complete, so that a list that starts over (an expired continue token, a renewed token) does not
+     * deliver its first pages twice. */
+    ekg_objects_t got;
+    size_t got_cap[3];
     unsigned gen;     /* the current list's generation */
     char *list_rv;    /* owned: the current list's resourceVersion (page 1's) */
     char *cont;       /* owned: the continue token of the next page, or NULL */
@@ -152,7 +157,7 @@ struct ekg_watcher {
     void *ctx;
     ekg_translator_t *translator; /* owned; NULL in list-only mode */
 
-    ekg_objects_t *objs; /* list-only mode: where objects go (NULL in the daemon) */
+    ekg_objects_t *objs; /* list-only mode: where complete lists go (NULL in the daemon) */
     size_t objs_cap[3];
     ekg_err_t fatal; /* list-only mode: the first failure ends the run */
     ekg_diag_t *diag;
@@ -320,17 +325,17 @@ static bool put_object(stream_t *s, const cJSON *obj)
         ekg_warn("kubernetes object skipped resource=%s error=\"%s\"", s->label,
                  diag.msg[0] ? diag.msg : ekg_strerror(err));
         if (w->objs)
-            w->objs->nskipped++;
+            s->got.nskipped++;
         return false;
     }
     if (w->objs) {
-        ekg_objects_t *o = w->objs;
+        ekg_objects_t *o = &s->got;
         if (s->res == EKG_KUBE_SERVICES)
-            EKG_ARRAY_PUSH(o->services, o->nservices, w->objs_cap[0], (ekg_service_t *)parsed);
+            EKG_ARRAY_PUSH(o->services, o->nservices, s->got_cap[0], (ekg_service_t *)parsed);
         else if (s->res == EKG_KUBE_ENDPOINT_SLICES)
-            EKG_ARRAY_PUSH(o->slices, o->nslices, w->objs_cap[1], (ekg_endpoint_slice_t *)parsed);
+            EKG_ARRAY_PUSH(o->slices, o->nslices, s->got_cap[1], (ekg_endpoint_slice_t *)parsed);
         else
-            EKG_ARRAY_PUSH(o->nodes, o->nnodes, w->objs_cap[2], (ekg_node_t *)parsed);
+            EKG_ARRAY_PUSH(o->nodes, o->nnodes, s->got_cap[2], (ekg_node_t *)parsed);
         return true;
     }
     switch (s->res) {
@@ -548,8 +553,33 @@ static void start_request(stream_t *s, bool list)
 }
 
 /* Starts a list from its first page. */
+/* List-only mode: forgets what the stream's list collected so far (a new list starts from the first page). */
+static void drop_collected(stream_t *s)
+{
+    ekg_objects_free(&s->got);
+    memset(&s->got, 0, sizeof(s->got));
+    memset(s->got_cap, 0, sizeof(s->got_cap));
+}
+
+/* List-only mode: the stream's list is complete: its objects join w->objs. */
+static void hand_over_collected(stream_t *s)
+{
+    ekg_objects_t *o = s->w->objs, *g = &s->got;
+    for (size_t i = 0; i < g->nservices; i++)
+        EKG_ARRAY_PUSH(o->services, o->nservices, s->w->objs_cap[0], g->services[i]);
+    for (size_t i = 0; i < g->nslices; i++)
+        EKG_ARRAY_PUSH(o->slices, o->nslices, s->w->objs_cap[1], g->slices[i]);
+    for (size_t i = 0; i < g->nnodes; i++)
+        EKG_ARRAY_PUSH(o->nodes, o->nnodes, s->w->objs_cap[2], g->nodes[i]);
+    o->nskipped += g->nskipped;
+    g->nservices = g->nslices = g->nnodes = 0; /* moved, not freed */
+    drop_collected(s);
+}
+
 static void start_list(stream_t *s)
 {
+    if (s->w->objs)
+        drop_collected(s);
     free(s->cont);
     free(s->list_rv);
     s->cont = s->list_rv = NULL;
@@ -703,6 +733,7 @@ static void handle_list_page(stream_t *s)
         ekg_info("kubernetes relisted resource=%s objects=%zu changed=%zu removed=%zu resource_version=%s",
                  s->label, s->list_seen, s->list_changed, removed, s->list_rv);
     if (w->objs) {
+        hand_over_collected(s);
         s->phase = PHASE_DONE;
         return;
     }
@@ -1042,6 +1073,7 @@ static void watcher_free(ekg_watcher_t *w)
             }
         }
         ekg_map_clear(&s->known);
+        ekg_objects_free(&s->got);
         ekg_event_stream_free(&s->lines);
         free(s->body.data);
         free(s->rv);

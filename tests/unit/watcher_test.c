@@ -11,6 +11,7 @@
  * control API (/fake/...). Every wait is bounded. Thread: the test's main thread; the watcher runs its own.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -932,6 +933,82 @@ static void test_list_all(void **state)
     env_free(e);
 }
 
+typedef struct list_all_run {
+    ekg_kube_conn_t *conn;
+    ekg_watch_options_t opts;
+    ekg_objects_t objs;
+    ekg_diag_t diag;
+    ekg_err_t err;
+} list_all_run_t;
+
+static void *list_all_thread(void *arg)
+{
+    list_all_run_t *r = arg;
+    r->err = ekg_kube_list_all(r->conn, &r->opts, &r->objs, &r->diag);
+    return NULL;
+}
+
+/* `ekglue dump`: a list whose continue token expires starts over, and what its first attempt collected is not
+ * delivered twice (nor an object deleted in between). */
+static void test_list_all_starts_over_without_duplicates(void **state)
+{
+    (void)state;
+    env_t *e = env_new(0, NULL);
+    load_web(e);
+    for (int i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "svc%d", i);
+        apply(&e->fake, service("default", name, NULL));
+    }
+    /* The first two Services pages are slow (1 s): while the second one waits, the list's RV is compacted
+     * away, so its continue token expires (410) and the list starts over from the first page. */
+    ctl_do(&e->fake, "POST", "/fake/faults",
+           "{\"fault\":\"slow\",\"prefix\":\"/api/v1/services\",\"watch\":false,\"count\":2,\"delay\":1.0}");
+    env_connect(e, NULL);
+    list_all_run_t run = {.conn = e->conn, .opts = test_options()};
+    run.opts.page_limit = 2;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, list_all_thread, &run), 0);
+    bool saw_continue = false;
+    for (long long deadline = now_ms() + WAIT_MS; !saw_continue && now_ms() < deadline;) {
+        cJSON *reqs = requests(&e->fake, "/api/v1/services");
+        const cJSON *r;
+        cJSON_ArrayForEach(r, reqs)
+        {
+            saw_continue |= query(r, "continue") != NULL;
+        }
+        cJSON_Delete(reqs);
+        if (!saw_continue)
+            sleep_ms(10);
+    }
+    assert_true(saw_continue);
+    ctl_do(&e->fake, "DELETE", "/fake/objects?kind=Service&namespace=default&name=svc0", NULL);
+    ctl_do(&e->fake, "POST", "/fake/compact", NULL);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (run.err)
+        print_error("%s\n", run.diag.msg);
+    assert_int_equal(run.err, EKG_OK);
+    /* web and svc1..svc4, once each: the expired attempt's first page (which had svc0) is not in the result
+     */
+    assert_int_equal(run.objs.nservices, 5);
+    for (size_t i = 0; i < run.objs.nservices; i++)
+        for (size_t j = i + 1; j < run.objs.nservices; j++)
+            assert_string_not_equal(run.objs.services[i]->meta.name, run.objs.services[j]->meta.name);
+    for (size_t i = 0; i < run.objs.nservices; i++)
+        assert_string_not_equal(run.objs.services[i]->meta.name, "svc0");
+    cJSON *reqs = requests(&e->fake, "/api/v1/services");
+    int expired = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        expired += req_status(r) == 410;
+    }
+    cJSON_Delete(reqs);
+    assert_int_equal(expired, 1); /* the path under test was taken */
+    ekg_objects_free(&run.objs);
+    env_free(e);
+}
+
 static int teardown_env(void **state)
 {
     (void)state;
@@ -982,6 +1059,7 @@ int main(void)
         cmocka_unit_test_teardown(test_401_until_the_token_changes, teardown_env),
         cmocka_unit_test_teardown(test_namespaces_and_selector, teardown_env),
         cmocka_unit_test_teardown(test_list_all, teardown_env),
+        cmocka_unit_test_teardown(test_list_all_starts_over_without_duplicates, teardown_env),
     };
     if (getenv("EKG_TEST_FILTER"))
         cmocka_set_test_filter(getenv("EKG_TEST_FILTER"));
