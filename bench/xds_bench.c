@@ -67,7 +67,9 @@
 #include "envoy/service/discovery/v3/discovery.upb.h"
 
 #include "ekglue/translate.h"
+#include "ekglue/clock.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/model.h"
 #include "ekglue/proto.h"
 #include "ekglue/resource.h"
@@ -104,8 +106,7 @@ static void put(buf_t *b, const char *fmt, ...)
             return;
         }
         b->cap = b->cap ? b->cap * 2 : 1 << 16;
-        if (!(b->p = realloc(b->p, b->cap)))
-            abort();
+        b->p = ekg_xrealloc(b->p, b->cap);
     }
 }
 
@@ -113,8 +114,7 @@ static void put_bytes(buf_t *b, const void *data, size_t len)
 {
     while (b->cap - b->n < len + 1) {
         b->cap = b->cap ? b->cap * 2 : 1 << 16;
-        if (!(b->p = realloc(b->p, b->cap)))
-            abort();
+        b->p = ekg_xrealloc(b->p, b->cap);
     }
     memcpy(b->p + b->n, data, len);
     b->n += len;
@@ -122,9 +122,7 @@ static void put_bytes(buf_t *b, const void *data, size_t len)
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return ekg_clock_s();
 }
 
 /* CPU time of the whole process (every thread), in ms. */
@@ -722,17 +720,17 @@ static int client_main(int argc, char **argv)
     C.nclusters = atoi(argv[6]);
     C.out_fd = 4;
     pthread_mutex_init(&C.lock, NULL);
-    C.received = calloc((size_t)C.nchanges + 1, sizeof(*C.received));
-    C.acked = calloc((size_t)C.nchanges + 1, sizeof(*C.acked));
-    C.versions = calloc((size_t)C.nchanges + 1, sizeof(*C.versions));
-    C.streams = calloc((size_t)C.nstreams, sizeof(*C.streams));
-    C.channels = calloc((size_t)C.nchannels, sizeof(*C.channels));
+    C.received = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.received));
+    C.acked = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.acked));
+    C.versions = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.versions));
+    C.streams = ekg_xcalloc((size_t)C.nstreams, sizeof(*C.streams));
+    C.channels = ekg_xcalloc((size_t)C.nchannels, sizeof(*C.channels));
 
     /* The load-assignment names, from the round process. */
-    uint32_t len;
-    char *names = NULL;
-    if (!read_all(3, &len, sizeof(len), 10000) || !(names = malloc(len + 1)) ||
-        !read_all(3, names, len, 10000)) {
+    uint32_t len = 0;
+    bool got = read_all(3, &len, sizeof(len), 10000);
+    char *names = ekg_xmalloc((size_t)len + 1);
+    if (!got || !read_all(3, names, len, 10000)) {
         fprintf(stderr, "xds_bench client: cannot read the resource names\n");
         return 1;
     }
@@ -1027,7 +1025,7 @@ static void b_on_request(bworker_t *w, bool ok)
         return;
     grpc_call *call = w->new_call;
     b_arm(w);
-    bstream_t *st = calloc(1, sizeof(*st));
+    bstream_t *st = ekg_xcalloc(1, sizeof(*st));
     st->srv = s;
     st->call = call;
     atomic_init(&st->refs, 2); /* ours and the list's */
@@ -1044,13 +1042,8 @@ static void b_on_request(bworker_t *w, bool ok)
     bstream_recv(st);
     pthread_mutex_unlock(&st->lock);
     pthread_mutex_lock(&s->lock);
-    if (s->nstreams == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 1024;
-        if (!(s->streams = realloc(s->streams, s->cap * sizeof(*s->streams))))
-            abort();
-    }
     st->index = s->nstreams;
-    s->streams[s->nstreams++] = st;
+    EKG_ARRAY_PUSH(s->streams, s->nstreams, s->cap, st);
     if (s->stopping)
         grpc_call_cancel_with_status(call, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
     pthread_mutex_unlock(&s->lock);
@@ -1106,7 +1099,7 @@ static int bserver_start(bserver_t *s, int threads)
     s->server = grpc_server_create(NULL, NULL);
     s->method = grpc_server_register_method(s->server, ADS_METHOD, NULL, GRPC_SRM_PAYLOAD_NONE, 0);
     s->nworkers = threads;
-    s->workers = calloc((size_t)threads, sizeof(*s->workers));
+    s->workers = ekg_xcalloc((size_t)threads, sizeof(*s->workers));
     for (int i = 0; i < threads; i++) {
         s->workers[i].srv = s;
         s->workers[i].tag = (btag_t){BEV_REQUEST, &s->workers[i]};
@@ -1154,9 +1147,8 @@ static void bserver_stop(bserver_t *s)
     for (size_t i = 0; i < s->nstreams; i++)
         grpc_call_cancel_with_status(s->streams[i]->call, GRPC_STATUS_UNAVAILABLE, "server shutting down",
                                      NULL);
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += 5;
+    long long dl_ms = ekg_clock_ms() + 5000; /* s->cond waits on CLOCK_MONOTONIC */
+    struct timespec dl = {.tv_sec = (time_t)(dl_ms / 1000), .tv_nsec = (long)(dl_ms % 1000) * 1000000L};
     while (!b_done(s) && pthread_cond_timedwait(&s->cond, &s->lock, &dl) == 0)
         ;
     bool done = b_done(s);
@@ -1301,7 +1293,7 @@ static int round_setup(round_t *r, result_t *res)
         r->b.cds = response_bytes(ekg_resource_set_version(cl), CDS_TYPE, "1", data, len);
         ekg_resource_set_response_fields(la, &data, &len);
         r->b.eds = response_bytes(ekg_resource_set_version(la), EDS_TYPE, "2", data, len);
-        r->b.updates = calloc((size_t)r->o.changes, sizeof(*r->b.updates));
+        r->b.updates = ekg_xcalloc((size_t)r->o.changes, sizeof(*r->b.updates));
         ekg_resource_set_t *prev = ekg_resource_set_ref(la);
         for (int k = 0; k < r->o.changes; k++) {
             ekg_endpoint_slice_t *slice = change_slice(k, r->o.services);
@@ -1439,7 +1431,7 @@ static int round_main(int argc, char **argv)
         .ekglue = strcmp(argv[2], "ekglue") == 0,
         .o = {atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]), atoi(argv[8])}};
     int result_fd = atoi(argv[9]);
-    result_t *res = calloc(1, sizeof(*res));
+    result_t *res = ekg_xcalloc(1, sizeof(*res));
     int to_child = -1, from_child = -1, rc = 1;
     pid_t child = -1;
     ekg_diag_t diag = {{0}};
@@ -1628,7 +1620,7 @@ int main(int argc, char **argv)
         o.streams, o.channels, o.services, ENDPOINTS, o.changes, o.threads, CLIENT_THREADS,
         sysconf(_SC_NPROCESSORS_ONLN));
     result_t *e = NULL, *b = NULL;
-    result_t *re = calloc(1, sizeof(*re)), *rb = calloc(1, sizeof(*rb));
+    result_t *re = ekg_xcalloc(1, sizeof(*re)), *rb = ekg_xcalloc(1, sizeof(*rb));
     int rc = 0;
     if (!only || strcmp(only, "ekglue") == 0) {
         if (run_round("ekglue", &o, re))

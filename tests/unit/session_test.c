@@ -24,6 +24,7 @@
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
 
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 
 #include "xds_fixtures.h"
 
@@ -998,8 +999,7 @@ static void test_stream_behind_several_snapshots_gets_only_the_latest(void **sta
 /* "prefix0000=variant prefix0001=variant ..." with variant changed_variant for index changed (-1: none). */
 static char *many_spec(const char *variant, int changed, const char *changed_variant)
 {
-    char *spec = malloc(MANY * 24);
-    assert_non_null(spec);
+    char *spec = ekg_xmalloc(MANY * 24);
     char *p = spec;
     for (int i = 0; i < MANY; i++)
         p += sprintf(p, "%sc%04d%s%s", i ? " " : "", i, variant ? "=" : "",
