@@ -246,7 +246,8 @@ class ServerTest(xc.LogOnFailure, unittest.TestCase):
         with open(big, "w") as f:
             for i in range(20000):
                 f.write("---\n" + EXTRA_SERVICE % {"name": "svc-%05d" % i})
-        with xc.EkglueServer([self.demo, self.extra, big], log_level="info") as server:
+        # 20,000 Services take seconds to load in a sanitizer build on a busy machine: a longer bound to start.
+        with xc.EkglueServer([self.demo, self.extra, big], log_level="info", start_timeout=60) as server:
             stuck = xc.XdsStream(server.channel(), read=False)
             stuck.send(xc.CLUSTER_URL, node_id="stuck")
             time.sleep(0.3)

@@ -103,7 +103,7 @@ class ShutdownTest(xc.LogOnFailure, unittest.TestCase):
         with open(big, "w") as f:
             for i in range(20000):  # ~2 MB of Clusters: more than flow control lets through unread
                 f.write(SERVICE % {"name": "svc-%05d" % i})
-        server = xc.EkglueServer([self.demo, big], log_level="info")
+        server = xc.EkglueServer([self.demo, big], log_level="info", start_timeout=60)  # 20,000 Services
         # Its own connection (a local subchannel pool) with a fixed 64 KiB window (no BDP probing): channels to
         # one address otherwise share a connection whose window the reading stream has grown past 2 MB.
         ch = grpc.insecure_channel(server.address, options=[("grpc.use_local_subchannel_pool", 1),
