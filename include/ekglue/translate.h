@@ -128,13 +128,19 @@ typedef struct ekg_locality {
     const char *region, *zone, *sub_zone;
 } ekg_locality_t;
 
-/* cfg is borrowed and must outlive the translator (or be replaced with ekg_translator_set_config). */
+/*
+ * cfg is borrowed and must outlive the translator (or be replaced with ekg_translator_set_config). Cannot
+ * fail (always EKG_OK; out of memory aborts): the return is kept for the callers in src/watch and src/cli.
+ */
 ekg_err_t ekg_translator_new(const ekg_config_t *cfg, ekg_translator_t **out);
 void ekg_translator_free(ekg_translator_t *t);
 /* Switches to another config: every Service is redone on the next build. cfg is borrowed. */
 void ekg_translator_set_config(ekg_translator_t *t, const ekg_config_t *cfg);
 
-/* Adds or replaces an object (matched by namespace/name); takes ownership of it, also on error. */
+/*
+ * Adds or replaces an object (matched by namespace/name); takes ownership of it. These cannot fail (always
+ * EKG_OK): the returns are kept for the callers in src/watch, src/cli and bench/.
+ */
 ekg_err_t ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc);
 ekg_err_t ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *slice);
 ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node);
@@ -142,7 +148,7 @@ ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node);
 void ekg_translator_remove_service(ekg_translator_t *t, const char *namespace_, const char *name);
 void ekg_translator_remove_slice(ekg_translator_t *t, const char *namespace_, const char *name);
 void ekg_translator_remove_node(ekg_translator_t *t, const char *name);
-/* Moves every object of objs into the translator (objs is left empty; free it as usual). */
+/* Moves every object of objs into the translator (objs is left empty; free it as usual). Always EKG_OK. */
 ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs);
 
 /*
@@ -169,8 +175,8 @@ void ekg_translator_last_stats(const ekg_translator_t *t, ekg_translate_stats_t 
 
 /*
  * The Nodes' localities as {node name: {region, zone, subZone}} (empty fields left out, like proto3 JSON of
- * envoy.config.core.v3.Locality), sorted by name: what `ekglue dump` and the debug port show. NULL when out
- * of memory; owned by the caller (cJSON_Delete).
+ * envoy.config.core.v3.Locality), sorted by name: what `ekglue dump` and the debug port show. Owned by the
+ * caller (cJSON_Delete).
  */
 cJSON *ekg_translator_localities(const ekg_translator_t *t);
 

@@ -8,7 +8,8 @@
  *   - any DNS/static type: a load_assignment to <service>.<namespace>.svc.<domain>. and the port;
  *   - ExternalName Services: DNS (STRICT_DNS unless the config chose LOGICAL_DNS) to the external name;
  *   - cluster_type (custom clusters such as aggregate): left as configured.
- * Thread: the translator's owner.
+ * Errors are the config's (an override that does not merge) and upb's encoder's; out of memory, upb's
+ * included, aborts (ekglue/mem.h). Thread: the translator's owner.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "envoy/config/endpoint/v3/endpoint_components.upb.h"
 
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 
 #include "common/pbwrite.h"
@@ -41,19 +43,20 @@ static upb_StringView arena_string(upb_Arena *arena, const char *s)
     size_t n = strlen(s);
     char *p = upb_Arena_Malloc(arena, n + 1);
     if (!p)
-        return upb_StringView_FromDataAndSize(NULL, 0);
+        ekg_oom(n + 1);
     memcpy(p, s, n + 1);
     return upb_StringView_FromDataAndSize(p, n);
 }
 
-/* A load_assignment with the single DNS endpoint host:port. */
-static ekg_err_t set_dns_target(envoy_config_cluster_v3_Cluster *c, const char *name, const char *host,
-                                uint32_t port, bool udp, upb_Arena *arena)
+/* A load_assignment with the single DNS endpoint host:port. upb's accessors return NULL only when the arena
+ * cannot grow. */
+static void set_dns_target(envoy_config_cluster_v3_Cluster *c, const char *name, const char *host,
+                           uint32_t port, bool udp, upb_Arena *arena)
 {
     envoy_config_endpoint_v3_ClusterLoadAssignment *la =
         envoy_config_cluster_v3_Cluster_mutable_load_assignment(c, arena);
     if (!la)
-        return EKG_ENOMEM;
+        ekg_oom(0);
     envoy_config_endpoint_v3_ClusterLoadAssignment_set_cluster_name(la, arena_string(arena, name));
     envoy_config_endpoint_v3_LocalityLbEndpoints *lle =
         envoy_config_endpoint_v3_ClusterLoadAssignment_add_endpoints(la, arena);
@@ -66,12 +69,11 @@ static ekg_err_t set_dns_target(envoy_config_cluster_v3_Cluster *c, const char *
     envoy_config_core_v3_SocketAddress *sa =
         addr ? envoy_config_core_v3_Address_mutable_socket_address(addr, arena) : NULL;
     if (!sa)
-        return EKG_ENOMEM;
+        ekg_oom(0);
     envoy_config_core_v3_SocketAddress_set_address(sa, arena_string(arena, host));
     envoy_config_core_v3_SocketAddress_set_port_value(sa, port);
     if (udp)
         envoy_config_core_v3_SocketAddress_set_protocol(sa, envoy_config_core_v3_SocketAddress_UDP);
-    return EKG_OK;
 }
 
 /* Builds the Cluster of one Service port in arena (*out NULL when suppressed); *is_eds: it needs a CLA. */
@@ -110,46 +112,38 @@ static ekg_err_t build_cluster(const ekg_service_input_t *in, const ekg_cluster_
         envoy_config_cluster_v3_Cluster_set_type(c, type);
         envoy_config_cluster_v3_Cluster_clear_eds_cluster_config(c);
         envoy_config_cluster_v3_Cluster_clear_load_assignment(c);
-        err = set_dns_target(c, name, svc->external_name, (uint32_t)port->port, udp, arena);
-        goto out;
+        set_dns_target(c, name, svc->external_name, (uint32_t)port->port, udp, arena);
+        *out = c;
+        return EKG_OK;
     }
     envoy_config_cluster_v3_Cluster_set_type(c, type);
     if (type == envoy_config_cluster_v3_Cluster_EDS) {
         envoy_config_cluster_v3_Cluster_EdsClusterConfig *eds =
             envoy_config_cluster_v3_Cluster_mutable_eds_cluster_config(c, arena);
-        if (!eds) {
-            err = EKG_ENOMEM;
-            goto out;
-        }
+        if (!eds)
+            ekg_oom(0);
         /* The ClusterLoadAssignment is named after the cluster; a service_name would point elsewhere. */
         envoy_config_cluster_v3_Cluster_EdsClusterConfig_clear_service_name(eds);
         if (!envoy_config_cluster_v3_Cluster_EdsClusterConfig_has_eds_config(eds)) {
             envoy_config_core_v3_ConfigSource *src =
                 envoy_config_cluster_v3_Cluster_EdsClusterConfig_mutable_eds_config(eds, arena);
-            if (!src || !envoy_config_core_v3_ConfigSource_mutable_ads(src, arena)) {
-                err = EKG_ENOMEM;
-                goto out;
-            }
+            if (!src || !envoy_config_core_v3_ConfigSource_mutable_ads(src, arena))
+                ekg_oom(0);
             envoy_config_core_v3_ConfigSource_set_resource_api_version(src, envoy_config_core_v3_V3);
         }
         *is_eds = true;
-        goto out;
-    }
-    if (type == envoy_config_cluster_v3_Cluster_ORIGINAL_DST)
-        goto out; /* original-destination clusters have no endpoints of their own */
-    if (!envoy_config_cluster_v3_Cluster_has_load_assignment(c)) {
+    } else if (type != envoy_config_cluster_v3_Cluster_ORIGINAL_DST && /* no endpoints of its own */
+               !envoy_config_cluster_v3_Cluster_has_load_assignment(c)) {
         /* DNS: the Service's name resolves to its ClusterIP (service port) or, when headless, to the pods
          * (target port, if it is a number). */
         char host[512];
         snprintf(host, sizeof(host), "%s.%s.svc.%s.", svc->meta.name, svc->meta.namespace_,
                  ekg_config_cluster_domain(in->cfg));
         int32_t p = svc->headless && port->target_port > 0 ? port->target_port : port->port;
-        err = set_dns_target(c, name, host, (uint32_t)p, udp, arena);
+        set_dns_target(c, name, host, (uint32_t)p, udp, arena);
     }
-out:
-    if (err == EKG_OK)
-        *out = c;
-    return err;
+    *out = c;
+    return EKG_OK;
 }
 
 ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port, const char *name,
@@ -175,7 +169,7 @@ ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_po
             size_t total = ekg_pb_field_size(1, name_len) + sc->len;
             char *p = upb_Arena_Malloc(arena, total);
             if (!p)
-                return EKG_ENOMEM;
+                ekg_oom(total);
             memcpy(ekg_pb_put_field(p, 1, name, name_len), sc->bytes, sc->len);
             *bytes = p;
             *len = total;
@@ -197,16 +191,11 @@ ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_po
         envoy_config_cluster_v3_Cluster_set_name(c, upb_StringView_FromDataAndSize(NULL, 0));
         if ((err = ekg_proto_encode(c, def, arena, &rest, &rest_len)) != EKG_OK)
             return err;
-        shared_cluster_t *sc = malloc(sizeof(*sc) + rest_len);
-        char *k = strdup(key);
-        if (!sc || !k || ekg_map_put(in->shared_clusters, k, sc, NULL) != EKG_OK) {
-            free(sc);
-            free(k);
-            return EKG_OK; /* sharing is an optimization; the cluster itself is fine */
-        }
-        sc->key = k;
+        shared_cluster_t *sc = ekg_xmalloc(sizeof(*sc) + rest_len);
+        sc->key = ekg_xstrdup(key);
         sc->len = rest_len;
         memcpy(sc->bytes, rest, rest_len);
+        ekg_map_put(in->shared_clusters, sc->key, sc, NULL);
     }
     return EKG_OK;
 }

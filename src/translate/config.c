@@ -1,5 +1,6 @@
 /*
- * src/translate/config.c: ekglue's config file (include/ekglue/translate.h, docs/config.md), loaded and applied.
+ * src/translate/config.c: ekglue's config file (include/ekglue/translate.h, docs/config.md), loaded and
+ * applied.
  *
  * Loading (main thread): ekglue/yaml.h turns the file into one cJSON tree with line numbers; a small
  * hand-written walker checks ekglue's own schema key by key (unknown keys, duplicates and wrong types are
@@ -13,6 +14,11 @@
  * Applying (ekg_config_cluster, on the watcher thread during translation): match the rules, decode the base
  * into the caller's arena, merge each matching override (merge.h). The config is never written after loading,
  * so any number of threads may apply it while the main thread loads the next one.
+ *
+ * Memory: out of memory aborts (ekglue/mem.h), upb's included (arena_alloc and friends below), so every error
+ * here is about the file: EKG_ECONFIG (or EKG_EPARSE, EKG_EIO from ekglue/yaml.h) with FILE:LINE: key.path.
+ *
+ * Thread: the main thread loads; any thread applies (see above).
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -23,8 +29,9 @@
 #include "upb/def.h"
 #include "upb/reflection.h"
 
-#include "ekglue/translate.h"
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
+#include "ekglue/translate.h"
 #include "ekglue/yaml.h"
 
 #include "common/hash.h"
@@ -136,13 +143,37 @@ static bool present(const cJSON *node)
     return node && !cJSON_IsNull(node); /* `key:` with no value means the same as no key */
 }
 
+/* upb_Arena_Malloc that aborts, as ekglue/mem.h does, when the arena cannot grow. */
+static void *arena_alloc(upb_Arena *arena, size_t n)
+{
+    void *p = upb_Arena_Malloc(arena, n);
+    if (!p)
+        ekg_oom(n);
+    return p;
+}
+
 static const char *arena_strdup(upb_Arena *arena, const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *p = upb_Arena_Malloc(arena, n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
+    return memcpy(arena_alloc(arena, n), s, n);
+}
+
+/* A new arena; upb's allocation failure aborts. */
+static upb_Arena *arena_new(void)
+{
+    upb_Arena *arena = upb_Arena_New();
+    if (!arena)
+        ekg_oom(0);
+    return arena;
+}
+
+/* A new message of type m in arena; upb's allocation failure aborts. */
+static upb_Message *message_new(const upb_MessageDef *m, upb_Arena *arena)
+{
+    upb_Message *msg = upb_Message_New(m, arena);
+    if (!msg)
+        ekg_oom(0);
+    return msg;
 }
 
 static const char *type_name(const cJSON *node)
@@ -202,7 +233,7 @@ static ekg_err_t take_string(const loader_t *ld, const cJSON *node, const char *
     if (!cJSON_IsString(node))
         return fail(ld, node, path, "expected a string, got %s", type_name(node));
     *out = arena_strdup(ld->cfg->arena, node->valuestring);
-    return *out ? EKG_OK : EKG_ENOMEM;
+    return EKG_OK;
 }
 
 /* --- Cluster messages --------------------------------------------------------------------------------- */
@@ -253,22 +284,15 @@ static const char *upb_reason(const char *upb_msg)
  */
 static bool member_decodes(const cJSON *member, const upb_MessageDef *m, ekg_diag_t *diag)
 {
-    bool ok = true; /* when out of memory, say nothing about this member */
-    upb_Arena *arena = upb_Arena_New();
+    upb_Arena *arena = arena_new();
     cJSON *wrapper = cJSON_CreateObject(); /* owned; refers to member without copying it */
-    char *json = NULL;                     /* owned */
-    if (!arena || !wrapper || !cJSON_AddItemReferenceToObject(wrapper, member->string, (cJSON *)member))
-        goto out;
-    json = cJSON_PrintUnformatted(wrapper);
-    upb_Message *msg = upb_Message_New(m, arena);
-    if (!json || !msg)
-        goto out;
-    ok = ekg_proto_from_json(json, strlen(json), m, msg, arena, diag) == EKG_OK;
-out:
+    cJSON_AddItemReferenceToObject(wrapper, member->string, (cJSON *)member);
+    char *json = cJSON_PrintUnformatted(wrapper); /* owned */
+    upb_Message *msg = message_new(m, arena);
+    bool ok = ekg_proto_from_json(json, strlen(json), m, msg, arena, diag) == EKG_OK;
     cJSON_free(json);
     cJSON_Delete(wrapper);
-    if (arena)
-        upb_Arena_Free(arena);
+    upb_Arena_Free(arena);
     return ok;
 }
 
@@ -343,14 +367,8 @@ static ekg_err_t load_cluster_json(const loader_t *ld, const char *json, size_t 
 {
     ekg_config_t *cfg = ld->cfg;
     ekg_err_t err;
-    upb_Arena *tmp = upb_Arena_New(); /* the JSON-decoded message; only its bytes are kept */
-    if (!tmp)
-        return EKG_ENOMEM;
-    upb_Message *decoded = upb_Message_New(cfg->cluster_def, tmp);
-    if (!decoded) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    upb_Arena *tmp = arena_new(); /* the JSON-decoded message; only its bytes are kept */
+    upb_Message *decoded = message_new(cfg->cluster_def, tmp);
     ekg_diag_t upb_diag = {{0}};
     err = ekg_proto_from_json(json, len, cfg->cluster_def, decoded, tmp, &upb_diag);
     if (err != EKG_OK) {
@@ -359,20 +377,15 @@ static ekg_err_t load_cluster_json(const loader_t *ld, const char *json, size_t 
     }
     err = ekg_proto_encode(decoded, cfg->cluster_def, cfg->arena, bytes, nbytes);
     if (err != EKG_OK) {
-        if (err != EKG_ENOMEM)
-            err = fail(ld, node, path, "cannot encode the Cluster (nested too deep?)");
+        err = fail(ld, node, path, "cannot encode the Cluster (nested too deep?)");
         goto out;
     }
-    *msg = upb_Message_New(cfg->cluster_def, cfg->arena);
-    if (!*msg) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
+    *msg = message_new(cfg->cluster_def, cfg->arena);
     upb_DecodeStatus st = upb_Decode(*bytes, *nbytes, *msg, upb_MessageDef_MiniTable(cfg->cluster_def), NULL,
                                      kUpb_DecodeOption_AliasString, cfg->arena);
     if (st == kUpb_DecodeStatus_OutOfMemory)
-        err = EKG_ENOMEM;
-    else if (st != kUpb_DecodeStatus_Ok)
+        ekg_oom(0);
+    if (st != kUpb_DecodeStatus_Ok)
         err = fail(ld, node, path, "the Cluster does not survive a binary round trip (nested too deep?)");
 out:
     upb_Arena_Free(tmp);
@@ -387,8 +400,6 @@ static ekg_err_t load_cluster(const loader_t *ld, const cJSON *node, const char 
         return fail(ld, node, path, "expected a mapping of envoy.config.cluster.v3.Cluster fields, got %s",
                     type_name(node));
     char *json = cJSON_PrintUnformatted(node); /* owned here */
-    if (!json)
-        return EKG_ENOMEM;
     ekg_err_t err = load_cluster_json(ld, json, strlen(json), node, path, msg, bytes, nbytes);
     cJSON_free(json);
     return err;
@@ -443,9 +454,7 @@ static ekg_err_t load_rule(const loader_t *ld, const cJSON *node, const char *pa
     int n = cJSON_GetArraySize(match);
     if (n <= 0)
         return fail(ld, match, sub, "a rule needs at least one matcher");
-    rule->matchers = upb_Arena_Malloc(arena, (size_t)n * sizeof(*rule->matchers));
-    if (!rule->matchers)
-        return EKG_ENOMEM;
+    rule->matchers = arena_alloc(arena, (size_t)n * sizeof(*rule->matchers));
     memset(rule->matchers, 0, (size_t)n * sizeof(*rule->matchers));
     for (const cJSON *m = match->child; m; m = m->next) {
         char msub[PATH_LEN];
@@ -499,9 +508,7 @@ static ekg_err_t load_cluster_config(const loader_t *ld, const cJSON *node, cons
     int n = cJSON_GetArraySize(overrides);
     if (n <= 0)
         return EKG_OK;
-    cfg->rules = upb_Arena_Malloc(cfg->arena, (size_t)n * sizeof(*cfg->rules));
-    if (!cfg->rules)
-        return EKG_ENOMEM;
+    cfg->rules = arena_alloc(cfg->arena, (size_t)n * sizeof(*cfg->rules));
     memset(cfg->rules, 0, (size_t)n * sizeof(*cfg->rules));
     for (const cJSON *r = overrides->child; r; r = r->next) {
         char rsub[PATH_LEN];
@@ -688,14 +695,8 @@ static ekg_err_t new_default(ekg_config_t **out, ekg_diag_t *diag)
     if (!def)
         return ekg_diag_set(diag, EKG_EINVAL,
                             "config: the protobuf registry is not initialized (ekg_proto_init)");
-    upb_Arena *arena = upb_Arena_New();
-    if (!arena)
-        return EKG_ENOMEM;
-    ekg_config_t *cfg = upb_Arena_Malloc(arena, sizeof(*cfg));
-    if (!cfg) {
-        upb_Arena_Free(arena);
-        return EKG_ENOMEM;
-    }
+    upb_Arena *arena = arena_new();
+    ekg_config_t *cfg = arena_alloc(arena, sizeof(*cfg));
     memset(cfg, 0, sizeof(*cfg));
     cfg->arena = arena;
     cfg->cluster_def = def;
@@ -850,14 +851,12 @@ ekg_err_t ekg_config_cluster(const ekg_config_t *cfg, const ekg_cluster_match_in
     }
 
     const upb_MiniTable *mt = upb_MessageDef_MiniTable(cfg->cluster_def);
-    upb_Message *cluster = upb_Message_New(cfg->cluster_def, arena);
-    if (!cluster)
-        return EKG_ENOMEM;
+    upb_Message *cluster = message_new(cfg->cluster_def, arena);
     upb_DecodeStatus st = upb_Decode(cfg->base_bytes, cfg->base_len, cluster, mt, NULL, 0, arena);
+    if (st == kUpb_DecodeStatus_OutOfMemory)
+        ekg_oom(0);
     if (st != kUpb_DecodeStatus_Ok)
-        return st == kUpb_DecodeStatus_OutOfMemory
-                   ? EKG_ENOMEM
-                   : ekg_diag_set(diag, EKG_EPROTO, "config: the base Cluster does not decode");
+        return ekg_diag_set(diag, EKG_EPROTO, "config: the base Cluster does not decode");
     for (size_t i = 0; i < cfg->nrules; i++) {
         const rule_t *r = &cfg->rules[i];
         bool unused = false;

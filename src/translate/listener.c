@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 
 #include "common/pbwrite.h"
@@ -91,9 +92,7 @@ ekg_err_t ekg_listener_encode(const char *name, const char *cluster, char **out,
     b.len = 0;
     add_str(&b, 1, name);
     add(&b, 19, a.buf, a.len);
-    char *bytes = malloc(b.len);
-    if (!bytes)
-        return EKG_ENOMEM;
+    char *bytes = ekg_xmalloc(b.len);
     memcpy(bytes, b.buf, b.len);
     *out = bytes;
     *out_len = b.len;

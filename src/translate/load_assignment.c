@@ -7,13 +7,15 @@
  * health; group by locality, sorted; weight each locality by its endpoint count (gRPC needs a weight on every
  * locality). Health: ready -> HEALTHY; not ready but serving and terminating -> DRAINING; otherwise not ready
  * -> left out, or DEGRADED with include_not_ready. Unset conditions: ready = true, serving = ready,
- * terminating = false (Kubernetes' documented defaults).
+ * terminating = false (Kubernetes' documented defaults). Out of memory aborts (ekglue/mem.h).
  * Thread: the translator's owner.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "envoy/config/core/v3/health_check.upb.h"
+
+#include "ekglue/mem.h"
 
 #include "common/pbwrite.h"
 #include "translate/translate_internal.h"
@@ -50,12 +52,6 @@ static int cmp_locality(const void *a, const void *b)
     if (!c && x->port != y->port)
         c = x->port < y->port ? -1 : 1;
     return c;
-}
-
-static bool same_locality(const ekg_locality_t *a, const ekg_locality_t *b)
-{
-    return strcmp(a->region, b->region) == 0 && strcmp(a->zone, b->zone) == 0 &&
-           strcmp(a->sub_zone, b->sub_zone) == 0;
 }
 
 /* The slice's port for a Service port: same name and protocol. Returns the port number, or 0 if none. */
@@ -135,12 +131,6 @@ static char *put_str(char *p, uint32_t field, const char *s)
     return n ? ekg_pb_put_field(p, field, s, n) : p;
 }
 
-static char *put_header(char *p, uint32_t field, size_t len)
-{
-    p = ekg_pb_put_varint(p, (uint64_t)field << 3 | 2);
-    return ekg_pb_put_varint(p, len);
-}
-
 /* The size of the group of candidates [i, j) sharing one locality, as a LocalityLbEndpoints message. */
 static size_t group_size(const candidate_t *c, size_t i, size_t j, bool udp)
 {
@@ -157,19 +147,19 @@ static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool u
 {
     size_t total = ekg_pb_field_size(1, strlen(name));
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && same_locality(&c[j].locality, &c[i].locality);)
+        for (j = i + 1; j < n && ekg_locality_equal(&c[j].locality, &c[i].locality);)
             j++;
         total += ekg_pb_field_size(2, group_size(c, i, j, udp));
     }
     char *buf = upb_Arena_Malloc(arena, total ? total : 1);
     if (!buf)
-        return EKG_ENOMEM;
+        ekg_oom(total);
     char *p = ekg_pb_put_field(buf, 1, name, strlen(name));
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && same_locality(&c[j].locality, &c[i].locality);)
+        for (j = i + 1; j < n && ekg_locality_equal(&c[j].locality, &c[i].locality);)
             j++;
-        p = put_header(p, 2, group_size(c, i, j, udp));
-        p = put_header(p, 1, locality_size(&c[i].locality));
+        p = ekg_pb_put_header(p, 2, group_size(c, i, j, udp));
+        p = ekg_pb_put_header(p, 1, locality_size(&c[i].locality));
         p = put_str(p, 1, c[i].locality.region);
         p = put_str(p, 2, c[i].locality.zone);
         p = put_str(p, 3, c[i].locality.sub_zone);
@@ -177,10 +167,10 @@ static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool u
             size_t sa = socket_address_size(&c[k], udp);
             size_t addr = ekg_pb_field_size(1, sa);
             size_t ep = ekg_pb_field_size(1, addr);
-            p = put_header(p, 2, lb_endpoint_size(&c[k], udp));
-            p = put_header(p, 1, ep);
-            p = put_header(p, 1, addr);
-            p = put_header(p, 1, sa);
+            p = ekg_pb_put_header(p, 2, lb_endpoint_size(&c[k], udp));
+            p = ekg_pb_put_header(p, 1, ep);
+            p = ekg_pb_put_header(p, 1, addr);
+            p = ekg_pb_put_header(p, 1, sa);
             if (udp) {
                 *p++ = 0x08; /* protocol = 1: UDP */
                 *p++ = 0x01;
@@ -191,7 +181,7 @@ static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool u
             *p++ = 0x10; /* health_status = 2 */
             p = ekg_pb_put_varint(p, (uint32_t)c[k].health);
         }
-        p = put_header(p, 3, 1 + ekg_pb_varint_size(j - i));
+        p = ekg_pb_put_header(p, 3, 1 + ekg_pb_varint_size(j - i));
         *p++ = 0x08; /* UInt32Value.value = 1 */
         p = ekg_pb_put_varint(p, j - i);
     }
@@ -203,7 +193,6 @@ static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool u
 ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
                                      const char *name, upb_Arena *arena, char **bytes, size_t *len)
 {
-    ekg_err_t err = EKG_OK;
     candidate_t *cands = NULL;
     size_t n = 0, cap = 0;
     bool include_not_ready = ekg_config_include_not_ready(in->cfg);
@@ -221,23 +210,10 @@ ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_se
             int health = endpoint_health(ep, include_not_ready, &rank);
             if (health < 0 || ep->naddresses == 0)
                 continue;
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 16;
-                candidate_t *p = realloc(cands, ncap * sizeof(*p));
-                if (!p) {
-                    err = EKG_ENOMEM;
-                    goto out;
-                }
-                cands = p;
-                cap = ncap;
-            }
-            candidate_t *c = &cands[n++];
             /* Kubernetes: the addresses of one endpoint are fungible; consumers use the first. */
-            c->address = ep->addresses[0];
-            c->port = target;
-            c->health = health;
-            c->rank = rank;
-            ekg_endpoint_locality(in, ep, &c->locality);
+            candidate_t c = {.address = ep->addresses[0], .port = target, .health = health, .rank = rank};
+            ekg_endpoint_locality(in, ep, &c.locality);
+            EKG_ARRAY_PUSH(cands, n, cap, c);
         }
     }
 
@@ -252,8 +228,7 @@ ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_se
         qsort(cands, n, sizeof(*cands), cmp_locality);
     }
 
-    err = encode(name, cands, n, port->protocol == EKG_PROTOCOL_UDP, arena, bytes, len);
-out:
+    ekg_err_t err = encode(name, cands, n, port->protocol == EKG_PROTOCOL_UDP, arena, bytes, len);
     free(cands);
     return err;
 }

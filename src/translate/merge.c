@@ -9,12 +9,15 @@
  * fields and maps are left to the decoder (append; replace by key), and so is a oneof (setting one member
  * drops the others).
  *
- * Thread: any (called from the translation on the watcher thread); src is never written.
+ * upb running out of memory aborts (ekglue/mem.h). Thread: any (called from the translation on the watcher
+ * thread); src is never written.
  */
 #include <stdbool.h>
 
 #include "upb/decode.h"
 #include "upb/reflection.h"
+
+#include "ekglue/mem.h"
 
 #include "translate/merge.h"
 
@@ -26,11 +29,11 @@ static bool is_well_known(const upb_MessageDef *m)
     return upb_MessageDef_WellKnownType(m) != kUpb_WellKnown_Unspecified;
 }
 
-/* Clears in dst what src will replace whole. False if the messages nest too deep. */
-static bool clear_replaced(upb_Message *dst, const upb_Message *src, const upb_MessageDef *m, int depth)
+/* Clears in dst what src will replace whole. EKG_EPROTO if the messages nest too deep. */
+static ekg_err_t clear_replaced(upb_Message *dst, const upb_Message *src, const upb_MessageDef *m, int depth)
 {
     if (depth > MAX_DEPTH)
-        return false;
+        return EKG_EPROTO;
     size_t iter = kUpb_Message_Begin;
     const upb_FieldDef *f;
     upb_MessageValue val;
@@ -45,19 +48,21 @@ static bool clear_replaced(upb_Message *dst, const upb_Message *src, const upb_M
             continue;
         }
         upb_Message *dst_sub = upb_Message_Mutable(dst, f, NULL).msg; /* present, so never created */
-        if (!clear_replaced(dst_sub, val.msg_val, sub, depth + 1))
-            return false;
+        ekg_err_t err = clear_replaced(dst_sub, val.msg_val, sub, depth + 1);
+        if (err)
+            return err;
     }
-    return true;
+    return EKG_OK;
 }
 
 ekg_err_t ekg_merge_message(upb_Message *dst, const upb_Message *src, const char *src_bytes, size_t src_len,
                             const upb_MessageDef *m, upb_Arena *arena)
 {
-    if (!clear_replaced(dst, src, m, 0))
-        return EKG_EPROTO;
+    ekg_err_t err = clear_replaced(dst, src, m, 0);
+    if (err)
+        return err;
     upb_DecodeStatus st = upb_Decode(src_bytes, src_len, dst, upb_MessageDef_MiniTable(m), NULL, 0, arena);
     if (st == kUpb_DecodeStatus_OutOfMemory)
-        return EKG_ENOMEM;
+        ekg_oom(0);
     return st == kUpb_DecodeStatus_Ok ? EKG_OK : EKG_EPROTO;
 }

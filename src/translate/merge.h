@@ -23,8 +23,8 @@
 /*
  * Merges src into dst, both of type m. src_bytes/src_len must be src's binary encoding (the caller keeps it
  * next to src so that it is encoded once). Anything added to dst is copied into arena (dst's arena); nothing
- * in dst points into src or src_bytes afterwards. EKG_ENOMEM or EKG_EPROTO on failure (dst is then partially
- * merged and should be dropped with its arena).
+ * in dst points into src or src_bytes afterwards. EKG_EPROTO on failure (dst is then partially merged and
+ * should be dropped with its arena); out of memory aborts.
  */
 ekg_err_t ekg_merge_message(upb_Message *dst, const upb_Message *src, const char *src_bytes, size_t src_len,
                             const upb_MessageDef *m, upb_Arena *arena);

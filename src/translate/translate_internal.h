@@ -9,6 +9,7 @@
 #define EKG_TRANSLATE_INTERNAL_H
 
 #include <stdbool.h>
+#include <string.h>
 
 #include "upb/upb.h"
 
@@ -73,5 +74,12 @@ void ekg_endpoint_locality(const ekg_service_input_t *in, const ekg_endpoint_t *
 
 /* The locality of a known Node by the config's rules. Strings are borrowed from node and cfg. */
 void ekg_node_locality(const ekg_config_t *cfg, const ekg_node_t *node, ekg_locality_t *out);
+
+/* Whether two localities are the same (region, zone and sub-zone). */
+static inline bool ekg_locality_equal(const ekg_locality_t *a, const ekg_locality_t *b)
+{
+    return strcmp(a->region, b->region) == 0 && strcmp(a->zone, b->zone) == 0 &&
+           strcmp(a->sub_zone, b->sub_zone) == 0;
+}
 
 #endif

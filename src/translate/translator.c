@@ -13,14 +13,18 @@
  * and sorted. A resource whose bytes did not change keeps its old object, so unchanged content keeps its
  * identity and a set whose content did not change is returned as the same set.
  *
- * Thread: the translator's owner (watcher thread). Sets it returns are immutable and shared with other
- * threads.
+ * Memory: allocation failure aborts (ekglue/mem.h), so adding and removing objects cannot fail; only a
+ * build can, when a Service does not translate (its previous resources are then kept).
+ *
+ * Thread: the translator's owner (the watcher thread; the main thread in file mode and `ekglue dump`). Sets
+ * it returns are immutable and shared with other threads.
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "ekglue/clock.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 
 #include "common/map.h"
@@ -78,52 +82,33 @@ static void clear_shared_clusters(ekg_translator_t *t);
 static char *make_key(const char *ns, const char *name)
 {
     size_t a = strlen(ns), b = strlen(name);
-    char *k = malloc(a + b + 2);
-    if (!k)
-        return NULL;
+    char *k = ekg_xmalloc(a + b + 2);
     memcpy(k, ns, a);
     k[a] = '/';
     memcpy(k + a + 1, name, b + 1);
     return k;
 }
 
-static ekg_err_t mark_dirty(ekg_translator_t *t, entry_t *e)
+static void mark_dirty(ekg_translator_t *t, entry_t *e)
 {
     if (e->dirty)
-        return EKG_OK;
-    if (t->ndirty == t->capdirty) {
-        size_t cap = t->capdirty ? t->capdirty * 2 : 64;
-        entry_t **p = realloc(t->dirty, cap * sizeof(*p));
-        if (!p)
-            return EKG_ENOMEM;
-        t->dirty = p;
-        t->capdirty = cap;
-    }
-    t->dirty[t->ndirty++] = e;
+        return;
+    EKG_ARRAY_PUSH(t->dirty, t->ndirty, t->capdirty, e);
     e->dirty = true;
-    return EKG_OK;
 }
 
-static entry_t *get_entry(ekg_translator_t *t, const char *ns, const char *name, ekg_err_t *err)
+/* The entry of Service ns/name, created when absent. */
+static entry_t *get_entry(ekg_translator_t *t, const char *ns, const char *name)
 {
     char *key = make_key(ns, name);
-    if (!key) {
-        *err = EKG_ENOMEM;
-        return NULL;
-    }
     entry_t *e = ekg_map_get(&t->entries, key);
     if (e) {
         free(key);
         return e;
     }
-    e = calloc(1, sizeof(*e));
-    if (!e || (*err = ekg_map_put(&t->entries, key, e, NULL)) != EKG_OK) {
-        free(e);
-        free(key);
-        *err = EKG_ENOMEM;
-        return NULL;
-    }
+    e = ekg_xcalloc(1, sizeof(*e));
     e->key = key;
+    ekg_map_put(&t->entries, key, e, NULL);
     return e;
 }
 
@@ -149,9 +134,7 @@ static void free_entry(entry_t *e)
 
 ekg_err_t ekg_translator_new(const ekg_config_t *cfg, ekg_translator_t **out)
 {
-    ekg_translator_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return EKG_ENOMEM;
+    ekg_translator_t *t = ekg_xcalloc(1, sizeof(*t));
     t->cfg = cfg;
     *out = t;
     return EKG_OK;
@@ -224,12 +207,8 @@ void ekg_translator_set_config(ekg_translator_t *t, const ekg_config_t *cfg)
 
 ekg_err_t ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc)
 {
-    ekg_err_t err = EKG_OK;
-    entry_t *e = get_entry(t, svc->meta.namespace_, svc->meta.name, &err);
-    if (!e || (err = mark_dirty(t, e)) != EKG_OK) {
-        ekg_service_free(svc);
-        return err;
-    }
+    entry_t *e = get_entry(t, svc->meta.namespace_, svc->meta.name);
+    mark_dirty(t, e);
     ekg_service_free(e->svc);
     e->svc = svc;
     return EKG_OK;
@@ -238,13 +217,11 @@ ekg_err_t ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc)
 void ekg_translator_remove_service(ekg_translator_t *t, const char *ns, const char *name)
 {
     char *key = make_key(ns, name);
-    entry_t *e = key ? ekg_map_get(&t->entries, key) : NULL;
+    entry_t *e = ekg_map_get(&t->entries, key);
     free(key);
     if (!e || !e->svc)
         return;
-    if (mark_dirty(t, e) != EKG_OK) {
-        t->all_dirty = true; /* cannot record it: redo everything instead */
-    }
+    mark_dirty(t, e);
     ekg_service_free(e->svc);
     e->svc = NULL;
 }
@@ -260,15 +237,14 @@ static void detach_slice(ekg_translator_t *t, slice_ref_t *r)
             e->slices[i] = e->slices[--e->nslices];
             break;
         }
-    if (mark_dirty(t, e) != EKG_OK)
-        t->all_dirty = true;
+    mark_dirty(t, e);
     r->owner = NULL;
 }
 
 void ekg_translator_remove_slice(ekg_translator_t *t, const char *ns, const char *name)
 {
     char *key = make_key(ns, name);
-    slice_ref_t *r = key ? ekg_map_remove(&t->slices, key) : NULL;
+    slice_ref_t *r = ekg_map_remove(&t->slices, key);
     free(key);
     if (!r)
         return;
@@ -285,74 +261,40 @@ static int cmp_slice_refs(const void *a, const void *b)
 
 ekg_err_t ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *slice)
 {
-    ekg_err_t err = EKG_OK;
-    slice_ref_t *r = NULL;
-    char *key = NULL;
     if (!slice->service_name) {
         ekg_debug("EndpointSlice %s/%s has no kubernetes.io/service-name label; ignored",
                   slice->meta.namespace_, slice->meta.name);
         ekg_translator_remove_slice(t, slice->meta.namespace_, slice->meta.name);
-        goto out;
+        ekg_endpoint_slice_free(slice);
+        return EKG_OK;
     }
     if (slice->address_type == EKG_ADDRESS_FQDN)
         ekg_info(
             "EndpointSlice %s/%s has addressType FQDN; its endpoints are skipped (EDS needs IP addresses)",
             slice->meta.namespace_, slice->meta.name);
-    key = make_key(slice->meta.namespace_, slice->meta.name);
-    if (!key) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
-    entry_t *e = get_entry(t, slice->meta.namespace_, slice->service_name, &err);
-    if (!e)
-        goto out;
-    r = ekg_map_get(&t->slices, key);
+    char *key = make_key(slice->meta.namespace_, slice->meta.name);
+    entry_t *e = get_entry(t, slice->meta.namespace_, slice->service_name);
+    slice_ref_t *r = ekg_map_get(&t->slices, key);
     if (r) {
+        free(key);
         if (r->owner != e)
             detach_slice(t, r);
         ekg_endpoint_slice_free(r->slice);
         r->slice = slice;
-        slice = NULL;
     } else {
-        r = calloc(1, sizeof(*r));
-        if (!r || (err = ekg_map_put(&t->slices, key, r, NULL)) != EKG_OK) {
-            free(r);
-            r = NULL;
-            err = EKG_ENOMEM;
-            goto out;
-        }
+        r = ekg_xcalloc(1, sizeof(*r));
         r->key = key;
-        key = NULL;
         r->slice = slice;
-        slice = NULL;
+        ekg_map_put(&t->slices, key, r, NULL);
     }
     if (r->owner != e) {
-        if (e->nslices == e->capslices) {
-            size_t cap = e->capslices ? e->capslices * 2 : 2;
-            slice_ref_t **p = realloc(e->slices, cap * sizeof(*p));
-            if (!p) {
-                /* Keep the maps consistent: drop the slice rather than leave it unowned. */
-                ekg_map_remove(&t->slices, r->key);
-                ekg_endpoint_slice_free(r->slice);
-                free(r->key);
-                free(r);
-                err = EKG_ENOMEM;
-                goto out;
-            }
-            e->slices = p;
-            e->capslices = cap;
-        }
-        e->slices[e->nslices++] = r;
+        EKG_ARRAY_PUSH(e->slices, e->nslices, e->capslices, r);
         r->owner = e;
         /* Slices in name order, so that the output never depends on arrival order. */
         qsort(e->slices, e->nslices, sizeof(*e->slices), cmp_slice_refs);
     }
-    err = mark_dirty(t, e);
-out:
-    free(key);
-    if (slice)
-        ekg_endpoint_slice_free(slice);
-    return err;
+    mark_dirty(t, e);
+    return EKG_OK;
 }
 
 /* --- Nodes -------------------------------------------------------------------------------------------------
@@ -364,17 +306,8 @@ static void node_changed(ekg_translator_t *t, const char *name)
     t->node_names = NULL;
     if (t->all_dirty || ekg_map_get(&t->changed_nodes, name))
         return;
-    char *copy = strdup(name);
-    if (!copy || ekg_map_put(&t->changed_nodes, copy, copy, NULL) != EKG_OK) {
-        free(copy);
-        t->all_dirty = true;
-    }
-}
-
-static bool same_locality(const ekg_locality_t *a, const ekg_locality_t *b)
-{
-    return strcmp(a->region, b->region) == 0 && strcmp(a->zone, b->zone) == 0 &&
-           strcmp(a->sub_zone, b->sub_zone) == 0;
+    char *copy = ekg_xstrdup(name);
+    ekg_map_put(&t->changed_nodes, copy, copy, NULL);
 }
 
 ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
@@ -383,7 +316,7 @@ ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
     ekg_locality_t loc;
     ekg_node_locality(t->cfg, node, &loc);
     if (n) {
-        bool changed = !same_locality(&n->locality, &loc);
+        bool changed = !ekg_locality_equal(&n->locality, &loc);
         ekg_node_t *old = n->node;
         /* The map's key points into the old node: re-key (an existing key, so no allocation) before freeing
          * it. */
@@ -399,14 +332,10 @@ ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
         }
         return EKG_OK;
     }
-    n = calloc(1, sizeof(*n));
-    if (!n || ekg_map_put(&t->nodes, node->meta.name, n, NULL) != EKG_OK) {
-        free(n);
-        ekg_node_free(node);
-        return EKG_ENOMEM;
-    }
+    n = ekg_xcalloc(1, sizeof(*n));
     n->node = node;
     n->locality = loc;
+    ekg_map_put(&t->nodes, node->meta.name, n, NULL);
     node_changed(t, node->meta.name);
     return EKG_OK;
 }
@@ -445,9 +374,7 @@ const char *ekg_translator_node_at(const ekg_translator_t *t, size_t i, ekg_loca
 {
     ekg_translator_t *mt = (ekg_translator_t *)t; /* the sorted name cache is logically const */
     if (!mt->node_names) {
-        mt->node_names = malloc((t->nodes.len ? t->nodes.len : 1) * sizeof(char *));
-        if (!mt->node_names)
-            return NULL;
+        mt->node_names = ekg_xmalloc(t->nodes.len * sizeof(char *));
         size_t k = 0;
         for (size_t s = 0; s < t->nodes.cap; s++)
             if (t->nodes.slots[s].key)
@@ -464,22 +391,15 @@ const char *ekg_translator_node_at(const ekg_translator_t *t, size_t i, ekg_loca
 
 ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs)
 {
-    ekg_err_t err = EKG_OK;
     /* Nodes first: their localities are then known when the first build runs. */
-    for (size_t i = 0; i < objs->nnodes; i++) {
-        ekg_err_t e = ekg_translator_put_node(t, objs->nodes[i]);
-        err = err ? err : e;
-    }
-    for (size_t i = 0; i < objs->nservices; i++) {
-        ekg_err_t e = ekg_translator_put_service(t, objs->services[i]);
-        err = err ? err : e;
-    }
-    for (size_t i = 0; i < objs->nslices; i++) {
-        ekg_err_t e = ekg_translator_put_slice(t, objs->slices[i]);
-        err = err ? err : e;
-    }
+    for (size_t i = 0; i < objs->nnodes; i++)
+        ekg_translator_put_node(t, objs->nodes[i]);
+    for (size_t i = 0; i < objs->nservices; i++)
+        ekg_translator_put_service(t, objs->services[i]);
+    for (size_t i = 0; i < objs->nslices; i++)
+        ekg_translator_put_slice(t, objs->slices[i]);
     objs->nnodes = objs->nservices = objs->nslices = 0;
-    return err;
+    return EKG_OK;
 }
 
 /* --- Building ----------------------------------------------------------------------------------------------
@@ -493,9 +413,7 @@ static int cmp_resources(const void *a, const void *b)
 
 static uint64_t now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return (uint64_t)(ekg_clock_s() * 1e9);
 }
 
 ekg_resource_set_t *ekg_translator_set(const ekg_translator_t *t, ekg_resource_type_t type)
@@ -516,17 +434,10 @@ typedef struct out_list {
 static ekg_err_t add_resource(out_list_t *list, ekg_resource_type_t type, const char *name, const char *bytes,
                               size_t len)
 {
-    if (list->n == list->cap) {
-        size_t cap = list->cap ? list->cap * 2 : 4;
-        ekg_resource_t **p = realloc(list->items, cap * sizeof(*p));
-        if (!p)
-            return EKG_ENOMEM;
-        list->items = p;
-        list->cap = cap;
-    }
-    ekg_err_t err = ekg_resource_new(type, name, bytes, len, &list->items[list->n]);
+    ekg_resource_t *r = NULL;
+    ekg_err_t err = ekg_resource_new(type, name, bytes, len, &r);
     if (err == EKG_OK)
-        list->n++;
+        EKG_ARRAY_PUSH(list->items, list->n, list->cap, r);
     return err;
 }
 
@@ -538,9 +449,7 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
     ekg_endpoint_slice_t **slices = NULL;
     if (!e->svc)
         return EKG_OK;
-    slices = malloc((e->nslices ? e->nslices : 1) * sizeof(*slices));
-    if (!slices)
-        return EKG_ENOMEM;
+    slices = ekg_xmalloc(e->nslices * sizeof(*slices));
     for (size_t i = 0; i < e->nslices; i++)
         slices[i] = e->slices[i]->slice;
     ekg_service_input_t in = {
@@ -560,10 +469,8 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
             continue;
         }
         /* One arena per Service: everything made for its ports dies right after their encoding. */
-        if (!arena && !(arena = upb_Arena_New())) {
-            err = EKG_ENOMEM;
-            break;
-        }
+        if (!arena && !(arena = upb_Arena_New()))
+            ekg_oom(0);
         char *cluster = NULL;
         size_t cluster_len = 0;
         bool is_eds = false;
@@ -675,19 +582,15 @@ static void install(ekg_translator_t *t, entry_t *e, int ty, out_list_t *fresh)
     *fresh = (out_list_t){0};
 }
 
-static ekg_err_t rebuild_cur(ekg_translator_t *t, int ty)
+static void rebuild_cur(ekg_translator_t *t, int ty)
 {
     size_t total = 0;
     for (size_t s = 0; s < t->entries.cap; s++)
         if (t->entries.slots[s].key)
             total += ((entry_t *)t->entries.slots[s].value)->nres[ty];
-    if (total > t->capcur[ty]) {
-        ekg_resource_t **p = realloc(t->cur[ty], total * sizeof(*p));
-        if (!p)
-            return EKG_ENOMEM;
-        t->cur[ty] = p;
-        t->capcur[ty] = total;
-    }
+    void *cur = t->cur[ty];
+    ekg_array_reserve(&cur, &t->capcur[ty], total, sizeof(ekg_resource_t *));
+    t->cur[ty] = cur;
     size_t k = 0;
     for (size_t s = 0; s < t->entries.cap; s++)
         if (t->entries.slots[s].key) {
@@ -700,24 +603,22 @@ static ekg_err_t rebuild_cur(ekg_translator_t *t, int ty)
         qsort(t->cur[ty], k, sizeof(ekg_resource_t *), cmp_resources);
     t->ncur[ty] = k;
     t->rebuild_cur[ty] = false;
-    return EKG_OK;
 }
 
 /* Marks dirty every entry with an endpoint on a Node whose locality changed. */
-static ekg_err_t apply_node_changes(ekg_translator_t *t)
+static void apply_node_changes(ekg_translator_t *t)
 {
     if (t->changed_nodes.len == 0)
-        return EKG_OK;
-    ekg_err_t err = EKG_OK;
+        return;
     if (!t->all_dirty) {
-        for (size_t s = 0; s < t->slices.cap && err == EKG_OK; s++) {
+        for (size_t s = 0; s < t->slices.cap; s++) {
             slice_ref_t *r = t->slices.slots[s].value;
             if (!t->slices.slots[s].key || r->owner->dirty)
                 continue;
             for (size_t i = 0; i < r->slice->nendpoints; i++) {
                 const char *node = r->slice->endpoints[i].node_name;
                 if (node && ekg_map_get(&t->changed_nodes, node)) {
-                    err = mark_dirty(t, r->owner);
+                    mark_dirty(t, r->owner);
                     break;
                 }
             }
@@ -727,7 +628,6 @@ static ekg_err_t apply_node_changes(ekg_translator_t *t)
         if (t->changed_nodes.slots[i].key)
             free((char *)t->changed_nodes.slots[i].key);
     ekg_map_clear(&t->changed_nodes);
-    return err;
 }
 
 ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **clusters,
@@ -735,13 +635,11 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
 {
     uint64_t start = now_ns();
     t->stats = (ekg_translate_stats_t){0};
-    ekg_err_t err = apply_node_changes(t);
-    if (err)
-        t->all_dirty = true;
+    apply_node_changes(t);
     if (t->all_dirty) {
         for (size_t s = 0; s < t->entries.cap; s++)
-            if (t->entries.slots[s].key && (err = mark_dirty(t, t->entries.slots[s].value)) != EKG_OK)
-                return err;
+            if (t->entries.slots[s].key)
+                mark_dirty(t, t->entries.slots[s].value);
         t->all_dirty = false;
     }
 
@@ -751,7 +649,7 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
     for (size_t i = 0; i < t->ndirty; i++) {
         entry_t *e = t->dirty[i];
         out_list_t fresh[NTYPES] = {{0}};
-        err = translate_entry(t, e, fresh);
+        ekg_err_t err = translate_entry(t, e, fresh);
         if (err != EKG_OK) {
             for (int ty = 0; ty < NTYPES; ty++)
                 free(fresh[ty].items);
@@ -774,14 +672,14 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
 
     for (int ty = 0; ty < NTYPES; ty++) {
         if (t->rebuild_cur[ty]) {
-            if ((err = rebuild_cur(t, ty)) != EKG_OK)
-                return err;
+            rebuild_cur(t, ty);
             t->content_changed[ty] = true;
         }
         if (t->content_changed[ty] || !t->set[ty]) {
             ekg_resource_set_t *set = NULL;
-            if ((err = ekg_resource_set_new((ekg_resource_type_t)ty, t->cur[ty], t->ncur[ty], t->set[ty],
-                                            &set)) != EKG_OK)
+            ekg_err_t err =
+                ekg_resource_set_new((ekg_resource_type_t)ty, t->cur[ty], t->ncur[ty], t->set[ty], &set);
+            if (err != EKG_OK)
                 return err;
             /* Same content (e.g. a change and its revert between builds): keep the old set object. */
             if (t->set[ty] &&
@@ -806,16 +704,15 @@ cJSON *ekg_translator_localities(const ekg_translator_t *t)
 {
     cJSON *doc = cJSON_CreateObject();
     size_t n = ekg_translator_node_count(t);
-    for (size_t i = 0; doc && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         ekg_locality_t l;
-        const char *name = ekg_translator_node_at(t, i, &l);
-        cJSON *o = name ? cJSON_AddObjectToObject(doc, name) : NULL;
-        if (!o || (l.region[0] && !cJSON_AddStringToObject(o, "region", l.region)) ||
-            (l.zone[0] && !cJSON_AddStringToObject(o, "zone", l.zone)) ||
-            (l.sub_zone[0] && !cJSON_AddStringToObject(o, "subZone", l.sub_zone))) {
-            cJSON_Delete(doc);
-            doc = NULL;
-        }
+        cJSON *o = cJSON_AddObjectToObject(doc, ekg_translator_node_at(t, i, &l));
+        if (l.region[0])
+            cJSON_AddStringToObject(o, "region", l.region);
+        if (l.zone[0])
+            cJSON_AddStringToObject(o, "zone", l.zone);
+        if (l.sub_zone[0])
+            cJSON_AddStringToObject(o, "subZone", l.sub_zone);
     }
     return doc;
 }
@@ -829,14 +726,10 @@ ekg_err_t ekg_translator_snapshot(ekg_translator_t *t, ekg_snapshot_t **out)
         return err;
     for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
         sets[ty] = ekg_translator_set(t, (ekg_resource_type_t)ty); /* NULL (routes): an empty set */
-    if ((err = ekg_snapshot_new(sets, &snap)) == EKG_OK) {
-        cJSON *loc = ekg_translator_localities(t);
-        /* Without localities (out of memory) only the debug port misses something: still a snapshot. */
-        if (loc)
-            ekg_snapshot_set_localities(snap, loc);
-        *out = snap;
-    }
+    ekg_snapshot_new(sets, &snap);                                 /* cannot fail */
+    ekg_snapshot_set_localities(snap, ekg_translator_localities(t));
+    *out = snap;
     for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
         ekg_resource_set_unref(sets[ty]);
-    return err;
+    return EKG_OK;
 }
