@@ -1,9 +1,11 @@
 /*
- * src/render/render.c: JSON and YAML renderings of resources and documents (include/ekglue/render.h).
+ * src/render/render.c: JSON and YAML renderings of resources and documents (include/ekglue/render.h), for
+ * `ekglue dump` and the debug port.
  *
  * Resources are decoded from their shared bytes into a scratch arena and printed through upb's JSON encoder,
- * so what is shown is exactly what is sent. YAML is written with libyaml's emitter.
- * Thread: any.
+ * so what is shown is exactly what is sent. YAML is written with libyaml's emitter. Out of memory aborts
+ * (ekglue/mem.h; upb's and libyaml's too), so the errors are the bytes' (EKG_EPROTO) and the stream's
+ * (EKG_EIO). Thread: any (the main thread for `dump`, the debug port's thread for its pages).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "upb/decode.h"
 #include "upb/reflection.h"
 
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 #include "ekglue/render.h"
 
@@ -24,36 +27,35 @@ ekg_err_t ekg_render_resource(const ekg_resource_t *r, cJSON **out)
     ekg_err_t err = EKG_OK;
     char *json = NULL;
     const upb_MessageDef *m = ekg_proto_message(type_names[ekg_resource_type(r)]);
+    if (!m)
+        return EKG_EINVAL;
     upb_Arena *arena = upb_Arena_New();
-    if (!m || !arena) {
-        err = m ? EKG_ENOMEM : EKG_EINVAL;
-        goto out;
-    }
-    upb_Message *msg = upb_Message_New(m, arena);
+    upb_Message *msg = arena ? upb_Message_New(m, arena) : NULL;
+    if (!msg)
+        ekg_oom(0);
     size_t len;
     const char *data = ekg_resource_data(r, &len);
-    if (!msg ||
-        upb_Decode(data, len, msg, upb_MessageDef_MiniTable(m), NULL, 0, arena) != kUpb_DecodeStatus_Ok) {
+    upb_DecodeStatus st = upb_Decode(data, len, msg, upb_MessageDef_MiniTable(m), NULL, 0, arena);
+    if (st == kUpb_DecodeStatus_OutOfMemory)
+        ekg_oom(0);
+    if (st != kUpb_DecodeStatus_Ok) {
         err = EKG_EPROTO;
         goto out;
     }
     if ((err = ekg_proto_to_json(msg, m, &json, NULL)) != EKG_OK)
         goto out;
-    *out = cJSON_Parse(json);
-    if (!*out)
-        err = EKG_ENOMEM;
+    /* cJSON allocates through ekglue/mem.h: NULL means upb wrote something cJSON does not read. */
+    if (!(*out = cJSON_Parse(json)))
+        err = EKG_EPROTO;
 out:
     free(json);
-    if (arena)
-        upb_Arena_Free(arena);
+    upb_Arena_Free(arena);
     return err;
 }
 
 static ekg_err_t add_set(cJSON *doc, const char *key, const ekg_resource_set_t *set)
 {
     cJSON *arr = cJSON_AddArrayToObject(doc, key);
-    if (!arr)
-        return EKG_ENOMEM;
     for (size_t i = 0; set && i < ekg_resource_set_size(set); i++) {
         cJSON *item = NULL;
         ekg_err_t err = ekg_render_resource(ekg_resource_set_at(set, i), &item);
@@ -69,17 +71,10 @@ ekg_err_t ekg_render_dump(const ekg_resource_set_t *clusters, const ekg_resource
 {
     ekg_err_t err = EKG_OK;
     cJSON *doc = cJSON_CreateObject();
-    if (!doc)
-        return EKG_ENOMEM;
     if ((err = add_set(doc, "clusters", clusters)) != EKG_OK ||
         (err = add_set(doc, "load_assignments", load_assignments)) != EKG_OK)
         goto out;
-    cJSON *locs = t ? ekg_translator_localities(t) : cJSON_CreateObject();
-    if (!locs) {
-        err = EKG_ENOMEM;
-        goto out;
-    }
-    cJSON_AddItemToObject(doc, "localities", locs);
+    cJSON_AddItemToObject(doc, "localities", t ? ekg_translator_localities(t) : cJSON_CreateObject());
     *out = doc;
     doc = NULL;
 out:
@@ -98,49 +93,42 @@ static void indent(FILE *out, int depth)
 }
 
 /* Scalars (and their escaping) are cJSON's; the layout is the common two-space one. */
-static ekg_err_t json_node(const cJSON *node, int depth, FILE *out)
+static void json_node(const cJSON *node, int depth, FILE *out)
 {
     bool obj = cJSON_IsObject(node);
     if (obj || cJSON_IsArray(node)) {
         if (!node->child) {
             fputs(obj ? "{}" : "[]", out);
-            return EKG_OK;
+            return;
         }
         fputc(obj ? '{' : '[', out);
         for (const cJSON *c = node->child; c; c = c->next) {
             indent(out, depth + 1);
             if (obj) {
                 cJSON *key = cJSON_CreateStringReference(c->string);
-                char *k = key ? cJSON_PrintUnformatted(key) : NULL;
+                char *k = cJSON_PrintUnformatted(key);
                 cJSON_Delete(key);
-                if (!k)
-                    return EKG_ENOMEM;
                 fprintf(out, "%s: ", k);
-                free(k);
+                cJSON_free(k);
             }
-            ekg_err_t err = json_node(c, depth + 1, out);
-            if (err)
-                return err;
+            json_node(c, depth + 1, out);
             if (c->next)
                 fputc(',', out);
         }
         indent(out, depth);
         fputc(obj ? '}' : ']', out);
-        return EKG_OK;
+        return;
     }
     char *text = cJSON_PrintUnformatted(node);
-    if (!text)
-        return EKG_ENOMEM;
     fputs(text, out);
-    free(text);
-    return EKG_OK;
+    cJSON_free(text);
 }
 
 static ekg_err_t write_json(const cJSON *doc, FILE *out)
 {
-    ekg_err_t err = json_node(doc, 0, out);
+    json_node(doc, 0, out);
     fputc('\n', out);
-    return err ? err : ferror(out) ? EKG_EIO : EKG_OK;
+    return ferror(out) ? EKG_EIO : EKG_OK;
 }
 
 /* --- YAML
@@ -167,43 +155,50 @@ static bool needs_quotes(const char *s)
     return false;
 }
 
-static int emit(yaml_emitter_t *em, yaml_event_t *ev)
+/*
+ * Emits an event that initialized (ok, libyaml's return) into em. EKG_EIO when either failed: the stream
+ * failed, or a string is not UTF-8 (libyaml refuses it).
+ */
+static ekg_err_t emit(yaml_emitter_t *em, int ok, yaml_event_t *ev)
 {
-    return yaml_emitter_emit(em, ev) ? 0 : -1;
+    return ok && yaml_emitter_emit(em, ev) ? EKG_OK : EKG_EIO;
 }
 
-static int emit_scalar(yaml_emitter_t *em, const char *value, bool is_string)
+static ekg_err_t emit_scalar(yaml_emitter_t *em, const char *value, bool is_string)
 {
     yaml_event_t ev;
     yaml_scalar_style_t style = YAML_ANY_SCALAR_STYLE;
     if (is_string && needs_quotes(value))
         style = YAML_DOUBLE_QUOTED_SCALAR_STYLE;
-    if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)value, (int)strlen(value), 1, 1, style))
-        return -1;
-    return emit(em, &ev);
+    return emit(
+        em,
+        yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)value, (int)strlen(value), 1, 1, style),
+        &ev);
 }
 
-static int emit_node(yaml_emitter_t *em, const cJSON *node)
+static ekg_err_t emit_node(yaml_emitter_t *em, const cJSON *node)
 {
     yaml_event_t ev;
     char num[64];
+    ekg_err_t err;
     if (cJSON_IsObject(node)) {
-        if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE) ||
-            emit(em, &ev))
-            return -1;
+        if ((err = emit(em, yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE),
+                        &ev)))
+            return err;
         for (const cJSON *c = node->child; c; c = c->next)
-            if (emit_scalar(em, c->string, true) || emit_node(em, c))
-                return -1;
-        return yaml_mapping_end_event_initialize(&ev) ? emit(em, &ev) : -1;
+            if ((err = emit_scalar(em, c->string, true)) || (err = emit_node(em, c)))
+                return err;
+        return emit(em, yaml_mapping_end_event_initialize(&ev), &ev);
     }
     if (cJSON_IsArray(node)) {
-        if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) ||
-            emit(em, &ev))
-            return -1;
+        if ((err =
+                 emit(em, yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE),
+                      &ev)))
+            return err;
         for (const cJSON *c = node->child; c; c = c->next)
-            if (emit_node(em, c))
-                return -1;
-        return yaml_sequence_end_event_initialize(&ev) ? emit(em, &ev) : -1;
+            if ((err = emit_node(em, c)))
+                return err;
+        return emit(em, yaml_sequence_end_event_initialize(&ev), &ev);
     }
     if (cJSON_IsString(node))
         return emit_scalar(em, node->valuestring, true);
@@ -227,23 +222,18 @@ static int write_handler(void *data, unsigned char *buffer, size_t size)
 
 static ekg_err_t write_yaml(const cJSON *doc, FILE *out)
 {
-    ekg_err_t err = EKG_EIO;
     yaml_emitter_t em;
     yaml_event_t ev;
     if (!yaml_emitter_initialize(&em))
-        return EKG_ENOMEM;
+        ekg_oom(0); /* libyaml allocates with plain malloc */
     yaml_emitter_set_output(&em, write_handler, out);
     yaml_emitter_set_unicode(&em, 1);
     yaml_emitter_set_width(&em, -1);
-    if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || emit(&em, &ev))
-        goto out;
-    if (!yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1) || emit(&em, &ev))
-        goto out;
-    if (emit_node(&em, doc))
-        goto out;
-    if (!yaml_document_end_event_initialize(&ev, 1) || emit(&em, &ev))
-        goto out;
-    if (!yaml_stream_end_event_initialize(&ev) || emit(&em, &ev))
+    ekg_err_t err;
+    if ((err = emit(&em, yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING), &ev)) ||
+        (err = emit(&em, yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1), &ev)) ||
+        (err = emit_node(&em, doc)) || (err = emit(&em, yaml_document_end_event_initialize(&ev, 1), &ev)) ||
+        (err = emit(&em, yaml_stream_end_event_initialize(&ev), &ev)))
         goto out;
     err = ferror(out) ? EKG_EIO : EKG_OK;
 out:
