@@ -21,12 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
-#include "ekglue/translate.h"
+#include "ekglue/clock.h"
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/model.h"
 #include "ekglue/proto.h"
+#include "ekglue/translate.h"
 
 typedef struct buf {
     char *p;
@@ -45,18 +46,15 @@ static void put(buf_t *b, const char *fmt, ...)
             b->n += (size_t)k;
             return;
         }
-        b->cap = b->cap ? b->cap * 2 : 1 << 20;
-        b->p = realloc(b->p, b->cap);
-        if (!b->p)
-            abort();
+        void *p = b->p;
+        ekg_array_reserve(&p, &b->cap, b->n + (size_t)k + 1, 1);
+        b->p = p;
     }
 }
 
 static double now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return ekg_clock_s();
 }
 
 static const char *zones[3] = {"us-east1-a", "us-east1-b", "us-east1-c"};
@@ -100,6 +98,7 @@ int main(int argc, char **argv)
     int nservices = argc > 1 ? atoi(argv[1]) : 10000;
     int nendpoints = argc > 2 ? atoi(argv[2]) : 100000;
     ekg_diag_t diag = {{0}};
+    ekg_mem_init(); /* as the daemon's main() does: cJSON allocates through ekglue/mem.h */
     ekg_log_set_level(EKG_LOG_WARN);
     if (ekg_proto_init(&diag) != EKG_OK) {
         fprintf(stderr, "%s\n", diag.msg);
@@ -181,7 +180,7 @@ int main(int argc, char **argv)
 
     /* One-slice updates: each flips one endpoint of a different Service to not ready. */
     enum { ROUNDS = 1000 };
-    double *lat = malloc(ROUNDS * sizeof(double));
+    double *lat = ekg_xmalloc(ROUNDS * sizeof(double));
     buf_t sb = {0};
     size_t redone = 0;
     const char *v0 = ekg_resource_set_version(la);

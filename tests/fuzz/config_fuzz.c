@@ -10,8 +10,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "ekglue/translate.h"
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
+#include "ekglue/translate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,6 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
     if (!ready) {
+        ekg_mem_init(); /* as main() does: cJSON allocates through the aborting wrappers */
         if (ekg_proto_init(NULL) != EKG_OK)
             abort();
         ready = 1;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ekglue/log.h"
+#include "ekglue/mem.h"
 #include "ekglue/model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -26,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int quiet;
     if (!quiet) {
+        ekg_mem_init(); /* as main() does: cJSON allocates through the aborting wrappers */
         ekg_log_set_level(EKG_LOG_OFF);
         quiet = 1;
     }

@@ -19,12 +19,13 @@
 #include "envoy/config/endpoint/v3/endpoint_components.upb.h"
 #include "google/protobuf/wrappers.upb.h"
 
+#include "ekglue/mem.h"
 #include "ekglue/proto.h"
 #include "ekglue/render.h"
 
 #include "k8s_fixtures.h"
 
-/* printf-formats fmt and turns every ' into "; malloc'ed. */
+/* printf-formats fmt and turns every ' into "; malloc'ed (ekg_xmalloc). */
 static char *format_json(const char *fmt, va_list ap)
 {
     va_list copy;
@@ -33,9 +34,7 @@ static char *format_json(const char *fmt, va_list ap)
     va_end(copy);
     if (n < 0)
         fail_msg("fixture: cannot format \"%s\"", fmt);
-    char *text = malloc((size_t)n + 1);
-    if (!text)
-        fail_msg("fixture: out of memory");
+    char *text = ekg_xmalloc((size_t)n + 1);
     vsnprintf(text, (size_t)n + 1, fmt, ap);
     for (char *p = text; *p; p++)
         if (*p == '\'')
@@ -178,9 +177,7 @@ char *fx_set_names(const ekg_resource_set_t *set)
     size_t total = 1;
     for (size_t i = 0; i < ekg_resource_set_size(set); i++)
         total += strlen(ekg_resource_name(ekg_resource_set_at(set, i))) + 1;
-    char *out = malloc(total);
-    if (!out)
-        fail_msg("fixture: out of memory");
+    char *out = ekg_xmalloc(total);
     out[0] = '\0';
     for (size_t i = 0; i < ekg_resource_set_size(set); i++) {
         if (i)
