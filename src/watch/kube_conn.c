@@ -26,20 +26,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 #include <curl/curl.h>
 
 #include "ekglue/watch.h"
+#include "ekglue/clock.h"
+#include "ekglue/file.h"
 #include "ekglue/log.h"
 #include "ekglue/yaml.h"
 #include "ekglue/mem.h"
 #include "watch/kube_conn_internal.h"
 
 #define DEFAULT_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-#define MAX_TOKEN_FILE ((size_t)64 << 10) /* a bigger token file is refused */
+#define MAX_TOKEN_FILE ((size_t)64 << 10)        /* a bigger token file is refused */
+#define WHY_SIZE       (sizeof(ekg_diag_t) + 64) /* read_token_file's reason: a diag's message and a prefix */
 
 typedef struct blob {
     unsigned char *data; /* decoded PEM, NUL-terminated; NULL = unset */
@@ -69,18 +71,11 @@ struct ekg_kube_conn {
 
 /* --- clock, secrets, small strings --------------------------------------------------------------------- */
 
-static double monotonic_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static ekg_kube_clock_fn clock_now = monotonic_now;
+static ekg_kube_clock_fn clock_now = ekg_clock_s;
 
 void ekg_kube_conn_set_clock(ekg_kube_clock_fn now)
 {
-    clock_now = now ? now : monotonic_now;
+    clock_now = now ? now : ekg_clock_s;
 }
 
 static void free_secret(void *p, size_t len)
@@ -138,9 +133,7 @@ static int b64_value(unsigned char ch)
 ekg_err_t ekg_kube_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
 {
     /* At most 3 bytes per 4 characters, plus 2 for an unpadded tail, plus the NUL. */
-    unsigned char *buf = malloc(len / 4 * 3 + 3);
-    if (!buf)
-        return EKG_ENOMEM;
+    unsigned char *buf = ekg_xmalloc(len / 4 * 3 + 3);
     size_t o = 0;
     uint32_t acc = 0;
     int n = 0;   /* characters in the current quantum */
@@ -186,67 +179,20 @@ bad:
 
 /* --- files --------------------------------------------------------------------------------------------- */
 
-/* Reads a whole file of at most max bytes into a NUL-terminated buffer. Returns 0 or an errno value. */
-static int read_small_file(const char *path, size_t max, char **out, size_t *out_len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return errno;
-    int rc = 0;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        rc = ENOMEM;
-        goto out;
-    }
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (cap > max) {
-                rc = EFBIG;
-                goto out;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                rc = ENOMEM;
-                goto out;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - 1 - n, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f))
-                rc = EIO;
-            break;
-        }
-    }
-    if (!rc && n > max)
-        rc = EFBIG;
-out:
-    fclose(f);
-    if (rc) {
-        free_secret(buf, cap);
-        return rc;
-    }
-    buf[n] = 0;
-    *out = buf;
-    *out_len = n;
-    return 0;
-}
-
 /*
  * Reads a token file: surrounding whitespace trimmed, must be a valid token. On success *out is owned by the
- * caller (free_secret_str). On failure a reason that never contains file content goes to why.
+ * caller (free_secret_str). On failure (EKG_EIO: unreadable or too big; EKG_ECONFIG: not a token) a reason
+ * that never contains file content goes to why. The file's bytes are a secret: ekg_file_read zeroes a buffer
+ * it gives up, and the one it returns is zeroed here before it is freed.
  */
 static ekg_err_t read_token_file(const char *path, char **out, char *why, size_t whylen)
 {
     char *buf = NULL;
     size_t len = 0;
-    int rc = read_small_file(path, MAX_TOKEN_FILE, &buf, &len);
-    if (rc) {
-        snprintf(why, whylen, "cannot read %s: %s", path, strerror(rc));
-        return rc == ENOMEM ? EKG_ENOMEM : EKG_EIO;
+    ekg_diag_t fdiag = {{0}};
+    if (ekg_file_read(path, MAX_TOKEN_FILE, EKG_FILE_SECRET, &buf, &len, &fdiag) != EKG_OK) {
+        snprintf(why, whylen, "cannot read %s", fdiag.msg); /* "PATH: reason" */
+        return EKG_EIO;
     }
     size_t start = 0, end = len;
     while (start < end && buf[start] && strchr(" \t\r\n", buf[start]))
@@ -265,23 +211,17 @@ static ekg_err_t read_token_file(const char *path, char **out, char *why, size_t
         err = EKG_ECONFIG;
         goto out;
     }
-    char *tok = strdup(buf + start);
-    if (!tok) {
-        err = EKG_ENOMEM;
-        snprintf(why, whylen, "out of memory");
-        goto out;
-    }
-    *out = tok;
+    *out = ekg_xstrdup(buf + start);
 out:
     free_secret(buf, len);
     return err;
 }
 
-/* dir + "/" + path unless path is absolute. NULL on out of memory. */
+/* dir + "/" + path unless path is absolute. Owned by the caller. */
 static char *path_join(const char *dir, const char *path)
 {
     if (path[0] == '/' || !dir)
-        return strdup(path);
+        return ekg_xstrdup(path);
     return ekg_xasprintf("%s/%s", dir, path);
 }
 
@@ -289,18 +229,27 @@ static char *path_join(const char *dir, const char *path)
 static char *abs_dir_of(const char *file)
 {
     const char *slash = strrchr(file, '/');
-    char *dir = slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
-    if (!dir || dir[0] == '/')
+    char *dir = slash ? ekg_xstrndup(file, slash == file ? 1 : (size_t)(slash - file)) : ekg_xstrdup(".");
+    if (dir[0] == '/')
         return dir;
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof(cwd)))
         return dir; /* keep it relative to the working directory: still right while nobody chdirs */
-    char *abs = strcmp(dir, ".") == 0 ? strdup(cwd) : ekg_xasprintf("%s/%s", cwd, dir);
+    char *abs = strcmp(dir, ".") == 0 ? ekg_xstrdup(cwd) : ekg_xasprintf("%s/%s", cwd, dir);
     free(dir);
     return abs;
 }
 
 /* --- URLs ---------------------------------------------------------------------------------------------- */
+
+/* One part of a parsed URL into *out (curl_free): false when the URL has none. */
+static bool url_part(CURLU *u, CURLUPart part, char **out)
+{
+    CURLUcode uc = curl_url_get(u, part, out, 0);
+    if (uc == CURLUE_OUT_OF_MEMORY)
+        ekg_oom(0);
+    return uc == CURLUE_OK;
+}
 
 /*
  * Checks an API server URL and stores it in c->server without trailing slashes: http or https, a host, no
@@ -313,28 +262,25 @@ static ekg_err_t set_server(ekg_kube_conn_t *c, const char *url, const char *wha
     char *scheme = NULL, *user = NULL, *query = NULL, *fragment = NULL;
     CURLU *u = curl_url();
     if (!u)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        ekg_oom(0); /* libcurl fails here only for memory */
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
-    if (uc == CURLUE_OUT_OF_MEMORY) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto out;
-    }
+    if (uc == CURLUE_OUT_OF_MEMORY)
+        ekg_oom(0);
     if (uc) {
         err = ekg_diag_set(diag, EKG_ECONFIG, "%s: \"%s\" is not a URL (%s); expected https://HOST[:PORT]",
                            what, url, curl_url_strerror(uc));
         goto out;
     }
-    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    url_part(u, CURLUPART_SCHEME, &scheme);
     if (!scheme || (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0)) {
         err = ekg_diag_set(diag, EKG_ECONFIG, "%s: \"%s\": the scheme must be https or http", what, url);
         goto out;
     }
-    if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+    if (url_part(u, CURLUPART_USER, &user)) {
         err = ekg_diag_set(diag, EKG_ECONFIG, "%s: credentials in the URL are not supported", what);
         goto out;
     }
-    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
-        curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK) {
+    if (url_part(u, CURLUPART_QUERY, &query) || url_part(u, CURLUPART_FRAGMENT, &fragment)) {
         err = ekg_diag_set(diag, EKG_ECONFIG, "%s: \"%s\": a server URL cannot have a query or fragment",
                            what, url);
         goto out;
@@ -343,11 +289,7 @@ static ekg_err_t set_server(ekg_kube_conn_t *c, const char *url, const char *wha
     while (n > 0 && url[n - 1] == '/')
         n--;
     free(c->server);
-    c->server = strndup(url, n);
-    if (!c->server) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto out;
-    }
+    c->server = ekg_xstrndup(url, n);
     c->tls = strcmp(scheme, "https") == 0;
 out:
     curl_free(scheme);
@@ -373,23 +315,21 @@ static ekg_err_t set_tls_server_name(ekg_kube_conn_t *c, const char *name, const
     }
     CURLU *u = curl_url();
     if (!u)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        ekg_oom(0); /* libcurl fails here only for memory */
     bool v6 = strchr(name, ':') != NULL;
-    bracketed = v6 ? ekg_xasprintf("[%s]", name) : strdup(name);
-    if (!bracketed || curl_url_set(u, CURLUPART_URL, c->server, 0) ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) ||
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT)) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory"); /* the server URL was already parsed once */
-        goto out;
-    }
+    bracketed = v6 ? ekg_xasprintf("[%s]", name) : ekg_xstrdup(name);
+    if (curl_url_set(u, CURLUPART_URL, c->server, 0) || curl_url_get(u, CURLUPART_HOST, &host, 0) ||
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT))
+        ekg_oom(0); /* the server URL was parsed once already: only memory can fail here */
     CURLUcode uc = curl_url_set(u, CURLUPART_HOST, bracketed, 0);
     if (uc == CURLUE_OK)
         uc = curl_url_set(u, CURLUPART_PORT, port, 0);
     if (uc == CURLUE_OK)
         uc = curl_url_get(u, CURLUPART_URL, &url, 0);
+    if (uc == CURLUE_OUT_OF_MEMORY)
+        ekg_oom(0);
     if (uc) {
-        err = ekg_diag_set(diag, uc == CURLUE_OUT_OF_MEMORY ? EKG_ENOMEM : EKG_ECONFIG, "%s: \"%s\": %s",
-                           what, name, curl_url_strerror(uc));
+        err = ekg_diag_set(diag, EKG_ECONFIG, "%s: \"%s\": %s", what, name, curl_url_strerror(uc));
         goto out;
     }
     size_t n = strlen(url);
@@ -397,22 +337,15 @@ static ekg_err_t set_tls_server_name(ekg_kube_conn_t *c, const char *name, const
         n--;
     /* CURLUPART_HOST keeps the brackets of an IPv6 literal, which is what CONNECT_TO wants. */
     entry = ekg_xasprintf("%s:%s:%s:%s", bracketed, port, host, port);
-    struct curl_slist *list = entry ? curl_slist_append(NULL, entry) : NULL;
-    char *base = strndup(url, n);
-    char *keep = strdup(name);
-    if (!list || !base || !keep) {
-        curl_slist_free_all(list);
-        free(base);
-        free(keep);
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto out;
-    }
+    struct curl_slist *list = curl_slist_append(NULL, entry);
+    if (!list)
+        ekg_oom(0);
     free(c->url_base);
-    c->url_base = base;
+    c->url_base = ekg_xstrndup(url, n);
     curl_slist_free_all(c->connect_to);
     c->connect_to = list;
     free(c->tls_server_name);
-    c->tls_server_name = keep;
+    c->tls_server_name = ekg_xstrdup(name);
 out:
     free(bracketed);
     free(entry);
@@ -559,8 +492,6 @@ static ekg_err_t get_path(kubeconfig_t *k, const cJSON *obj, const char *key, co
     if (err || !v)
         return err;
     char *p = path_join(k->dir, v);
-    if (!p)
-        return kc_fail(k, EKG_ENOMEM, NULL, "out of memory");
     if (access(p, R_OK) != 0) {
         int e = errno;
         err = kc_fail(k, EKG_ECONFIG, member(obj, key), "%s.%s: cannot read %s: %s", where, key, p,
@@ -582,8 +513,6 @@ static ekg_err_t get_pem_data(kubeconfig_t *k, const cJSON *obj, const char *key
         return err;
     const cJSON *node = member(obj, key);
     err = ekg_kube_base64_decode(v, strlen(v), &out->data, &out->len);
-    if (err == EKG_ENOMEM)
-        return kc_fail(k, EKG_ENOMEM, NULL, "out of memory");
     if (err)
         return kc_fail(k, EKG_ECONFIG, node, "%s.%s: not valid base64", where, key);
     if (!strstr((const char *)out->data, "-----BEGIN ")) {
@@ -605,19 +534,18 @@ static ekg_err_t set_proxy(kubeconfig_t *k, ekg_kube_conn_t *c, const char *prox
     char *scheme = NULL;
     CURLU *u = curl_url();
     if (!u)
-        return kc_fail(k, EKG_ENOMEM, NULL, "out of memory");
+        ekg_oom(0); /* libcurl fails here only for memory */
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, proxy, CURLU_NON_SUPPORT_SCHEME); /* socks5 */
     if (uc == CURLUE_OK)
         uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
-    if (uc == CURLUE_OUT_OF_MEMORY) {
-        err = kc_fail(k, EKG_ENOMEM, NULL, "out of memory");
-    } else if (uc) {
+    if (uc == CURLUE_OUT_OF_MEMORY)
+        ekg_oom(0);
+    if (uc)
         err = kc_fail(k, EKG_ECONFIG, node, "%s.proxy-url: not a URL (%s)", where, curl_url_strerror(uc));
-    } else if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0 && strcmp(scheme, "socks5") != 0) {
+    else if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0 && strcmp(scheme, "socks5") != 0)
         err = kc_fail(k, EKG_ECONFIG, node, "%s.proxy-url: the scheme must be http, https or socks5", where);
-    } else if (!(c->proxy = strdup(proxy))) {
-        err = kc_fail(k, EKG_ENOMEM, NULL, "out of memory");
-    }
+    else
+        c->proxy = ekg_xstrdup(proxy);
     curl_free(scheme);
     curl_url_cleanup(u);
     return err;
@@ -712,14 +640,13 @@ static ekg_err_t load_user(kubeconfig_t *k, const cJSON *us, const char *name, e
                        "%s.token: blanks or control characters in the token", where);
     if (c->token_file) {
         /* As in client-go, a tokenFile wins over token; the file must be readable now. */
-        char why[300];
+        char why[WHY_SIZE];
         err = read_token_file(c->token_file, &c->token, why, sizeof(why));
         if (err)
             return kc_fail(k, err, member(us, "tokenFile"), "%s.tokenFile: %s", where, why);
         c->token_read_at = clock_now();
     } else if (token) {
-        if (!(c->token = strdup(token)))
-            return kc_fail(k, EKG_ENOMEM, NULL, "out of memory");
+        c->token = ekg_xstrdup(token);
     }
     return EKG_OK;
 }
@@ -736,10 +663,7 @@ static ekg_err_t load_kubeconfig(const char *path, const char *ctx_name, const c
     ekg_err_t err = ekg_yaml_parse_file(path, &k.docs, diag);
     if (err)
         return err == EKG_EPARSE ? EKG_ECONFIG : err;
-    if (!(k.dir = abs_dir_of(path))) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto out;
-    }
+    k.dir = abs_dir_of(path);
     size_t ndocs = ekg_yaml_docs_count(k.docs);
     if (ndocs > 1) {
         err = kc_fail(&k, EKG_ECONFIG, ekg_yaml_docs_get(k.docs, 1),
@@ -763,9 +687,7 @@ static ekg_err_t load_kubeconfig(const char *path, const char *ctx_name, const c
     if (!name) {
         if (master) {
             *source = ekg_xasprintf("--master, kubeconfig %s without a context", path);
-            err = *source ? EKG_OK : ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-            if (!err)
-                err = set_server(c, master, "--master", diag);
+            err = set_server(c, master, "--master", diag);
             goto out;
         }
         err = kc_fail(&k, EKG_ECONFIG, NULL, "current-context: not set (pass --context NAME)");
@@ -819,8 +741,6 @@ static ekg_err_t load_kubeconfig(const char *path, const char *ctx_name, const c
             goto out;
     }
     *source = ekg_xasprintf("%skubeconfig %s, context %s", master ? "--master, " : "", path, name);
-    if (!*source)
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
 out:
     free(k.dir);
     ekg_yaml_docs_free(k.docs);
@@ -846,17 +766,11 @@ static ekg_err_t load_in_cluster(const char *host, const char *port, ekg_kube_co
                             port);
     bool v6 = strchr(host, ':') != NULL && host[0] != '[';
     url = ekg_xasprintf(v6 ? "https://[%s]:%ld" : "https://%s:%ld", host, p);
-    if (!url) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto out;
-    }
     if ((err = set_server(c, url, "in-cluster: KUBERNETES_SERVICE_HOST/PORT", diag)))
         goto out;
-    if (!(c->token_file = ekg_xasprintf("%s/token", dir)) || !(ca = ekg_xasprintf("%s/ca.crt", dir))) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto out;
-    }
-    char why[300];
+    c->token_file = ekg_xasprintf("%s/token", dir);
+    ca = ekg_xasprintf("%s/ca.crt", dir);
+    char why[WHY_SIZE];
     if ((err = read_token_file(c->token_file, &c->token, why, sizeof(why)))) {
         err = ekg_diag_set(diag, err, "in-cluster: service-account token: %s", why);
         goto out;
@@ -872,8 +786,6 @@ static ekg_err_t load_in_cluster(const char *host, const char *port, ekg_kube_co
                  ca, strerror(errno));
     }
     *source = ekg_xasprintf("in-cluster, service account %s", dir);
-    if (!*source)
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
 out:
     free(url);
     free(ca);
@@ -882,10 +794,9 @@ out:
 
 /* --- resolve ------------------------------------------------------------------------------------------- */
 
-/* The first existing file of a ':'-separated list (owned), or NULL (and *err set if out of memory). */
-static char *first_kubeconfig(const char *list, ekg_err_t *err)
+/* The first existing file of a ':'-separated list (owned), or NULL. */
+static char *first_kubeconfig(const char *list)
 {
-    *err = EKG_OK;
     const char *p = list;
     size_t nentries = 0;
     char *found = NULL;
@@ -895,11 +806,7 @@ static char *first_kubeconfig(const char *list, ekg_err_t *err)
         if (n > 0) {
             nentries++;
             if (!found) {
-                char *f = strndup(p, n);
-                if (!f) {
-                    *err = EKG_ENOMEM;
-                    return NULL;
-                }
+                char *f = ekg_xstrndup(p, n);
                 if (access(f, F_OK) == 0)
                     found = f;
                 else
@@ -920,7 +827,7 @@ static char *first_kubeconfig(const char *list, ekg_err_t *err)
     return found;
 }
 
-static ekg_err_t build_describe(ekg_kube_conn_t *c, const char *source)
+static void build_describe(ekg_kube_conn_t *c, const char *source)
 {
     char auth[128];
     bool cert = c->cert_file || c->cert_data.data;
@@ -938,7 +845,6 @@ static ekg_err_t build_describe(ekg_kube_conn_t *c, const char *source)
         snprintf(tls, sizeof(tls), ", plain http");
     c->describe =
         ekg_xasprintf("%s (%s, %s%s%s)", c->server, source, auth, tls, c->proxy ? ", via proxy-url" : "");
-    return c->describe ? EKG_OK : EKG_ENOMEM;
 }
 
 ekg_err_t ekg_kube_conn_resolve(const ekg_kube_options_t *opts, ekg_kube_conn_t **out, ekg_diag_t *diag)
@@ -950,22 +856,15 @@ ekg_err_t ekg_kube_conn_resolve(const ekg_kube_options_t *opts, ekg_kube_conn_t 
         return ekg_diag_set(diag, EKG_EINVAL, "ekg_kube_conn_resolve: out is NULL");
     ekg_err_t err = EKG_OK;
     char *source = NULL, *env_file = NULL;
-    ekg_kube_conn_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+    ekg_kube_conn_t *c = ekg_xcalloc(1, sizeof(*c));
 
     /* Empty strings mean unset, as they do inside a kubeconfig. */
     const char *file = opts->kubeconfig && *opts->kubeconfig ? opts->kubeconfig : NULL;
     const char *context = opts->context && *opts->context ? opts->context : NULL;
     const char *master = opts->master && *opts->master ? opts->master : NULL;
     const char *env = getenv("KUBECONFIG");
-    if (!file && env && *env) {
-        if (!(env_file = first_kubeconfig(env, &err)) && err) {
-            err = ekg_diag_set(diag, err, "out of memory");
-            goto out;
-        }
-        file = env_file;
-    }
+    if (!file && env && *env)
+        file = env_file = first_kubeconfig(env);
     const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
     if (file) {
         err = load_kubeconfig(file, context, master, c, &source, diag);
@@ -974,8 +873,8 @@ ekg_err_t ekg_kube_conn_resolve(const ekg_kube_options_t *opts, ekg_kube_conn_t 
                            "--context %s: no kubeconfig (pass --kubeconfig or set KUBECONFIG)", context);
     } else if (master) {
         err = set_server(c, master, "--master", diag);
-        if (!err && !(source = strdup("--master")))
-            err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        if (!err)
+            source = ekg_xstrdup("--master");
     } else if (host && *host && port && *port) {
         err = load_in_cluster(host, port, c, &source, diag);
     } else {
@@ -986,14 +885,9 @@ ekg_err_t ekg_kube_conn_resolve(const ekg_kube_options_t *opts, ekg_kube_conn_t 
     }
     if (err)
         goto out;
-    if (!c->url_base && !(c->url_base = strdup(c->server))) {
-        err = ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
-        goto out;
-    }
-    if ((err = build_describe(c, source))) {
-        ekg_diag_set(diag, err, "out of memory");
-        goto out;
-    }
+    if (!c->url_base)
+        c->url_base = ekg_xstrdup(c->server);
+    build_describe(c, source);
     if (!c->tls && c->token)
         ekg_warn("msg=\"the Kubernetes API token will be sent over plain http\" server=%s", c->server);
     *out = c;
@@ -1045,7 +939,7 @@ static bool reread_token(ekg_kube_conn_t *c)
         return false;
     c->token_read_at = clock_now();
     char *tok = NULL;
-    char why[300];
+    char why[WHY_SIZE];
     if (read_token_file(c->token_file, &tok, why, sizeof(why))) {
         ekg_warn("msg=\"cannot re-read the Kubernetes API token; keeping the previous one\" reason=\"%s\"",
                  why);
@@ -1074,8 +968,9 @@ bool ekg_kube_conn_reload_token(ekg_kube_conn_t *c)
 
 static ekg_err_t setopt_failed(CURLcode rc, const char *opt, ekg_diag_t *diag)
 {
-    return ekg_diag_set(diag, rc == CURLE_OUT_OF_MEMORY ? EKG_ENOMEM : EKG_EIO, "curl: setting %s: %s", opt,
-                        curl_easy_strerror(rc));
+    if (rc == CURLE_OUT_OF_MEMORY)
+        ekg_oom(0);
+    return ekg_diag_set(diag, EKG_EIO, "curl: setting %s: %s", opt, curl_easy_strerror(rc));
 }
 
 #define SETOPT(h, opt, val)                                                                                  \
@@ -1133,8 +1028,6 @@ ekg_err_t ekg_kube_conn_prepare(ekg_kube_conn_t *c, CURL *h, const char *path_an
         reread_token(c);
 
     char *url = ekg_xasprintf("%s%s", c->url_base, path_and_query);
-    if (!url)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
     CURLcode rc = curl_easy_setopt(h, CURLOPT_URL, url);
     free(url);
     if (rc != CURLE_OK)
@@ -1147,14 +1040,14 @@ ekg_err_t ekg_kube_conn_prepare(ekg_kube_conn_t *c, CURL *h, const char *path_an
 
     struct curl_slist *l = curl_slist_append(*headers, "Accept: application/json");
     if (!l)
-        return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+        ekg_oom(0); /* libcurl fails here only for memory */
     *headers = l;
     if (c->token) {
         char *auth = ekg_xasprintf("Authorization: Bearer %s", c->token);
-        l = auth ? curl_slist_append(*headers, auth) : NULL;
+        l = curl_slist_append(*headers, auth);
         free_secret_str(auth);
         if (!l)
-            return ekg_diag_set(diag, EKG_ENOMEM, "out of memory");
+            ekg_oom(0);
         *headers = l;
     }
     SETOPT(h, CURLOPT_HTTPHEADER, *headers);

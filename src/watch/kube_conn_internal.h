@@ -17,8 +17,8 @@
 typedef double (*ekg_kube_clock_fn)(void);
 
 /*
- * Replaces the clock the token refresh uses (NULL: back to CLOCK_MONOTONIC). Tests only: it is a plain
- * static, so call it while no other thread uses a connection.
+ * Replaces the clock the token refresh uses (NULL: back to ekg_clock_s, CLOCK_MONOTONIC). Tests only: it is a
+ * plain static, so call it while no other thread uses a connection.
  */
 void ekg_kube_conn_set_clock(ekg_kube_clock_fn now);
 
@@ -27,7 +27,7 @@ void ekg_kube_conn_set_clock(ekg_kube_clock_fn now);
  * optional, but when present it must complete the last quantum and nothing may follow it; a final quantum of
  * one character is an error. Non-zero bits left over in the last character are ignored (as Go's decoder
  * does). On success *out (owned by the caller, free()) holds *out_len bytes plus a NUL that is not counted.
- * EKG_EPARSE for bad input, EKG_ENOMEM; outputs untouched on error. Thread: any.
+ * EKG_EPARSE for bad input; outputs untouched on error (allocation failure aborts). Thread: any.
  */
 ekg_err_t ekg_kube_base64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len);
 
