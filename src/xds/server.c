@@ -474,28 +474,29 @@ static bool read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
     return false;
 }
 
-/* HealthCheckRequest {string service = 1}. Sets *service (not NUL-terminated; "" when absent). */
-static bool parse_health_request(const uint8_t *p, size_t len, const char **service, size_t *service_len)
+/* HealthCheckRequest {string service = 1}. Sets *service (not NUL-terminated; "" when absent). EKG_EPARSE
+ * when the bytes are not a protobuf message. */
+static ekg_err_t parse_health_request(const uint8_t *p, size_t len, const char **service, size_t *service_len)
 {
     *service = "";
     *service_len = 0;
     for (size_t i = 0; i < len;) {
         uint64_t key, v;
         if (!read_varint(p, len, &i, &key))
-            return false;
+            return EKG_EPARSE;
         switch (key & 7) {
         case 0:
             if (!read_varint(p, len, &i, &v))
-                return false;
+                return EKG_EPARSE;
             break;
         case 1:
             if (len - i < 8)
-                return false;
+                return EKG_EPARSE;
             i += 8;
             break;
         case 2:
             if (!read_varint(p, len, &i, &v) || v > len - i)
-                return false;
+                return EKG_EPARSE;
             if (key >> 3 == 1) {
                 *service = (const char *)p + i;
                 *service_len = (size_t)v;
@@ -504,14 +505,14 @@ static bool parse_health_request(const uint8_t *p, size_t len, const char **serv
             break;
         case 5:
             if (len - i < 4)
-                return false;
+                return EKG_EPARSE;
             i += 4;
             break;
         default:
-            return false;
+            return EKG_EPARSE;
         }
     }
-    return true;
+    return EKG_OK;
 }
 
 static bool health_service_known(const char *name, size_t len)
@@ -901,7 +902,7 @@ static void health_on_message(stream_t *st, const grpc_slice *msg)
 {
     const char *service;
     size_t len;
-    if (!parse_health_request(GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), &service, &len)) {
+    if (parse_health_request(GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), &service, &len) != EKG_OK) {
         finish(st, GRPC_STATUS_INVALID_ARGUMENT, "malformed grpc.health.v1.HealthCheckRequest");
         return;
     }
