@@ -151,9 +151,7 @@ static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool u
             j++;
         total += ekg_pb_field_size(2, group_size(c, i, j, udp));
     }
-    char *buf = upb_Arena_Malloc(arena, total ? total : 1);
-    if (!buf)
-        ekg_oom(total);
+    char *buf = ekg_translate_alloc(arena, total ? total : 1);
     char *p = ekg_pb_put_field(buf, 1, name, strlen(name));
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && ekg_locality_equal(&c[j].locality, &c[i].locality);)
