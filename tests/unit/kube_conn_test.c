@@ -1249,6 +1249,16 @@ static void test_in_cluster_service_account_problems(void **state)
     resolve_err(NULL, EKG_ECONFIG, &diag);
     assert_contains(diag.msg, "does not hold a token");
     assert_not_contains(diag.msg, "words");
+
+    /* A token file over 64 KiB is refused, and its content stays out of the message. */
+    write_file("sa/token", "%065537d", 7);
+    resolve_err(NULL, EKG_EIO, &diag);
+    assert_contains(diag.msg, "in-cluster: service-account token: cannot read ");
+    assert_contains(diag.msg, "sa/token: larger than 65536 bytes");
+    assert_not_contains(diag.msg, "0007");
+    write_file("sa/token", "%065536d", 7); /* exactly the bound: a (long) token */
+    c = resolve_ok(NULL);
+    ekg_kube_conn_free(c);
 }
 
 static void test_nothing_configured(void **state)
