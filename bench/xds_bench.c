@@ -1581,6 +1581,7 @@ static void row(const char *label, const result_t *e, const result_t *b, double 
 
 int main(int argc, char **argv)
 {
+    ekg_mem_init(); /* as the daemon's main() does: cJSON allocates through ekglue/mem.h */
     if (argc > 1 && strcmp(argv[1], "--client") == 0)
         return client_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "--round") == 0)
