@@ -697,6 +697,9 @@ static void test_reset_mid_event(void **state)
     ekg_watch_options_t o = test_options();
     env_watch(e, &o);
     wait_synced(e);
+    /* The first watches must have reached the fake before the fault is armed, or one of them takes it and the
+     * close below ends it without an event. */
+    ctl_do(&e->fake, "POST", "/fake/wait-watchers?n=3&timeout=10", NULL);
     ctl_do(&e->fake, "POST", "/fake/faults",
            "{\"fault\":\"reset\",\"prefix\":\"/apis/\",\"watch\":true,\"count\":1,\"after\":0}");
     ctl_do(&e->fake, "POST", "/fake/close-watches", NULL);
@@ -720,6 +723,7 @@ static void test_5xx_backoff_then_recovery(void **state)
     o.backoff_max_ms = 400;
     env_watch(e, &o);
     wait_synced(e);
+    ctl_do(&e->fake, "POST", "/fake/wait-watchers?n=3&timeout=10", NULL); /* before the fault: see above */
     ctl_do(&e->fake, "POST", "/fake/faults",
            "{\"fault\":\"error\",\"prefix\":\"/api/v1/services\",\"watch\":true,\"count\":3,\"code\":503}");
     ctl_do(&e->fake, "DELETE", "/fake/requests", NULL);
