@@ -194,11 +194,12 @@ struct ekg_xds_server {
     int shutdown_ms;
     atomic_bool serving;
     tag_t shutdown_tag;
-    int trim_quiet_ms;         /* see maybe_trim; -1 = never */
-    atomic_llong last_send_ms; /* monotonic ms of the latest completed send, any thread */
-    atomic_bool trim_due;      /* sends completed since the last trim */
-    atomic_size_t statuses;    /* SEND_STATUS_FROM_SERVER batches in flight (see ekg_xds_server_stop) */
-    atomic_size_t live;        /* stream_t objects not yet freed, listed or not (see ekg_xds_server_stop) */
+    int trim_quiet_ms;               /* see maybe_trim; -1 = never */
+    atomic_llong last_send_ms;       /* monotonic ms of the latest completed send, any thread */
+    atomic_bool trim_due;            /* sends completed since the last trim */
+    atomic_llong trim_not_before_ms; /* monotonic ms: the last trim's cost times TRIM_COST_FACTOR after it */
+    atomic_size_t statuses;          /* SEND_STATUS_FROM_SERVER batches in flight (see ekg_xds_server_stop) */
+    atomic_size_t live; /* stream_t objects not yet freed, listed or not (see ekg_xds_server_stop) */
 
     pthread_mutex_t lock; /* guards the fields below */
     pthread_cond_t cond;  /* signalled when shutdown_done is set or the list empties */
@@ -1059,7 +1060,10 @@ static void on_request(request_slot_t *slot, bool ok)
  * returns free pages to the system with malloc_trim: once per burst for the whole server (trim_due is
  * claimed by one thread), not once per thread, since malloc_trim walks every arena. A queue wait gets a
  * deadline only while its thread has seen sends since it last looked: an idle server sleeps without
- * timeouts. Figures (bench/xds_bench, docs/internals/server.md): RSS per idle stream ~80 KiB -> ~30 KiB.
+ * timeouts. malloc_trim walks the whole heap (100-190 ms of CPU at 1,000 streams): so that frequent changes
+ * do not turn it into a steady cost, the next trim waits TRIM_COST_FACTOR times the CPU time the last one
+ * took, which bounds trimming to about 1% of one core. Figures (bench/xds_bench, docs/internals/server.md):
+ * RSS per idle stream ~75 KiB -> ~35-50 KiB at 1,000 streams.
  *
  * Never in a build whose allocator is a sanitizer's (ASan, TSan, MSan): malloc_trim is glibc's and walks
  * glibc's arenas, which such a process never set up; ASan's report of it (a SEGV in mtrim) was CI's flake.
@@ -1075,22 +1079,36 @@ static void on_request(request_slot_t *slot, bool ok)
 #define MALLOC_IS_GLIBC 1
 #endif
 #define DEFAULT_TRIM_QUIET_MS 1000
+#define TRIM_COST_FACTOR      100
+
+static long long thread_cpu_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
 
 /* Trims if the server's sends have been quiet long enough and nobody trimmed since; returns how many ms
  * this thread should still wait (-1: nothing to wait for). Queue threads only. */
 static long long maybe_trim(worker_t *w)
 {
     ekg_xds_server_t *s = w->server;
-    long long left = atomic_load(&s->last_send_ms) + s->trim_quiet_ms - ekg_clock_ms();
+    long long at = atomic_load(&s->last_send_ms) + s->trim_quiet_ms,
+              not_before = atomic_load(&s->trim_not_before_ms);
+    long long left = (at > not_before ? at : not_before) - ekg_clock_ms();
     if (left > 0)
         return left;
     w->trim_armed = false;
     if (!atomic_exchange(&s->trim_due, false))
         return -1; /* another thread trimmed after the same sends */
-    long long t0 = ekg_clock_ms();
+    long long t0 = ekg_clock_ms(), cpu0 = thread_cpu_us();
     malloc_trim(0);
-    ekg_debug("xDS server: returned free heap pages to the system after a send burst took_ms=%lld",
-              ekg_clock_ms() - t0);
+    long long cpu_us = thread_cpu_us() - cpu0, end = ekg_clock_ms();
+    atomic_store(&s->trim_not_before_ms, end + cpu_us * TRIM_COST_FACTOR / 1000);
+    ekg_debug(
+        "xDS server: returned free heap pages to the system after a send burst took_ms=%lld cpu_ms=%.1f "
+        "next_trim_in_ms=%lld",
+        end - t0, (double)cpu_us / 1000.0, cpu_us * TRIM_COST_FACTOR / 1000);
     return -1;
 }
 
