@@ -14,11 +14,15 @@
 #define EKGLUE_PROTO_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "upb/def.h"
 #include "upb/msg.h"
+#include "upb/reflection.h"
+#include "upb/upb.h"
 
 #include "ekglue/error.h"
+#include "ekglue/mem.h"
 
 #define EKG_TYPE_CLUSTER         "envoy.config.cluster.v3.Cluster"
 #define EKG_TYPE_LOAD_ASSIGNMENT "envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -35,6 +39,43 @@ void ekg_proto_shutdown(void);
 const upb_DefPool *ekg_proto_pool(void);
 /* Looks up a message by full name ("envoy.config.cluster.v3.Cluster"); NULL if unknown. */
 const upb_MessageDef *ekg_proto_message(const char *full_name);
+
+/*
+ * upb allocates with plain malloc, outside ekglue/mem.h. These never return NULL: when upb runs out of memory
+ * they abort like every other allocation in ekglue (ekg_oom). The arena is the caller's (upb_Arena_Free).
+ */
+static inline upb_Arena *ekg_proto_arena_new(void)
+{
+    upb_Arena *arena = upb_Arena_New();
+    if (!arena)
+        ekg_oom(0);
+    return arena;
+}
+
+/* n bytes from arena. */
+static inline void *ekg_proto_alloc(upb_Arena *arena, size_t n)
+{
+    void *p = upb_Arena_Malloc(arena, n);
+    if (!p)
+        ekg_oom(n);
+    return p;
+}
+
+/* A NUL-terminated copy of s in arena. */
+static inline char *ekg_proto_strdup(upb_Arena *arena, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return (char *)memcpy(ekg_proto_alloc(arena, n), s, n);
+}
+
+/* A new, empty message of type m in arena. */
+static inline upb_Message *ekg_proto_message_new(const upb_MessageDef *m, upb_Arena *arena)
+{
+    upb_Message *msg = upb_Message_New(m, arena);
+    if (!msg)
+        ekg_oom(0);
+    return msg;
+}
 
 /*
  * Decodes proto3 JSON into msg (which must be of type m). Unknown fields and unknown Any types are errors;

@@ -6,8 +6,10 @@
  * embedded as a FileDescriptorSet (ekg_extra_descriptors, see CMakeLists.txt and proto/README.md).
  *
  * Memory: upb allocates with plain malloc; where it reports running out (a NULL arena or pool, an encoder's
- * out-of-memory status), this file aborts as ekglue/mem.h does for everything else. The errors left are real
- * ones: a descriptor that does not load, JSON that does not decode, a message that does not encode.
+ * out-of-memory status), this file aborts as ekglue/mem.h does for everything else, and proto.h's inline
+ * helpers (ekg_proto_arena_new, _alloc, _strdup, _message_new) do the same for every upb user above. The
+ * errors left are real ones: a descriptor that does not load, JSON that does not decode, a message that does
+ * not encode.
  *
  * Thread: ekg_proto_init() runs on the main thread before any other thread starts; after it the pool is only
  * read, which upb allows from any number of threads.
@@ -55,9 +57,7 @@ ekg_err_t ekg_proto_init(ekg_diag_t *diag)
     if (err != EKG_OK)
         goto out;
 
-    arena = upb_Arena_New();
-    if (!arena)
-        ekg_oom(0);
+    arena = ekg_proto_arena_new();
     const google_protobuf_FileDescriptorSet *set = google_protobuf_FileDescriptorSet_parse(
         (const char *)ekg_extra_descriptors, ekg_extra_descriptors_size, arena);
     if (!set) {

@@ -29,10 +29,8 @@ ekg_err_t ekg_render_resource(const ekg_resource_t *r, cJSON **out)
     const upb_MessageDef *m = ekg_proto_message(type_names[ekg_resource_type(r)]);
     if (!m)
         return EKG_EINVAL;
-    upb_Arena *arena = upb_Arena_New();
-    upb_Message *msg = arena ? upb_Message_New(m, arena) : NULL;
-    if (!msg)
-        ekg_oom(0);
+    upb_Arena *arena = ekg_proto_arena_new();
+    upb_Message *msg = ekg_proto_message_new(m, arena);
     size_t len;
     const char *data = ekg_resource_data(r, &len);
     upb_DecodeStatus st = upb_Decode(data, len, msg, upb_MessageDef_MiniTable(m), NULL, 0, arena);

@@ -40,7 +40,7 @@ bool ekg_cluster_name(const ekg_service_t *svc, const ekg_service_port_t *port, 
 
 static upb_StringView arena_string(upb_Arena *arena, const char *s)
 {
-    return upb_StringView_FromDataAndSize(ekg_translate_strdup(arena, s), strlen(s));
+    return upb_StringView_FromDataAndSize(ekg_proto_strdup(arena, s), strlen(s));
 }
 
 /* A load_assignment with the single DNS endpoint host:port. upb's accessors return NULL only when the arena
@@ -162,7 +162,7 @@ ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_po
         if (sc) {
             size_t name_len = strlen(name);
             size_t total = ekg_pb_field_size(1, name_len) + sc->len;
-            char *p = ekg_translate_alloc(arena, total);
+            char *p = ekg_proto_alloc(arena, total);
             memcpy(ekg_pb_put_field(p, 1, name, name_len), sc->bytes, sc->len);
             *bytes = p;
             *len = total;

@@ -15,9 +15,9 @@
  * into the caller's arena, merge each matching override (merge.h). The config is never written after loading,
  * so any number of threads may apply it while the main thread loads the next one.
  *
- * Memory: out of memory aborts (ekglue/mem.h), upb's included (the ekg_translate_* helpers of
- * translate_internal.h), so every error here is about the file: EKG_ECONFIG (or EKG_EPARSE, EKG_EIO from
- * ekglue/yaml.h) with FILE:LINE: key.path.
+ * Memory: out of memory aborts (ekglue/mem.h), upb's included (the ekg_proto_* helpers of ekglue/proto.h), so
+ * every error here is about the file: EKG_ECONFIG (or EKG_EPARSE, EKG_EIO from ekglue/yaml.h) with
+ * FILE:LINE: key.path.
  *
  * Thread: the main thread loads; any thread applies (see above).
  */
@@ -37,7 +37,6 @@
 
 #include "common/hash.h"
 #include "translate/merge.h"
-#include "translate/translate_internal.h"
 
 #define API_VERSION "v1alpha"
 #define DEFAULT_BASE_JSON                                                                                    \
@@ -201,7 +200,7 @@ static ekg_err_t take_string(const loader_t *ld, const cJSON *node, const char *
         return EKG_OK;
     if (!cJSON_IsString(node))
         return fail(ld, node, path, "expected a string, got %s", type_name(node));
-    *out = ekg_translate_strdup(ld->cfg->arena, node->valuestring);
+    *out = ekg_proto_strdup(ld->cfg->arena, node->valuestring);
     return EKG_OK;
 }
 
@@ -253,11 +252,11 @@ static const char *upb_reason(const char *upb_msg)
  */
 static bool member_decodes(const cJSON *member, const upb_MessageDef *m, ekg_diag_t *diag)
 {
-    upb_Arena *arena = ekg_translate_arena_new();
+    upb_Arena *arena = ekg_proto_arena_new();
     cJSON *wrapper = cJSON_CreateObject(); /* owned; refers to member without copying it */
     cJSON_AddItemReferenceToObject(wrapper, member->string, (cJSON *)member);
     char *json = cJSON_PrintUnformatted(wrapper); /* owned */
-    upb_Message *msg = ekg_translate_message_new(m, arena);
+    upb_Message *msg = ekg_proto_message_new(m, arena);
     bool ok = ekg_proto_from_json(json, strlen(json), m, msg, arena, diag) == EKG_OK;
     cJSON_free(json);
     cJSON_Delete(wrapper);
@@ -336,8 +335,8 @@ static ekg_err_t load_cluster_json(const loader_t *ld, const char *json, size_t 
 {
     ekg_config_t *cfg = ld->cfg;
     ekg_err_t err;
-    upb_Arena *tmp = ekg_translate_arena_new(); /* the JSON-decoded message; only its bytes are kept */
-    upb_Message *decoded = ekg_translate_message_new(cfg->cluster_def, tmp);
+    upb_Arena *tmp = ekg_proto_arena_new(); /* the JSON-decoded message; only its bytes are kept */
+    upb_Message *decoded = ekg_proto_message_new(cfg->cluster_def, tmp);
     ekg_diag_t upb_diag = {{0}};
     err = ekg_proto_from_json(json, len, cfg->cluster_def, decoded, tmp, &upb_diag);
     if (err != EKG_OK) {
@@ -349,7 +348,7 @@ static ekg_err_t load_cluster_json(const loader_t *ld, const char *json, size_t 
         err = fail(ld, node, path, "cannot encode the Cluster (nested too deep?)");
         goto out;
     }
-    *msg = ekg_translate_message_new(cfg->cluster_def, cfg->arena);
+    *msg = ekg_proto_message_new(cfg->cluster_def, cfg->arena);
     upb_DecodeStatus st = upb_Decode(*bytes, *nbytes, *msg, upb_MessageDef_MiniTable(cfg->cluster_def), NULL,
                                      kUpb_DecodeOption_AliasString, cfg->arena);
     if (st == kUpb_DecodeStatus_OutOfMemory)
@@ -423,7 +422,7 @@ static ekg_err_t load_rule(const loader_t *ld, const cJSON *node, const char *pa
     int n = cJSON_GetArraySize(match);
     if (n <= 0)
         return fail(ld, match, sub, "a rule needs at least one matcher");
-    rule->matchers = ekg_translate_alloc(arena, (size_t)n * sizeof(*rule->matchers));
+    rule->matchers = ekg_proto_alloc(arena, (size_t)n * sizeof(*rule->matchers));
     memset(rule->matchers, 0, (size_t)n * sizeof(*rule->matchers));
     for (const cJSON *m = match->child; m; m = m->next) {
         char msub[PATH_LEN];
@@ -477,7 +476,7 @@ static ekg_err_t load_cluster_config(const loader_t *ld, const cJSON *node, cons
     int n = cJSON_GetArraySize(overrides);
     if (n <= 0)
         return EKG_OK;
-    cfg->rules = ekg_translate_alloc(cfg->arena, (size_t)n * sizeof(*cfg->rules));
+    cfg->rules = ekg_proto_alloc(cfg->arena, (size_t)n * sizeof(*cfg->rules));
     memset(cfg->rules, 0, (size_t)n * sizeof(*cfg->rules));
     for (const cJSON *r = overrides->child; r; r = r->next) {
         char rsub[PATH_LEN];
@@ -664,8 +663,8 @@ static ekg_err_t new_default(ekg_config_t **out, ekg_diag_t *diag)
     if (!def)
         return ekg_diag_set(diag, EKG_EINVAL,
                             "config: the protobuf registry is not initialized (ekg_proto_init)");
-    upb_Arena *arena = ekg_translate_arena_new();
-    ekg_config_t *cfg = ekg_translate_alloc(arena, sizeof(*cfg));
+    upb_Arena *arena = ekg_proto_arena_new();
+    ekg_config_t *cfg = ekg_proto_alloc(arena, sizeof(*cfg));
     memset(cfg, 0, sizeof(*cfg));
     cfg->arena = arena;
     cfg->cluster_def = def;
@@ -820,7 +819,7 @@ ekg_err_t ekg_config_cluster(const ekg_config_t *cfg, const ekg_cluster_match_in
     }
 
     const upb_MiniTable *mt = upb_MessageDef_MiniTable(cfg->cluster_def);
-    upb_Message *cluster = ekg_translate_message_new(cfg->cluster_def, arena);
+    upb_Message *cluster = ekg_proto_message_new(cfg->cluster_def, arena);
     upb_DecodeStatus st = upb_Decode(cfg->base_bytes, cfg->base_len, cluster, mt, NULL, 0, arena);
     if (st == kUpb_DecodeStatus_OutOfMemory)
         ekg_oom(0);

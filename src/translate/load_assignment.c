@@ -16,6 +16,7 @@
 #include "envoy/config/core/v3/health_check.upb.h"
 
 #include "ekglue/mem.h"
+#include "ekglue/proto.h"
 
 #include "common/pbwrite.h"
 #include "translate/translate_internal.h"
@@ -151,7 +152,7 @@ static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool u
             j++;
         total += ekg_pb_field_size(2, group_size(c, i, j, udp));
     }
-    char *buf = ekg_translate_alloc(arena, total ? total : 1);
+    char *buf = ekg_proto_alloc(arena, total ? total : 1);
     char *p = ekg_pb_put_field(buf, 1, name, strlen(name));
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && ekg_locality_equal(&c[j].locality, &c[i].locality);)

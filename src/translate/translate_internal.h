@@ -3,10 +3,9 @@
  *
  * translator.c keeps the objects and the incremental bookkeeping; cluster.c turns one Service port into a
  * Cluster; load_assignment.c turns the endpoints of one Service port into a ClusterLoadAssignment; listener.c
- * writes proxyless Listeners; locality.c places endpoints; config.c (which also uses the upb helpers here)
- * loads and applies the configuration. The helpers make upb's allocations abort like ekglue's own
- * (ekglue/mem.h). Thread: the translator's owner (the watcher thread in the daemon); config.c's own rules
- * are in its head comment.
+ * writes proxyless Listeners; locality.c places endpoints; config.c loads and applies the configuration.
+ * upb's allocations go through ekglue/proto.h's helpers, which abort like ekglue's own. Thread: the
+ * translator's owner (the watcher thread in the daemon); config.c's own rules are in its head comment.
  */
 #ifndef EKG_TRANSLATE_INTERNAL_H
 #define EKG_TRANSLATE_INTERNAL_H
@@ -14,56 +13,15 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "upb/def.h"
-#include "upb/msg.h"
-#include "upb/reflection.h"
 #include "upb/upb.h"
 
 #include "envoy/config/cluster/v3/cluster.upb.h"
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
 
-#include "ekglue/mem.h"
 #include "ekglue/model.h"
 #include "ekglue/translate.h"
 
 #include "common/map.h"
-
-/*
- * upb_Arena_Malloc that never returns NULL: upb allocates with plain malloc, so when the arena cannot grow
- * this aborts as ekglue/mem.h does for every other allocation.
- */
-static inline void *ekg_translate_alloc(upb_Arena *arena, size_t n)
-{
-    void *p = upb_Arena_Malloc(arena, n);
-    if (!p)
-        ekg_oom(n);
-    return p;
-}
-
-/* A new arena, or abort. */
-static inline upb_Arena *ekg_translate_arena_new(void)
-{
-    upb_Arena *arena = upb_Arena_New();
-    if (!arena)
-        ekg_oom(0);
-    return arena;
-}
-
-/* A new message of type m in arena, or abort. */
-static inline upb_Message *ekg_translate_message_new(const upb_MessageDef *m, upb_Arena *arena)
-{
-    upb_Message *msg = upb_Message_New(m, arena);
-    if (!msg)
-        ekg_oom(0);
-    return msg;
-}
-
-/* A NUL-terminated copy of s in arena. */
-static inline char *ekg_translate_strdup(upb_Arena *arena, const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(ekg_translate_alloc(arena, n), s, n);
-}
 
 /* Looks up the locality of a node by name; returns false when the node is unknown. Borrowed strings. */
 typedef bool (*ekg_node_locality_fn)(void *ctx, const char *node_name, ekg_locality_t *out);

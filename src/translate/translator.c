@@ -470,7 +470,7 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         }
         /* One arena per Service: everything made for its ports dies right after their encoding. */
         if (!arena)
-            arena = ekg_translate_arena_new();
+            arena = ekg_proto_arena_new();
         char *cluster = NULL;
         size_t cluster_len = 0;
         bool is_eds = false;
