@@ -14,6 +14,7 @@
 #include "ekglue/cache.h"
 #include "ekglue/clock.h"
 #include "ekglue/mem.h"
+#include "ekglue/metrics.h"
 
 struct ekg_cache {
     pthread_mutex_t lock;      /* guards current, watch and watch_ctx */
@@ -108,4 +109,28 @@ ekg_snapshot_t *ekg_cache_current(ekg_cache_t *c)
     ekg_snapshot_t *s = c->current ? ekg_snapshot_ref(c->current) : NULL;
     pthread_mutex_unlock(&c->lock);
     return s;
+}
+
+ekg_err_t ekg_cache_publish_translation(ekg_cache_t *c, ekg_translator_t *t, bool *taken,
+                                        ekg_snapshot_t **out)
+{
+    ekg_snapshot_t *snap = NULL;
+    double t0 = ekg_clock_s();
+    ekg_err_t err = ekg_translator_snapshot(t, &snap);
+    if (taken)
+        *taken = false;
+    if (err != EKG_OK)
+        return err;
+    double built = ekg_clock_s() - t0;
+    /* Counted only when the cache took it (an unchanged snapshot is dropped: nothing was updated). */
+    bool took = ekg_cache_publish(c, snap);
+    if (took)
+        ekg_metrics_snapshot_published(built);
+    if (taken)
+        *taken = took;
+    if (out)
+        *out = snap;
+    else
+        ekg_snapshot_unref(snap);
+    return EKG_OK;
 }

@@ -124,7 +124,6 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     ekg_translator_t *t = NULL;
     ekg_snapshot_t *snap = NULL;
     ekg_err_t err = EKG_OK;
-    double t0 = ekg_clock_s();
 
     if (st->npaths == 0 &&
         (err = ekg_objects_add_buffer(&objs, (const char *)ekg_demo_cluster, ekg_demo_cluster_size,
@@ -143,14 +142,10 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     /* A fresh translator: the new files are the whole truth (removed objects disappear). */
     if ((err = ekg_translator_new(st->cfg, &t)) != EKG_OK ||
         (err = ekg_translator_put_objects(t, &objs)) != EKG_OK ||
-        (err = ekg_translator_snapshot(t, &snap)) != EKG_OK) {
+        (err = ekg_cache_publish_translation(st->cache, t, NULL, &snap)) != EKG_OK) {
         ekg_error("translation failed, keeping the previous state: %s", ekg_strerror(err));
         goto out;
     }
-    double built = ekg_clock_s() - t0;
-    /* Counted only when the cache took it (unchanged content is dropped: nothing was updated). */
-    if (ekg_cache_publish(st->cache, snap))
-        ekg_metrics_snapshot_published(built);
     st->reloads++;
     ekg_info("objects loaded services=%zu slices=%zu nodes=%zu skipped=%zu clusters=%zu cluster_version=%s "
              "load_assignments=%zu load_assignment_version=%s listeners=%zu",

@@ -851,9 +851,8 @@ static void transfer_done(stream_t *s, CURLcode result)
 static void publish(ekg_watcher_t *w)
 {
     ekg_snapshot_t *snap = NULL;
-    double t0 = ekg_clock_s();
     w->dirty = false;
-    ekg_err_t err = ekg_translator_snapshot(w->translator, &snap);
+    ekg_err_t err = ekg_cache_publish_translation(w->cache, w->translator, NULL, &snap);
     if (err) {
         ekg_error("translation failed, keeping the previous snapshot, retrying in %d ms: %s",
                   PUBLISH_RETRY_MS, ekg_strerror(err));
@@ -862,10 +861,6 @@ static void publish(ekg_watcher_t *w)
         w->publish_at = w->first_change + PUBLISH_RETRY_MS;
         return;
     }
-    double built = ekg_clock_s() - t0;
-    /* Counted only when the cache took it (an unchanged snapshot is dropped: nothing was updated). */
-    if (ekg_cache_publish(w->cache, snap))
-        ekg_metrics_snapshot_published(built);
     w->publishes++;
     ekg_debug("published serial=%llu clusters=%zu cluster_version=%s load_assignments=%zu "
               "load_assignment_version=%s listeners=%zu listener_version=%s",

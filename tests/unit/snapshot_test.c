@@ -14,6 +14,11 @@
 #include <cmocka.h>
 
 #include "ekglue/cache.h"
+#include "ekglue/metrics.h"
+#include "ekglue/proto.h"
+#include "ekglue/translate.h"
+
+#include "k8s_fixtures.h"
 
 static ekg_resource_set_t *one_set(ekg_resource_type_t type, const char *name, const char *content)
 {
@@ -166,6 +171,50 @@ static void test_localities_change_is_taken(void **state)
     ekg_cache_free(c);
 }
 
+/* The one publish step of every source: takes a changed translation once, records its build time only then,
+ * and leaves the cache alone on an unchanged one. */
+static void test_publish_translation(void **state)
+{
+    (void)state;
+    ekg_diag_t diag = {{0}};
+    assert_int_equal(ekg_proto_init(&diag), EKG_OK);
+    ekg_config_t *cfg = fx_config(NULL);
+    ekg_translator_t *t = fx_translator(cfg);
+    assert_int_equal(
+        ekg_translator_put_service(t, fx_service("{'apiVersion': 'v1', 'kind': 'Service', "
+                                                 "'metadata': {'namespace': 'shop', 'name': 'cart'}, "
+                                                 "'spec': {'ports': [{'name': 'http', 'port': 80}]}}")),
+        EKG_OK);
+    ekg_cache_t *c = NULL;
+    assert_int_equal(ekg_cache_new(&c), EKG_OK);
+    ekg_metrics_values_t m0, m1, m2;
+    ekg_metrics_read(&m0);
+
+    bool taken = false;
+    ekg_snapshot_t *snap = NULL;
+    assert_int_equal(ekg_cache_publish_translation(c, t, &taken, &snap), EKG_OK);
+    assert_true(taken);
+    assert_non_null(snap);
+    ekg_snapshot_t *cur = ekg_cache_current(c);
+    assert_ptr_equal(cur, snap);
+    assert_int_equal(ekg_resource_set_size(ekg_snapshot_resources(cur, EKG_RESOURCE_CLUSTER)), 1);
+    ekg_snapshot_unref(cur);
+    ekg_snapshot_unref(snap);
+    ekg_metrics_read(&m1);
+    assert_int_equal(m1.snapshot_build.count, m0.snapshot_build.count + 1);
+    assert_true(m1.last_update > 0);
+
+    /* Nothing changed: built, not taken, not counted. */
+    assert_int_equal(ekg_cache_publish_translation(c, t, &taken, NULL), EKG_OK);
+    assert_false(taken);
+    ekg_metrics_read(&m2);
+    assert_int_equal(m2.snapshot_build.count, m1.snapshot_build.count);
+
+    ekg_cache_free(c);
+    ekg_translator_free(t);
+    ekg_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_localities_only_while_unshared),
         cmocka_unit_test(test_cache_announces_only_changes),
         cmocka_unit_test(test_localities_change_is_taken),
+        cmocka_unit_test(test_publish_translation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
