@@ -6,9 +6,9 @@
  * of a Kubernetes object, upb's message) travel in an ekg_diag_t the caller passes in, or go to the log.
  *
  * Out of memory is not an error code's business: allocation goes through include/ekglue/mem.h, which aborts
- * with a message (the policy, and why, is there). EKG_ENOMEM remains for what a library outside ekglue reports
- * (upb, grpc, libcurl) when ekglue cannot route its allocations.
- * Thread: any; everything here is pure.
+ * with a message (the policy, and why, is there). EKG_ENOMEM remains for what a library outside ekglue
+ * reports (upb, grpc, libcurl) when ekglue cannot route its allocations. Thread: any; everything here is
+ * pure.
  */
 #ifndef EKGLUE_ERROR_H
 #define EKGLUE_ERROR_H

@@ -4,8 +4,8 @@
  * On Linux with overcommit and a cgroup memory limit, malloc failing is not the event that happens: the OOM
  * killer is. Paths that try to recover from a failed malloc are paths no test takes, and they hide bugs (one
  * dropped a watch event silently). So every allocation in ekglue goes through these wrappers, which never
- * return NULL: on failure they print "ekglue: out of memory (N bytes)" to stderr and abort(). cJSON is set up to
- * allocate through them too (ekg_mem_init), so a NULL from cJSON means bad input, never memory. The same
+ * return NULL: on failure they print "ekglue: out of memory (N bytes)" to stderr and abort(). cJSON is set up
+ * to allocate through them too (ekg_mem_init), so a NULL from cJSON means bad input, never memory. The same
  * policy as redis's zmalloc_oom_handler and h2o_mem_alloc; docs/internals/README.md, "Policies".
  *
  * Ownership: what these return is the caller's, freed with free().

@@ -2,8 +2,8 @@
  * tests/unit/file_test.c: reading whole files (src/common/file.c).
  *
  * A file comes back whole and NUL-terminated, across the reader's buffer doublings; a missing file is
- * EKG_ENOENT, one over the bound EKG_ERANGE, a directory EKG_EIO, each with the path in the message; secrets read
- * the same. Thread: main.
+ * EKG_ENOENT, one over the bound EKG_ERANGE, a directory EKG_EIO, each with the path in the message; secrets
+ * read the same. Thread: main.
  */
 #include <setjmp.h>
 #include <stdarg.h>

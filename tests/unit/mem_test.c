@@ -1,10 +1,10 @@
 /*
  * tests/unit/mem_test.c: the memory policy (src/common/mem.c) and the clocks (src/common/clock.c).
  *
- * The wrappers return usable memory and, when the allocator fails, abort with a message naming the size (run in
- * a forked child: the test checks it died by SIGABRT and what it printed); the growable array doubles and keeps
- * its elements; cJSON allocates through the wrappers after ekg_mem_init; the monotonic clocks agree and move
- * forward. Thread: main (and a child process per death test).
+ * The wrappers return usable memory and, when the allocator fails, abort with a message naming the size (run
+ * in a forked child: the test checks it died by SIGABRT and what it printed); the growable array doubles and
+ * keeps its elements; cJSON allocates through the wrappers after ekg_mem_init; the monotonic clocks agree and
+ * move forward. Thread: main (and a child process per death test).
  */
 #include <setjmp.h>
 #include <signal.h>
