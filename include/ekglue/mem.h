@@ -15,6 +15,7 @@
 #define EKGLUE_MEM_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Prints the message and aborts. */
 _Noreturn void ekg_oom(size_t size);
@@ -41,6 +42,14 @@ void ekg_array_reserve(void **items, size_t *cap, size_t need, size_t elem_size)
         (items) = ekg_array_p_;                                                                              \
         (items)[(n)++] = (value);                                                                            \
     } while (0)
+
+/*
+ * A FILE that writes into a growing buffer (open_memstream): *buf (the caller's, free()) holds what was
+ * written once ekg_xmemstream_close returns. glibc grows that buffer itself, outside these wrappers, so both
+ * abort as they do when it cannot: opening, a write or the final flush fails only for lack of memory.
+ */
+FILE *ekg_xmemstream(char **buf, size_t *size);
+void ekg_xmemstream_close(FILE *f);
 
 /* Routes cJSON's allocations through the wrappers. Call once at start, before any thread uses cJSON. */
 void ekg_mem_init(void);

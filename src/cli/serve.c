@@ -294,16 +294,14 @@ static ekg_err_t start_debug(const char *listen, bool required, ekg_cache_t *cac
         ekg_info("debug server disabled (--debug-listen off)");
         goto out;
     }
-    if (!(f = open_memstream(&desc, &size)))
-        ekg_oom(0); /* its only failure is memory */
+    f = ekg_xmemstream(&desc, &size);
     if (kube_desc)
         fprintf(f, "Kubernetes API %s", kube_desc);
     else if (!st->npaths)
         fputs("the embedded demo cluster", f);
     for (size_t i = 0; !kube_desc && i < st->npaths; i++)
         fprintf(f, "%s%s", i ? ", " : "files ", st->paths[i]);
-    if (fclose(f) != 0 || !desc)
-        ekg_oom(0); /* a memory stream fails only to grow */
+    ekg_xmemstream_close(f);
     ekg_debug_options_t opts = {.listen = listen, .optional = !required};
     if ((err = ekg_debug_server_start(&opts, cache, xds, watcher, desc, out, &diag)) != EKG_OK)
         goto out;

@@ -4,6 +4,7 @@
  * Thread: any. ekg_mem_init once at start (cJSON's hooks are process-wide).
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,4 +94,19 @@ void ekg_mem_init(void)
 {
     cJSON_Hooks hooks = {.malloc_fn = ekg_xmalloc, .free_fn = free};
     cJSON_InitHooks(&hooks);
+}
+
+FILE *ekg_xmemstream(char **buf, size_t *size)
+{
+    FILE *f = open_memstream(buf, size);
+    if (!f)
+        ekg_oom(0);
+    return f;
+}
+
+void ekg_xmemstream_close(FILE *f)
+{
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed)
+        ekg_oom(0);
 }

@@ -35,13 +35,4 @@ typedef struct ekg_debug_view {
  */
 ekg_err_t ekg_debug_status_page(const ekg_debug_view_t *view, FILE *out);
 
-/*
- * The pages are written into open_memstream buffers (http.c): ekg_debug_memstream opens one over *buf and
- * *size, ekg_debug_memstream_close closes it, after which *buf (the caller's, free()) holds what was written.
- * glibc grows that buffer itself, outside include/ekglue/mem.h, so both abort as mem.h does when it cannot:
- * opening fails, or a write or the final flush failed, only for lack of memory.
- */
-FILE *ekg_debug_memstream(char **buf, size_t *size);
-void ekg_debug_memstream_close(FILE *f);
-
 #endif

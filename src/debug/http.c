@@ -77,21 +77,6 @@ static void reply_text(reply_t *r, unsigned int status, const char *text)
     r->len = strlen(r->body);
 }
 
-FILE *ekg_debug_memstream(char **buf, size_t *size)
-{
-    FILE *f = open_memstream(buf, size);
-    if (!f)
-        ekg_oom(0);
-    return f;
-}
-
-void ekg_debug_memstream_close(FILE *f)
-{
-    bool failed = ferror(f) != 0;
-    if (fclose(f) != 0 || failed)
-        ekg_oom(0);
-}
-
 /* --- documents ------------------------------------------------------------------------------------------ */
 
 /* Every resource of one type of snap, rendered, as a JSON array (empty without a snapshot). */
@@ -153,9 +138,9 @@ static ekg_err_t reply_document(reply_t *r, const cJSON *doc, ekg_format_t forma
 {
     char *buf = NULL;
     size_t size = 0;
-    FILE *f = ekg_debug_memstream(&buf, &size);
+    FILE *f = ekg_xmemstream(&buf, &size);
     ekg_err_t err = ekg_render_write(doc, format, f);
-    ekg_debug_memstream_close(f);
+    ekg_xmemstream_close(f);
     if (err) {
         free(buf);
         return err;
@@ -237,9 +222,9 @@ static ekg_err_t serve_status_page(ekg_debug_server_t *s, reply_t *r)
                              .watcher = s->watcher,
                              .clients = clients,
                              .started = s->started};
-    FILE *f = ekg_debug_memstream(&buf, &size);
+    FILE *f = ekg_xmemstream(&buf, &size);
     ekg_err_t err = ekg_debug_status_page(&view, f);
-    ekg_debug_memstream_close(f);
+    ekg_xmemstream_close(f);
     if (err)
         goto out;
     r->status = MHD_HTTP_OK;

@@ -6,7 +6,7 @@
  * Prometheus tolerates), makes the buckets cumulative, and adds what is read at scrape time: the watcher's
  * per-resource status (ekg_watcher_status, of the watcher the debug server was handed) and the process's own
  * figures from /proc/self/stat and /proc/self/statm. The text is built in an open_memstream buffer handed to
- * the caller (ekg_debug_memstream: out of memory aborts, so rendering cannot fail).
+ * the caller (ekg_xmemstream: out of memory aborts, so rendering cannot fail).
  *
  * Thread: the debug server's.
  */
@@ -18,6 +18,7 @@
 
 #include "ekglue/debug.h"
 #include "ekglue/file.h"
+#include "ekglue/mem.h"
 #include "ekglue/metrics.h"
 #include "ekglue/resource.h"
 #include "ekglue/watch.h"
@@ -188,7 +189,7 @@ void ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
     ekg_metrics_read(&m);
     char *buf = NULL;
     size_t size = 0;
-    FILE *f = ekg_debug_memstream(&buf, &size);
+    FILE *f = ekg_xmemstream(&buf, &size);
 
     header(f, "kubernetes_events_total", "counter",
            "Kubernetes watch events applied, by resource and event type.");
@@ -234,7 +235,7 @@ void ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
         fputc('\n', f);
     }
 
-    ekg_debug_memstream_close(f);
+    ekg_xmemstream_close(f);
     *out = buf;
     if (len)
         *len = size;
