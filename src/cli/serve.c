@@ -102,7 +102,7 @@ static void usage(FILE *f)
 typedef struct serve_state {
     ekg_config_t *cfg;       /* owned: the config in force (replaced by a good reload) */
     const char *config_path; /* --config, or NULL (the built-in config, never reloaded) */
-    ekg_cache_t *cache;      /* borrowed */
+    ekg_cache_t *cache;      /* owned (freed at the exit of ekg_cli_serve) */
     bool kube;               /* objects come from the watcher, not from files */
     ekg_watcher_t *watcher;  /* Kubernetes mode: borrowed, for config reloads */
     const char **paths;      /* the files watched: the --objects files, then the config file (borrowed) */
@@ -329,24 +329,18 @@ static void on_synced(void *ctx)
     ekg_xds_server_set_serving(ctx, true);
 }
 
-int ekg_cli_serve(int argc, char **argv)
+/* The command line, parsed. Strings are borrowed from argv. */
+typedef struct serve_args {
+    const char *config_path; /* --config, or NULL */
+    ekg_xds_server_options_t xds;
+    const char *debug_listen;
+    bool debug_required; /* --debug-listen given: failing to listen is fatal */
+    ekg_cli_kube_t kube; /* owned: ekg_cli_kube_free */
+} serve_args_t;
+
+/* Parses argv into *a and st->paths. Returns -1 to go on, or the exit code (help, usage errors). */
+static int parse_args(int argc, char **argv, serve_args_t *a, serve_state_t *st)
 {
-    int rc = EKG_EXIT_FAILURE;
-    ekg_diag_t diag = {{0}};
-    ekg_config_t *cfg = NULL;
-    ekg_cache_t *cache = NULL;
-    ekg_xds_server_t *server = NULL;
-    serve_state_t st = {0};
-    int sfd = -1, ifd = -1;
-    sigset_t mask;
-    const char *config_path = NULL;
-    ekg_xds_server_options_t xopts = {.listen = "0.0.0.0:18000"};
-    const char *debug_listen = "127.0.0.1:18001";
-    bool debug_required = false; /* --debug-listen given: failing to listen is fatal */
-    ekg_debug_server_t *debug = NULL;
-    ekg_cli_kube_t kube = {0};
-    ekg_kube_conn_t *conn = NULL;
-    ekg_watcher_t *watcher = NULL;
     static const struct option opts[] = {EKG_CLI_KUBE_OPTIONS,
                                          {"objects", required_argument, NULL, 'o'},
                                          {"config", required_argument, NULL, 'c'},
@@ -359,82 +353,138 @@ int ekg_cli_serve(int argc, char **argv)
                                          {"threads", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-
-    st.paths = ekg_xcalloc((size_t)argc + 1, sizeof(*st.paths));
-    st.wds = ekg_xcalloc((size_t)argc + 1, sizeof(*st.wds));
-    st.base_names = ekg_xcalloc((size_t)argc + 1, sizeof(*st.base_names));
-    ekg_cli_kube_init(&kube, argc);
-    ekg_log_set_level(EKG_LOG_INFO);
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "o:c:x:l:t:h", opts, NULL)) != -1;) {
         switch (c) {
         case 'o':
-            st.paths[st.npaths++] = optarg;
+            st->paths[st->npaths++] = optarg;
             break;
         case 'c':
-            config_path = optarg;
+            a->config_path = optarg;
             break;
         case 'x':
-            xopts.listen = optarg;
+            a->xds.listen = optarg;
             break;
         case 'd':
-            debug_listen = optarg;
-            debug_required = true;
+            a->debug_listen = optarg;
+            a->debug_required = true;
             break;
         case 'l':
-            if (!ekg_cli_set_log_level("serve", optarg)) {
-                rc = EKG_EXIT_USAGE;
-                goto out;
-            }
+            if (!ekg_cli_set_log_level("serve", optarg))
+                return EKG_EXIT_USAGE;
             break;
         case 't': {
             char *end;
             long v = strtol(optarg, &end, 10);
             if (*optarg == '\0' || *end != '\0' || v < 1 || v > 64) {
                 fprintf(stderr, "ekglue serve: --threads wants a number from 1 to 64, not '%s'\n", optarg);
-                rc = EKG_EXIT_USAGE;
-                goto out;
+                return EKG_EXIT_USAGE;
             }
-            xopts.threads = (int)v;
+            a->xds.threads = (int)v;
             break;
         }
         case OPT_TLS_CERT:
-            xopts.tls_cert = optarg;
+            a->xds.tls_cert = optarg;
             break;
         case OPT_TLS_KEY:
-            xopts.tls_key = optarg;
+            a->xds.tls_key = optarg;
             break;
         case OPT_TLS_CLIENT_CA:
-            xopts.tls_client_ca = optarg;
+            a->xds.tls_client_ca = optarg;
             break;
         case 'h':
             usage(stdout);
-            rc = EKG_EXIT_OK;
-            goto out;
+            return EKG_EXIT_OK;
         default: {
-            int k = ekg_cli_kube_option(&kube, "serve", c, optarg);
+            int k = ekg_cli_kube_option(&a->kube, "serve", c, optarg);
             if (k > 0)
                 break;
             if (k == 0)
                 usage(stderr);
-            rc = EKG_EXIT_USAGE;
-            goto out;
+            return EKG_EXIT_USAGE;
         }
         }
     }
-    if (!xopts.tls_cert != !xopts.tls_key || (xopts.tls_client_ca && !xopts.tls_cert)) {
+    if (!a->xds.tls_cert != !a->xds.tls_key || (a->xds.tls_client_ca && !a->xds.tls_cert)) {
         fprintf(stderr, "ekglue serve: --tls-cert and --tls-key go together; --tls-client-ca needs both\n");
-        rc = EKG_EXIT_USAGE;
-        goto out;
+        return EKG_EXIT_USAGE;
     }
-    if (optind < argc || (st.npaths && kube.any)) {
-        if (st.npaths && kube.any)
-            fprintf(stderr, "ekglue serve: --objects and the Kubernetes flags exclude each other\n");
-        else
-            usage(stderr);
-        rc = EKG_EXIT_USAGE;
-        goto out;
+    if (st->npaths && a->kube.any) {
+        fprintf(stderr, "ekglue serve: --objects and the Kubernetes flags exclude each other\n");
+        return EKG_EXIT_USAGE;
     }
+    if (optind < argc) {
+        usage(stderr);
+        return EKG_EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* What runs while serving; each NULL until started, stopped in this order at the one exit of ekg_cli_serve.
+ */
+typedef struct running {
+    ekg_debug_server_t *debug;
+    ekg_watcher_t *watcher;
+    ekg_xds_server_t *server;
+} running_t;
+
+/*
+ * Starts the xDS server and the source of objects: the Kubernetes watcher (conn not NULL: the server starts
+ * NOT_SERVING and empty; the watcher publishes and turns health on once synced), or the files or the demo
+ * (read and published first, then SERVING). Then the debug port. Errors are printed.
+ */
+static ekg_err_t start(serve_state_t *st, serve_args_t *a, ekg_kube_conn_t *conn, running_t *r)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err = EKG_OK;
+    if (!conn && (err = load_and_publish(st)) != EKG_OK) {
+        fprintf(stderr, "ekglue serve: the objects could not be loaded (see above)\n");
+        return err;
+    }
+    if ((err = ekg_xds_server_start(st->cache, &a->xds, &r->server, &diag)) != EKG_OK)
+        goto out;
+    if (conn)
+        ekg_info("xDS server listening port=%d address=%s threads=%d source=kubernetes",
+                 ekg_xds_server_port(r->server), a->xds.listen, a->xds.threads ? a->xds.threads : 2);
+    else
+        ekg_info("xDS server listening port=%d address=%s threads=%d objects_files=%zu",
+                 ekg_xds_server_port(r->server), a->xds.listen, a->xds.threads ? a->xds.threads : 2,
+                 st->npaths);
+    if (conn) {
+        if ((err = ekg_watcher_start(conn, &a->kube.watch, st->cfg, st->cache, on_synced, r->server,
+                                     &r->watcher, &diag)) != EKG_OK)
+            goto out;
+        st->watcher = r->watcher;
+    } else {
+        ekg_xds_server_set_serving(r->server, true);
+    }
+    return start_debug(a->debug_listen, a->debug_required, st->cache, r->server, r->watcher, st,
+                       conn ? ekg_kube_conn_describe(conn) : NULL, &r->debug);
+out:
+    fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+    return err;
+}
+
+int ekg_cli_serve(int argc, char **argv)
+{
+    int rc = EKG_EXIT_FAILURE;
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err = EKG_OK;
+    serve_state_t st = {0};
+    serve_args_t a = {.xds = {.listen = "0.0.0.0:18000"}, .debug_listen = "127.0.0.1:18001"};
+    running_t r = {0};
+    ekg_kube_conn_t *conn = NULL;
+    int sfd = -1, ifd = -1;
+    sigset_t mask;
+
+    st.paths = ekg_xcalloc((size_t)argc + 1, sizeof(*st.paths));
+    st.wds = ekg_xcalloc((size_t)argc + 1, sizeof(*st.wds));
+    st.base_names = ekg_xcalloc((size_t)argc + 1, sizeof(*st.base_names));
+    ekg_cli_kube_init(&a.kube, argc);
+    ekg_log_set_level(EKG_LOG_INFO);
+    if ((rc = parse_args(argc, argv, &a, &st)) >= 0)
+        goto out;
+    rc = EKG_EXIT_FAILURE;
 
     /* Before any thread exists, so that every thread inherits the mask and the signals reach only sfd. */
     sigemptyset(&mask);
@@ -447,26 +497,23 @@ int ekg_cli_serve(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    ekg_err_t err =
-        config_path ? ekg_config_load_file(config_path, &cfg, &diag) : ekg_config_default(&cfg, &diag);
+    err = a.config_path ? ekg_config_load_file(a.config_path, &st.cfg, &diag)
+                        : ekg_config_default(&st.cfg, &diag);
     if (err) {
         fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
         rc = EKG_EXIT_CONFIG;
         goto out;
     }
-    if ((err = ekg_cache_new(&cache)) != EKG_OK)
+    if ((err = ekg_cache_new(&st.cache)) != EKG_OK)
         goto out;
-    st.cfg = cfg; /* st owns it from here: a reload may replace it */
-    cfg = NULL;
-    st.config_path = config_path;
+    st.config_path = a.config_path;
     /* The files to watch: the objects, then the config file. */
     st.nwatched = st.npaths;
-    if (config_path)
-        st.paths[st.nwatched++] = config_path;
-    st.cache = cache;
+    if (a.config_path)
+        st.paths[st.nwatched++] = a.config_path;
     if (st.npaths == 0) {
-        err = ekg_kube_conn_resolve(&kube.conn, &conn, &diag);
-        if (err == EKG_ENOENT && !kube.any) {
+        err = ekg_kube_conn_resolve(&a.kube.conn, &conn, &diag);
+        if (err == EKG_ENOENT && !a.kube.any) {
             ekg_warn("no --objects and no Kubernetes API configured: serving the embedded demo cluster "
                      "(deploy/demo/cluster.yaml)");
         } else if (err != EKG_OK) {
@@ -484,65 +531,22 @@ int ekg_cli_serve(int argc, char **argv)
         else
             watch_files(&st, ifd); /* before the first read, so that no change slips in between */
     }
-    if (st.kube) {
-        /* The server starts NOT_SERVING and empty; the watcher publishes and turns health on once synced. */
-        if ((err = ekg_xds_server_start(cache, &xopts, &server, &diag)) != EKG_OK) {
-            fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-            goto out;
-        }
-        ekg_info("xDS server listening port=%d address=%s threads=%d source=kubernetes",
-                 ekg_xds_server_port(server), xopts.listen, xopts.threads ? xopts.threads : 2);
-        if ((err = ekg_watcher_start(conn, &kube.watch, st.cfg, cache, on_synced, server, &watcher, &diag)) !=
-            EKG_OK) {
-            fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-            goto out;
-        }
-        st.watcher = watcher;
-        if (start_debug(debug_listen, debug_required, cache, server, watcher, &st,
-                        ekg_kube_conn_describe(conn), &debug) != EKG_OK)
-            goto out;
-        run(&st, sfd, ifd);
-        ekg_debug_server_stop(debug);
-        debug = NULL;
-        ekg_watcher_stop(watcher);
-        watcher = NULL;
-        ekg_xds_server_set_serving(server, false);
-        ekg_xds_server_stop(server);
-        server = NULL;
-        rc = EKG_EXIT_OK;
+    if (start(&st, &a, conn, &r) != EKG_OK)
         goto out;
-    }
-    if (load_and_publish(&st) != EKG_OK) {
-        fprintf(stderr, "ekglue serve: the objects could not be loaded (see above)\n");
-        goto out;
-    }
-    if ((err = ekg_xds_server_start(cache, &xopts, &server, &diag)) != EKG_OK) {
-        fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-        goto out;
-    }
-    ekg_info("xDS server listening port=%d address=%s threads=%d objects_files=%zu",
-             ekg_xds_server_port(server), xopts.listen, xopts.threads ? xopts.threads : 2, st.npaths);
-    ekg_xds_server_set_serving(server, true);
-    if (start_debug(debug_listen, debug_required, cache, server, NULL, &st, NULL, &debug) != EKG_OK)
-        goto out;
-
     run(&st, sfd, ifd);
-
-    ekg_debug_server_stop(debug);
-    debug = NULL;
-    /* Health first, so that a load balancer watching it stops sending clients here; then UNAVAILABLE. */
-    ekg_xds_server_set_serving(server, false);
-    ekg_xds_server_stop(server);
-    server = NULL;
     rc = EKG_EXIT_OK;
 out:
-    ekg_debug_server_stop(debug);
-    ekg_watcher_stop(watcher);
-    ekg_xds_server_stop(server);
+    /* The one stop sequence. Debug port first; the source, so that nothing publishes any more; health
+     * NOT_SERVING, so that a load balancer watching it stops sending clients here; then every stream gets
+     * UNAVAILABLE (ekg_xds_server_stop). */
+    ekg_debug_server_stop(r.debug);
+    ekg_watcher_stop(r.watcher);
+    if (r.server)
+        ekg_xds_server_set_serving(r.server, false);
+    ekg_xds_server_stop(r.server);
     ekg_kube_conn_free(conn);
-    ekg_cli_kube_free(&kube);
-    ekg_cache_free(cache);
-    ekg_config_free(cfg);
+    ekg_cli_kube_free(&a.kube);
+    ekg_cache_free(st.cache);
     ekg_config_free(st.cfg);
     if (ifd >= 0)
         close(ifd);
