@@ -137,8 +137,9 @@ int main(int argc, char **argv)
     ekg_translator_t *t = NULL;
     ekg_objects_t objs = {0};
     ekg_resource_set_t *cl = NULL, *la = NULL;
-    if (ekg_config_default(&cfg, &diag) || ekg_translator_new(cfg, &t))
+    if (ekg_config_default(&cfg, &diag))
         return 1;
+    t = ekg_translator_new(cfg);
 
     double t0 = now();
     if (ekg_objects_add_buffer(&objs, b.p, b.n, "bench.json", &diag)) {

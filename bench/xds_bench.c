@@ -302,10 +302,14 @@ static int workload_new(int nservices, ekg_config_t **cfg, ekg_translator_t **t)
         slice_json(&b, s, -1);
     }
     put(&b, "]}");
-    if (ekg_config_default(cfg, &diag) || ekg_translator_new(*cfg, t) ||
-        ekg_objects_add_buffer(&objs, b.p, b.n, "xds_bench.json", &diag) ||
-        ekg_translator_put_objects(*t, &objs) || ekg_translator_build(*t, NULL, NULL)) {
+    if (ekg_config_default(cfg, &diag) || ekg_objects_add_buffer(&objs, b.p, b.n, "xds_bench.json", &diag)) {
         fprintf(stderr, "xds_bench: cannot build the workload: %s\n", diag.msg);
+        goto out;
+    }
+    *t = ekg_translator_new(*cfg);
+    ekg_translator_put_objects(*t, &objs);
+    if (ekg_translator_build(*t, NULL, NULL)) {
+        fprintf(stderr, "xds_bench: cannot build the workload\n");
         goto out;
     }
     rc = 0;
@@ -1277,8 +1281,9 @@ static int round_setup(round_t *r, result_t *res)
         ekg_snapshot_t *snap = snapshot_of(r->t);
         ekg_xds_server_options_t xo = {
             .listen = "127.0.0.1:0", .threads = r->o.threads, .trim_quiet_ms = r->o.trim_ms};
-        if (!snap || ekg_cache_new(&r->cache))
+        if (!snap)
             return -1;
+        r->cache = ekg_cache_new();
         ekg_cache_publish(r->cache, snap);
         ekg_snapshot_unref(snap);
         if (ekg_xds_server_start(r->cache, &xo, &r->xds, &diag) != EKG_OK) {
@@ -1298,7 +1303,10 @@ static int round_setup(round_t *r, result_t *res)
         for (int k = 0; k < r->o.changes; k++) {
             ekg_endpoint_slice_t *slice = change_slice(k, r->o.services);
             ekg_resource_set_t *cur = NULL;
-            if (!slice || ekg_translator_put_slice(r->t, slice) || ekg_translator_build(r->t, NULL, &cur))
+            if (!slice)
+                return -1;
+            ekg_translator_put_slice(r->t, slice);
+            if (ekg_translator_build(r->t, NULL, &cur))
                 return -1;
             const ekg_resource_t *changed = NULL;
             ekg_resource_set_diff(prev, cur, collect_changed, &changed);
@@ -1345,7 +1353,8 @@ static int round_change(round_t *r, int k, double *t0, double *prep_ms, double *
     if (!slice)
         return -1;
     *t0 = now_s();
-    if (ekg_translator_put_slice(r->t, slice) || ekg_translator_build(r->t, NULL, NULL))
+    ekg_translator_put_slice(r->t, slice);
+    if (ekg_translator_build(r->t, NULL, NULL))
         return -1;
     ekg_snapshot_t *snap = snapshot_of(r->t);
     if (!snap)

@@ -21,9 +21,8 @@ typedef struct ekg_cache ekg_cache_t;
 /* Called on the publishing thread with a borrowed reference to the new snapshot. */
 typedef void (*ekg_cache_watch_fn)(void *ctx, ekg_snapshot_t *snap);
 
-/* A new, empty cache (the caller's: ekg_cache_free). Always EKG_OK: allocation aborts (include/ekglue/mem.h);
- * the return value stays for the callers that check it. */
-ekg_err_t ekg_cache_new(ekg_cache_t **out);
+/* A new, empty cache (the caller's: ekg_cache_free). */
+ekg_cache_t *ekg_cache_new(void);
 void ekg_cache_free(ekg_cache_t *c);
 /* Registers the single watcher (NULL to remove), from any thread. When it returns, no call of the previous
  * watcher is running or will start, so its ctx may be freed. Must not be called from within the watcher. */

@@ -129,27 +129,25 @@ typedef struct ekg_locality {
 } ekg_locality_t;
 
 /*
- * cfg is borrowed and must outlive the translator (or be replaced with ekg_translator_set_config). Cannot
- * fail (always EKG_OK; out of memory aborts): the return is kept for the callers in src/watch and src/cli.
+ * cfg is borrowed and must outlive the translator (or be replaced with ekg_translator_set_config).
  */
-ekg_err_t ekg_translator_new(const ekg_config_t *cfg, ekg_translator_t **out);
+ekg_translator_t *ekg_translator_new(const ekg_config_t *cfg);
 void ekg_translator_free(ekg_translator_t *t);
 /* Switches to another config: every Service is redone on the next build. cfg is borrowed. */
 void ekg_translator_set_config(ekg_translator_t *t, const ekg_config_t *cfg);
 
 /*
- * Adds or replaces an object (matched by namespace/name); takes ownership of it. These cannot fail (always
- * EKG_OK): the returns are kept for the callers in src/watch, src/cli and bench/.
+ * Adds or replaces an object (matched by namespace/name); takes ownership of it.
  */
-ekg_err_t ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc);
-ekg_err_t ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *slice);
-ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node);
+void ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc);
+void ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *slice);
+void ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node);
 /* Removes an object; a no-op when absent. */
 void ekg_translator_remove_service(ekg_translator_t *t, const char *namespace_, const char *name);
 void ekg_translator_remove_slice(ekg_translator_t *t, const char *namespace_, const char *name);
 void ekg_translator_remove_node(ekg_translator_t *t, const char *name);
-/* Moves every object of objs into the translator (objs is left empty; free it as usual). Always EKG_OK. */
-ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs);
+/* Moves every object of objs into the translator (objs is left empty; free it as usual). */
+void ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs);
 
 /*
  * Redoes what is dirty and returns the current sets (new references for the caller, who unrefs them).

@@ -24,13 +24,12 @@ struct ekg_cache {
     void *watch_ctx;
 };
 
-ekg_err_t ekg_cache_new(ekg_cache_t **out)
+ekg_cache_t *ekg_cache_new(void)
 {
     ekg_cache_t *c = ekg_xcalloc(1, sizeof(*c));
     pthread_mutex_init(&c->lock, NULL);
     pthread_mutex_init(&c->call_lock, NULL);
-    *out = c;
-    return EKG_OK;
+    return c;
 }
 
 void ekg_cache_free(ekg_cache_t *c)

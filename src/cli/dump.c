@@ -148,9 +148,9 @@ int ekg_cli_dump(int argc, char **argv)
     if (objs.nskipped)
         fprintf(stderr, "ekglue dump: %zu invalid object(s) skipped (see the warnings above)\n",
                 objs.nskipped);
-    if ((err = ekg_translator_new(cfg, &t)) != EKG_OK ||
-        (err = ekg_translator_put_objects(t, &objs)) != EKG_OK ||
-        (err = ekg_translator_build(t, &clusters, &las)) != EKG_OK) {
+    t = ekg_translator_new(cfg);
+    ekg_translator_put_objects(t, &objs);
+    if ((err = ekg_translator_build(t, &clusters, &las)) != EKG_OK) {
         fprintf(stderr, "ekglue dump: translation failed: %s\n", ekg_strerror(err));
         goto out;
     }

@@ -140,9 +140,9 @@ static ekg_err_t load_and_publish(serve_state_t *st)
     }
     size_t nservices = objs.nservices, nslices = objs.nslices, nnodes = objs.nnodes, nskipped = objs.nskipped;
     /* A fresh translator: the new files are the whole truth (removed objects disappear). */
-    if ((err = ekg_translator_new(st->cfg, &t)) != EKG_OK ||
-        (err = ekg_translator_put_objects(t, &objs)) != EKG_OK ||
-        (err = ekg_cache_publish_translation(st->cache, t, NULL, &snap)) != EKG_OK) {
+    t = ekg_translator_new(st->cfg);
+    ekg_translator_put_objects(t, &objs);
+    if ((err = ekg_cache_publish_translation(st->cache, t, NULL, &snap)) != EKG_OK) {
         ekg_error("translation failed, keeping the previous state: %s", ekg_strerror(err));
         goto out;
     }
@@ -504,8 +504,7 @@ int ekg_cli_serve(int argc, char **argv)
         rc = EKG_EXIT_CONFIG;
         goto out;
     }
-    if ((err = ekg_cache_new(&st.cache)) != EKG_OK)
-        goto out;
+    st.cache = ekg_cache_new();
     st.config_path = a.config_path;
     /* The files to watch: the objects, then the config file. */
     st.nwatched = st.npaths;

@@ -132,12 +132,11 @@ static void free_entry(entry_t *e)
     free(e);
 }
 
-ekg_err_t ekg_translator_new(const ekg_config_t *cfg, ekg_translator_t **out)
+ekg_translator_t *ekg_translator_new(const ekg_config_t *cfg)
 {
     ekg_translator_t *t = ekg_xcalloc(1, sizeof(*t));
     t->cfg = cfg;
-    *out = t;
-    return EKG_OK;
+    return t;
 }
 
 void ekg_translator_free(ekg_translator_t *t)
@@ -205,13 +204,12 @@ void ekg_translator_set_config(ekg_translator_t *t, const ekg_config_t *cfg)
 /* --- Services ----------------------------------------------------------------------------------------------
  */
 
-ekg_err_t ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc)
+void ekg_translator_put_service(ekg_translator_t *t, ekg_service_t *svc)
 {
     entry_t *e = get_entry(t, svc->meta.namespace_, svc->meta.name);
     mark_dirty(t, e);
     ekg_service_free(e->svc);
     e->svc = svc;
-    return EKG_OK;
 }
 
 void ekg_translator_remove_service(ekg_translator_t *t, const char *ns, const char *name)
@@ -259,14 +257,14 @@ static int cmp_slice_refs(const void *a, const void *b)
     return strcmp((*(slice_ref_t *const *)a)->key, (*(slice_ref_t *const *)b)->key);
 }
 
-ekg_err_t ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *slice)
+void ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *slice)
 {
     if (!slice->service_name) {
         ekg_debug("EndpointSlice %s/%s has no kubernetes.io/service-name label; ignored",
                   slice->meta.namespace_, slice->meta.name);
         ekg_translator_remove_slice(t, slice->meta.namespace_, slice->meta.name);
         ekg_endpoint_slice_free(slice);
-        return EKG_OK;
+        return;
     }
     if (slice->address_type == EKG_ADDRESS_FQDN)
         ekg_info(
@@ -294,7 +292,6 @@ ekg_err_t ekg_translator_put_slice(ekg_translator_t *t, ekg_endpoint_slice_t *sl
         qsort(e->slices, e->nslices, sizeof(*e->slices), cmp_slice_refs);
     }
     mark_dirty(t, e);
-    return EKG_OK;
 }
 
 /* --- Nodes -------------------------------------------------------------------------------------------------
@@ -310,7 +307,7 @@ static void node_changed(ekg_translator_t *t, const char *name)
     ekg_map_put(&t->changed_nodes, copy, copy, NULL);
 }
 
-ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
+void ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
 {
     node_entry_t *n = ekg_map_get(&t->nodes, node->meta.name);
     ekg_locality_t loc;
@@ -330,14 +327,13 @@ ekg_err_t ekg_translator_put_node(ekg_translator_t *t, ekg_node_t *node)
             free(t->node_names); /* the sorted-name cache pointed into the old node too */
             t->node_names = NULL;
         }
-        return EKG_OK;
+        return;
     }
     n = ekg_xcalloc(1, sizeof(*n));
     n->node = node;
     n->locality = loc;
     ekg_map_put(&t->nodes, node->meta.name, n, NULL);
     node_changed(t, node->meta.name);
-    return EKG_OK;
 }
 
 void ekg_translator_remove_node(ekg_translator_t *t, const char *name)
@@ -389,7 +385,7 @@ const char *ekg_translator_node_at(const ekg_translator_t *t, size_t i, ekg_loca
     return mt->node_names[i];
 }
 
-ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs)
+void ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs)
 {
     /* Nodes first: their localities are then known when the first build runs. */
     for (size_t i = 0; i < objs->nnodes; i++)
@@ -399,7 +395,6 @@ ekg_err_t ekg_translator_put_objects(ekg_translator_t *t, ekg_objects_t *objs)
     for (size_t i = 0; i < objs->nslices; i++)
         ekg_translator_put_slice(t, objs->slices[i]);
     objs->nnodes = objs->nservices = objs->nslices = 0;
-    return EKG_OK;
 }
 
 /* --- Building ----------------------------------------------------------------------------------------------

@@ -338,21 +338,12 @@ static bool put_object(stream_t *s, const cJSON *obj)
             EKG_ARRAY_PUSH(o->nodes, o->nnodes, s->got_cap[2], (ekg_node_t *)parsed);
         return true;
     }
-    switch (s->res) {
-    case EKG_KUBE_SERVICES:
-        err = ekg_translator_put_service(w->translator, parsed);
-        break;
-    case EKG_KUBE_ENDPOINT_SLICES:
-        err = ekg_translator_put_slice(w->translator, parsed);
-        break;
-    default:
-        err = ekg_translator_put_node(w->translator, parsed);
-        break;
-    }
-    if (err) {
-        ekg_error("kubernetes object not applied resource=%s error=\"%s\"", s->label, ekg_strerror(err));
-        return false;
-    }
+    if (s->res == EKG_KUBE_SERVICES)
+        ekg_translator_put_service(w->translator, parsed);
+    else if (s->res == EKG_KUBE_ENDPOINT_SLICES)
+        ekg_translator_put_slice(w->translator, parsed);
+    else
+        ekg_translator_put_node(w->translator, parsed);
     changed(w);
     return true;
 }
@@ -1175,10 +1166,7 @@ ekg_err_t ekg_watcher_start(ekg_kube_conn_t *conn, const ekg_watch_options_t *op
     w->cache = cache;
     w->on_synced = on_synced;
     w->ctx = ctx;
-    if ((err = ekg_translator_new(cfg, &w->translator)) != EKG_OK) {
-        watcher_free(w);
-        return ekg_diag_set(diag, err, "watch: cannot create the translator: %s", ekg_strerror(err));
-    }
+    w->translator = ekg_translator_new(cfg);
     int rc = pthread_create(&w->thread, NULL, thread_main, w);
     if (rc != 0) {
         watcher_free(w);

@@ -1289,8 +1289,9 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
     }
     /* Threads before the port: if one cannot start, nothing is listening yet. */
     for (int i = 0; i < nthreads; i++) {
-        if (pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]) != 0) {
-            err = ekg_diag_set(diag, EKG_ENOMEM, "cannot start a gRPC thread");
+        int rc = pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+        if (rc != 0) {
+            err = ekg_diag_set(diag, EKG_EIO, "cannot start a gRPC thread: %s", strerror(rc));
             goto fail;
         }
         s->workers[i].thread_started = true;

@@ -126,11 +126,7 @@ ekg_config_t *fx_config(const char *yaml)
 
 ekg_translator_t *fx_translator(const ekg_config_t *cfg)
 {
-    ekg_translator_t *t = NULL;
-    ekg_err_t err = ekg_translator_new(cfg, &t);
-    if (err != EKG_OK)
-        fail_msg("ekg_translator_new: %s", ekg_strerror(err));
-    return t;
+    return ekg_translator_new(cfg);
 }
 
 void fx_build(ekg_translator_t *t, ekg_resource_set_t **clusters, ekg_resource_set_t **load_assignments)
