@@ -341,8 +341,7 @@ static ekg_snapshot_t *snapshot_of(const ekg_translator_t *t)
     ekg_snapshot_t *snap = NULL;
     for (int i = 0; i < EKG_RESOURCE__COUNT; i++)
         sets[i] = ekg_translator_set(t, (ekg_resource_type_t)i);
-    if (ekg_snapshot_new(sets, &snap) != EKG_OK)
-        snap = NULL;
+    snap = ekg_snapshot_new(sets);
     for (int i = 0; i < EKG_RESOURCE__COUNT; i++)
         ekg_resource_set_unref(sets[i]);
     return snap;

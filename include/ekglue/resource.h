@@ -84,9 +84,9 @@ const char *ekg_resource_set_version(const ekg_resource_set_t *s);
 /*
  * Every item's response field, concatenated in order: the `resources` of a state-of-the-world response
  * carrying the whole set. Built on first use (any thread; races are resolved), then shared by every stream.
- * Borrowed, lives as long as s. Cannot fail (always EKG_OK): the return is kept for the callers in src/xds.
+ * Borrowed, lives as long as s.
  */
-ekg_err_t ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len);
+void ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len);
 
 /*
  * Calls fn for every name whose resource differs between old (may be NULL = empty) and cur: added (before
@@ -102,9 +102,8 @@ void ekg_resource_set_diff(const ekg_resource_set_t *old, const ekg_resource_set
 
 typedef struct ekg_snapshot ekg_snapshot_t;
 
-/* Takes new references to the sets; a NULL set means empty. The snapshot has refcount 1. Cannot fail (always
- * EKG_OK): the return is kept for its callers outside src/resource. */
-ekg_err_t ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT], ekg_snapshot_t **out);
+/* A new snapshot (refcount 1, the caller's) with new references to the sets; a NULL set means empty. */
+ekg_snapshot_t *ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT]);
 ekg_snapshot_t *ekg_snapshot_ref(ekg_snapshot_t *s);
 void ekg_snapshot_unref(ekg_snapshot_t *s); /* NULL is fine */
 /* The set of one type (never NULL: an empty set when there is none). Borrowed, lives as long as s. */

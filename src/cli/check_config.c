@@ -102,7 +102,7 @@ int ekg_cli_check_config(int argc, char **argv)
     err = ekg_config_load_file(path, &cfg, &diag);
     if (err != EKG_OK) {
         fprintf(stderr, "%s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-        return err == EKG_ENOMEM ? EKG_EXIT_FAILURE : EKG_EXIT_CONFIG;
+        return EKG_EXIT_CONFIG;
     }
     err = print_base(cfg);
     if (err != EKG_OK) {

@@ -56,7 +56,7 @@ static void grow(ekg_map_t *m)
     m->cap = cap;
 }
 
-ekg_err_t ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old)
+void ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old)
 {
     size_t h = hash_key(key);
     ekg_map_slot_t *s = find(m, key, h);
@@ -65,7 +65,7 @@ ekg_err_t ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old)
             *old = s->value;
         s->key = key;
         s->value = value;
-        return EKG_OK;
+        return;
     }
     if ((m->len + 1) * 10 > m->cap * 7)
         grow(m);
@@ -73,7 +73,6 @@ ekg_err_t ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old)
     m->len++;
     if (old)
         *old = NULL;
-    return EKG_OK;
 }
 
 void *ekg_map_remove(ekg_map_t *m, const char *key)

@@ -26,11 +26,8 @@ typedef struct ekg_map {
 } ekg_map_t; /* zero-initialized = empty */
 
 void *ekg_map_get(const ekg_map_t *m, const char *key);
-/*
- * Inserts or replaces; *old (if non-NULL) receives the replaced value or NULL. Cannot fail (allocation
- * aborts, ekglue/mem.h): always EKG_OK, a return kept for src/watch/watcher.c, which still checks it.
- */
-ekg_err_t ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old);
+/* Inserts or replaces; *old (if non-NULL) receives the replaced value or NULL. */
+void ekg_map_put(ekg_map_t *m, const char *key, void *value, void **old);
 /* Removes key; returns its value or NULL. */
 void *ekg_map_remove(ekg_map_t *m, const char *key);
 void ekg_map_clear(ekg_map_t *m); /* frees the table, not the values */

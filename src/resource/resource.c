@@ -264,7 +264,7 @@ const char *ekg_resource_set_version(const ekg_resource_set_t *s)
     return s->version;
 }
 
-ekg_err_t ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len)
+void ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len)
 {
     char *f = atomic_load_explicit(&s->fields, memory_order_acquire);
     if (!f) {
@@ -291,7 +291,6 @@ ekg_err_t ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **d
     }
     *data = f;
     *len = s->fields_len;
-    return EKG_OK;
 }
 
 void ekg_resource_set_diff(const ekg_resource_set_t *old, const ekg_resource_set_t *cur,

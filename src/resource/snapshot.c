@@ -24,7 +24,7 @@ struct ekg_snapshot {
 
 static atomic_ullong next_serial = 1;
 
-ekg_err_t ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT], ekg_snapshot_t **out)
+ekg_snapshot_t *ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT])
 {
     ekg_snapshot_t *s = ekg_xcalloc(1, sizeof(*s));
     atomic_init(&s->refs, 1);
@@ -35,8 +35,7 @@ ekg_err_t ekg_snapshot_new(ekg_resource_set_t *const sets[EKG_RESOURCE__COUNT], 
         else /* an empty set: no names to be out of order, so it cannot fail */
             ekg_resource_set_new((ekg_resource_type_t)t, NULL, 0, NULL, &s->sets[t]);
     }
-    *out = s;
-    return EKG_OK;
+    return s;
 }
 
 ekg_snapshot_t *ekg_snapshot_ref(ekg_snapshot_t *s)

@@ -721,7 +721,7 @@ ekg_err_t ekg_translator_snapshot(ekg_translator_t *t, ekg_snapshot_t **out)
         return err;
     for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
         sets[ty] = ekg_translator_set(t, (ekg_resource_type_t)ty); /* NULL (routes): an empty set */
-    ekg_snapshot_new(sets, &snap);                                 /* cannot fail */
+    snap = ekg_snapshot_new(sets);
     ekg_snapshot_set_localities(snap, ekg_translator_localities(t));
     *out = snap;
     for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)

@@ -392,13 +392,7 @@ static void apply_object(stream_t *s, const cJSON *obj)
     if (!k) {
         size_t klen = strlen(key);
         k = ekg_xmalloc(sizeof(*k) + klen + 1);
-        ekg_err_t err = ekg_map_put(&s->known, memcpy(k->key, key, klen + 1), k, NULL);
-        if (err != EKG_OK) { /* not for memory (that aborts): a map that cannot take a key is a bug */
-            ekg_error("kubernetes object not tracked resource=%s key=%s error=\"%s\"", s->label, key,
-                      ekg_strerror(err));
-            free(k);
-            return;
-        }
+        ekg_map_put(&s->known, memcpy(k->key, key, klen + 1), k, NULL);
         k->rv = NULL;
     }
     free(k->rv);

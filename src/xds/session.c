@@ -730,7 +730,7 @@ static void build_response(const char *url, const char *version, const char *non
     if (p && p->whole_set) {
         const char *data;
         size_t len;
-        (void)ekg_resource_set_response_fields(p->cur, &data, &len); /* cannot fail: allocation aborts */
+        ekg_resource_set_response_fields(p->cur, &data, &len);
         pieces[1] = (ekg_xds_piece_t){
             .data = data, .len = len, .release = release_set, .owner = ekg_resource_set_ref(p->cur)};
         total += len;

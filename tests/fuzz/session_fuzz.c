@@ -34,7 +34,7 @@ static ekg_snapshot_t *snapshot(void)
         for (int i = 0; i < 2; i++)
             ekg_resource_unref(items[i]);
     }
-    ekg_snapshot_new(sets, &snap);
+    snap = ekg_snapshot_new(sets);
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
         ekg_resource_set_unref(sets[t]);
     return snap;
