@@ -12,5 +12,7 @@ long long ekg_clock_ms(void);
 double ekg_clock_s(void);
 /* CLOCK_REALTIME as Unix time in seconds, with nanoseconds. */
 double ekg_clock_unix_s(void);
+/* The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID) in microseconds: what a piece of work cost. */
+long long ekg_clock_thread_cpu_us(void);
 
 #endif

@@ -198,8 +198,8 @@ struct ekg_xds_server {
     atomic_llong last_send_ms;       /* monotonic ms of the latest completed send, any thread */
     atomic_bool trim_due;            /* sends completed since the last trim */
     atomic_llong trim_not_before_ms; /* monotonic ms: the last trim's cost times TRIM_COST_FACTOR after it */
-    atomic_size_t statuses;          /* SEND_STATUS_FROM_SERVER batches in flight (see ekg_xds_server_stop) */
-    atomic_size_t live; /* stream_t objects not yet freed, listed or not (see ekg_xds_server_stop) */
+    atomic_size_t
+        live; /* stream_t objects not yet freed, listed or not: what ekg_xds_server_stop waits for */
 
     pthread_mutex_t lock; /* guards the fields below */
     pthread_cond_t cond;  /* signalled when shutdown_done is set or the list empties */
@@ -350,13 +350,9 @@ static void start_status(stream_t *st, grpc_byte_buffer *message)
         GRPC_SLICE_LENGTH(st->status_details) ? &st->status_details : NULL;
     st->status_started = true;
     st->status_pending = false;
-    atomic_fetch_add(&st->server->statuses, 1);
-    if (!start_batch(st, ops, n, &st->status_tag)) {
-        atomic_fetch_sub(&st->server->statuses, 1);
-        if (message) {
-            grpc_byte_buffer_destroy(message);
-            st->send_buf = NULL;
-        }
+    if (!start_batch(st, ops, n, &st->status_tag) && message) {
+        grpc_byte_buffer_destroy(message);
+        st->send_buf = NULL;
     }
 }
 
@@ -982,10 +978,9 @@ static void on_send(stream_t *st, bool ok)
     stream_unref(st);
 }
 
-/* The status is written (or the call is gone). The last one a stopping server waits for wakes it. */
+/* The status is written (or the call is gone); the batch's reference goes. */
 static void on_status(stream_t *st, bool ok)
 {
-    ekg_xds_server_t *s = st->server;
     pthread_mutex_lock(&st->lock);
     if (st->send_buf) { /* a unary response sent with the status */
         grpc_byte_buffer_destroy(st->send_buf);
@@ -993,11 +988,6 @@ static void on_status(stream_t *st, bool ok)
     }
     pthread_mutex_unlock(&st->lock);
     stream_unref(st);
-    if (atomic_fetch_sub(&s->statuses, 1) == 1) {
-        pthread_mutex_lock(&s->lock);
-        pthread_cond_broadcast(&s->cond);
-        pthread_mutex_unlock(&s->lock);
-    }
 }
 
 static void on_close(stream_t *st, bool ok)
@@ -1081,13 +1071,6 @@ static void on_request(request_slot_t *slot, bool ok)
 #define DEFAULT_TRIM_QUIET_MS 1000
 #define TRIM_COST_FACTOR      100
 
-static long long thread_cpu_us(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
-}
-
 /* Trims if the server's sends have been quiet long enough and nobody trimmed since; returns how many ms
  * this thread should still wait (-1: nothing to wait for). Queue threads only. */
 static long long maybe_trim(worker_t *w)
@@ -1101,9 +1084,9 @@ static long long maybe_trim(worker_t *w)
     w->trim_armed = false;
     if (!atomic_exchange(&s->trim_due, false))
         return -1; /* another thread trimmed after the same sends */
-    long long t0 = ekg_clock_ms(), cpu0 = thread_cpu_us();
+    long long t0 = ekg_clock_ms(), cpu0 = ekg_clock_thread_cpu_us();
     malloc_trim(0);
-    long long cpu_us = thread_cpu_us() - cpu0, end = ekg_clock_ms();
+    long long cpu_us = ekg_clock_thread_cpu_us() - cpu0, end = ekg_clock_ms();
     atomic_store(&s->trim_not_before_ms, end + cpu_us * TRIM_COST_FACTOR / 1000);
     ekg_debug(
         "xDS server: returned free heap pages to the system after a send burst took_ms=%lld cpu_ms=%.1f "
@@ -1199,16 +1182,11 @@ static bool is_shut_down(const ekg_xds_server_t *s)
     return s->shutdown_done;
 }
 
-/* No stream object left: no queue thread will start a batch again. */
+/* No stream object left. Every batch holds a reference to its stream, so every status has been written to its
+ * transport, and no queue thread will start a batch again. */
 static bool is_released(const ekg_xds_server_t *s)
 {
     return atomic_load(&s->live) == 0;
-}
-
-/* Every listed stream closed and every status written to its transport. */
-static bool is_drained(const ekg_xds_server_t *s)
-{
-    return s->nstreams == 0 && atomic_load(&s->statuses) == 0;
 }
 
 /* Frees what start created, after the grpc server is destroyed (or was never created). */
@@ -1343,14 +1321,14 @@ void ekg_xds_server_stop(ekg_xds_server_t *s)
     grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->shutdown_tag);
 
     /* UNAVAILABLE tells clients to move to another replica; the list's references keep the calls alive.
-     * Drained means every status is written, so the process may exit right after: clients see the status,
-     * not a reset connection. A stream whose send is stuck (a client that does not read) gets its status
-     * after the send, or is cancelled once shutdown_ms has passed. */
+     * Released (no stream object left) means every status is written, so the process may exit right after:
+     * clients see the status, not a reset connection. A stream whose send is stuck (a client that does not
+     * read) gets its status after the send, or is cancelled once shutdown_ms has passed. */
     pthread_mutex_lock(&s->lock);
     for (stream_t *st = s->streams; st; st = st->next)
         end_for_shutdown(st);
     struct timespec deadline = deadline_in(s->shutdown_ms);
-    bool graceful = wait_locked(s, is_drained, &deadline) && wait_locked(s, is_shut_down, &deadline);
+    bool graceful = wait_locked(s, is_released, &deadline) && wait_locked(s, is_shut_down, &deadline);
     pthread_mutex_unlock(&s->lock);
     if (!graceful) {
         ekg_warn("xDS server: not drained within %d ms, cancelling all calls", s->shutdown_ms);
@@ -1365,9 +1343,10 @@ void ekg_xds_server_stop(ekg_xds_server_t *s)
             return;
         }
     }
-    /* Shut down, but a queue thread may still be finishing a cancelled stream (a status that was due after
-     * its send starts when the send fails): the queues must not shut down under it (grpc asserts in
-     * grpc_cq_begin_op). Every call is over, so each stream's last batch completes at once. */
+    /* After a forced stop a queue thread may still be finishing a cancelled stream (a status that was due
+     * after its send starts when the send fails): the queues must not shut down under it (grpc asserts in
+     * grpc_cq_begin_op). Every call is over, so each stream's last batch completes at once. (At once true
+     * after a graceful stop.) */
     pthread_mutex_lock(&s->lock);
     deadline = deadline_in(FORCED_SHUTDOWN_MS);
     bool released = wait_locked(s, is_released, &deadline);
