@@ -476,6 +476,24 @@ static void test_initial_sync_update_delete(void **state)
     env_free(e);
 }
 
+/* Waits (bounded) until the fake has received a Services list request for a second page (with continue). */
+static void wait_for_services_continue(env_t *e)
+{
+    bool saw_continue = false;
+    for (long long deadline = now_ms() + WAIT_MS; !saw_continue && now_ms() < deadline;) {
+        cJSON *reqs = requests(&e->fake, "/api/v1/services");
+        const cJSON *r;
+        cJSON_ArrayForEach(r, reqs)
+        {
+            saw_continue |= query(r, "continue") != NULL;
+        }
+        cJSON_Delete(reqs);
+        if (!saw_continue)
+            sleep_ms(10);
+    }
+    assert_true(saw_continue);
+}
+
 static void test_pagination_and_expired_continue(void **state)
 {
     (void)state;
@@ -493,21 +511,7 @@ static void test_pagination_and_expired_continue(void **state)
     ekg_watch_options_t o = test_options();
     o.page_limit = 2;
     env_watch(e, &o);
-    cJSON *reqs = NULL;
-    bool saw_continue = false;
-    for (long long deadline = now_ms() + WAIT_MS; !saw_continue && now_ms() < deadline;) {
-        cJSON_Delete(reqs);
-        reqs = requests(&e->fake, "/api/v1/services");
-        const cJSON *r;
-        cJSON_ArrayForEach(r, reqs)
-        {
-            saw_continue |= query(r, "continue") != NULL;
-        }
-        if (!saw_continue)
-            sleep_ms(10);
-    }
-    cJSON_Delete(reqs);
-    assert_true(saw_continue);
+    wait_for_services_continue(e);
     apply(&e->fake, node("n2", "zb"));
     ctl_do(&e->fake, "POST", "/fake/compact", NULL);
     wait_synced(e);
@@ -519,7 +523,7 @@ static void test_pagination_and_expired_continue(void **state)
     ekg_watch_status_t st = status(e, EKG_KUBE_SERVICES);
     assert_true(st.too_old >= 1);
     /* Pages of two: limit=2 everywhere, several continues, one 410 on a continue. */
-    reqs = requests(&e->fake, "/api/v1/services");
+    cJSON *reqs = requests(&e->fake, "/api/v1/services");
     int lists = 0, continues = 0, expired = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, reqs)
@@ -973,19 +977,7 @@ static void test_list_all_starts_over_without_duplicates(void **state)
     run.opts.page_limit = 2;
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, list_all_thread, &run), 0);
-    bool saw_continue = false;
-    for (long long deadline = now_ms() + WAIT_MS; !saw_continue && now_ms() < deadline;) {
-        cJSON *reqs = requests(&e->fake, "/api/v1/services");
-        const cJSON *r;
-        cJSON_ArrayForEach(r, reqs)
-        {
-            saw_continue |= query(r, "continue") != NULL;
-        }
-        cJSON_Delete(reqs);
-        if (!saw_continue)
-            sleep_ms(10);
-    }
-    assert_true(saw_continue);
+    wait_for_services_continue(e);
     ctl_do(&e->fake, "DELETE", "/fake/objects?kind=Service&namespace=default&name=svc0", NULL);
     ctl_do(&e->fake, "POST", "/fake/compact", NULL);
     assert_int_equal(pthread_join(t, NULL), 0);
