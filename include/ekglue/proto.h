@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "upb/def.h"
+#include "upb/mini_table.h"
 #include "upb/msg.h"
 #include "upb/reflection.h"
 #include "upb/upb.h"
@@ -97,5 +98,14 @@ ekg_err_t ekg_proto_to_json(const upb_Message *msg, const upb_MessageDef *m, cha
  */
 ekg_err_t ekg_proto_encode(const upb_Message *msg, const upb_MessageDef *m, upb_Arena *arena, char **buf,
                            size_t *len);
+
+/*
+ * Decodes bytes a peer sent (a DiscoveryRequest, a ClientStatusRequest) as a new message of mini table mt in
+ * arena, with upb_Decode's options. Before upb sees them, refuses what upb 1.51 mishandles (a map entry with
+ * a field other than its key and value, groups) and what is not protobuf: EKG_EPARSE with the reason in diag,
+ * as for anything upb refuses (src/proto/wire.c). Out of memory aborts.
+ */
+ekg_err_t ekg_proto_decode_peer(const char *buf, size_t len, const upb_MiniTable *mt, int options,
+                                upb_Arena *arena, upb_Message **out, ekg_diag_t *diag);
 
 #endif

@@ -35,6 +35,7 @@
 #include "google/protobuf/timestamp.upb.h"
 
 #include "ekglue/mem.h"
+#include "ekglue/proto.h"
 
 #include "xds/csds.h"
 
@@ -212,14 +213,16 @@ ekg_err_t ekg_xds_csds_answer(const char *req, size_t len, ekg_xds_session_t *co
 {
     ekg_err_t err = EKG_OK;
     upb_Arena *arena = checked(upb_Arena_New());
-    envoy_service_status_v3_ClientStatusRequest *request =
-        envoy_service_status_v3_ClientStatusRequest_parse(req, len, arena);
+    upb_Message *msg;
+    ekg_diag_t why;
     envoy_service_status_v3_ClientStatusResponse *resp =
         checked(envoy_service_status_v3_ClientStatusResponse_new(arena));
-    if (!request) {
-        err = ekg_diag_set(diag, EKG_EPARSE, "ClientStatusRequest does not decode");
+    if (ekg_proto_decode_peer(req, len, &envoy_service_status_v3_ClientStatusRequest_msginit, 0, arena, &msg,
+                              &why) != EKG_OK) {
+        err = ekg_diag_set(diag, EKG_EPARSE, "ClientStatusRequest does not decode: %s", why.msg);
         goto out;
     }
+    envoy_service_status_v3_ClientStatusRequest *request = (envoy_service_status_v3_ClientStatusRequest *)msg;
     bool yes;
     if ((err = selected(request, "", &yes, diag)) !=
         EKG_OK) /* unsupported matchers fail with no client too */

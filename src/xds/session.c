@@ -36,6 +36,7 @@
 #include "ekglue/log.h"
 #include "ekglue/mem.h"
 #include "ekglue/metrics.h"
+#include "ekglue/proto.h"
 
 #include "common/hash.h"
 #include "common/pbwrite.h"
@@ -496,16 +497,16 @@ static void take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_No
 ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
 {
     ekg_err_t err = EKG_OK;
-    upb_Arena *arena = upb_Arena_New();
-    if (!arena)
-        ekg_oom(0); /* upb's arena does not allocate through mem.h */
+    upb_Arena *arena = ekg_proto_arena_new();
     /* Strings alias the request bytes, which outlive the arena's use here. */
-    envoy_service_discovery_v3_DiscoveryRequest *req = envoy_service_discovery_v3_DiscoveryRequest_parse_ex(
-        bytes, len, NULL, kUpb_DecodeOption_AliasString, arena);
-    if (!req) {
-        err = ekg_diag_set(diag, EKG_EPARSE, "DiscoveryRequest does not decode");
+    upb_Message *decoded;
+    ekg_diag_t why;
+    if (ekg_proto_decode_peer(bytes, len, &envoy_service_discovery_v3_DiscoveryRequest_msginit,
+                              kUpb_DecodeOption_AliasString, arena, &decoded, &why) != EKG_OK) {
+        err = ekg_diag_set(diag, EKG_EPARSE, "DiscoveryRequest does not decode: %s", why.msg);
         goto out;
     }
+    envoy_service_discovery_v3_DiscoveryRequest *req = (envoy_service_discovery_v3_DiscoveryRequest *)decoded;
     /* The node is only guaranteed in the first request of a stream. */
     if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req))
         take_node(s, envoy_service_discovery_v3_DiscoveryRequest_node(req));

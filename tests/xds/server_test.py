@@ -151,6 +151,16 @@ class ServerTest(xc.LogOnFailure, unittest.TestCase):
         g.send_raw(b"\xff\xff\xff")
         self.assertEqual(g.code(), grpc.StatusCode.INVALID_ARGUMENT)
 
+    def test_map_entry_upb_mishandles_is_refused_and_server_keeps_serving(self):
+        # resource_locators { dynamic_parameters { <field 7> } }: a map entry with a field besides its key and value,
+        # which made upb 1.51 abort the whole process (found by tests/fuzz/session_fuzz.c; src/proto/wire.c).
+        g = xc.XdsStream(self.channel(), xc.ADS, raw=True)
+        g.send_raw(b"\x3a\x12\x12\x03\x3a\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\x68\x0a\x02\x0a\x00")
+        self.assertEqual(g.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertTrue(self.server.running(), "ekglue died:\n" + self.server.log())
+        _, resp = self.ads_cds(node_id="after-hostile")
+        self.assertEqual(sorted(xc.resource_names(resp)), sorted(self.clusters))
+
     def test_unknown_method_is_unimplemented(self):
         rpc = self.channel().unary_unary("/no.such.Service/Method")
         with self.assertRaises(grpc.RpcError) as ctx:
