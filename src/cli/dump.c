@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ekglue/translate.h"
+#include "ekglue/watch.h"
 #include "ekglue/log.h"
 #include "ekglue/mem.h"
 #include "ekglue/model.h"
@@ -58,20 +59,17 @@ static void write_binary(const ekg_resource_set_t *set, FILE *out)
     }
 }
 
-int ekg_cli_dump(int argc, char **argv)
+/* The command line, parsed. Strings are borrowed from argv. */
+typedef struct dump_args {
+    const char *config_path, *format;
+    const char **paths; /* --objects (owned array) */
+    size_t npaths;
+    ekg_cli_kube_t kube; /* owned: ekg_cli_kube_free */
+} dump_args_t;
+
+/* Parses argv into *a. Returns -1 to go on, or the exit code (help, usage errors). */
+static int parse_args(int argc, char **argv, dump_args_t *a)
 {
-    int rc = EKG_EXIT_FAILURE;
-    ekg_diag_t diag = {{0}};
-    ekg_config_t *cfg = NULL;
-    ekg_translator_t *t = NULL;
-    ekg_objects_t objs = {0};
-    ekg_resource_set_t *clusters = NULL, *las = NULL;
-    cJSON *doc = NULL;
-    const char *config_path = NULL, *format = "json";
-    const char **object_paths = ekg_xcalloc((size_t)argc + 1, sizeof(char *));
-    size_t nobjects = 0;
-    ekg_cli_kube_t kube = {0};
-    ekg_kube_conn_t *conn = NULL;
     static const struct option opts[] = {EKG_CLI_KUBE_OPTIONS,
                                          {"objects", required_argument, NULL, 'o'},
                                          {"config", required_argument, NULL, 'c'},
@@ -79,78 +77,83 @@ int ekg_cli_dump(int argc, char **argv)
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    ekg_cli_kube_init(&kube, argc);
-    ekg_log_set_level(EKG_LOG_WARN);
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "o:c:f:l:h", opts, NULL)) != -1;) {
         switch (c) {
         case 'o':
-            object_paths[nobjects++] = optarg;
+            a->paths[a->npaths++] = optarg;
             break;
         case 'c':
-            config_path = optarg;
+            a->config_path = optarg;
             break;
         case 'f':
-            format = optarg;
+            a->format = optarg;
             break;
         case 'l':
-            if (!ekg_cli_set_log_level("dump", optarg)) {
-                rc = EKG_EXIT_USAGE;
-                goto out;
-            }
+            if (!ekg_cli_set_log_level("dump", optarg))
+                return EKG_EXIT_USAGE;
             break;
         case 'h':
             usage(stdout);
-            rc = EKG_EXIT_OK;
-            goto out;
+            return EKG_EXIT_OK;
         default: {
-            int k = ekg_cli_kube_option(&kube, "dump", c, optarg);
+            int k = ekg_cli_kube_option(&a->kube, "dump", c, optarg);
             if (k > 0)
                 break;
             if (k == 0)
                 usage(stderr);
-            rc = EKG_EXIT_USAGE;
-            goto out;
+            return EKG_EXIT_USAGE;
         }
         }
     }
-    if (optind < argc || (nobjects && kube.any) ||
-        (strcmp(format, "json") != 0 && strcmp(format, "yaml") != 0 && strcmp(format, "binary") != 0)) {
+    if (optind < argc || (a->npaths && a->kube.any) ||
+        (strcmp(a->format, "json") != 0 && strcmp(a->format, "yaml") != 0 &&
+         strcmp(a->format, "binary") != 0)) {
         usage(stderr);
-        rc = EKG_EXIT_USAGE;
-        goto out;
+        return EKG_EXIT_USAGE;
     }
+    return -1;
+}
 
-    ekg_err_t err =
-        config_path ? ekg_config_load_file(config_path, &cfg, &diag) : ekg_config_default(&cfg, &diag);
+/*
+ * Reads the objects through the same sources `serve` uses, run once into a collector: the files, or one list
+ * of the Kubernetes API. Exit code or -1 to go on; errors are printed.
+ */
+static int collect(dump_args_t *a, ekg_objects_t *objs)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_kube_conn_t *conn = NULL;
+    ekg_sink_t *collector = ekg_sink_collector_new();
+    int rc = -1;
+    ekg_err_t err;
+    if (a->npaths) {
+        err = ekg_files_read_once(a->paths, a->npaths, NULL, NULL, 0, collector, &diag);
+    } else if ((err = ekg_kube_conn_resolve(&a->kube.conn, &conn, &diag)) != EKG_OK) {
+        rc = err == EKG_ENOENT ? EKG_EXIT_USAGE : EKG_EXIT_CONFIG;
+    } else {
+        err = ekg_watcher_list_once(conn, &a->kube.watch, collector, &diag);
+    }
     if (err) {
         fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-        rc = EKG_EXIT_CONFIG;
-        goto out;
+        rc = rc >= 0 ? rc : EKG_EXIT_FAILURE;
+    } else {
+        ekg_sink_take_objects(collector, objs);
     }
-    if (nobjects == 0) {
-        if ((err = ekg_kube_conn_resolve(&kube.conn, &conn, &diag)) != EKG_OK) {
-            fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-            rc = err == EKG_ENOENT ? EKG_EXIT_USAGE : EKG_EXIT_CONFIG;
-            goto out;
-        }
-        if ((err = ekg_kube_list_all(conn, &kube.watch, &objs, &diag)) != EKG_OK) {
-            fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < nobjects; i++) {
-        if ((err = ekg_objects_add_file(&objs, object_paths[i], &diag)) != EKG_OK) {
-            fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-            goto out;
-        }
-    }
-    if (objs.nskipped)
-        fprintf(stderr, "ekglue dump: %zu invalid object(s) skipped (see the warnings above)\n",
-                objs.nskipped);
-    t = ekg_translator_new(cfg);
-    ekg_translator_put_objects(t, &objs);
-    if ((err = ekg_translator_build(t, &clusters, &las)) != EKG_OK) {
+    ekg_sink_free(collector);
+    ekg_kube_conn_free(conn);
+    return rc;
+}
+
+/* Translates objs under cfg and prints the result in format. Exit code. */
+static int print(const ekg_config_t *cfg, ekg_objects_t *objs, const char *format)
+{
+    int rc = EKG_EXIT_FAILURE;
+    ekg_resource_set_t *clusters = NULL, *las = NULL;
+    cJSON *doc = NULL;
+    ekg_translator_t *t = ekg_translator_new(cfg);
+    ekg_translator_put_objects(t, objs);
+    ekg_err_t err = ekg_translator_build(t, &clusters, &las);
+    if (err) {
         fprintf(stderr, "ekglue dump: translation failed: %s\n", ekg_strerror(err));
         goto out;
     }
@@ -172,10 +175,37 @@ out:
     ekg_resource_set_unref(clusters);
     ekg_resource_set_unref(las);
     ekg_translator_free(t);
+    return rc;
+}
+
+int ekg_cli_dump(int argc, char **argv)
+{
+    int rc;
+    ekg_diag_t diag = {{0}};
+    ekg_config_t *cfg = NULL;
+    ekg_objects_t objs = {0};
+    dump_args_t a = {.format = "json", .paths = ekg_xcalloc((size_t)argc + 1, sizeof(char *))};
+    ekg_cli_kube_init(&a.kube, argc);
+    ekg_log_set_level(EKG_LOG_WARN);
+    if ((rc = parse_args(argc, argv, &a)) >= 0)
+        goto out;
+    ekg_err_t err =
+        a.config_path ? ekg_config_load_file(a.config_path, &cfg, &diag) : ekg_config_default(&cfg, &diag);
+    if (err) {
+        fprintf(stderr, "ekglue dump: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+        rc = EKG_EXIT_CONFIG;
+        goto out;
+    }
+    if ((rc = collect(&a, &objs)) >= 0)
+        goto out;
+    if (objs.nskipped)
+        fprintf(stderr, "ekglue dump: %zu invalid object(s) skipped (see the warnings above)\n",
+                objs.nskipped);
+    rc = print(cfg, &objs, a.format);
+out:
     ekg_objects_free(&objs);
     ekg_config_free(cfg);
-    ekg_kube_conn_free(conn);
-    ekg_cli_kube_free(&kube);
-    free(object_paths);
+    ekg_cli_kube_free(&a.kube);
+    free(a.paths);
     return rc;
 }

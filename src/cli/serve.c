@@ -1,62 +1,53 @@
 /*
- * src/cli/serve.c: `ekglue serve`: the daemon. Translates objects from files and serves them over xDS.
+ * src/cli/serve.c: `ekglue serve`: the daemon. Wiring only: the config, the cache, the sink, one source, the
+ * xDS server and the debug port, started in order and stopped in one sequence.
  *
  *   ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--debug-listen ADDR|off]
  *                [--log-level L] [--threads N] [--kubeconfig FILE] [--context NAME] [--master URL]
  *                [--namespace NS ...] [--service-selector S]
  *
- * Three sources, in this order: --objects files; the Kubernetes API (--kubeconfig/$KUBECONFIG, --master, or
- * in-cluster), watched by src/watch/watcher.c, which publishes to the cache itself from its own thread,
- * health turning SERVING once the first complete sync is published; and when neither is configured, the demo
- * cluster embedded at build time.
+ * One source of three (include/ekglue/watch.h): --objects files; the Kubernetes API
+ * (--kubeconfig/$KUBECONFIG,
+ * --master, or in-cluster), health turning SERVING once its first complete sync is published; and when
+ * neither is configured, the demo cluster embedded at build time. Each feeds the publisher sink, which
+ * translates and publishes to the cache on the source's thread; the xDS server hands every snapshot to its
+ * streams.
  *
  * The config file (--config) is re-read when it changes and on SIGHUP: a config that does not load is
- * rejected with its file:line message and the one in force stays; a good one is handed to the translator
- * (file mode: the next build; Kubernetes mode: ekg_watcher_set_config) and only what changed is pushed.
- *
- * File mode: every --objects file is read into one
- * ekg_objects_t, translated by a fresh translator, and published as a snapshot. When a file changes (inotify
- * on the files' directories, so editors that write a new file and rename it over the old one, and Kubernetes
- * ConfigMap volumes that swap a `..data` symlink, are seen) or on SIGHUP, everything is read again; if any
- * file does not read or parse, the old snapshot stays and the error is logged (bad input loses nothing).
- * Unchanged content gives the same versions, which the cache does not re-announce: no pushes.
+ * rejected with its file:line message and the one in force stays; a good one is handed to the source
+ * (ekg_source_reload, which switches the sink and re-reads the files) and only what changed is pushed.
  *
  * The debug HTTP port (src/debug/http.c; loopback by default) starts after the xDS server and stops before
  * it; it reads the cache, the xDS server's client listing and the watcher's status on its own thread.
  *
  * Thread: main runs everything here: one poll() loop over a signalfd (SIGTERM, SIGINT, SIGHUP, blocked in
- * every thread) and the inotify descriptor, without timeouts except a short debounce after a file event.
- * Publishing from main drives the xDS server's sends (src/xds/server.c); the gRPC threads are the server's
- * own.
+ * every thread) and the config file's watch, without timeouts except a short debounce after a file event. The
+ * source, the gRPC server and the debug port have their own threads.
  */
 #include <errno.h>
 #include <getopt.h>
-#include <libgen.h>
-#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "ekglue/translate.h"
-#include "ekglue/debug.h"
-#include "ekglue/watch.h"
+#include "ekglue/cache.h"
 #include "ekglue/clock.h"
+#include "ekglue/debug.h"
+#include "ekglue/file.h"
 #include "ekglue/log.h"
 #include "ekglue/mem.h"
-#include "ekglue/metrics.h"
-#include "ekglue/model.h"
-#include "ekglue/cache.h"
+#include "ekglue/translate.h"
+#include "ekglue/watch.h"
 #include "ekglue/xds.h"
 
 #include "cli/cli.h"
 
-/* After a file event, wait this long for the writer's other events before reading (one reload per save). */
+/* After a config file event, wait this long for the writer's other events before reading (one per save). */
 #define DEBOUNCE_MS 50
 
 /* deploy/demo/cluster.yaml, embedded at build time (proto/tools/embed.cmake). */
@@ -98,150 +89,53 @@ static void usage(FILE *f)
         "2 usage error, 3 config error.\n");
 }
 
-/* What the loop needs; everything is owned here and freed at the one exit of ekg_cli_serve(). */
+/* What runs while serving; each NULL until started, stopped in the one sequence at the exit of ekg_cli_serve.
+ */
 typedef struct serve_state {
     ekg_config_t *cfg;       /* owned: the config in force (replaced by a good reload) */
     const char *config_path; /* --config, or NULL (the built-in config, never reloaded) */
-    ekg_cache_t *cache;      /* owned (freed at the exit of ekg_cli_serve) */
-    bool kube;               /* objects come from the watcher, not from files */
-    ekg_watcher_t *watcher;  /* Kubernetes mode: borrowed, for config reloads */
-    const char **paths;      /* the files watched: the --objects files, then the config file (borrowed) */
-    size_t npaths;           /* of which --objects files */
-    size_t nwatched;         /* npaths, plus one with a config file */
-    int *wds;                /* inotify watch of each path's directory (-1 when none) */
-    char **base_names;       /* each path's file name; owned */
-    unsigned long reloads;
+    const char **paths;      /* the --objects files (borrowed from argv) */
+    size_t npaths;
+    ekg_kube_conn_t *conn; /* owned; NULL unless the Kubernetes API is the source */
+    ekg_cache_t *cache;    /* owned */
+    ekg_sink_t *sink;      /* owned */
+    ekg_source_t *source;  /* owned */
+    ekg_xds_server_t *server;
+    ekg_debug_server_t *debug;
 } serve_state_t;
 
 /*
- * Reads every file, translates and publishes. On any read/parse error nothing is published (the previous
- * snapshot stays) and the error is logged. Returns the error.
- */
-static ekg_err_t load_and_publish(serve_state_t *st)
-{
-    ekg_diag_t diag = {{0}};
-    ekg_objects_t objs = {0};
-    ekg_translator_t *t = NULL;
-    ekg_snapshot_t *snap = NULL;
-    ekg_err_t err = EKG_OK;
-
-    if (st->npaths == 0 &&
-        (err = ekg_objects_add_buffer(&objs, (const char *)ekg_demo_cluster, ekg_demo_cluster_size,
-                                      "embedded demo cluster", &diag)) != EKG_OK) {
-        ekg_error("cannot load the embedded demo cluster: %s", diag.msg[0] ? diag.msg : ekg_strerror(err));
-        goto out;
-    }
-    for (size_t i = 0; i < st->npaths; i++) {
-        if ((err = ekg_objects_add_file(&objs, st->paths[i], &diag)) != EKG_OK) {
-            ekg_error("cannot load objects, keeping the previous state: %s",
-                      diag.msg[0] ? diag.msg : ekg_strerror(err));
-            goto out;
-        }
-    }
-    size_t nservices = objs.nservices, nslices = objs.nslices, nnodes = objs.nnodes, nskipped = objs.nskipped;
-    /* A fresh translator: the new files are the whole truth (removed objects disappear). */
-    t = ekg_translator_new(st->cfg);
-    ekg_translator_put_objects(t, &objs);
-    if ((err = ekg_cache_publish_translation(st->cache, t, NULL, &snap)) != EKG_OK) {
-        ekg_error("translation failed, keeping the previous state: %s", ekg_strerror(err));
-        goto out;
-    }
-    st->reloads++;
-    ekg_info("objects loaded services=%zu slices=%zu nodes=%zu skipped=%zu clusters=%zu cluster_version=%s "
-             "load_assignments=%zu load_assignment_version=%s listeners=%zu",
-             nservices, nslices, nnodes, nskipped,
-             ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
-             ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
-             ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
-             ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
-             ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)));
-out:
-    ekg_snapshot_unref(snap);
-    ekg_translator_free(t);
-    ekg_objects_free(&objs);
-    return err;
-}
-
-/* Watches the directory of every objects file. A failure only costs automatic reloads (SIGHUP still works).
- */
-static void watch_files(serve_state_t *st, int ifd)
-{
-    for (size_t i = 0; i < st->nwatched; i++) {
-        char *copy_dir = ekg_xstrdup(st->paths[i]), *copy_base = ekg_xstrdup(st->paths[i]);
-        st->base_names[i] = ekg_xstrdup(basename(copy_base));
-        const char *dir = dirname(copy_dir);
-        st->wds[i] = inotify_add_watch(ifd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE);
-        if (st->wds[i] < 0)
-            ekg_warn("cannot watch %s for changes (%s); reload with SIGHUP", dir, strerror(errno));
-        free(copy_dir);
-        free(copy_base);
-    }
-}
-
-/* Drains the inotify descriptor; true when an event concerns one of the files (or a ConfigMap data swap). */
-static bool files_changed(serve_state_t *st, int ifd)
-{
-    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool changed = false;
-    for (;;) {
-        ssize_t n = read(ifd, buf, sizeof(buf));
-        if (n <= 0)
-            break;
-        for (char *p = buf; p < buf + n;) {
-            const struct inotify_event *ev = (const struct inotify_event *)p;
-            p += sizeof(*ev) + ev->len;
-            if (ev->mask & IN_Q_OVERFLOW) {
-                changed = true;
-                continue;
-            }
-            if (!ev->len)
-                continue;
-            if (strcmp(ev->name, "..data") == 0) {
-                changed = true;
-                continue;
-            }
-            for (size_t i = 0; i < st->nwatched; i++)
-                if (st->wds[i] == ev->wd && strcmp(st->base_names[i], ev->name) == 0)
-                    changed = true;
-        }
-    }
-    return changed;
-}
-
-/*
- * Re-reads the config file (if there is one) and, in file mode, the objects. A config that does not load is
- * rejected with its file:line message and the one in force stays; a good one replaces it, and the rebuild
- * pushes only what changed (versions are content hashes, so an unchanged result pushes nothing).
+ * Re-reads the config file (if there is one) and hands a changed config to the source, which also re-reads
+ * the files. A config that does not load is rejected with its file:line message and the one in force stays.
  */
 static void reload(serve_state_t *st, const char *why)
 {
+    ekg_config_t *next = NULL;
     if (st->config_path) {
         ekg_diag_t diag = {{0}};
-        ekg_config_t *next = NULL;
         ekg_err_t err = ekg_config_load_file(st->config_path, &next, &diag);
         if (err != EKG_OK) {
             ekg_error("%s: config rejected, keeping the one in force: %s", why,
                       diag.msg[0] ? diag.msg : ekg_strerror(err));
         } else if (ekg_config_hash(next) == ekg_config_hash(st->cfg)) {
             ekg_config_free(next); /* same effective config (comments, key order...): nothing to redo */
+            next = NULL;
         } else {
             ekg_info("%s: config %s reloaded", why, st->config_path);
-            if (st->kube)
-                ekg_watcher_set_config(st->watcher, next); /* returns once the watcher left the old one */
-            ekg_config_free(st->cfg);
-            st->cfg = next;
         }
     }
-    if (!st->kube) {
-        ekg_info("%s: reloading objects", why);
-        load_and_publish(st);
+    ekg_source_reload(st->source, next, why); /* returns once the source left the old config */
+    if (next) {
+        ekg_config_free(st->cfg);
+        st->cfg = next;
     }
 }
 
 /* The main loop: returns when SIGTERM or SIGINT arrives. */
-static void run(serve_state_t *st, int sfd, int ifd)
+static void run(serve_state_t *st, int sfd, ekg_file_watch_t *fw)
 {
-    long long reload_at = -1; /* debounced file change: reload at this time */
+    long long reload_at = -1; /* debounced config file change: reload at this time */
+    int ifd = ekg_file_watch_fd(fw);
     for (;;) {
         struct pollfd fds[2] = {{.fd = sfd, .events = POLLIN}, {.fd = ifd, .events = POLLIN}};
         int timeout = -1;
@@ -266,7 +160,7 @@ static void run(serve_state_t *st, int sfd, int ifd)
                 }
             }
         }
-        if (n > 0 && ifd >= 0 && (fds[1].revents & POLLIN) && files_changed(st, ifd) && reload_at < 0)
+        if (n > 0 && ifd >= 0 && (fds[1].revents & POLLIN) && ekg_file_watch_changed(fw) && reload_at < 0)
             reload_at = ekg_clock_ms() + DEBOUNCE_MS;
         if (reload_at >= 0 && ekg_clock_ms() >= reload_at) {
             reload_at = -1;
@@ -281,8 +175,7 @@ static void run(serve_state_t *st, int sfd, int ifd)
  * must work: the error is printed and returned, and the caller exits. The default address only costs a
  * warning when it is taken (another ekglue on the same host, parallel tests): serving xDS matters more.
  */
-static ekg_err_t start_debug(const char *listen, bool required, ekg_cache_t *cache, ekg_xds_server_t *xds,
-                             ekg_watcher_t *watcher, const serve_state_t *st, const char *kube_desc,
+static ekg_err_t start_debug(const char *listen, bool required, const serve_state_t *st,
                              ekg_debug_server_t **out)
 {
     ekg_diag_t diag = {{0}};
@@ -294,6 +187,7 @@ static ekg_err_t start_debug(const char *listen, bool required, ekg_cache_t *cac
         ekg_info("debug server disabled (--debug-listen off)");
         goto out;
     }
+    const char *kube_desc = st->conn ? ekg_kube_conn_describe(st->conn) : NULL;
     f = ekg_xmemstream(&desc, &size);
     if (kube_desc)
         fprintf(f, "Kubernetes API %s", kube_desc);
@@ -303,7 +197,8 @@ static ekg_err_t start_debug(const char *listen, bool required, ekg_cache_t *cac
         fprintf(f, "%s%s", i ? ", " : "files ", st->paths[i]);
     ekg_xmemstream_close(f);
     ekg_debug_options_t opts = {.listen = listen, .optional = !required};
-    if ((err = ekg_debug_server_start(&opts, cache, xds, watcher, desc, out, &diag)) != EKG_OK)
+    if ((err = ekg_debug_server_start(&opts, st->cache, st->server, ekg_source_watcher(st->source), desc, out,
+                                      &diag)) != EKG_OK)
         goto out;
     ekg_info("debug server listening port=%d address=%s", ekg_debug_server_port(*out), listen);
 out:
@@ -321,13 +216,6 @@ out:
 
 /* Long-only options (the Kubernetes ones use 1000 and up, src/cli/cli.h). */
 enum { OPT_TLS_CERT = 2000, OPT_TLS_KEY, OPT_TLS_CLIENT_CA };
-
-/* The watcher's first complete sync is published: from now on this replica answers SERVING for good. */
-static void on_synced(void *ctx)
-{
-    ekg_info("Kubernetes: first complete sync published");
-    ekg_xds_server_set_serving(ctx, true);
-}
 
 /* The command line, parsed. Strings are borrowed from argv. */
 typedef struct serve_args {
@@ -420,66 +308,82 @@ static int parse_args(int argc, char **argv, serve_args_t *a, serve_state_t *st)
     return -1;
 }
 
-/* What runs while serving; each NULL until started, stopped in this order at the one exit of ekg_cli_serve.
- */
-typedef struct running {
-    ekg_debug_server_t *debug;
-    ekg_watcher_t *watcher;
-    ekg_xds_server_t *server;
-} running_t;
+/* The watcher's first complete sync is published: from now on this replica answers SERVING for good. */
+static void on_synced(void *ctx)
+{
+    serve_state_t *st = ctx;
+    ekg_info("Kubernetes: first complete sync published");
+    ekg_xds_server_set_serving(st->server, true);
+}
 
 /*
- * Starts the xDS server and the source of objects: the Kubernetes watcher (conn not NULL: the server starts
- * NOT_SERVING and empty; the watcher publishes and turns health on once synced), or the files or the demo
- * (read and published first, then SERVING). Then the debug port. Errors are printed.
+ * Starts the source and the xDS server: the files or the demo are read and published first, then the server
+ * starts SERVING; the Kubernetes watcher starts after the server (NOT_SERVING and empty), which it turns
+ * SERVING once synced. Then the debug port. Errors are printed.
  */
-static ekg_err_t start(serve_state_t *st, serve_args_t *a, ekg_kube_conn_t *conn, running_t *r)
+static ekg_err_t start(serve_state_t *st, serve_args_t *a)
 {
     ekg_diag_t diag = {{0}};
     ekg_err_t err = EKG_OK;
-    if (!conn && (err = load_and_publish(st)) != EKG_OK) {
-        fprintf(stderr, "ekglue serve: the objects could not be loaded (see above)\n");
+    st->sink = ekg_sink_publisher_new(st->cfg, st->cache, st->conn ? on_synced : NULL, st);
+    if (!st->conn && (err = ekg_source_files_start(st->paths, st->npaths, "embedded demo cluster",
+                                                   (const char *)ekg_demo_cluster, ekg_demo_cluster_size,
+                                                   st->sink, &st->source, &diag)) != EKG_OK) {
+        fprintf(stderr, "ekglue serve: the objects could not be loaded: %s\n",
+                diag.msg[0] ? diag.msg : ekg_strerror(err));
         return err;
     }
-    if ((err = ekg_xds_server_start(st->cache, &a->xds, &r->server, &diag)) != EKG_OK)
+    if ((err = ekg_xds_server_start(st->cache, &a->xds, &st->server, &diag)) != EKG_OK)
         goto out;
-    if (conn)
+    if (st->conn)
         ekg_info("xDS server listening port=%d address=%s threads=%d source=kubernetes",
-                 ekg_xds_server_port(r->server), a->xds.listen, a->xds.threads ? a->xds.threads : 2);
+                 ekg_xds_server_port(st->server), a->xds.listen, a->xds.threads ? a->xds.threads : 2);
     else
         ekg_info("xDS server listening port=%d address=%s threads=%d objects_files=%zu",
-                 ekg_xds_server_port(r->server), a->xds.listen, a->xds.threads ? a->xds.threads : 2,
+                 ekg_xds_server_port(st->server), a->xds.listen, a->xds.threads ? a->xds.threads : 2,
                  st->npaths);
-    if (conn) {
-        if ((err = ekg_watcher_start(conn, &a->kube.watch, st->cfg, st->cache, on_synced, r->server,
-                                     &r->watcher, &diag)) != EKG_OK)
-            goto out;
-        st->watcher = r->watcher;
-    } else {
-        ekg_xds_server_set_serving(r->server, true);
-    }
-    return start_debug(a->debug_listen, a->debug_required, st->cache, r->server, r->watcher, st,
-                       conn ? ekg_kube_conn_describe(conn) : NULL, &r->debug);
+    if (!st->conn)
+        ekg_xds_server_set_serving(st->server, true);
+    else if ((err = ekg_source_kube_start(st->conn, &a->kube.watch, st->sink, &st->source, &diag)) != EKG_OK)
+        goto out;
+    return start_debug(a->debug_listen, a->debug_required, st, &st->debug);
 out:
     fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
     return err;
+}
+
+/* Picks the source: --objects files, else the Kubernetes API if configured, else the demo. Exit code or -1.
+ */
+static int pick_source(serve_state_t *st, serve_args_t *a)
+{
+    if (st->npaths)
+        return -1;
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err = ekg_kube_conn_resolve(&a->kube.conn, &st->conn, &diag);
+    if (err == EKG_ENOENT && !a->kube.any) {
+        ekg_warn("no --objects and no Kubernetes API configured: serving the embedded demo cluster "
+                 "(deploy/demo/cluster.yaml)");
+        return -1;
+    }
+    if (err != EKG_OK) {
+        fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
+        return EKG_EXIT_CONFIG;
+    }
+    ekg_info("Kubernetes API: %s", ekg_kube_conn_describe(st->conn));
+    return -1;
 }
 
 int ekg_cli_serve(int argc, char **argv)
 {
     int rc = EKG_EXIT_FAILURE;
     ekg_diag_t diag = {{0}};
-    ekg_err_t err = EKG_OK;
     serve_state_t st = {0};
     serve_args_t a = {.xds = {.listen = "0.0.0.0:18000"}, .debug_listen = "127.0.0.1:18001"};
-    running_t r = {0};
-    ekg_kube_conn_t *conn = NULL;
-    int sfd = -1, ifd = -1;
+    ekg_file_watch_t *fw = NULL;
+    int sfd = -1;
     sigset_t mask;
 
     st.paths = ekg_xcalloc((size_t)argc + 1, sizeof(*st.paths));
-    st.wds = ekg_xcalloc((size_t)argc + 1, sizeof(*st.wds));
-    st.base_names = ekg_xcalloc((size_t)argc + 1, sizeof(*st.base_names));
     ekg_cli_kube_init(&a.kube, argc);
     ekg_log_set_level(EKG_LOG_INFO);
     if ((rc = parse_args(argc, argv, &a, &st)) >= 0)
@@ -497,67 +401,44 @@ int ekg_cli_serve(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    err = a.config_path ? ekg_config_load_file(a.config_path, &st.cfg, &diag)
-                        : ekg_config_default(&st.cfg, &diag);
+    st.config_path = a.config_path;
+    ekg_err_t err = a.config_path ? ekg_config_load_file(a.config_path, &st.cfg, &diag)
+                                  : ekg_config_default(&st.cfg, &diag);
     if (err) {
         fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
         rc = EKG_EXIT_CONFIG;
         goto out;
     }
-    st.cache = ekg_cache_new();
-    st.config_path = a.config_path;
-    /* The files to watch: the objects, then the config file. */
-    st.nwatched = st.npaths;
-    if (a.config_path)
-        st.paths[st.nwatched++] = a.config_path;
-    if (st.npaths == 0) {
-        err = ekg_kube_conn_resolve(&a.kube.conn, &conn, &diag);
-        if (err == EKG_ENOENT && !a.kube.any) {
-            ekg_warn("no --objects and no Kubernetes API configured: serving the embedded demo cluster "
-                     "(deploy/demo/cluster.yaml)");
-        } else if (err != EKG_OK) {
-            fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
-            rc = EKG_EXIT_CONFIG;
-            goto out;
-        } else {
-            st.kube = true;
-            ekg_info("Kubernetes API: %s", ekg_kube_conn_describe(conn));
-        }
-    }
-    if (st.nwatched) {
-        if ((ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0)
-            ekg_warn("inotify unavailable (%s); reload with SIGHUP", strerror(errno));
-        else
-            watch_files(&st, ifd); /* before the first read, so that no change slips in between */
-    }
-    if (start(&st, &a, conn, &r) != EKG_OK)
+    if ((rc = pick_source(&st, &a)) >= 0)
         goto out;
-    run(&st, sfd, ifd);
+    rc = EKG_EXIT_FAILURE;
+    st.cache = ekg_cache_new();
+    /* Watched before the source reads anything, so that no change slips in between. */
+    fw = ekg_file_watch_new(&st.config_path, st.config_path ? 1 : 0);
+    if (start(&st, &a) != EKG_OK)
+        goto out;
+    run(&st, sfd, fw);
     rc = EKG_EXIT_OK;
 out:
     /* The one stop sequence. Debug port first; the source, so that nothing publishes any more; health
      * NOT_SERVING, so that a load balancer watching it stops sending clients here; then every stream gets
      * UNAVAILABLE (ekg_xds_server_stop). */
-    ekg_debug_server_stop(r.debug);
-    ekg_watcher_stop(r.watcher);
-    if (r.server)
-        ekg_xds_server_set_serving(r.server, false);
-    ekg_xds_server_stop(r.server);
-    ekg_kube_conn_free(conn);
+    ekg_debug_server_stop(st.debug);
+    ekg_source_stop(st.source);
+    if (st.server)
+        ekg_xds_server_set_serving(st.server, false);
+    ekg_xds_server_stop(st.server);
+    ekg_sink_free(st.sink);
+    ekg_kube_conn_free(st.conn);
     ekg_cli_kube_free(&a.kube);
     ekg_cache_free(st.cache);
     ekg_config_free(st.cfg);
-    if (ifd >= 0)
-        close(ifd);
+    ekg_file_watch_free(fw);
     if (sfd >= 0)
         close(sfd);
     /* SIGTERM, SIGINT and SIGHUP stay blocked, never restored: one that arrived during the shutdown (an
      * impatient second SIGTERM) is still pending, and unblocking it here would kill the process by the
      * signal on its way to exit 0. main returns right after; the pending signals die with the process. */
-    for (size_t i = 0; i < st.nwatched; i++)
-        free(st.base_names[i]);
-    free(st.base_names);
-    free(st.wds);
     free(st.paths);
     return rc;
 }

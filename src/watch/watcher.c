@@ -1,6 +1,5 @@
 /*
- * src/watch/watcher.c: the Kubernetes watcher (include/ekglue/watch.h): list, watch, apply, coalesce,
- * publish.
+ * src/watch/watcher.c: the Kubernetes watcher (include/ekglue/watch.h): list, watch, and apply to a sink.
  *
  * Streams. Each (resource, namespace) pair is one stream: Services and EndpointSlices once per watched
  * namespace (or once for all), Nodes once. A stream is a small state machine over one curl easy handle:
@@ -24,15 +23,13 @@
  * the nearest timer (the publish deadline, a backoff's end, a staleness log, curl's own timers): no busy
  * polling. ekg_watcher_stop() sets a flag and wakes it with curl_multi_wakeup().
  *
- * Coalescing: a change schedules a build at now + coalesce_ms, but never later than the first unpublished
- * change + coalesce_max_ms. A build runs the translator (only dirty Services are redone) and publishes a
- * snapshot; the cache drops it if every version is unchanged. Nothing is published before the first sync
- * (every stream listed once), which publishes at once and calls on_synced. Each snapshot carries the Nodes'
- * localities (the debug port's /localities); each publish the cache takes is timed into the metrics
- * (include/ekglue/metrics.h), as is every watch event applied.
+ * Every object put or removed goes to the sink (src/watch/sink.c), which coalesces and publishes: the watcher
+ * sets the sink's coalescing from its options, tells it when every stream has listed once (the first sync),
+ * wakes for its deadline, and calls ekg_sink_flush() each round, where a config handed to the sink is
+ * switched on this thread. Every watch event applied is counted in the metrics (include/ekglue/metrics.h).
  *
- * The same list code serves ekg_kube_list_all(): a watcher without a thread whose streams stop after their
- * first list and put objects into an ekg_objects_t instead of the translator; any failure ends it.
+ * The same code runs once (ekg_watcher_list_once, for `ekglue dump`): no thread, streams stop after their
+ * first complete list, and the first failure (other than a list starting over or a renewed token) ends it.
  *
  * Thread: the watcher's own thread runs everything but start, stop and status. The status fields of each
  * stream (stream_t.pub) are written by the watcher thread and read by ekg_watcher_status() under w->lock;
@@ -66,7 +63,7 @@
 #define STALE_LOG_AFTER_MS 30000               /* a resource failing this long is logged at info... */
 #define STALE_LOG_EVERY_MS 30000               /* ...this often */
 #define QUICK_END_MS       500                 /* a watch ending this fast without an event is backed off */
-#define LIST_ONLY_RETRIES  5                   /* ekg_kube_list_all: 410 restarts and 401 retries */
+#define LIST_ONLY_RETRIES  5                   /* running once: 410 restarts and 401 retries */
 #define IDLE_WAKEUP_MS     60000               /* the longest sleep when no timer is due */
 
 static const char *const RESOURCE_NAMES[EKG_KUBE__COUNT] = {"services", "endpointslices", "nodes"};
@@ -79,7 +76,7 @@ typedef enum {
     PHASE_LIST,  /* a list page is in flight */
     PHASE_WATCH, /* a watch is in flight */
     PHASE_WAIT,  /* backing off until retry_at */
-    PHASE_DONE   /* list-only mode: the list is complete */
+    PHASE_DONE   /* running once: the list is complete */
 } phase_t;
 
 /* Why the write callback ended a transfer (it returns 0, curl reports CURLE_WRITE_ERROR). */
@@ -115,18 +112,13 @@ typedef struct stream {
     bool listed;    /* a complete list has been applied */
     bool next_list; /* in PHASE_WAIT: list (rather than watch) when the wait is over */
     char *rv;       /* owned: the last seen resourceVersion (the watch resumes from it); NULL before a list */
-    ekg_map_t known; /* key -> known_t (owned) */
-    /* List-only mode: what this stream's current list has collected (owned); handed to w->objs only once the
-     * list is complete, so that a list that starts over (an expired continue token, a renewed token) does not
-     * deliver its first pages twice. */
-    ekg_objects_t got;
-    size_t got_cap[3];
+    ekg_map_t known;  /* key -> known_t (owned) */
     unsigned gen;     /* the current list's generation */
     char *list_rv;    /* owned: the current list's resourceVersion (page 1's) */
     char *cont;       /* owned: the continue token of the next page, or NULL */
     size_t list_seen; /* objects in the current list */
     size_t list_changed;
-    int list_retries; /* list-only mode */
+    int list_retries; /* running once */
 
     CURL *easy;              /* owned; reused by every request of the stream */
     unsigned long token_gen; /* the connection's token generation when the current request was prepared */
@@ -152,38 +144,23 @@ struct ekg_watcher {
     ekg_watch_options_t opts; /* defaults filled in; namespaces and selector point into the copies below */
     char **namespaces;        /* owned copies */
     char *selector;           /* owned copy or NULL */
-    ekg_cache_t *cache;       /* borrowed; NULL in list-only mode */
-    ekg_watch_synced_fn on_synced;
-    void *ctx;
-    ekg_translator_t *translator; /* owned; NULL in list-only mode */
-
-    ekg_objects_t *objs; /* list-only mode: where complete lists go (NULL in the daemon) */
-    size_t objs_cap[3];
-    ekg_err_t fatal; /* list-only mode: the first failure ends the run */
+    ekg_sink_t *sink;         /* borrowed: where objects go */
+    bool once;                /* ekg_watcher_list_once: no thread, stop after the first list */
+    ekg_err_t fatal;          /* running once: the first failure ends the run */
     ekg_diag_t *diag;
 
     CURLM *multi;
     stream_t *streams;
     size_t nstreams;
 
-    bool synced;            /* every stream has listed once, and that state was published */
-    bool dirty;             /* changes not yet published */
-    long long first_change; /* of the unpublished changes */
-    long long publish_at;
-    bool synced_untold; /* synced, but no snapshot taken yet: on_synced waits for the first good publish */
+    bool synced; /* every stream has listed once, and the sink was told */
     long long stale_log_at[EKG_KUBE__COUNT];
-    unsigned long long publishes;
     uint64_t rng;
 
     pthread_t thread;
     bool thread_started;
     atomic_bool stop;
-    pthread_mutex_t lock; /* guards every stream's pub, and the config hand-off below */
-
-    /* Config hand-off (ekg_watcher_set_config): the caller sets next_cfg under lock and waits on cfg_applied.
-     */
-    const ekg_config_t *next_cfg; /* borrowed; NULL when nothing is pending */
-    pthread_cond_t cfg_applied;
+    pthread_mutex_t lock; /* guards every stream's pub */
 };
 
 /* --- small helpers -------------------------------------------------------------------------------------- */
@@ -257,7 +234,7 @@ static void set_error(stream_t *s, const char *fmt, ...)
     pthread_mutex_unlock(&s->w->lock);
     if (!s->failing_since)
         s->failing_since = ekg_clock_ms();
-    if (s->w->objs && !s->w->fatal) /* list-only mode: the first failure is the answer */
+    if (s->w->once && !s->w->fatal) /* running once: the first failure is the answer */
         s->w->fatal = ekg_diag_set(s->w->diag, EKG_EIO, "%s: %s", s->label, msg);
 }
 
@@ -292,18 +269,7 @@ static void set_rv(stream_t *s, const char *rv)
 
 /* --- applying objects ----------------------------------------------------------------------------------- */
 
-static void changed(ekg_watcher_t *w)
-{
-    long long now = ekg_clock_ms();
-    if (!w->dirty) {
-        w->dirty = true;
-        w->first_change = now;
-    }
-    long long at = now + w->opts.coalesce_ms, latest = w->first_change + w->opts.coalesce_max_ms;
-    w->publish_at = at < latest ? at : latest;
-}
-
-/* Parses obj and hands it to the translator (or, in list-only mode, objs). false: invalid, logged. */
+/* Parses obj and hands it to the sink. false: invalid, logged. */
 static bool put_object(stream_t *s, const cJSON *obj)
 {
     ekg_watcher_t *w = s->w;
@@ -324,27 +290,15 @@ static bool put_object(stream_t *s, const cJSON *obj)
     if (err) {
         ekg_warn("kubernetes object skipped resource=%s error=\"%s\"", s->label,
                  diag.msg[0] ? diag.msg : ekg_strerror(err));
-        if (w->objs)
-            s->got.nskipped++;
+        ekg_sink_skipped(w->sink, 1);
         return false;
     }
-    if (w->objs) {
-        ekg_objects_t *o = &s->got;
-        if (s->res == EKG_KUBE_SERVICES)
-            EKG_ARRAY_PUSH(o->services, o->nservices, s->got_cap[0], (ekg_service_t *)parsed);
-        else if (s->res == EKG_KUBE_ENDPOINT_SLICES)
-            EKG_ARRAY_PUSH(o->slices, o->nslices, s->got_cap[1], (ekg_endpoint_slice_t *)parsed);
-        else
-            EKG_ARRAY_PUSH(o->nodes, o->nnodes, s->got_cap[2], (ekg_node_t *)parsed);
-        return true;
-    }
     if (s->res == EKG_KUBE_SERVICES)
-        ekg_translator_put_service(w->translator, parsed);
+        ekg_sink_put_service(w->sink, parsed);
     else if (s->res == EKG_KUBE_ENDPOINT_SLICES)
-        ekg_translator_put_slice(w->translator, parsed);
+        ekg_sink_put_slice(w->sink, parsed);
     else
-        ekg_translator_put_node(w->translator, parsed);
-    changed(w);
+        ekg_sink_put_node(w->sink, parsed);
     return true;
 }
 
@@ -369,7 +323,7 @@ static bool object_key(const cJSON *obj, char *buf, size_t size, const char **ns
 /*
  * An object that exists (a list item, ADDED, MODIFIED): put unless its resourceVersion is the one already
  * known. An invalid object is logged and skipped; the stream remembers its resourceVersion so that a relist
- * does not log it again, and the translator keeps the last valid version (if any).
+ * does not log it again, and the sink keeps the last valid version (if any).
  */
 static void apply_object(stream_t *s, const cJSON *obj)
 {
@@ -380,10 +334,6 @@ static void apply_object(stream_t *s, const cJSON *obj)
         return;
     }
     s->list_seen += s->phase == PHASE_LIST;
-    if (s->w->objs) {
-        put_object(s, obj);
-        return;
-    }
     known_t *k = ekg_map_get(&s->known, key);
     if (k && rv[0] && strcmp(k->rv, rv) == 0) {
         k->gen = s->gen;
@@ -403,22 +353,17 @@ static void apply_object(stream_t *s, const cJSON *obj)
 
 static void remove_known(stream_t *s, known_t *k)
 {
-    ekg_watcher_t *w = s->w;
     const char *slash = strchr(k->key, '/');
     if (s->res == EKG_KUBE_NODES || !slash) {
-        ekg_translator_remove_node(w->translator, k->key);
+        ekg_sink_remove(s->w->sink, EKG_KUBE_NODES, "", k->key);
     } else {
         char ns[256];
         snprintf(ns, sizeof(ns), "%.*s", (int)(slash - k->key), k->key);
-        if (s->res == EKG_KUBE_SERVICES)
-            ekg_translator_remove_service(w->translator, ns, slash + 1);
-        else
-            ekg_translator_remove_slice(w->translator, ns, slash + 1);
+        ekg_sink_remove(s->w->sink, s->res, ns, slash + 1);
     }
     ekg_map_remove(&s->known, k->key);
     free(k->rv);
     free(k);
-    changed(w);
 }
 
 static void apply_deleted(stream_t *s, const cJSON *obj)
@@ -538,33 +483,8 @@ static void start_request(stream_t *s, bool list)
 }
 
 /* Starts a list from its first page. */
-/* List-only mode: forgets what the stream's list collected so far (a new list starts from the first page). */
-static void drop_collected(stream_t *s)
-{
-    ekg_objects_free(&s->got);
-    memset(&s->got, 0, sizeof(s->got));
-    memset(s->got_cap, 0, sizeof(s->got_cap));
-}
-
-/* List-only mode: the stream's list is complete: its objects join w->objs. */
-static void hand_over_collected(stream_t *s)
-{
-    ekg_objects_t *o = s->w->objs, *g = &s->got;
-    for (size_t i = 0; i < g->nservices; i++)
-        EKG_ARRAY_PUSH(o->services, o->nservices, s->w->objs_cap[0], g->services[i]);
-    for (size_t i = 0; i < g->nslices; i++)
-        EKG_ARRAY_PUSH(o->slices, o->nslices, s->w->objs_cap[1], g->slices[i]);
-    for (size_t i = 0; i < g->nnodes; i++)
-        EKG_ARRAY_PUSH(o->nodes, o->nnodes, s->w->objs_cap[2], g->nodes[i]);
-    o->nskipped += g->nskipped;
-    g->nservices = g->nslices = g->nnodes = 0; /* moved, not freed */
-    drop_collected(s);
-}
-
 static void start_list(stream_t *s)
 {
-    if (s->w->objs)
-        drop_collected(s);
     free(s->cont);
     free(s->list_rv);
     s->cont = s->list_rv = NULL;
@@ -578,7 +498,7 @@ static void start_list(stream_t *s)
 /* Waits, then lists (list, or the stream never listed) or watches from the last RV. */
 static void schedule_retry(stream_t *s, bool list, bool failure)
 {
-    if (s->w->objs) { /* list-only mode: no second chances here */
+    if (s->w->once) { /* running once: no second chances here */
         s->phase = PHASE_DONE;
         return;
     }
@@ -706,7 +626,7 @@ static void handle_list_page(stream_t *s)
     }
 
     /* The list is complete. */
-    size_t removed = w->objs ? 0 : remove_unlisted(s);
+    size_t removed = remove_unlisted(s);
     bool first = !s->listed;
     set_rv(s, s->list_rv);
     s->listed = true;
@@ -717,8 +637,7 @@ static void handle_list_page(stream_t *s)
     else
         ekg_info("kubernetes relisted resource=%s objects=%zu changed=%zu removed=%zu resource_version=%s",
                  s->label, s->list_seen, s->list_changed, removed, s->list_rv);
-    if (w->objs) {
-        hand_over_collected(s);
+    if (w->once) {
         s->phase = PHASE_DONE;
         return;
     }
@@ -760,7 +679,7 @@ static void transfer_done(stream_t *s, CURLcode result)
         count(s, &s->pub.too_old);
         ekg_info("kubernetes %s too old, relisting resource=%s resource_version=%s", what, s->label,
                  list ? "(continue)" : (s->rv ? s->rv : ""));
-        if (w->objs && ++s->list_retries > LIST_ONLY_RETRIES) {
+        if (w->once && ++s->list_retries > LIST_ONLY_RETRIES) {
             set_error(s, "the list kept expiring (410 Gone)");
             s->phase = PHASE_DONE;
         } else if (!list && ++s->quick_too_old > 1) {
@@ -809,7 +728,7 @@ static void transfer_done(stream_t *s, CURLcode result)
             ekg_kube_conn_token_generation(w->conn) != s->token_gen || ekg_kube_conn_reload_token(w->conn);
         set_error(s, "HTTP 401 Unauthorized%s: %s", renewed ? " (token re-read, retrying)" : "",
                   status_message(s));
-        if (renewed && w->objs && ++s->list_retries <= LIST_ONLY_RETRIES) {
+        if (renewed && w->once && ++s->list_retries <= LIST_ONLY_RETRIES) {
             w->fatal = EKG_OK; /* list-only mode: a changed token is worth one more try */
             start_list(s);
         } else if (renewed) {
@@ -828,44 +747,10 @@ static void transfer_done(stream_t *s, CURLcode result)
     schedule_retry(s, list, true);
 }
 
-/* --- publishing ----------------------------------------------------------------------------------------- */
+/* --- syncing ------------------------------------------------------------------------------------------- */
 
-/* After a failed translation, try again this long after (nothing is lost: the objects stay applied). */
-#define PUBLISH_RETRY_MS 1000
-
-static void publish(ekg_watcher_t *w)
-{
-    ekg_snapshot_t *snap = NULL;
-    w->dirty = false;
-    ekg_err_t err = ekg_cache_publish_translation(w->cache, w->translator, NULL, &snap);
-    if (err) {
-        ekg_error("translation failed, keeping the previous snapshot, retrying in %d ms: %s",
-                  PUBLISH_RETRY_MS, ekg_strerror(err));
-        w->dirty = true; /* what was applied is still unpublished: without this, only the next event would */
-        w->first_change = ekg_clock_ms();
-        w->publish_at = w->first_change + PUBLISH_RETRY_MS;
-        return;
-    }
-    w->publishes++;
-    ekg_debug("published serial=%llu clusters=%zu cluster_version=%s load_assignments=%zu "
-              "load_assignment_version=%s listeners=%zu listener_version=%s",
-              ekg_snapshot_serial(snap),
-              ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
-              ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER)),
-              ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
-              ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LOAD_ASSIGNMENT)),
-              ekg_resource_set_size(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)),
-              ekg_resource_set_version(ekg_snapshot_resources(snap, EKG_RESOURCE_LISTENER)));
-    ekg_snapshot_unref(snap);
-    if (w->synced_untold) {
-        w->synced_untold = false;
-        if (w->on_synced)
-            w->on_synced(w->ctx);
-    }
-}
-
-/* The first time every stream has listed: publish now, and tell the caller once a snapshot is taken (health
- * turns SERVING then: never with an empty cache because the first translation failed). */
+/* The first time every stream has listed: the sink publishes now (and tells the caller once a snapshot is
+ * taken: health turns SERVING then, never with an empty cache because the first translation failed). */
 static void check_first_sync(ekg_watcher_t *w)
 {
     if (w->synced)
@@ -874,9 +759,8 @@ static void check_first_sync(ekg_watcher_t *w)
         if (!w->streams[i].listed)
             return;
     w->synced = true;
-    w->synced_untold = true;
     ekg_info("kubernetes synced streams=%zu", w->nstreams);
-    publish(w);
+    ekg_sink_synced(w->sink);
 }
 
 /* Logs (at info, every STALE_LOG_EVERY_MS) each resource that has been failing for STALE_LOG_AFTER_MS. */
@@ -940,7 +824,7 @@ static bool all_done(const ekg_watcher_t *w)
     return true;
 }
 
-/* The nearest of our timers: a backoff's end, the publish deadline, a staleness log (-1: none). */
+/* The nearest of our timers: a backoff's end, the sink's publish deadline, a staleness log (-1: none). */
 static long long next_timer(ekg_watcher_t *w, long long now)
 {
     long long next = -1;
@@ -949,22 +833,24 @@ static long long next_timer(ekg_watcher_t *w, long long now)
         if (s->phase == PHASE_WAIT && (next < 0 || s->retry_at < next))
             next = s->retry_at;
     }
-    if (w->objs)
+    if (w->once)
         return next;
-    if (w->synced && w->dirty && (next < 0 || w->publish_at < next))
-        next = w->publish_at;
+    long long publish_at = ekg_sink_deadline(w->sink);
+    if (publish_at >= 0 && (next < 0 || publish_at < next))
+        next = publish_at;
     long long stale = check_staleness(w, now);
     if (stale >= 0 && (next < 0 || stale < next))
         next = stale;
     return next;
 }
 
-/* One round: start what is due, publish what is due, let curl work, sleep until the next thing. */
+/* One round: start what is due, let the sink publish what is due, let curl work, sleep until the next thing.
+ */
 static void run_once(ekg_watcher_t *w)
 {
     start_due(w, ekg_clock_ms());
-    if (!w->objs && w->synced && w->dirty && ekg_clock_ms() >= w->publish_at)
-        publish(w);
+    if (!w->once)
+        ekg_sink_flush(w->sink);
     int running = 0;
     curl_multi_perform(w->multi, &running);
     CURLMsg *msg;
@@ -977,7 +863,7 @@ static void run_once(ekg_watcher_t *w)
         CURLcode result = msg->data.result;
         transfer_done((stream_t *)(void *)priv, result); /* msg is invalid from here on */
     }
-    if (!w->objs)
+    if (!w->once)
         check_first_sync(w);
     else if (w->fatal || all_done(w))
         return;
@@ -991,45 +877,20 @@ static void run_once(ekg_watcher_t *w)
     curl_multi_poll(w->multi, NULL, 0, (int)timeout, NULL);
 }
 
-/* A new config from ekg_watcher_set_config(): switch the translator on this thread, and publish what changed.
- */
-static void apply_config(ekg_watcher_t *w)
+/* The sink's driver: ekg_sink_set_config() wakes the loop this way. */
+static void wake(void *ctx)
 {
-    pthread_mutex_lock(&w->lock);
-    const ekg_config_t *cfg = w->next_cfg;
-    if (cfg) {
-        ekg_translator_set_config(w->translator, cfg);
-        w->next_cfg = NULL;
-        pthread_cond_broadcast(&w->cfg_applied);
-    }
-    pthread_mutex_unlock(&w->lock);
-    if (cfg && w->synced)
-        publish(w); /* a config change publishes at once; identical results push nothing */
+    ekg_watcher_t *w = ctx;
+    curl_multi_wakeup(w->multi);
 }
 
 static void *thread_main(void *arg)
 {
     ekg_watcher_t *w = arg;
-    while (!atomic_load(&w->stop)) {
-        apply_config(w);
+    while (!atomic_load(&w->stop))
         run_once(w);
-    }
-    /* Nobody waits forever on a stopped watcher. */
-    pthread_mutex_lock(&w->lock);
-    w->next_cfg = NULL;
-    pthread_cond_broadcast(&w->cfg_applied);
-    pthread_mutex_unlock(&w->lock);
+    ekg_sink_set_driver(w->sink, NULL, NULL); /* a config handed in from now on is switched by its caller */
     return NULL;
-}
-
-void ekg_watcher_set_config(ekg_watcher_t *w, const ekg_config_t *cfg)
-{
-    pthread_mutex_lock(&w->lock);
-    w->next_cfg = cfg;
-    curl_multi_wakeup(w->multi);
-    while (w->next_cfg == cfg && !atomic_load(&w->stop))
-        pthread_cond_wait(&w->cfg_applied, &w->lock);
-    pthread_mutex_unlock(&w->lock);
 }
 
 /* --- lifecycle ------------------------------------------------------------------------------------------ */
@@ -1053,7 +914,6 @@ static void watcher_free(ekg_watcher_t *w)
             }
         }
         ekg_map_clear(&s->known);
-        ekg_objects_free(&s->got);
         ekg_event_stream_free(&s->lines);
         free(s->body.data);
         free(s->rv);
@@ -1063,13 +923,11 @@ static void watcher_free(ekg_watcher_t *w)
     free(w->streams);
     if (w->multi)
         curl_multi_cleanup(w->multi);
-    ekg_translator_free(w->translator);
     for (size_t i = 0; w->namespaces && i < w->opts.nnamespaces; i++)
         free(w->namespaces[i]);
     free(w->namespaces);
     free(w->selector);
     pthread_mutex_destroy(&w->lock);
-    pthread_cond_destroy(&w->cfg_applied);
     free(w);
 }
 
@@ -1109,7 +967,6 @@ static ekg_err_t watcher_new(ekg_kube_conn_t *conn, const ekg_watch_options_t *o
 
     ekg_watcher_t *w = ekg_xcalloc(1, sizeof(*w));
     pthread_mutex_init(&w->lock, NULL);
-    pthread_cond_init(&w->cfg_applied, NULL);
     w->conn = conn;
     w->opts = o;
     w->opts.nnamespaces = 0;
@@ -1147,22 +1004,21 @@ static ekg_err_t watcher_new(ekg_kube_conn_t *conn, const ekg_watch_options_t *o
     return EKG_OK;
 }
 
-ekg_err_t ekg_watcher_start(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, const ekg_config_t *cfg,
-                            ekg_cache_t *cache, ekg_watch_synced_fn on_synced, void *ctx, ekg_watcher_t **out,
-                            ekg_diag_t *diag)
+ekg_err_t ekg_watcher_start(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, ekg_sink_t *sink,
+                            ekg_watcher_t **out, ekg_diag_t *diag)
 {
     ekg_watcher_t *w = NULL;
-    if (!cfg || !cache || !out)
+    if (!sink || !out)
         return ekg_diag_set(diag, EKG_EINVAL, "ekg_watcher_start: NULL argument");
     ekg_err_t err = watcher_new(conn, opts, &w, diag);
     if (err)
         return err;
-    w->cache = cache;
-    w->on_synced = on_synced;
-    w->ctx = ctx;
-    w->translator = ekg_translator_new(cfg);
+    w->sink = sink;
+    ekg_sink_set_coalescing(sink, w->opts.coalesce_ms, w->opts.coalesce_max_ms);
+    ekg_sink_set_driver(sink, wake, w); /* before the thread: from now on only it uses the sink */
     int rc = pthread_create(&w->thread, NULL, thread_main, w);
     if (rc != 0) {
+        ekg_sink_set_driver(sink, NULL, NULL);
         watcher_free(w);
         return ekg_diag_set(diag, EKG_EIO, "watch: cannot start the thread: %s", strerror(rc));
     }
@@ -1182,7 +1038,7 @@ void ekg_watcher_stop(ekg_watcher_t *w)
         curl_multi_wakeup(w->multi);
         pthread_join(w->thread, NULL);
     }
-    ekg_info("kubernetes watcher stopped publishes=%llu", w->publishes);
+    ekg_info("kubernetes watcher stopped");
     watcher_free(w);
 }
 
@@ -1218,37 +1074,34 @@ void ekg_watcher_status(ekg_watcher_t *w, ekg_kube_resource_t r, ekg_watch_statu
     out->last_sync_age_s = latest < 0 ? -1 : (double)(now - latest) / 1000.0;
 }
 
-ekg_err_t ekg_kube_list_all(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, ekg_objects_t *objs,
-                            ekg_diag_t *diag)
+ekg_err_t ekg_watcher_list_once(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, ekg_sink_t *sink,
+                                ekg_diag_t *diag)
 {
     ekg_watcher_t *w = NULL;
-    ekg_objects_t got = {0};
-    if (!objs)
-        return ekg_diag_set(diag, EKG_EINVAL, "ekg_kube_list_all: NULL argument");
+    if (!sink)
+        return ekg_diag_set(diag, EKG_EINVAL, "ekg_watcher_list_once: NULL argument");
     ekg_err_t err = watcher_new(conn, opts, &w, diag);
     if (err)
         return err;
-    w->objs = &got;
+    w->sink = sink;
+    w->once = true;
     w->diag = diag;
     while (!w->fatal && !all_done(w))
         run_once(w);
     err = w->fatal;
     watcher_free(w);
-    if (!err) { /* all or nothing: move what was listed into objs */
-        size_t ns = objs->nservices + got.nservices, nl = objs->nslices + got.nslices,
-               nn = objs->nnodes + got.nnodes;
-        objs->services = ekg_xrealloc(objs->services, (ns + 1) * sizeof(*objs->services));
-        objs->slices = ekg_xrealloc(objs->slices, (nl + 1) * sizeof(*objs->slices));
-        objs->nodes = ekg_xrealloc(objs->nodes, (nn + 1) * sizeof(*objs->nodes));
-        for (size_t i = 0; i < got.nservices; i++)
-            objs->services[objs->nservices++] = got.services[i];
-        for (size_t i = 0; i < got.nslices; i++)
-            objs->slices[objs->nslices++] = got.slices[i];
-        for (size_t i = 0; i < got.nnodes; i++)
-            objs->nodes[objs->nnodes++] = got.nodes[i];
-        objs->nskipped += got.nskipped;
-        got.nservices = got.nslices = got.nnodes = 0;
-    }
-    ekg_objects_free(&got);
+    return err;
+}
+
+ekg_err_t ekg_kube_list_all(ekg_kube_conn_t *conn, const ekg_watch_options_t *opts, ekg_objects_t *objs,
+                            ekg_diag_t *diag)
+{
+    if (!objs)
+        return ekg_diag_set(diag, EKG_EINVAL, "ekg_kube_list_all: NULL argument");
+    ekg_sink_t *collector = ekg_sink_collector_new();
+    ekg_err_t err = ekg_watcher_list_once(conn, opts, collector, diag);
+    if (!err) /* all or nothing */
+        ekg_sink_take_objects(collector, objs);
+    ekg_sink_free(collector);
     return err;
 }

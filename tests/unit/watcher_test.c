@@ -276,6 +276,7 @@ typedef struct env {
     ekg_kube_conn_t *conn;
     ekg_config_t *cfg;
     ekg_cache_t *cache;
+    ekg_sink_t *sink; /* the publisher the watcher feeds */
     ekg_watcher_t *w;
     atomic_int synced;
     atomic_int publishes;
@@ -336,7 +337,8 @@ static void env_watch(env_t *e, const ekg_watch_options_t *o)
     ekg_diag_t diag = {{0}};
     if (!e->conn)
         env_connect(e, NULL);
-    ekg_err_t err = ekg_watcher_start(e->conn, o, e->cfg, e->cache, on_synced, e, &e->w, &diag);
+    e->sink = ekg_sink_publisher_new(e->cfg, e->cache, on_synced, e);
+    ekg_err_t err = ekg_watcher_start(e->conn, o, e->sink, &e->w, &diag);
     if (err)
         print_error("ekg_watcher_start: %s\n", diag.msg);
     assert_int_equal(err, EKG_OK);
@@ -352,6 +354,7 @@ static void env_free(env_t *e)
         print_error("ekg_watcher_stop took %lld ms\n", took);
     assert_true(took < 3000); /* stop is bounded */
     fake_stop(&e->fake);
+    ekg_sink_free(e->sink);
     ekg_kube_conn_free(e->conn);
     ekg_cache_free(e->cache);
     ekg_config_free(e->cfg);
