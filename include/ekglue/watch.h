@@ -138,8 +138,8 @@ void ekg_sink_flush(ekg_sink_t *k);
 void ekg_sink_set_driver(ekg_sink_t *k, void (*wake)(void *ctx), void *ctx);
 /*
  * Any thread but the source's: switches the publisher to cfg (borrowed, like the first) and rebuilds every
- * Service with it (unchanged results push nothing). Returns once the previous config is no longer used, so
- * the caller may free it.
+ * Service with it (unchanged results push nothing). Returns once cfg is in use and what it changed is
+ * published (when the source is synced): the previous config is no longer used; the caller may free it.
  */
 void ekg_sink_set_config(ekg_sink_t *k, const ekg_config_t *cfg);
 

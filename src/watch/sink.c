@@ -13,8 +13,8 @@
  *
  * The config hand-off: the translator belongs to the source's thread, so ekg_sink_set_config() (main, after a
  * reload) leaves the new config under the lock, wakes the source's loop through the driver it registered, and
- * waits until ekg_sink_flush() on that thread has switched. With no driver (no thread yet, or no longer) the
- * caller switches itself.
+ * waits until ekg_sink_flush() on that thread has switched and published. With no driver (no thread yet, or
+ * no longer) the caller switches itself.
  *
  * The collector is `ekglue dump`'s: the objects by kind and key, so a list that starts over (an expired
  * continue token) or a second copy of an object replaces the first, and a remove drops it.
@@ -326,16 +326,19 @@ void ekg_sink_flush(ekg_sink_t *k)
         return;
     pthread_mutex_lock(&k->lock);
     const ekg_config_t *cfg = k->next_cfg;
+    pthread_mutex_unlock(&k->lock);
     if (cfg) {
         switch_config(k, cfg);
-        k->next_cfg = NULL;
+        if (k->synced)
+            publish(k, false); /* a config change publishes at once; identical results push nothing */
+        pthread_mutex_lock(&k->lock);
+        if (k->next_cfg == cfg) /* switched and published: the caller may go on */
+            k->next_cfg = NULL;
         pthread_cond_broadcast(&k->cfg_applied);
-    }
-    pthread_mutex_unlock(&k->lock);
-    if (cfg && k->synced)
-        publish(k, false); /* a config change publishes at once; identical results push nothing */
-    else if (k->synced && k->dirty && ekg_clock_ms() >= k->publish_at)
+        pthread_mutex_unlock(&k->lock);
+    } else if (k->synced && k->dirty && ekg_clock_ms() >= k->publish_at) {
         publish(k, false);
+    }
 }
 
 void ekg_sink_set_driver(ekg_sink_t *k, void (*wake)(void *ctx), void *ctx)
