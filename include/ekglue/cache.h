@@ -5,8 +5,8 @@
  * xDS server) on the publishing thread, which hands the snapshot to every stream itself: there is no queue
  * and no polling between the publishing thread and the gRPC threads.
  *
- * Thread: ekg_cache_publish() is called by one producer at a time (the watcher thread, or main in file mode);
- * ekg_cache_current() and ekg_cache_set_watch() from any thread.
+ * Thread: ekg_cache_publish() is called by one producer at a time (the running source's thread: the watcher's
+ * or the file source's); ekg_cache_current() and ekg_cache_set_watch() from any thread.
  */
 #ifndef EKGLUE_CACHE_H
 #define EKGLUE_CACHE_H

@@ -4,7 +4,8 @@
  * It keeps the current snapshot behind a mutex held only to swap or take a reference. Publishing calls the
  * watch (the xDS server's on_snapshot) after the swap, on the publishing thread, without that lock but under
  * call_lock, so that removing the watch waits for a call in progress. Thread: ekg_cache_publish from one
- * producer at a time (the watcher thread, or main in file mode); ekg_cache_current and set_watch from any.
+ * producer at a time (the running source's thread: the watcher's or the file source's); ekg_cache_current and
+ * set_watch from any.
  */
 #include <pthread.h>
 #include <stdbool.h>
