@@ -37,8 +37,12 @@
 enum { WT_VARINT = 0, WT_64BIT = 1, WT_DELIMITED = 2, WT_START_GROUP = 3, WT_END_GROUP = 4, WT_32BIT = 5 };
 
 /* Reads a varint of at most max_bytes into *v; NULL when it is truncated or longer. */
-static const uint8_t *read_varint(const uint8_t *p, const uint8_t *end, int max_bytes, uint64_t *v)
+static inline const uint8_t *read_varint(const uint8_t *p, const uint8_t *end, int max_bytes, uint64_t *v)
 {
+    if (p < end && !(*p & 0x80)) { /* the common case: tags and short lengths */
+        *v = *p;
+        return p + 1;
+    }
     uint64_t out = 0;
     for (int i = 0; i < max_bytes && p < end; i++) {
         uint8_t b = *p++;
@@ -83,13 +87,18 @@ static const char *check_message(const uint8_t *p, const uint8_t *end, const upb
 {
     if (depth > MAX_DEPTH)
         return "it nests deeper than 64 messages";
+    uint32_t last_number = 0; /* field numbers start at 1 */
+    const upb_MiniTable_Field *f = NULL;
     while (p < end) {
         uint64_t tag;
         if (!(p = read_varint(p, end, 5, &tag)) || tag > UINT32_MAX || (tag >> 3) == 0)
             return "a field tag is malformed";
         uint32_t number = (uint32_t)(tag >> 3);
         int wt = (int)(tag & 7);
-        const upb_MiniTable_Field *f = mt ? upb_MiniTable_FindFieldByNumber(mt, number) : NULL;
+        if (number != last_number) { /* a repeated field's elements (resource_names) look it up once */
+            last_number = number;
+            f = mt ? upb_MiniTable_FindFieldByNumber(mt, number) : NULL;
+        }
         if (map_entry && (!f || (number != 1 && number != 2) || wire_type_of(f->descriptortype) != wt))
             return "a map entry holds a field other than its key and value";
         uint64_t n;
