@@ -66,6 +66,7 @@
 #include "ekglue/xds.h"
 
 #include "xds/csds.h"
+#include "xds/health.h"
 #include "xds/session.h"
 #include "xds/tls.h"
 
@@ -457,61 +458,6 @@ static void xds_feed(stream_t *st, ekg_snapshot_t *snap, double published)
 
 /* --- grpc.health.v1 ------------------------------------------------------------------------------------- */
 
-static bool read_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64 && *i < len; shift += 7) {
-        uint8_t b = p[(*i)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* HealthCheckRequest {string service = 1}. Sets *service (not NUL-terminated; "" when absent). EKG_EPARSE
- * when the bytes are not a protobuf message. */
-static ekg_err_t parse_health_request(const uint8_t *p, size_t len, const char **service, size_t *service_len)
-{
-    *service = "";
-    *service_len = 0;
-    for (size_t i = 0; i < len;) {
-        uint64_t key, v;
-        if (!read_varint(p, len, &i, &key))
-            return EKG_EPARSE;
-        switch (key & 7) {
-        case 0:
-            if (!read_varint(p, len, &i, &v))
-                return EKG_EPARSE;
-            break;
-        case 1:
-            if (len - i < 8)
-                return EKG_EPARSE;
-            i += 8;
-            break;
-        case 2:
-            if (!read_varint(p, len, &i, &v) || v > len - i)
-                return EKG_EPARSE;
-            if (key >> 3 == 1) {
-                *service = (const char *)p + i;
-                *service_len = (size_t)v;
-            }
-            i += (size_t)v;
-            break;
-        case 5:
-            if (len - i < 4)
-                return EKG_EPARSE;
-            i += 4;
-            break;
-        default:
-            return EKG_EPARSE;
-        }
-    }
-    return EKG_OK;
-}
-
 static bool health_service_known(const char *name, size_t len)
 {
     if (len == 0)
@@ -899,7 +845,8 @@ static void health_on_message(stream_t *st, const grpc_slice *msg)
 {
     const char *service;
     size_t len;
-    if (parse_health_request(GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), &service, &len) != EKG_OK) {
+    if (ekg_xds_health_parse_request(GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), &service, &len) !=
+        EKG_OK) {
         finish(st, GRPC_STATUS_INVALID_ARGUMENT, "malformed grpc.health.v1.HealthCheckRequest");
         return;
     }
