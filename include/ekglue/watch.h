@@ -120,8 +120,9 @@ void ekg_sink_remove(ekg_sink_t *k, ekg_kube_resource_t r, const char *namespace
 void ekg_sink_replace(ekg_sink_t *k, ekg_objects_t *objs);
 /* A change publishes coalesce_ms after it, but at most coalesce_max_ms after the first unpublished one. */
 void ekg_sink_set_coalescing(ekg_sink_t *k, int coalesce_ms, int coalesce_max_ms);
-/* n invalid objects were skipped (logged by the source). */
-void ekg_sink_skipped(ekg_sink_t *k, size_t n);
+/* An invalid object was skipped (logged by the source). The collector counts each key once, until a valid
+ * version of it is put. */
+void ekg_sink_skipped(ekg_sink_t *k, ekg_kube_resource_t r, const char *namespace_, const char *name);
 /*
  * Everything has been read once: the publisher publishes now (and calls on_synced once a snapshot is taken).
  * Later calls publish at once too (a re-read file). Returns the translation error, if any.

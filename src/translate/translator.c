@@ -577,26 +577,64 @@ static void install(ekg_translator_t *t, entry_t *e, int ty, out_list_t *fresh)
     *fresh = (out_list_t){0};
 }
 
+/* A resource of cur and the entry (Service) that produced it, for rebuild_cur's collision check. */
+typedef struct owned_res {
+    ekg_resource_t *res; /* borrowed from owner */
+    const entry_t *owner;
+} owned_res_t;
+
+static int cmp_owned(const void *a, const void *b)
+{
+    const owned_res_t *x = a, *y = b;
+    int c = strcmp(ekg_resource_name(x->res), ekg_resource_name(y->res));
+    return c ? c : strcmp(x->owner->key, y->owner->key);
+}
+
+static const char *const TYPE_NAMES[NTYPES] = {"cluster", "load assignment", "listener"};
+
+/*
+ * Rebuilds cur[ty] from every entry's resources, sorted by name. Two Services can produce the same name
+ * (names from files may hold ':', which Kubernetes forbids, and "ns:svc:80" for a port named "80" equals the
+ * unnamed port 80's): then neither is served under that name, with a warning naming both, and everything else
+ * is. Serving one of them would send the other's traffic to it; refusing the whole set would stop every
+ * update.
+ */
 static void rebuild_cur(ekg_translator_t *t, int ty)
 {
     size_t total = 0;
     for (size_t s = 0; s < t->entries.cap; s++)
         if (t->entries.slots[s].key)
             total += ((entry_t *)t->entries.slots[s].value)->nres[ty];
-    void *cur = t->cur[ty];
-    ekg_array_reserve(&cur, &t->capcur[ty], total, sizeof(ekg_resource_t *));
-    t->cur[ty] = cur;
+    owned_res_t *all = ekg_xcalloc(total ? total : 1, sizeof(*all));
     size_t k = 0;
     for (size_t s = 0; s < t->entries.cap; s++)
         if (t->entries.slots[s].key) {
-            entry_t *e = t->entries.slots[s].value;
-            if (e->nres[ty])
-                memcpy(t->cur[ty] + k, e->res[ty], e->nres[ty] * sizeof(ekg_resource_t *));
-            k += e->nres[ty];
+            const entry_t *e = t->entries.slots[s].value;
+            for (size_t i = 0; i < e->nres[ty]; i++)
+                all[k++] = (owned_res_t){e->res[ty][i], e};
         }
     if (k > 1)
-        qsort(t->cur[ty], k, sizeof(ekg_resource_t *), cmp_resources);
-    t->ncur[ty] = k;
+        qsort(all, k, sizeof(*all), cmp_owned);
+    void *cur = t->cur[ty];
+    ekg_array_reserve(&cur, &t->capcur[ty], total, sizeof(ekg_resource_t *));
+    t->cur[ty] = cur;
+    size_t n = 0;
+    for (size_t i = 0; i < k;) {
+        size_t j = i + 1;
+        while (j < k && strcmp(ekg_resource_name(all[i].res), ekg_resource_name(all[j].res)) == 0)
+            j++;
+        if (j - i == 1)
+            t->cur[ty][n++] = all[i].res;
+        else
+            ekg_warn(
+                "%s name %s is produced by Service %s and by Service %s%s: neither is served under it until "
+                "they differ",
+                TYPE_NAMES[ty], ekg_resource_name(all[i].res), all[i].owner->key, all[i + 1].owner->key,
+                j - i > 2 ? " (and more)" : "");
+        i = j;
+    }
+    free(all);
+    t->ncur[ty] = n;
     t->rebuild_cur[ty] = false;
 }
 

@@ -47,7 +47,9 @@ struct ekg_sink {
 
     /* The collector. */
     ekg_map_t objs[EKG_KUBE__COUNT]; /* key -> entry_t (owned) */
-    size_t nskipped;
+    ekg_map_t
+        skipped[EKG_KUBE__COUNT]; /* key (owned) -> itself: invalid objects with no valid version since */
+    size_t nskipped_read;         /* skipped by the last replace (files) */
 
     /* The publisher. */
     ekg_translator_t *translator; /* owned */
@@ -140,11 +142,35 @@ static void drain(ekg_sink_t *k, void (*fn)(ekg_kube_resource_t, entry_t *, ekg_
     }
 }
 
+/* The collector's key of an object. */
+static void key_of(char *key, size_t size, const char *namespace_, const char *name)
+{
+    snprintf(key, size, "%s/%s", namespace_ ? namespace_ : "", name);
+}
+
+static void unskip(ekg_sink_t *k, ekg_kube_resource_t r, const char *key)
+{
+    char *had = ekg_map_remove(&k->skipped[r], key);
+    free(had);
+}
+
+static void clear_skipped(ekg_sink_t *k)
+{
+    for (int r = 0; r < EKG_KUBE__COUNT; r++) {
+        ekg_map_t *m = &k->skipped[r];
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->slots[i].key)
+                free(m->slots[i].value);
+        ekg_map_clear(m);
+    }
+}
+
 void ekg_sink_free(ekg_sink_t *k)
 {
     if (!k)
         return;
     drain(k, free_entry, NULL);
+    clear_skipped(k);
     ekg_translator_free(k->translator);
     pthread_mutex_destroy(&k->lock);
     pthread_cond_destroy(&k->cfg_applied);
@@ -156,7 +182,8 @@ void ekg_sink_free(ekg_sink_t *k)
 static void collect(ekg_sink_t *k, ekg_kube_resource_t r, const ekg_meta_t *meta, void *obj)
 {
     char key[600];
-    snprintf(key, sizeof(key), "%s/%s", meta->namespace_ ? meta->namespace_ : "", meta->name);
+    key_of(key, sizeof(key), meta->namespace_, meta->name);
+    unskip(k, r, key);
     size_t klen = strlen(key);
     entry_t *e = ekg_xmalloc(sizeof(*e) + klen + 1);
     e->obj = obj;
@@ -170,8 +197,11 @@ static void collect(ekg_sink_t *k, ekg_kube_resource_t r, const ekg_meta_t *meta
 void ekg_sink_take_objects(ekg_sink_t *k, ekg_objects_t *objs)
 {
     drain(k, take_entry, objs);
-    objs->nskipped += k->nskipped;
-    k->nskipped = 0;
+    objs->nskipped += k->nskipped_read;
+    for (int r = 0; r < EKG_KUBE__COUNT; r++)
+        objs->nskipped += k->skipped[r].len;
+    clear_skipped(k);
+    k->nskipped_read = 0;
 }
 
 /* --- the publisher ------------------------------------------------------------------------------------- */
@@ -250,7 +280,8 @@ void ekg_sink_remove(ekg_sink_t *k, ekg_kube_resource_t r, const char *namespace
 {
     if (k->collector) {
         char key[600];
-        snprintf(key, sizeof(key), "%s/%s", namespace_ ? namespace_ : "", name);
+        key_of(key, sizeof(key), namespace_, name);
+        unskip(k, r, key);
         entry_t *e = ekg_map_remove(&k->objs[r], key);
         if (e)
             free_entry(r, e, NULL);
@@ -269,6 +300,7 @@ void ekg_sink_replace(ekg_sink_t *k, ekg_objects_t *objs)
 {
     if (k->collector) {
         drain(k, free_entry, NULL);
+        clear_skipped(k);
         for (size_t i = 0; i < objs->nservices; i++)
             ekg_sink_put_service(k, objs->services[i]);
         for (size_t i = 0; i < objs->nslices; i++)
@@ -276,7 +308,7 @@ void ekg_sink_replace(ekg_sink_t *k, ekg_objects_t *objs)
         for (size_t i = 0; i < objs->nnodes; i++)
             ekg_sink_put_node(k, objs->nodes[i]);
         objs->nservices = objs->nslices = objs->nnodes = 0; /* moved */
-        k->nskipped = objs->nskipped;
+        k->nskipped_read = objs->nskipped;
         return;
     }
     /* A fresh translator: the objects are the whole truth (what they lack disappears). */
@@ -292,9 +324,16 @@ void ekg_sink_set_coalescing(ekg_sink_t *k, int coalesce_ms, int coalesce_max_ms
     k->coalesce_max_ms = coalesce_max_ms;
 }
 
-void ekg_sink_skipped(ekg_sink_t *k, size_t n)
+void ekg_sink_skipped(ekg_sink_t *k, ekg_kube_resource_t r, const char *namespace_, const char *name)
 {
-    k->nskipped += n;
+    if (!k->collector)
+        return; /* the publisher keeps the last valid version, if any: nothing to do */
+    char key[600];
+    key_of(key, sizeof(key), namespace_, name);
+    if (ekg_map_get(&k->skipped[r], key))
+        return;
+    char *copy = ekg_xstrdup(key);
+    ekg_map_put(&k->skipped[r], copy, copy, NULL);
 }
 
 ekg_err_t ekg_sink_synced(ekg_sink_t *k)

@@ -269,8 +269,9 @@ static void set_rv(stream_t *s, const char *rv)
 
 /* --- applying objects ----------------------------------------------------------------------------------- */
 
-/* Parses obj and hands it to the sink. false: invalid, logged. */
-static bool put_object(stream_t *s, const cJSON *obj)
+/* Parses obj (ns/name) and hands it to the sink. false: invalid, logged and reported to the sink as skipped.
+ */
+static bool put_object(stream_t *s, const cJSON *obj, const char *ns, const char *name)
 {
     ekg_watcher_t *w = s->w;
     ekg_diag_t diag = {{0}};
@@ -290,7 +291,7 @@ static bool put_object(stream_t *s, const cJSON *obj)
     if (err) {
         ekg_warn("kubernetes object skipped resource=%s error=\"%s\"", s->label,
                  diag.msg[0] ? diag.msg : ekg_strerror(err));
-        ekg_sink_skipped(w->sink, 1);
+        ekg_sink_skipped(w->sink, s->res, ns, name);
         return false;
     }
     if (s->res == EKG_KUBE_SERVICES)
@@ -322,8 +323,9 @@ static bool object_key(const cJSON *obj, char *buf, size_t size, const char **ns
 
 /*
  * An object that exists (a list item, ADDED, MODIFIED): put unless its resourceVersion is the one already
- * known. An invalid object is logged and skipped; the stream remembers its resourceVersion so that a relist
- * does not log it again, and the sink keeps the last valid version (if any).
+ * known. A resourceVersion is recorded only once the sink took the object: an invalid one is logged and
+ * skipped, the sink keeps the last valid version (if any, and a complete list does not remove it), and the
+ * next list or event reads the object again rather than taking the skipped version as applied.
  */
 static void apply_object(stream_t *s, const cJSON *obj)
 {
@@ -339,6 +341,10 @@ static void apply_object(stream_t *s, const cJSON *obj)
         k->gen = s->gen;
         return;
     }
+    if (k)
+        k->gen = s->gen; /* listed: a last valid version stays, even if this one is not taken */
+    if (!put_object(s, obj, ns, name))
+        return; /* its resourceVersion is not recorded: the next list or event reads it again */
     if (!k) {
         size_t klen = strlen(key);
         k = ekg_xmalloc(sizeof(*k) + klen + 1);
@@ -348,7 +354,7 @@ static void apply_object(stream_t *s, const cJSON *obj)
     free(k->rv);
     k->rv = ekg_xstrdup(rv);
     k->gen = s->gen;
-    s->list_changed += put_object(s, obj) && s->phase == PHASE_LIST;
+    s->list_changed += s->phase == PHASE_LIST;
 }
 
 static void remove_known(stream_t *s, known_t *k)

@@ -1009,6 +1009,42 @@ static void test_remove_service(void **state)
     ekg_config_free(cfg);
 }
 
+/*
+ * Two Services whose cluster names collide (names read from files may hold ':'): neither is served under that
+ * name, everything else is, and the survivor comes back once the other is gone.
+ */
+static void test_colliding_names_drop_only_the_colliding_resources(void **state)
+{
+    upb_Arena *arena = *state;
+    ekg_config_t *cfg = fx_config(NULL);
+    ekg_translator_t *t = fx_translator(cfg);
+    put_service(t, service("shop", "web", HTTP_SPEC));
+    put_service(t, service("a", "b:c", HTTP_SPEC));
+    put_slice(t, slice("a", "bc-1", "b:c", "IPv4", EP("10.0.0.1"), HTTP_SLICE));
+    ekg_resource_set_t *clusters = NULL, *las = NULL;
+    fx_build(t, &clusters, &las);
+    assert_names(clusters, "a:b:c:http,shop:web:http");
+
+    put_service(t, service("a:b", "c", HTTP_SPEC)); /* also "a:b:c:http" */
+    rebuild(t, &clusters, &las);
+    assert_names(clusters, "shop:web:http");
+    assert_names(las, "shop:web:http");
+
+    put_service(t, service("shop", "api", HTTP_SPEC)); /* the rest keeps being served and updated */
+    rebuild(t, &clusters, &las);
+    assert_names(clusters, "shop:api:http,shop:web:http");
+
+    ekg_translator_remove_service(t, "a:b", "c");
+    rebuild(t, &clusters, &las);
+    assert_names(clusters, "a:b:c:http,shop:api:http,shop:web:http");
+    assert_string_equal(endpoints_of(las, "a:b:c:http", arena), "// w=1: 10.0.0.1:8080 HEALTHY");
+
+    ekg_resource_set_unref(clusters);
+    ekg_resource_set_unref(las);
+    ekg_translator_free(t);
+    ekg_config_free(cfg);
+}
+
 /* A slice that arrives before its Service is kept and used when the Service arrives. */
 static void test_slice_before_service(void **state)
 {
@@ -1241,6 +1277,7 @@ int main(void)
         T(test_versions_follow_content),
         T(test_incremental_slice_change),
         T(test_remove_service),
+        T(test_colliding_names_drop_only_the_colliding_resources),
         T(test_slice_before_service),
         T(test_slice_moves_to_other_service),
         T(test_set_config_redoes_everything),

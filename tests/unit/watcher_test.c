@@ -594,6 +594,99 @@ static void test_too_old_error_event(void **state)
     too_old("event");
 }
 
+/* stderr while a test captures it in a file (capture_stderr), or -1; and that file. */
+static int saved_stderr = -1;
+static char captured_path[64];
+static ekg_log_level_t saved_level;
+
+/* Sends stderr (the watcher's log lines) to a new temporary file until restore_stderr(). */
+static void capture_stderr(void)
+{
+    snprintf(captured_path, sizeof(captured_path), "/tmp/ekg-watcher-log-XXXXXX");
+    int fd = mkstemp(captured_path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    assert_true(saved_stderr >= 0 && dup2(fd, 2) >= 0);
+    close(fd);
+    /* At least warnings (no watcher thread runs yet: the level is set before threads, as log.h asks). */
+    saved_level = EKG_LOG_DEBUG;
+    while (saved_level < EKG_LOG_OFF && !ekg_log_enabled(saved_level))
+        saved_level++;
+    if (saved_level > EKG_LOG_WARN)
+        ekg_log_set_level(EKG_LOG_WARN);
+}
+
+/* Puts stderr back. With dump (a test that failed while capturing), what was captured is printed first. */
+static void restore_stderr(bool dump)
+{
+    if (saved_stderr < 0)
+        return;
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    saved_stderr = -1;
+    ekg_log_set_level(saved_level);
+    FILE *f = dump ? fopen(captured_path, "r") : NULL;
+    char line[4096];
+    while (f && fgets(line, sizeof(line), f))
+        fputs(line, stderr);
+    if (f)
+        fclose(f);
+    unlink(captured_path);
+}
+
+/* Lines of the file at path that contain needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+/*
+ * A version the watcher could not take is not recorded as applied: the last valid version stays served (a
+ * complete list does not remove it), and the next list reads the object again instead of skipping it as
+ * known.
+ */
+static void test_skipped_version_is_read_again(void **state)
+{
+    (void)state;
+    capture_stderr(); /* the watcher's log lines, counted below */
+    const char *path = captured_path;
+    env_t *e = env_new(0, NULL);
+    load_web(e);
+    ekg_watch_options_t o = test_options();
+    env_watch(e, &o);
+    wait_synced(e);
+    ctl_do(&e->fake, "POST", "/fake/wait-watchers?n=3&timeout=10", NULL);
+    apply(&e->fake, json("{'kind':'Service','metadata':{'name':'web','namespace':'default'},"
+                         "'spec':{'clusterIP':'10.96.0.10','ports':[{'name':'http','port':70000}]}}"));
+    const char *skipped = "kubernetes object skipped resource=services";
+    WAIT_UNTIL(count_lines(path, skipped) == 1);
+    assert_true(has(e, EKG_RESOURCE_CLUSTER, "default:web:http")); /* the last valid version */
+
+    ctl_do(&e->fake, "POST", "/fake/faults",
+           "{\"fault\":\"too_old\",\"prefix\":\"/api/v1/services\",\"watch\":true,\"count\":1}");
+    ctl_do(&e->fake, "POST", "/fake/close-watches", NULL); /* the re-watch meets the 410: a relist */
+    WAIT_UNTIL(status(e, EKG_KUBE_SERVICES).relists >= 1);
+    WAIT_UNTIL(count_lines(path, skipped) == 2); /* read again, not taken as known */
+    ctl_do(&e->fake, "POST", "/fake/wait-watchers?n=3&timeout=10", NULL);
+    sleep_ms(300);                                                 /* past coalesce_max_ms */
+    assert_true(has(e, EKG_RESOURCE_CLUSTER, "default:web:http")); /* the complete list did not remove it */
+
+    apply(&e->fake, service("default", "web", "'v':'2'")); /* a valid version again */
+    WAIT_UNTIL(count_lines(path, "kubernetes object skipped") == 2 &&
+               has(e, EKG_RESOURCE_CLUSTER, "default:web:http"));
+    env_free(e);
+    restore_stderr(false);
+}
+
 static void test_bookmarks_and_timeout_rewatch(void **state)
 {
     (void)state;
@@ -1013,6 +1106,7 @@ static int teardown_env(void **state)
     (void)state;
     if (current_env)
         env_free(current_env);
+    restore_stderr(true); /* still capturing here: the test failed */
     return 0;
 }
 
@@ -1057,6 +1151,7 @@ int main(void)
         cmocka_unit_test_teardown(test_api_down_keeps_state, teardown_env),
         cmocka_unit_test_teardown(test_401_until_the_token_changes, teardown_env),
         cmocka_unit_test_teardown(test_namespaces_and_selector, teardown_env),
+        cmocka_unit_test_teardown(test_skipped_version_is_read_again, teardown_env),
         cmocka_unit_test_teardown(test_list_all, teardown_env),
         cmocka_unit_test_teardown(test_list_all_starts_over_without_duplicates, teardown_env),
     };
