@@ -8,6 +8,11 @@
  * change what is served. It binds only the given address (loopback by default: reach it with
  * `kubectl port-forward`).
  *
+ * Who sees what (docs/operations.md, "Ports"): the views show the cluster's whole topology (every Service,
+ * endpoint address, Node and connected client), so they belong on loopback. Probes and Prometheus need an
+ * address on the pod IP, so a second server started with metrics_only answers /metrics, /healthz and /readyz
+ * and nothing else (404): that one may listen anywhere.
+ *
  * Thread: start/stop from main; requests are answered on libmicrohttpd's own polling thread.
  */
 #ifndef EKGLUE_DEBUG_H
@@ -27,6 +32,9 @@ typedef struct ekg_debug_options {
     const char *listen; /* "127.0.0.1:18001" (default when NULL); port 0 picks a free port; "[::1]:18001" */
     bool optional;      /* failing to listen is expected (a default address): libmicrohttpd's message is
                            logged at info, not warn; ekg_debug_server_start() still fails */
+    bool metrics_only;  /* serve /metrics, /healthz and /readyz only, every other path 404 (the metrics
+                           listener, --metrics-listen); listen is then required. Without it, a listen address
+                           that is not loopback is logged at warn: the views show the whole topology */
 } ekg_debug_options_t;
 
 /*

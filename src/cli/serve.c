@@ -3,6 +3,7 @@
  * xDS server and the debug port, started in order and stopped in one sequence.
  *
  *   ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--debug-listen ADDR|off]
+ *                [--metrics-listen ADDR]
  *                [--log-level L] [--threads N] [--kubeconfig FILE] [--context NAME] [--master URL]
  *                [--namespace NS ...] [--service-selector S]
  *
@@ -18,7 +19,9 @@
  * (ekg_source_reload, which switches the sink and re-reads the files) and only what changed is pushed.
  *
  * The debug HTTP port (src/debug/http.c; loopback by default) starts after the xDS server and stops before
- * it; it reads the cache, the xDS server's client listing and the watcher's status on its own thread.
+ * it; it reads the cache, the xDS server's client listing and the watcher's status on its own thread. So does
+ * the metrics listener (--metrics-listen), a second such server that answers /metrics, /healthz and /readyz
+ * only, so that probes and Prometheus reach the pod IP without the topology (docs/operations.md, "Ports").
  *
  * Thread: main runs everything here: one poll() loop over a signalfd (SIGTERM, SIGINT, SIGHUP, blocked in
  * every thread) and the config file's watch, without timeouts except a short debounce after a file event. The
@@ -74,6 +77,8 @@ static void usage(FILE *f)
         "  --debug-listen ADDR  debug HTTP port: status page, /metrics, /config_dump ... (default\n"
         "                     127.0.0.1:18001, skipped with a warning when taken; port 0 picks one;\n"
         "                     \"off\" disables; docs/operations.md)\n"
+        "  --metrics-listen ADDR  /metrics, /healthz and /readyz only, no topology: for Prometheus and\n"
+        "                     HTTP probes on the pod IP (default off; port 0 picks one)\n"
         "  --tls-cert FILE    serve xDS over TLS with this PEM certificate (chain); with --tls-key\n"
         "  --tls-key FILE     ... and this PEM private key; both re-read when they change\n"
         "  --tls-client-ca FILE  require client certificates signed by a CA in this PEM file (mTLS)\n"
@@ -102,6 +107,7 @@ typedef struct serve_state {
     ekg_source_t *source;  /* owned */
     ekg_xds_server_t *server;
     ekg_debug_server_t *debug;
+    ekg_debug_server_t *metrics; /* --metrics-listen: /metrics, /healthz, /readyz only */
 } serve_state_t;
 
 /*
@@ -170,21 +176,23 @@ static void run(serve_state_t *st, int sfd, ekg_file_watch_t *fw)
 }
 
 /*
- * Starts the debug HTTP port unless listen is "off" (then *out stays NULL). The status page says objects come
- * from kube_desc (Kubernetes mode), the files or the demo. An address given with --debug-listen (required)
- * must work: the error is printed and returned, and the caller exits. The default address only costs a
- * warning when it is taken (another ekglue on the same host, parallel tests): serving xDS matters more.
+ * Starts the debug HTTP port (metrics_only: the metrics listener) unless listen is "off" (then *out stays
+ * NULL). The status page says objects come from kube_desc (Kubernetes mode), the files or the demo. An
+ * address given with --debug-listen or --metrics-listen (required) must work: the error is printed and
+ * returned, and the caller exits. The default debug address only costs a line at info when it is taken
+ * (another ekglue on the same host, parallel tests): serving xDS matters more.
  */
-static ekg_err_t start_debug(const char *listen, bool required, const serve_state_t *st,
+static ekg_err_t start_debug(const char *listen, bool required, bool metrics_only, const serve_state_t *st,
                              ekg_debug_server_t **out)
 {
+    const char *what = metrics_only ? "metrics" : "debug";
     ekg_diag_t diag = {{0}};
     ekg_err_t err = EKG_OK;
     char *desc = NULL;
     size_t size = 0;
     FILE *f = NULL;
     if (strcmp(listen, "off") == 0) {
-        ekg_info("debug server disabled (--debug-listen off)");
+        ekg_info("%s server disabled (--%s-listen off)", what, what);
         goto out;
     }
     const char *kube_desc = st->conn ? ekg_kube_conn_describe(st->conn) : NULL;
@@ -196,17 +204,17 @@ static ekg_err_t start_debug(const char *listen, bool required, const serve_stat
     for (size_t i = 0; !kube_desc && i < st->npaths; i++)
         fprintf(f, "%s%s", i ? ", " : "files ", st->paths[i]);
     ekg_xmemstream_close(f);
-    ekg_debug_options_t opts = {.listen = listen, .optional = !required};
+    ekg_debug_options_t opts = {.listen = listen, .optional = !required, .metrics_only = metrics_only};
     if ((err = ekg_debug_server_start(&opts, st->cache, st->server, ekg_source_watcher(st->source), desc, out,
                                       &diag)) != EKG_OK)
         goto out;
-    ekg_info("debug server listening port=%d address=%s", ekg_debug_server_port(*out), listen);
+    ekg_info("%s server listening port=%d address=%s", what, ekg_debug_server_port(*out), listen);
 out:
     if (err && required) {
         fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
     } else if (err) {
         /* info, not warn: nobody asked for this address, and another ekglue on the host is normal */
-        ekg_info("debug server not started, continuing without it address=%s error=\"%s\"", listen,
+        ekg_info("%s server not started, continuing without it address=%s error=\"%s\"", what, listen,
                  diag.msg[0] ? diag.msg : ekg_strerror(err));
         err = EKG_OK;
     }
@@ -223,6 +231,8 @@ typedef struct serve_args {
     ekg_xds_server_options_t xds;
     const char *debug_listen;
     bool debug_required; /* --debug-listen given: failing to listen is fatal */
+    /* --metrics-listen (/metrics, /healthz, /readyz only), or NULL: none */
+    const char *metrics_listen;
     ekg_cli_kube_t kube; /* owned: ekg_cli_kube_free */
 } serve_args_t;
 
@@ -234,6 +244,7 @@ static int parse_args(int argc, char **argv, serve_args_t *a, serve_state_t *st)
                                          {"config", required_argument, NULL, 'c'},
                                          {"xds-listen", required_argument, NULL, 'x'},
                                          {"debug-listen", required_argument, NULL, 'd'},
+                                         {"metrics-listen", required_argument, NULL, 'm'},
                                          {"log-level", required_argument, NULL, 'l'},
                                          {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
                                          {"tls-key", required_argument, NULL, OPT_TLS_KEY},
@@ -256,6 +267,9 @@ static int parse_args(int argc, char **argv, serve_args_t *a, serve_state_t *st)
         case 'd':
             a->debug_listen = optarg;
             a->debug_required = true;
+            break;
+        case 'm':
+            a->metrics_listen = optarg;
             break;
         case 'l':
             if (!ekg_cli_set_log_level("serve", optarg))
@@ -346,7 +360,9 @@ static ekg_err_t start(serve_state_t *st, serve_args_t *a)
         ekg_xds_server_set_serving(st->server, true);
     else if ((err = ekg_source_kube_start(st->conn, &a->kube.watch, st->sink, &st->source, &diag)) != EKG_OK)
         goto out;
-    return start_debug(a->debug_listen, a->debug_required, st, &st->debug);
+    if (a->metrics_listen && (err = start_debug(a->metrics_listen, true, true, st, &st->metrics)) != EKG_OK)
+        return err;
+    return start_debug(a->debug_listen, a->debug_required, false, st, &st->debug);
 out:
     fprintf(stderr, "ekglue serve: %s\n", diag.msg[0] ? diag.msg : ekg_strerror(err));
     return err;
@@ -424,6 +440,7 @@ out:
      * NOT_SERVING, so that a load balancer watching it stops sending clients here; then every stream gets
      * UNAVAILABLE (ekg_xds_server_stop). */
     ekg_debug_server_stop(st.debug);
+    ekg_debug_server_stop(st.metrics);
     ekg_source_stop(st.source);
     if (st.server)
         ekg_xds_server_set_serving(st.server, false);

@@ -16,6 +16,9 @@
  *   /config_dump  {version_info: {type: version}, clusters, load_assignments, listeners, localities}
  *   /metrics      Prometheus text (ekg_debug_metrics_render)
  *   /             the HTML status page (status_page.c)
+ * A server started with metrics_only (the metrics listener, for probes and Prometheus on the pod IP) answers
+ * /healthz, /readyz and /metrics the same way and 404 to everything else: nothing there names a Service,
+ * an endpoint, a Node or a client (docs/operations.md, "Ports").
  *
  * libmicrohttpd's own error messages go to ekg_log at warn. Out of memory aborts (include/ekglue/mem.h; cJSON
  * and the open_memstream buffers included): an error page means a resource that does not render, never
@@ -58,6 +61,7 @@ struct ekg_debug_server {
     char *source_desc;      /* owned */
     int port;
     double started;
+    bool metrics_only; /* /metrics, /healthz and /readyz only (opts->metrics_only) */
     atomic_bool quiet; /* starting with opts->optional: bind errors are logged at info */
 };
 
@@ -239,11 +243,21 @@ out:
     return err;
 }
 
+/* What a metrics_only server answers: nothing that shows the topology. */
+static bool is_metrics_path(const char *url)
+{
+    return strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 || strcmp(url, "/metrics") == 0;
+}
+
 /* Decides the answer to one request. */
 static void route(ekg_debug_server_t *s, struct MHD_Connection *conn, const char *url, reply_t *r)
 {
     ekg_err_t err = EKG_OK;
-    if (strcmp(url, "/healthz") == 0) {
+    if (s->metrics_only && !is_metrics_path(url)) {
+        reply_text(r, MHD_HTTP_NOT_FOUND,
+                   "not found; this port serves /metrics, /healthz and /readyz only (the other views are on "
+                   "the loopback debug port, --debug-listen)\n");
+    } else if (strcmp(url, "/healthz") == 0) {
         reply_text(r, MHD_HTTP_OK, "ok\n");
     } else if (strcmp(url, "/readyz") == 0) {
         ekg_snapshot_t *snap = ekg_cache_current(s->cache);
@@ -287,8 +301,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     reply_t r = {0};
     bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0, head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     if (!get && !head)
-        reply_text(&r, MHD_HTTP_METHOD_NOT_ALLOWED,
-                   "method not allowed: the debug port is read-only (GET)\n");
+        reply_text(&r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: this port is read-only (GET)\n");
     else
         route(s, conn, url, &r);
     struct MHD_Response *resp = MHD_create_response_from_buffer(r.len, r.body, MHD_RESPMEM_MUST_FREE);
@@ -301,7 +314,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     if (r.status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    ekg_debug("debug request method=%s path=\"%.100s\" status=%u bytes=%zu", method, url, r.status, r.len);
+    ekg_debug("%s request method=%s path=\"%.100s\" status=%u bytes=%zu",
+              s->metrics_only ? "metrics" : "debug", method, url, r.status, r.len);
     enum MHD_Result ret = MHD_queue_response(conn, r.status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -316,14 +330,15 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    ekg_log(atomic_load(&s->quiet) ? EKG_LOG_INFO : EKG_LOG_WARN, "debug http: %s", msg);
+    ekg_log(atomic_load(&s->quiet) ? EKG_LOG_INFO : EKG_LOG_WARN, "%s http: %s",
+            s->metrics_only ? "metrics" : "debug", msg);
 }
 
 /* --- start/stop ----------------------------------------------------------------------------------------- */
 
 /* "host:port" or "[v6]:port" into a socket address (the host may be a name; the first address is taken). */
-static ekg_err_t parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *sslen,
-                              ekg_diag_t *diag)
+static ekg_err_t parse_listen(const char *flag, const char *listen, struct sockaddr_storage *ss,
+                              socklen_t *sslen, ekg_diag_t *diag)
 {
     char host[256];
     const char *colon = strrchr(listen, ':');
@@ -333,20 +348,28 @@ static ekg_err_t parse_listen(const char *listen, struct sockaddr_storage *ss, s
         hend = colon > listen && colon[-1] == ']' ? colon - 1 : NULL;
     }
     if (!colon || !hend || hend <= h || (size_t)(hend - h) >= sizeof(host) || !colon[1])
-        return ekg_diag_set(diag, EKG_EINVAL, "--debug-listen: want HOST:PORT (or [V6]:PORT), not '%s'",
-                            listen);
+        return ekg_diag_set(diag, EKG_EINVAL, "%s: want HOST:PORT (or [V6]:PORT), not '%s'", flag, listen);
     memcpy(host, h, (size_t)(hend - h));
     host[hend - h] = '\0';
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &res);
     if (rc != 0 || !res)
-        return ekg_diag_set(diag, EKG_EINVAL, "--debug-listen: cannot resolve '%s': %s", listen,
+        return ekg_diag_set(diag, EKG_EINVAL, "%s: cannot resolve '%s': %s", flag, listen,
                             rc ? gai_strerror(rc) : "no address");
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *sslen = res->ai_addrlen;
     freeaddrinfo(res);
     return EKG_OK;
+}
+
+/* 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104: reachable from this host (and `kubectl port-forward`) only. */
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
 }
 
 ekg_err_t ekg_debug_server_start(const ekg_debug_options_t *opts, ekg_cache_t *cache, ekg_xds_server_t *xds,
@@ -356,16 +379,25 @@ ekg_err_t ekg_debug_server_start(const ekg_debug_options_t *opts, ekg_cache_t *c
     ekg_err_t err = EKG_OK;
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
-    const char *listen = opts && opts->listen ? opts->listen : DEFAULT_LISTEN;
+    bool metrics_only = opts && opts->metrics_only;
+    const char *flag = metrics_only ? "--metrics-listen" : "--debug-listen";
+    const char *listen = opts && opts->listen ? opts->listen : metrics_only ? NULL : DEFAULT_LISTEN;
+    if (!listen)
+        return ekg_diag_set(diag, EKG_EINVAL, "%s: no address given", flag);
     ekg_debug_server_t *s = ekg_xcalloc(1, sizeof(*s));
     s->source_desc = ekg_xstrdup(source_desc ? source_desc : "");
     s->cache = cache;
     s->xds = xds;
     s->watcher = watcher;
     s->started = ekg_clock_unix_s();
+    s->metrics_only = metrics_only;
     atomic_init(&s->quiet, opts && opts->optional);
-    if ((err = parse_listen(listen, &ss, &sslen, diag)) != EKG_OK)
+    if ((err = parse_listen(flag, listen, &ss, &sslen, diag)) != EKG_OK)
         goto out;
+    if (!metrics_only && !is_loopback(&ss))
+        ekg_warn("debug server on a non-loopback address: anyone who reaches address=%s sees every Service, "
+                 "endpoint, Node and client; for probes and Prometheus use --metrics-listen instead",
+                 listen);
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -379,7 +411,8 @@ ekg_err_t ekg_debug_server_start(const ekg_debug_options_t *opts, ekg_cache_t *c
                          (unsigned int)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
                          (unsigned int)CONNECTION_TIMEOUT, MHD_OPTION_END);
     if (!s->daemon) {
-        err = ekg_diag_set(diag, EKG_EIO, "debug server: cannot listen on %s (see the log above)", listen);
+        err = ekg_diag_set(diag, EKG_EIO, "%s server: cannot listen on %s (see the log above)",
+                           metrics_only ? "metrics" : "debug", listen);
         goto out;
     }
     atomic_store(&s->quiet, false);
