@@ -24,6 +24,8 @@ import grpc
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "xds"))
 import xdsclient  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
@@ -180,4 +182,4 @@ class GrpcXdsTest(xdsclient.LogOnFailure, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()

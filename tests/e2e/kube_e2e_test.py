@@ -38,6 +38,8 @@ import unittest
 from concurrent import futures
 
 import grpc
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "xds"))
@@ -738,4 +740,4 @@ class KubeE2E(xc.LogOnFailure, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()

@@ -14,7 +14,11 @@ A broken rule fails with every offending file:line. Run by ctest (EKG_SOURCE_DIR
 import os
 import re
 import subprocess
+import sys
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 SOURCE_DIR = os.environ.get("EKG_SOURCE_DIR") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD_DIR = os.environ.get("EKG_BUILD_DIR", "")
@@ -148,4 +152,4 @@ class Layering(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()

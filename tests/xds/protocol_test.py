@@ -32,6 +32,8 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import xdsclient as xc  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 NS = "app"
 SECRET_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
@@ -824,4 +826,4 @@ class ProtocolTest(xc.LogOnFailure, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()

@@ -19,6 +19,8 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import xdsclient as xc  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 EXTRA_SERVICE = """\
 apiVersion: v1
@@ -317,4 +319,4 @@ class ServerTest(xc.LogOnFailure, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()
