@@ -2,18 +2,21 @@
 
 A good new config rebuilds and pushes what changed (here: a Cluster override); a broken one is rejected with its
 file:line in the log and the config in force stays (no push); an edit that changes nothing effective (a comment)
-pushes nothing.
+pushes nothing. SIGHUP alone reloads: with --config a symlink into another directory, the inotify watch on the
+link's directory (src/common/file.c, docs/internals/watcher.md) never sees an edit of the target, so nothing may
+change until the signal, and the change must follow it.
 """
 import os
 import signal
 import sys
 import tempfile
-import time
 import unittest
 
 import xdsclient as xc
 
 sys.path.insert(0, os.path.join(xc.SOURCE_DIR, "tests", "fakeapi"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 OBJECTS = """apiVersion: v1
 kind: Service
@@ -97,11 +100,57 @@ class ReloadTest(xc.LogOnFailure, unittest.TestCase):
             self.check_reloads(server, lambda: None)  # inotify on the config's directory
 
     def test_file_mode_on_sighup_only(self):
-        # The config lives in a directory of its own; SIGHUP must also work (and double reloads push nothing).
+        """--config is link/ekglue.yaml -> real/ekglue.yaml: ekglue watches link/, the edits happen in real/."""
         objects = os.path.join(self.dir, "objects.yaml")
         write(objects, OBJECTS)
-        with xc.EkglueServer(objects=[objects], extra_args=["--config", self.config]) as server:
-            self.check_reloads(server, lambda: (time.sleep(0.2), server.signal(signal.SIGHUP)))
+        real_dir, link_dir = os.path.join(self.dir, "real"), os.path.join(self.dir, "link")
+        os.mkdir(real_dir)
+        os.mkdir(link_dir)
+        target, link = os.path.join(real_dir, "ekglue.yaml"), os.path.join(link_dir, "ekglue.yaml")
+        write(target, CONFIG % "2s")
+        os.symlink(target, link)
+        with xc.EkglueServer(objects=[objects], extra_args=["--config", link]) as server:
+            stream = xc.XdsStream(server.channel())
+            stream.send(xc.CLUSTER_URL, node_id="reload-sighup")
+            resp = stream.recv()
+            self.assertIsNotNone(resp, "no CDS response" + xc.failure_log(server))
+            self.assertEqual(connect_timeout(resp), 2.0)
+            stream.ack(resp)
+
+            def edit_then_signal(text):
+                """Edits the target; nothing may happen before SIGHUP. Returns the log mark before the signal."""
+                mark = server.nlines()
+                write(target, text)
+                self.assertIsNone(stream.recv(timeout=1.5), "a push before SIGHUP: the watch saw the target's "
+                                  "directory, so this test proves nothing" + xc.failure_log(server))
+                self.assertIsNone(server.wait_log(r"files changed", timeout=0, start=mark), xc.failure_log(server))
+                mark = server.nlines()
+                server.signal(signal.SIGHUP)
+                return mark
+
+            for seconds in ("0.5s", "3s"):  # twice: the first signal did not leave a watch behind
+                mark = edit_then_signal(CONFIG % seconds)
+                resp2 = stream.recv(timeout=5)
+                self.assertIsNotNone(resp2, "no push after SIGHUP" + xc.failure_log(server))
+                self.assertEqual(connect_timeout(resp2), float(seconds[:-1]))
+                self.assertNotEqual(resp2.version_info, resp.version_info)
+                self.assertIsNotNone(server.wait_log(r"SIGHUP: config .*ekglue.yaml reloaded", timeout=1, start=mark),
+                                     xc.failure_log(server))
+                stream.ack(resp2)
+                resp = resp2
+            # A broken config: rejected on SIGHUP with file:line, the one in force stays, nothing pushed.
+            mark = edit_then_signal(CONFIG % "2s" + "  bogus_key: 1\n")
+            line = server.wait_log(r"SIGHUP: config rejected, keeping the one in force: .*ekglue.yaml:\d+",
+                                   timeout=5, start=mark)
+            self.assertIsNotNone(line, xc.failure_log(server))
+            self.assertIsNone(stream.recv(timeout=1.0), "a push after a rejected config")
+            # The config in force again, with a comment: read on SIGHUP, the same effective config, no push.
+            mark = edit_then_signal("# just a comment\n" + CONFIG % "3s")
+            self.assertIsNotNone(server.wait_log(r"SIGHUP", timeout=5, start=mark), xc.failure_log(server))
+            self.assertIsNone(stream.recv(timeout=1.0), "a push after a reload that changed nothing")
+            self.assertIsNone(server.wait_log(r"config rejected|config .* reloaded", timeout=0, start=mark),
+                              xc.failure_log(server))
+            stream.cancel()
 
     def test_kubernetes_mode(self):
         import fakeapi
@@ -116,4 +165,4 @@ class ReloadTest(xc.LogOnFailure, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()

@@ -8,8 +8,9 @@
 - check_clean_exit(test, *servers) stops servers gracefully and fails unless each exited 0 without a sanitizer
   report, with the log in the message (the tearDown check of every test that starts ekglue).
 - LogOnFailure is the unittest.TestCase mixin of every such test: on any failure or error it prints the whole
-  stderr of every server the test started; on success it still fails the test if a server was ended by a signal
-  the test did not send, did not exit 0 after a stop, or logged a sanitizer report.
+  stderr of every server the test started; on success it still fails the test unless every server exited 0
+  (after the SIGTERM the test or the mixin sent) without a sanitizer report. The one exception is a server that
+  failed to start (StartError, which the test sees): its exit status is the test's to check.
 - run_ekglue(args) runs another ekglue command (dump), with its stderr in the error when it fails.
 - Message classes (DiscoveryRequest, DiscoveryResponse, Cluster, ClusterLoadAssignment, ...) are built from the
   descriptor sets the build writes ($EKG_BUILD_DIR/gen/grpc_descriptors.pb and extra_descriptors.pb), so the
@@ -195,6 +196,14 @@ def _reported(server, message):
     return message
 
 
+class StartError(RuntimeError):
+    """`ekglue serve` did not start listening; server is the EkglueServer (its returncode, its log)."""
+
+    def __init__(self, message, server):
+        super().__init__(message)
+        self.server = server
+
+
 class EkglueServer:
     """`ekglue serve` on 127.0.0.1 with a free port. Use as a context manager: it is stopped gracefully (SIGTERM,
     then SIGKILL after 15 s) on exit; a LogOnFailure test then checks its exit. log_level must be debug or info:
@@ -219,6 +228,7 @@ class EkglueServer:
         self.exited_unasked = None  # when it ended: True if no SIGTERM/SIGINT/SIGKILL had been sent by then
         self.stop_timed_out = False  # a graceful stop had to end with SIGKILL
         self.checked = False        # check_clean_exit has judged its exit
+        self.start_failed = False   # the constructor raised StartError: the test judges the exit status
         self.reported_lines = 0     # this many log lines are already in a failure message
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
@@ -229,14 +239,16 @@ class EkglueServer:
         try:
             self.port = self._port_q.get(timeout=start_timeout)
         except queue.Empty:
+            self.start_failed = True
             self.kill()
-            raise RuntimeError(_reported(self, "ekglue serve did not log its port within %.0fs:%s" %
-                                         (start_timeout, failure_log(self))))
+            raise StartError(_reported(self, "ekglue serve did not log its port within %.0fs:%s" %
+                                       (start_timeout, failure_log(self))), self)
         if self.port is None:
+            self.start_failed = True
             self.wait(5)
             self._reader.join(timeout=5)
-            raise RuntimeError(_reported(self, "ekglue serve exited (rc=%s) before listening:%s" %
-                                         (self.proc.returncode, failure_log(self))))
+            raise StartError(_reported(self, "ekglue serve exited (rc=%s) before listening:%s" %
+                                       (self.proc.returncode, failure_log(self))), self)
         self.address = "127.0.0.1:%d" % self.port
 
     def _read_stderr(self):
@@ -298,10 +310,10 @@ class EkglueServer:
             return [line for line in self.lines if any(m in line for m in SANITIZER_MARKERS)]
 
     def problems(self, strict=True):
-        """What is wrong with how the process ended ([] if nothing). strict: exit 0 is required (a test that
-        expected a graceful stop). Otherwise only an exit after a SIGTERM/SIGINT the test sent must be 0; an exit
-        of its own with a status, or a SIGKILL the test sent, is the test's business. Always wrong: a signal the
-        test did not send, a graceful stop that timed out, a sanitizer report."""
+        """What is wrong with how the process ended ([] if nothing). strict: exit 0 is required (every server
+        that started: tests stop ekglue with SIGTERM). Not strict (a server that failed to start, StartError):
+        its exit status, or the SIGKILL sent when it did not start in time, is the test's business. Always wrong:
+        a signal the test did not send, a graceful stop that timed out, a sanitizer report."""
         rc = self.poll()
         out = []
         if rc is None:
@@ -428,8 +440,9 @@ class LogOnFailure:
       - one still running is stopped gracefully (SIGTERM);
       - when the test failed or errored, its whole stderr (failure_log) is printed to stderr, right after the
         test's FAIL/ERROR line, with how it ended ("ekglue exited by signal 6 (SIGABRT) during the test", ...);
-      - when the test passed, the test fails (with the log) if the server was ended by a signal the test did
-        not send, did not exit 0 after a stop the test asked for, or logged a sanitizer report. Servers that
+      - when the test passed, the test fails (with the log) unless the server exited 0 without a sanitizer
+        report (problems(strict=True)): an exit of its own, with any status, fails too. Only a server that
+        failed to start (StartError) is judged leniently: the test checks that exit. Servers that
         check_clean_exit judged already are not judged again."""
 
     def run(self, result=None):
@@ -449,7 +462,7 @@ class LogOnFailure:
                     server.stop()
                 else:
                     server.close()
-                problems = server.problems(strict=False)
+                problems = server.problems(strict=not server.start_failed)
                 if problems:
                     failing.append((server, problems))
         if _test_failed(self):
