@@ -7,7 +7,6 @@
 - get() is one HTTP request with a timeout, returning (status, headers, body) for any status.
 - dump() is `ekglue dump --format json` of the same files (xdsclient.run_ekglue: its stderr on failure): the
   independent reference for the documents.
-- clients_supported() says whether the binary has the xDS server's client listing (ekg_xds_server_clients).
 
 Every wait is bounded. Run with /usr/bin/python3.
 """
@@ -15,7 +14,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -31,8 +29,8 @@ class DebugServer(xc.EkglueServer):
         super().__init__(objects, ["--debug-listen", "127.0.0.1:0"] + list(extra_args), log_level=log_level)
         line = self.wait_log(r"debug server listening port=\d+", timeout=10)
         if line is None:
-            self.kill()
-            raise RuntimeError("no debug port in the log:" + xc.failure_log(self))
+            self.stop()
+            raise xc.StartError("no debug port in the log:" + xc.failure_log(self), self)
         self.debug_port = int(re.search(r"debug server listening port=(\d+)", line).group(1))
 
     def get(self, path, method="GET", timeout=10.0):
@@ -61,12 +59,6 @@ def dump(objects):
     for path in objects:
         args += ["--objects", path]
     return json.loads(xc.run_ekglue(args))
-
-
-def clients_supported():
-    """True when the binary defines ekg_xds_server_clients (src/xds/server.c) rather than leaving it out."""
-    out = subprocess.run(["nm", EKGLUE], capture_output=True, text=True, timeout=30).stdout
-    return re.search(r"^\S+ T ekg_xds_server_clients$", out, re.M) is not None
 
 
 def wait_until(fn, timeout=5.0, interval=0.05):

@@ -7,8 +7,8 @@ messages are built from the build's descriptor sets, as xdsclient.py does. Check
 with its node; per resource ACKED/SYNCED or NACKED/ERROR (with the client's message and the rejected version),
 the version sent, xds_config decoding to the resource of that name; REQUESTED for names not sent; node_matchers
 (exact, prefix, unsupported ones refused); StreamClientStatus answers every request in order; the CSDS
-stream is ended by the server's stop like the xDS ones; the debug port's /clients (ekg_xds_server_clients), when
-the build has a debug port. Every wait is bounded.
+stream is ended by the server's stop like the xDS ones; the debug port's /clients (ekg_xds_server_clients).
+Every wait is bounded.
 
 Run by ctest with EKGLUE, EKG_SOURCE_DIR and EKG_BUILD_DIR set; /usr/bin/python3.
 """
@@ -25,6 +25,8 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import xdsclient as xc  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 CSDS_FETCH = "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus"
 CSDS_STREAM = "/envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus"
@@ -285,18 +287,14 @@ class CsdsTest(xc.LogOnFailure, unittest.TestCase):
         self.assertEqual(ctx.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
 
     def test_clients_on_the_debug_port(self):
-        """ekg_xds_server_clients() as the debug port's /clients shows it (skipped without a debug port)."""
+        """ekg_xds_server_clients() as the debug port's /clients shows it."""
         import json
         import re
         import urllib.request
-        try:
-            server = xc.EkglueServer([self.demo], extra_args=["--debug-listen", "127.0.0.1:0"])
-        except RuntimeError as e:
-            self.skipTest("no --debug-listen: %s" % str(e)[:200])
+        server = xc.EkglueServer([self.demo], extra_args=["--debug-listen", "127.0.0.1:0"])
         try:
             line = server.wait_log(r"debug server listening port=\d+", timeout=5)
-            if not line:
-                self.skipTest("no debug server")
+            self.assertIsNotNone(line, "no debug port in the log" + xc.failure_log(server))
             port = int(re.search(r"port=(\d+)", line).group(1))
             ch = grpc.insecure_channel(server.address)
             s = xc.XdsStream(ch)
@@ -351,4 +349,4 @@ class CsdsTest(xc.LogOnFailure, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()

@@ -10,8 +10,9 @@ grpc.secure_channel (a local subchannel pool per channel, so every channel makes
   - rotation: the certificate and key files are replaced by CA two's; without a restart a new connection
     trusting only CA two works and one trusting only CA one fails, while the connection made before keeps
     working.
-  - a missing certificate file stops `serve` at start with a message naming it.
-Skipped when the binary has no --tls-cert (src/cli/serve.c not wired yet). Every wait is bounded.
+  - a missing certificate file stops `serve` at start (exit 1) with a message naming it;
+  - `serve --help` lists the three flags.
+Every wait is bounded.
 
 Run by ctest with EKGLUE, EKG_SOURCE_DIR and EKG_BUILD_DIR set; /usr/bin/python3.
 """
@@ -27,6 +28,8 @@ import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import xdsclient as xc  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
+import skips  # noqa: E402
 
 
 def openssl(*args, cwd):
@@ -53,14 +56,6 @@ def make_cert(d, name, ca, server):
             "-out", name + ".pem", "-days", "2", "-extfile", ext, cwd=d)
 
 
-def has_tls_flags():
-    if not xc.EKGLUE:
-        return False
-    out = subprocess.run([xc.EKGLUE, "serve", "--help"], capture_output=True, timeout=30)
-    return b"--tls-cert" in out.stdout + out.stderr
-
-
-@unittest.skipUnless(has_tls_flags(), "ekglue serve has no --tls-cert yet (src/cli/serve.c)")
 class TlsTest(xc.LogOnFailure, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -191,12 +186,19 @@ class TlsTest(xc.LogOnFailure, unittest.TestCase):
         self.install("server1")
         self.assertWorks(self.secure_channel("ca1", client="client"))
 
+    def test_flags_in_help(self):
+        out = subprocess.run([xc.EKGLUE, "serve", "--help"], capture_output=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        for flag in ("--tls-cert FILE", "--tls-key FILE", "--tls-client-ca FILE"):
+            self.assertIn(flag.encode(), out.stdout + out.stderr)
+
     def test_missing_file_stops_serve(self):
-        with self.assertRaises(RuntimeError) as ctx:
+        with self.assertRaises(xc.StartError) as ctx:
             xc.EkglueServer([self.demo], extra_args=["--debug-listen", "off", "--tls-cert", self.cert + ".missing",
                                                   "--tls-key", self.key])
         self.assertIn(self.cert + ".missing", str(ctx.exception))
+        self.assertEqual(ctx.exception.server.returncode, 1, "exit 1: cannot listen (docs/cli.md)")
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    skips.main()
