@@ -59,7 +59,9 @@ DEMO_CLUSTER = os.path.join(SRC, "deploy/demo/cluster.yaml")
 
 NAMESPACE = "ekglue-system"
 BINARY = "/usr/local/bin/ekglue"
-XDS_PORT, DEBUG_PORT = 18000, 18001
+# xDS on the pod IP; the debug port (the topology views) on loopback only; the metrics port (/metrics, /healthz,
+# /readyz) on the pod IP (docs/operations.md, "Ports").
+XDS_PORT, DEBUG_PORT, METRICS_PORT = 18000, 18001, 18002
 RUNTIME_PACKAGES = {"libgrpc29", "libcurl4", "libcjson1", "libyaml-0-2", "libmicrohttpd12", "ca-certificates"}
 RBAC_WANT = {(g, r, v) for g, r in (("", "services"), ("", "nodes"), ("discovery.k8s.io", "endpointslices"))
              for v in ("get", "list", "watch")}
@@ -69,7 +71,7 @@ BASE_KINDS = {("Namespace", NAMESPACE), ("ServiceAccount", "ekglue"), ("ClusterR
 # `ekglue serve`'s flags, each taking a value; `ekglue serve --help` must list every one the manifests use.
 SERVE_FLAGS = {"objects", "config", "xds-listen", "log-level", "threads", "kubeconfig", "context", "master",
                "namespace", "service-selector", "coalesce-ms", "coalesce-max-ms", "debug-listen", "tls-cert",
-               "tls-key", "tls-client-ca"}
+               "tls-key", "tls-client-ca", "metrics-listen"}
 SANITIZER_LIBS = re.compile(r"^lib(asan|ubsan|tsan|lsan)\.so")
 
 
@@ -233,7 +235,7 @@ class DockerfileTest(unittest.TestCase):
         last_user = max(i for i, (n, _) in enumerate(ins) if n == "USER")
         self.assertGreater(last_user, last_run, "USER must come after the last RUN")
         exposed = {int(p.split("/")[0]) for i, a in ins if i == "EXPOSE" for p in a.split()}
-        self.assertEqual(exposed, {XDS_PORT, DEBUG_PORT})
+        self.assertEqual(exposed, {XDS_PORT, METRICS_PORT})
         entry = [a for i, a in ins if i == "ENTRYPOINT"]
         self.assertEqual(len(entry), 1)
         self.assertEqual(json.loads(entry[0]), [BINARY, "serve"])
@@ -495,7 +497,8 @@ def check_deployment(t, dep, docs, namespace):
     check_flags(t, flags)
     fl = dict(flags)
     t.assertEqual(fl.get("xds-listen", "0.0.0.0:18000"), "0.0.0.0:%d" % XDS_PORT)
-    t.assertEqual(fl.get("debug-listen"), "0.0.0.0:%d" % DEBUG_PORT)
+    t.assertEqual(fl.get("debug-listen"), "127.0.0.1:%d" % DEBUG_PORT)
+    t.assertEqual(fl.get("metrics-listen"), "0.0.0.0:%d" % METRICS_PORT)
     # The config file comes from a mounted ConfigMap holding that key.
     cfg = fl["config"]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
@@ -509,7 +512,7 @@ def check_deployment(t, dep, docs, namespace):
     # Ports.
     ports = {p["name"]: p for p in c["ports"]}
     t.assertEqual(ports["grpc"]["containerPort"], XDS_PORT)
-    t.assertEqual(ports["metrics"]["containerPort"], DEBUG_PORT)
+    t.assertEqual(ports["metrics"]["containerPort"], METRICS_PORT)
     # Probes: gRPC health on the xDS port (readiness = first sync done).
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         t.assertIn(probe, c)
@@ -572,7 +575,7 @@ class KustomizeTest(unittest.TestCase):
         self.assertEqual(dep["spec"]["template"]["spec"]["containers"][0]["image"], "ekglue:" + project_version())
         ann = dep["spec"]["template"]["metadata"]["annotations"]
         self.assertEqual(ann["prometheus.io/scrape"], "true")
-        self.assertEqual(ann["prometheus.io/port"], str(DEBUG_PORT))
+        self.assertEqual(ann["prometheus.io/port"], str(METRICS_PORT))
         self.assertEqual(ann["prometheus.io/path"], "/metrics")
 
     def test_pdb(self):
@@ -593,7 +596,7 @@ class KustomizeTest(unittest.TestCase):
             self.assertEqual(p.get("protocol", "TCP"), "TCP")
             tp = p["targetPort"]
             got[p["name"]] = (p["port"], cports[tp] if isinstance(tp, str) else tp)
-        self.assertEqual(got, {"grpc": (XDS_PORT, XDS_PORT), "metrics": (DEBUG_PORT, DEBUG_PORT)})
+        self.assertEqual(got, {"grpc": (XDS_PORT, XDS_PORT)})
 
     def test_config(self):
         cm = find(self.base, "ConfigMap")
@@ -609,7 +612,7 @@ class KustomizeTest(unittest.TestCase):
         eps = pm["spec"]["podMetricsEndpoints"]
         self.assertEqual(len(eps), 1)
         cports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
-        self.assertEqual(cports[eps[0]["port"]], DEBUG_PORT)
+        self.assertEqual(cports[eps[0]["port"]], METRICS_PORT)
         self.assertEqual(eps[0]["path"], "/metrics")
         ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
         self.assertFalse([k for k in ann if k.startswith("prometheus.io/")], "scraped twice: annotations + PodMonitor")
@@ -622,6 +625,66 @@ class KustomizeTest(unittest.TestCase):
             if d["kind"] == "Deployment":
                 want["spec"]["template"]["metadata"]["annotations"] = ann
             self.assertEqual(d, want, d["kind"])
+
+    # --- who sees what, on which port (docs/operations.md, "Ports") ---
+
+    def with_publish_metrics(self, overlay):
+        """overlay + components/publish-metrics, rendered from a kustomization in a temporary directory."""
+        with tempfile.TemporaryDirectory() as tmp:
+            rel = os.path.relpath(SRC, tmp)  # kustomize refuses absolute paths
+            with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+                yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                                "resources": [os.path.join(rel, overlay)],
+                                "components": [os.path.join(rel, "deploy/kustomize/components/publish-metrics")]}, f)
+            return kustomize(tmp)
+
+    def check_ports(self, docs, published):
+        """The topology views are bound to loopback only; the pod IP has xDS and the metrics port; probes and
+        scraping use those; the Service publishes xDS, plus the metrics port when published."""
+        dep = find(docs, "Deployment", "ekglue")
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        cports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        self.assertEqual(cports, {"grpc": XDS_PORT, "metrics": METRICS_PORT},
+                         "the debug port is loopback only: no container port for it")
+        listens = {k: v for k, v in parse_args(c["args"][1:]) if k.endswith("-listen")}
+        self.assertEqual(listens, {"xds-listen": "0.0.0.0:%d" % XDS_PORT, "metrics-listen": "0.0.0.0:%d" % METRICS_PORT,
+                                   "debug-listen": "127.0.0.1:%d" % DEBUG_PORT})
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            p = c[probe]
+            if "httpGet" in p:
+                port = p["httpGet"]["port"]
+                self.assertEqual(cports.get(port, port), METRICS_PORT, probe)
+                self.assertIn(p["httpGet"]["path"], ("/healthz", "/readyz"), probe)
+            else:
+                self.assertEqual(p["grpc"], {"port": XDS_PORT}, probe)
+        ann = dep["spec"]["template"]["metadata"].get("annotations") or {}
+        if "prometheus.io/port" in ann:
+            self.assertEqual(ann["prometheus.io/port"], str(METRICS_PORT))
+        for pm in (d for d in docs if d["kind"] == "PodMonitor"):
+            for ep in pm["spec"]["podMetricsEndpoints"]:
+                self.assertEqual(cports.get(ep["port"]), METRICS_PORT)
+        services = [d for d in docs if d["kind"] == "Service"]
+        self.assertEqual(len(services), 1)
+        got = {p["name"]: (p["port"], cports.get(p["targetPort"], p["targetPort"])) for p in services[0]["spec"]["ports"]}
+        want = {"grpc": (XDS_PORT, XDS_PORT)}
+        if published:
+            want["metrics"] = (METRICS_PORT, METRICS_PORT)
+        self.assertEqual(got, want)
+        self.assertFalse([d["kind"] for d in docs if d["kind"] in ("Ingress", "Route", "HTTPRoute", "NetworkPolicy")])
+
+    def test_ports_base_and_monitoring(self):
+        self.check_ports(self.base, published=False)
+        self.check_ports(self.mon, published=False)
+
+    def test_publish_metrics_component(self):
+        for overlay in ("deploy/kustomize/base", "deploy/kustomize/overlays/monitoring"):
+            docs = self.with_publish_metrics(overlay)
+            self.check_ports(docs, published=True)
+            # Only the Service changed.
+            plain = {(d["kind"], d["metadata"]["name"]): d for d in kustomize(os.path.join(SRC, overlay))}
+            for d in docs:
+                if d["kind"] != "Service":
+                    self.assertEqual(d, plain[(d["kind"], d["metadata"]["name"])], d["kind"])
 
 
 # --- JSON Schema (the draft-07 subset values.schema.json uses) ----------------------------------------------
@@ -915,6 +978,7 @@ class HelmTest(unittest.TestCase):
             h, k = self.helm_doc(kind), find(kz, kind)
             h, k = copy.deepcopy(h["spec"]), copy.deepcopy(k["spec"])
             if kind == "Service":
+                h = self.service_spec(self.values)  # default values: the metrics port is not published
                 self.assertEqual(h.pop("type"), "TEMPLATED")
                 k.pop("type", None)
             if kind == "PodDisruptionBudget":
@@ -951,6 +1015,95 @@ class HelmTest(unittest.TestCase):
         self.assertNotEqual(os.path.dirname(mounts["tls"]), mounts["config"].rstrip("/"),
                             "no mount inside the read-only ConfigMap mount")
         self.assertIn("checksum/config", dep["spec"]["template"]["metadata"]["annotations"])
+
+    # --- who sees what, on which port (docs/operations.md, "Ports") ---
+
+    @staticmethod
+    def eval_guards(text, values):
+        """text with the lines inside `{{- if .Values.a.b }}` (or `if not ...`) blocks whose condition is false
+        for values dropped ({{- else }} flips it); other blocks are kept whole, as strip_template does."""
+        out, stack = [], []
+        for line in text.split("\n"):
+            act = ACTION.fullmatch(line.strip())
+            act = act.group(1) if act else None
+            m = act and re.match(r"^if\s+(not\s+)?\.Values\.([A-Za-z0-9_.]+)$", act)
+            if m:
+                stack.append(bool(lookup(values, m.group(2).split("."))) != bool(m.group(1)))
+            elif act and BLOCK_OPEN.match(act):
+                stack.append(None)
+            elif act == "else" and stack:
+                stack[-1] = None if stack[-1] is None else not stack[-1]
+            elif act and re.match(r"^end\b", act):
+                stack.pop()
+            elif all(c is not False for c in stack):
+                out.append(line)
+        return "\n".join(out)
+
+    def service_spec(self, values):
+        """The Service's spec for values (guards evaluated, other actions stripped)."""
+        docs = [d for d in yaml.safe_load_all(strip_template(self.eval_guards(self.templates["service.yaml"], values)))
+                if d]
+        self.assertEqual(len(docs), 1)
+        return docs[0]["spec"]
+
+    def test_ports_who_sees_what(self):
+        dep = self.helm_doc("Deployment")
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        cports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        self.assertEqual(cports, {"grpc": XDS_PORT, "metrics": METRICS_PORT},
+                         "the debug port is loopback only: no container port for it")
+        listens = {k: v for k, v in parse_args([a for a in c["args"][1:] if "TEMPLATED" not in a])
+                   if k.endswith("-listen")}
+        self.assertEqual(listens, {"xds-listen": "0.0.0.0:%d" % XDS_PORT, "metrics-listen": "0.0.0.0:%d" % METRICS_PORT,
+                                   "debug-listen": "127.0.0.1:%d" % DEBUG_PORT})
+        text = self.templates["deployment.yaml"]
+        self.assertEqual(re.findall(r"--debug-listen=(\S+)", text), ["127.0.0.1:%d" % DEBUG_PORT],
+                         "no branch of the template binds the topology views elsewhere")
+        self.assertEqual(self.values["extraArgs"], [])
+        # Probes: gRPC health on the xDS port, or (TLS on) the metrics port's /readyz and /healthz.
+        for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+            self.assertEqual(c[probe]["grpc"], {"port": XDS_PORT}, probe)
+            port = c[probe]["httpGet"]["port"]
+            self.assertEqual(cports.get(port, port), METRICS_PORT, probe)
+            self.assertEqual(c[probe]["httpGet"]["path"], path, probe)
+        self.assertEqual(dep["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"], str(METRICS_PORT))
+        pm = self.helm_doc("PodMonitor")
+        self.assertEqual([cports[ep["port"]] for ep in pm["spec"]["podMetricsEndpoints"]], [METRICS_PORT])
+        # The Service: xDS only by default, whatever its type; the metrics port only with service.publishMetrics.
+        self.assertIs(self.values["service"]["publishMetrics"], False)
+        for stype in ("ClusterIP", "NodePort", "LoadBalancer"):
+            v = copy.deepcopy(self.values)
+            v["service"]["type"] = stype
+            self.assertEqual(validate(v, self.schema), [])
+            ports = {p["name"]: (p["port"], cports[p["targetPort"]]) for p in self.service_spec(v)["ports"]}
+            self.assertEqual(ports, {"grpc": (XDS_PORT, XDS_PORT)}, stype)
+            v["service"]["publishMetrics"] = True
+            self.assertEqual(validate(v, self.schema), [])
+            ports = {p["name"]: (p["port"], cports[p["targetPort"]]) for p in self.service_spec(v)["ports"]}
+            self.assertEqual(ports, {"grpc": (XDS_PORT, XDS_PORT), "metrics": (METRICS_PORT, METRICS_PORT)}, stype)
+        v = copy.deepcopy(self.values)
+        v["service"]["publishMetrics"] = "yes"
+        self.assertTrue(validate(v, self.schema), "the schema accepts service.publishMetrics=yes")
+        notes = self.templates["NOTES.txt"]
+        self.assertNotRegex(notes, r"(scrapes|port) :?%d" % DEBUG_PORT, "NOTES.txt sends Prometheus to the debug port")
+
+    def test_publish_metrics_parity_with_kustomize(self):
+        """service.publishMetrics adds the very port kustomize's components/publish-metrics adds."""
+        if not KUSTOMIZE:
+            skips.allowed("kubectl", NO_KUSTOMIZE)
+        v = copy.deepcopy(self.values)
+        v["service"]["publishMetrics"] = True
+        with tempfile.TemporaryDirectory() as tmp:
+            rel = os.path.relpath(SRC, tmp)
+            with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+                yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                                "resources": [os.path.join(rel, "deploy/kustomize/base")],
+                                "components": [os.path.join(rel, "deploy/kustomize/components/publish-metrics")]}, f)
+            k = copy.deepcopy(find(kustomize(tmp), "Service")["spec"])
+        h = self.service_spec(v)
+        self.assertEqual(h.pop("type"), "TEMPLATED")
+        k.pop("type", None)
+        self.assertEqual(h, k)
 
 
 # --- ekglue config and docs ---------------------------------------------------------------------------------
