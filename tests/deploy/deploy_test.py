@@ -16,6 +16,11 @@ deploy/helm) and of the examples in docs/getting-started.md. Nothing here needs 
                discovery.k8s.io endpointslices, bindings, securityContext, probes, resources, spreading, PDB,
                Service and container ports, the mounted ConfigMap, the command line (every flag is one of
                `ekglue serve`'s), prometheus.io annotations (base) versus the PodMonitor (overlay).
+  ports        (docs/operations.md, "Ports") in kustomize's base, overlay and components/publish-metrics and in
+               the chart: the debug port's views bound to 127.0.0.1 only (no container port, no branch of a
+               template elsewhere), the metrics port on the pod IP, every probe on gRPC health of the xDS port or
+               the metrics port's /healthz and /readyz, scraping on the metrics port, and the Service publishing
+               xDS only (whatever its type) unless service.publishMetrics / the component adds the metrics port.
   Helm         Chart.yaml (appVersion = CMake's project version = kustomize's image tag), values.yaml against
                values.schema.json (a small draft-07 validator for the keywords the schema uses, and
                python3-jsonschema's) and schema violations that must be refused; every .Values path
