@@ -33,7 +33,7 @@ build_packages=(
 # What the tests, the fuzzers and the benchmarks add. The README's commands rely on both lists.
 test_packages=(
   clang libclang-rt-14-dev llvm libcmocka-dev strace
-  python3 python3-grpcio python3-protobuf python3-yaml python3-prometheus-client python3-jsonschema chromium openssl
+  python3 python3-grpcio python3-protobuf python3-yaml python3-prometheus-client python3-jsonschema python3-h2 chromium openssl
 )
 packages=("${build_packages[@]}")
 if [ "$build_only" = 0 ]; then packages+=("${test_packages[@]}"); fi

@@ -4,12 +4,15 @@
 It serves list and watch for the three kinds ekglue reads - Services (/api/v1), EndpointSlices
 (/apis/discovery.k8s.io/v1) and Nodes (/api/v1), cluster-wide and per namespace - plus a control
 surface through which a test creates objects, arms faults and reads back every request the client
-made. Python standard library only (python3-yaml is used for YAML input when it is installed).
+made. Python standard library only over HTTP/1.1 (python3-yaml is used for YAML input when it is
+installed); HTTP/2 (http2=True, --http2) needs python3-h2.
 
 Threads: one accept thread (ThreadingHTTPServer.serve_forever) and one daemon thread per client
-connection. All state lives in FakeAPIServer and is guarded by one condition variable, _cond;
-watch threads sleep on it (waking for new events, bookmark ticks, their deadline, or a once-a-second
-check that the client is still there) and write to their socket only with the lock released.
+connection; over HTTP/2 that thread is the connection's only I/O thread, and each request stream
+gets a thread of its own (_H2Conn). All state lives in FakeAPIServer and is guarded by one
+condition variable, _cond; watch threads sleep on it (waking for new events, bookmark ticks, their
+deadline, or a once-a-second check that the client is still there) and write to their socket (or
+stream) only with the lock released.
 
 Faithful to the real API server (the "API concepts" documentation and apiserver behaviour):
   * one global monotonic resourceVersion (decimal string) across kinds; every object carries the RV
@@ -40,14 +43,22 @@ Simplified:
   * timeoutSeconds may be fractional (handy in tests); 0 or absent means watch_timeout.
   * an open watch is not ended by compact(); it only gets an ERROR 410 if events it had not yet
     read were dropped (as a watch-cache watcher that falls too far behind would).
-  * HTTP/2 is not offered: the standard library has no HTTP/2 server (no h2 framing, HPACK or
-    stream multiplexing), so the ALPN list is just "http/1.1". Tests of "all watches share one
-    HTTP/2 connection" need a real apiserver (kind/k3s) or an h2 proxy in front of this fake.
+HTTP/2 (http2=True): with TLS, ALPN offers "h2" then "http/1.1" (what the apiserver's Go server
+offers; libcurl's CURL_HTTP_VERSION_2TLS takes h2); without TLS, a client that opens with the
+HTTP/2 preface gets h2c (prior knowledge), any other HTTP/1.1. Every request stream is served by
+the same code as an HTTP/1.1 request: a watch is DATA frames (one per event, or per piece with
+"split") and END_STREAM where HTTP/1.1 has chunks; "reset" is RST_STREAM (INTERNAL_ERROR) of that
+stream alone; Status bodies, faults, the request log and the control API are the same. Settings:
+MAX_CONCURRENT_STREAMS 250 (Go's default), flow control honoured both ways. connections() lists
+every connection (protocol, requests, streams at once); goaway() sends GOAWAY (graceful: open
+streams go on, new ones get REFUSED_STREAM, the connection closes when idle; or close: the
+connection closes right after it); freeze() makes a connection send nothing at all (a peer gone
+dark); stop() sends GOAWAY before it closes.
 
 Python API (see FakeAPIServer): start/stop (or `with`), create/update/apply/delete/get/objects,
 load, compact, set_history, rotate_token, invalidate_token, arm/disarm, close_watches, requests/
-clear_requests/wait_for_request, wait_for_watchers/watches, write_kubeconfig, configure; factories
-service(), endpointslice(), node().
+clear_requests/wait_for_request, wait_for_watchers/watches, connections/wait_for_connections,
+goaway, freeze, write_kubeconfig, configure; factories service(), endpointslice(), node().
 HTTP control API (no auth, never subject to faults), JSON in and out:
   GET  /fake/info | /fake/state | /fake/requests[?since=ID&prefix=P]     DELETE /fake/requests
   POST /fake/objects[?op=apply|create|update]  body: object, List, or YAML/JSON (multi-)documents
@@ -57,11 +68,16 @@ HTTP control API (no auth, never subject to faults), JSON in and out:
   POST /fake/faults {"fault", "prefix", "count", "watch", ...params} -> {"id"}
   DELETE /fake/faults[?id=N]    POST /fake/close-watches[?too_old=1] (returns once those watches ended)
   POST /fake/wait-watchers?n=N&prefix=P&timeout=S  (200 when reached, 408 otherwise)
+  GET  /fake/connections[?proto=h2|http/1.1]    POST /fake/goaway {"mode", "error_code", "conn",
+  "end_watches"} -> {"connections"}            POST /fake/freeze {"conn"} -> {"connections"}
 Request log entries: id, time, method, path, query (last value per name), target, watch,
 headers (names canonicalised: "Authorization", "Accept-Encoding"), peer (client port: one per
-connection), status, faults, events (written on a watch), end (complete|timeout|closed|stopped|
-too-old|fell-behind|aborted|client-gone). Control requests are not logged.
-CLI: `fakeapi.py --port 0 [--tls] [--token-file F [--token T]] [--history N] [--bookmark-interval S]
+connection), conn (connection id, as in connections()), http ("1.1" or "2"), stream (HTTP/2
+stream id), status, faults, events (written on a watch), last_rv (the resourceVersion of the last
+event written, bookmarks included), end (complete|timeout|closed|stopped|too-old|fell-behind|
+aborted|client-gone|goaway). Control requests are not logged.
+CLI: `fakeapi.py --port 0 [--tls] [--http2] [--cert-dir D] [--token-file F [--token T]] [--history N]
+[--bookmark-interval S]
 [--too-old http|event] [--continue-ttl S] [--load FILE]... [--kubeconfig PATH]` prints
 "listening HOST PORT" first, then "url URL", "ca PATH", "token-file PATH", "kubeconfig PATH" lines
 (those that apply), and exits 0 on SIGTERM/SIGINT after ending every watch cleanly.
@@ -71,7 +87,8 @@ requests that pass authentication, first matching fault of each type per request
          arbitrary byte boundaries, each piece its own chunk, framing in separate writes, TCP_NODELAY
   big    {size=20000}: pad every object sent with a long annotation (events > 16 KiB)
   stall  {after=0, seconds=None}: after `after` events, send nothing at all (no bookmarks, no end)
-  reset  {after=0}: after `after` events, send half of the next one, then RST (SO_LINGER 0)
+  reset  {after=0}: after `after` events, send half of the next one, then RST (SO_LINGER 0; over
+         HTTP/2 RST_STREAM of that stream)
   error  {code=503, retry_after=None}: answer with a Status instead (also spelled "5xx")
   slow   {delay=1.0}: wait before the status line
   too_old {mode=None}: ("storm") compact everything and answer "too old" to a watch that names an RV
@@ -81,8 +98,10 @@ import argparse
 import base64
 import collections
 import copy
+import email.message
 import gzip
 import hmac
+import io
 import json
 import os
 import random
@@ -107,6 +126,16 @@ try:
     import yaml
 except ImportError:  # JSON input only
     yaml = None
+try:  # HTTP/2 (--http2): Debian's python3-h2, which brings python3-hyperframe and python3-hpack
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+    import h2.exceptions
+    import h2.settings
+    import hyperframe.frame
+except ImportError:
+    h2 = None
 
 
 class Kind:
@@ -228,11 +257,14 @@ def parse_field_selector(text):
 # ---- certificates ---------------------------------------------------------------------------
 
 def make_certs(directory):
-    """Create ca.crt/ca.key and server.crt/server.key (SAN localhost, 127.0.0.1, ::1) with openssl."""
+    """Create ca.crt/ca.key and server.crt/server.key (SAN localhost, 127.0.0.1, ::1) with openssl, unless
+    the directory has ca.crt, server.crt and server.key already."""
     openssl = shutil.which('openssl')
     if not openssl:
         raise RuntimeError('fakeapi --tls needs the openssl CLI (Debian package "openssl")')
     d = lambda n: os.path.join(directory, n)  # noqa: E731
+    if all(os.path.exists(d(n)) for n in ('ca.crt', 'server.crt', 'server.key')):
+        return d('ca.crt'), d('server.crt'), d('server.key')  # a restarted server keeps its certificate
     with open(d('server.ext'), 'w') as f:
         f.write('subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc,'
                 'IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n'
@@ -264,8 +296,10 @@ class FakeAPIServer:
     def __init__(self, host='127.0.0.1', port=0, *, tls=False, token_file=None, token=None,
                  history=1000, bookmark_interval=60.0, too_old='http', continue_ttl=None,
                  start_rv=100, watch_timeout=1800.0, too_large_wait=3.0, gzip_threshold=128 * 1024,
-                 ignore_limit_with_rv0=True, cert_dir=None, verbose=False):
-        self.host, self._port, self.tls, self.verbose = host, port, tls, verbose
+                 ignore_limit_with_rv0=True, cert_dir=None, http2=False, verbose=False):
+        if http2 and h2 is None:
+            raise RuntimeError('fakeapi --http2 needs python3-h2 (Debian package "python3-h2")')
+        self.host, self._port, self.tls, self.http2, self.verbose = host, port, tls, http2, verbose
         self.bookmark_interval, self.continue_ttl, self.watch_timeout = bookmark_interval, continue_ttl, watch_timeout
         self.too_large_wait, self.gzip_threshold = too_large_wait, gzip_threshold
         self.ignore_limit_with_rv0 = ignore_limit_with_rv0
@@ -279,6 +313,7 @@ class FakeAPIServer:
         self._close_gen, self._close_too_old = 0, False
         self._list_times = {}  # list RV -> when the first page at that RV was served
         self._stopping, self._stop_event, self._conns = False, threading.Event(), set()
+        self._conn_records, self._h2conns = {}, {}  # connection id -> record; -> _H2Conn while open
         self._httpd = self._thread = self._ssl_ctx = None
         self._tmp = tempfile.mkdtemp(prefix='fakeapi-')
         self.ca_path = None
@@ -286,7 +321,7 @@ class FakeAPIServer:
             self.ca_path, crt, key = make_certs(cert_dir or self._tmp)
             self._ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self._ssl_ctx.load_cert_chain(crt, key)
-            self._ssl_ctx.set_alpn_protocols(['http/1.1'])
+            self._ssl_ctx.set_alpn_protocols(['h2', 'http/1.1'] if http2 else ['http/1.1'])
         if token is not None and token_file is None:
             token_file = os.path.join(self._tmp, 'token')
         self.token_file, self._token, self._await_file = token_file, None, None
@@ -317,7 +352,11 @@ class FakeAPIServer:
             self._stop_event.set()
             self._cond.notify_all()
             self._cond.wait_for(lambda: not self._watches, timeout=3.0)
-            conns = list(self._conns)
+            conns, h2conns = list(self._conns), list(self._h2conns.values())
+        for c in h2conns:  # GOAWAY, then the close, once what the streams wrote is out
+            c.goaway('close')
+        for c in h2conns:
+            c.wait_closed(2.0)
         self._httpd.shutdown()
         for c in conns:
             try:
@@ -653,6 +692,73 @@ class FakeAPIServer:
             self._cond.notify_all()
             return self._cond.wait_for(lambda: not closing & set(self._watches), timeout)
 
+    # -- connections and HTTP/2 --------------------------------------------------------------
+    def _conn_opened(self, proto, peer):
+        with self._cond:
+            cid = len(self._conn_records) + 1
+            self._conn_records[cid] = {'id': cid, 'proto': proto, 'tls': self.tls, 'peer': peer,
+                                       'opened': time.time(), 'closed': None, 'requests': 0, 'streams': 0,
+                                       'active': 0, 'max_active': 0, 'goaway': None, 'frozen': False}
+            self._cond.notify_all()
+            return cid
+
+    def _conn_closed(self, cid):
+        with self._cond:
+            self._conn_records[cid]['closed'] = time.time()
+            self._h2conns.pop(cid, None)
+            self._cond.notify_all()
+
+    def connections(self, proto=None):
+        """Every connection accepted so far, oldest first: dicts with id, proto ('h2' or 'http/1.1'), tls,
+        peer (client port), opened/closed (time; closed None while open), requests (resource requests
+        logged), and for HTTP/2: streams (opened by the client, control requests included), active
+        (streams being answered now), max_active (the most at once), goaway (None or {mode, error_code,
+        last_stream_id}), frozen."""
+        with self._cond:
+            return [dict(r) for r in self._conn_records.values() if proto is None or r['proto'] == proto]
+
+    def wait_for_connections(self, pred, timeout=5.0):
+        """Wait until pred(connections()) is true; returns the last value it was called with."""
+        last = []
+
+        def check():
+            last[:] = [dict(r) for r in self._conn_records.values()]
+            return pred(last)
+        with self._cond:
+            self._cond.wait_for(check, timeout)
+        return last
+
+    def _h2_targets(self, conn_id):
+        with self._cond:
+            conns = [c for cid, c in self._h2conns.items()
+                     if not c.dead and (conn_id is None or cid == int(conn_id))]
+        if not conns:
+            raise RuntimeError('no open HTTP/2 connection' + (f' with id {conn_id}' if conn_id else ''))
+        return conns
+
+    def goaway(self, mode='graceful', error_code=0, conn=None, end_watches=False):
+        """Send GOAWAY on every open HTTP/2 connection (or on the one with id conn); returns their ids.
+        Its last-stream-ID is the highest stream the client opened, so every open stream was processed:
+          graceful: the open streams go on (end_watches=True: each open watch ends cleanly, as an apiserver
+                    that shuts down ends them); new streams are refused (RST_STREAM REFUSED_STREAM); the
+                    connection closes once no stream is left;
+          close:    the connection closes right after the GOAWAY: every open stream is cut short."""
+        if mode not in ('graceful', 'close'):
+            raise ValueError(f'goaway mode must be "graceful" or "close", not {mode!r}')
+        conns = self._h2_targets(conn)
+        for c in conns:
+            c.goaway(mode, int(error_code), bool(end_watches))
+        return [c.id for c in conns]
+
+    def freeze(self, conn=None):
+        """From now on an HTTP/2 connection (every open one, or the one with id conn) sends nothing at all,
+        nor answers anything: a peer gone dark, as behind a dead route. Reading goes on, so the client's
+        close is seen. Returns their ids."""
+        conns = self._h2_targets(conn)
+        for c in conns:
+            c.freeze()
+        return [c.id for c in conns]
+
     def write_kubeconfig(self, path, context='fakeapi'):
         """Write a kubeconfig (server, certificate-authority, tokenFile) pointing at this server."""
         lines = ['apiVersion: v1', 'kind: Config', f'current-context: {context}', 'clusters:',
@@ -669,7 +775,7 @@ class FakeAPIServer:
 
     def info(self):
         return {'url': self.url, 'port': self.port, 'ca': self.ca_path, 'token_file': self.token_file,
-                'tls': self.tls, 'yaml': yaml is not None}
+                'tls': self.tls, 'http2': self.http2, 'yaml': yaml is not None}
 
     def state(self):
         with self._cond:
@@ -732,6 +838,9 @@ class _Handler(BaseHTTPRequestHandler):
         return 'fakeapi'
 
     # -- connection plumbing ----------------------------------------------------------------
+    http = '1.1'  # the request's HTTP version, as logged
+    _sid = None   # the HTTP/2 stream (_H2Request)
+
     def setup(self):
         self.fake = self.server.fake
         self._entry = None
@@ -739,10 +848,32 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.settimeout(10)
             self.request = self.fake._ssl_ctx.wrap_socket(self.request, server_side=True)
             self.request.settimeout(None)
+            h2 = self.request.selected_alpn_protocol() == 'h2'
+        else:
+            h2 = self.fake.http2 and self._h2c_preface()
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().setup()
+        self._conn_id = self.fake._conn_opened('h2' if h2 else 'http/1.1', self.client_address[1])
+        self._h2 = _H2Conn(self) if h2 else None
         with self.fake._cond:
             self.fake._conns.add(self.request)
+
+    def _h2c_preface(self):
+        """Whether a plain-TCP client starts with the HTTP/2 preface (h2c with prior knowledge)."""
+        try:
+            self.request.settimeout(10)
+            head = self.request.recv(len(_H2_PREFACE), socket.MSG_PEEK | socket.MSG_WAITALL)
+        except OSError:
+            head = b''
+        finally:
+            self.request.settimeout(None)
+        return head == _H2_PREFACE
+
+    def handle(self):
+        if self._h2:
+            self._h2.serve()
+        else:
+            super().handle()
 
     def finish(self):
         try:
@@ -751,7 +882,8 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         with self.fake._cond:
             self.fake._conns.discard(self.request)
-        if self.fake._ssl_ctx:
+        self.fake._conn_closed(self._conn_id)
+        if self.fake._ssl_ctx or self._h2:
             self.request.close()
 
     def log_message(self, fmt, *args):
@@ -761,12 +893,32 @@ class _Handler(BaseHTTPRequestHandler):
     def send_response(self, code, message=None):
         if self._entry is not None:
             self._entry['status'] = code
-        super().send_response(code, message)
+        self._status_line(code, message)
         self.send_header('Audit-Id', str(uuid.uuid4()))
         self.send_header('Cache-Control', 'no-cache, private')
 
+    # The transport: HTTP/1.1 here, HTTP/2 in _H2Request.
+    def _status_line(self, code, message):
+        super().send_response(code, message)
+
     def _w(self, data):
         self.wfile.write(data)
+
+    def _chunk(self, data, split=False):
+        """One chunk of a watch body; split: the size line, data and CRLF as three writes."""
+        if split:
+            self._w(b'%x\r\n' % len(data))
+            self._w(data)
+            self._w(b'\r\n')
+        else:
+            self._w(b'%x\r\n%s\r\n' % (len(data), data))
+
+    def _end_chunks(self):
+        self._w(b'0\r\n\r\n')
+
+    def _ending(self):
+        """Whether the connection is going away (an HTTP/2 GOAWAY with end_watches): open watches end."""
+        return False
 
     def _peer_closed(self):
         try:
@@ -837,9 +989,11 @@ class _Handler(BaseHTTPRequestHandler):
                 entry = {'id': (fake._log[-1]['id'] + 1) if fake._log else 1, 'time': time.time(),
                          'method': method, 'path': url.path, 'query': query, 'target': self.path,
                          'watch': watch, 'headers': {_canon(h): v for h, v in self.headers.items()},
-                         'peer': self.client_address[1], 'status': None, 'faults': [], 'events': 0,
+                         'peer': self.client_address[1], 'conn': self._conn_id, 'http': self.http,
+                         'stream': self._sid, 'status': None, 'faults': [], 'events': 0, 'last_rv': None,
                          'end': None}
                 fake._log.append(entry)
+                fake._conn_records[self._conn_id]['requests'] += 1
                 fake._cond.notify_all()
             self._entry = entry
             if not fake._authorized(self.headers.get('Authorization')):
@@ -1095,6 +1249,8 @@ class _Handler(BaseHTTPRequestHandler):
                         end = 'stopped'
                     elif fake._close_gen != gen:
                         end = 'closed-too-old' if fake._close_too_old else 'closed'
+                    elif self._ending():
+                        end = 'goaway'
                     elif cursor < fake._compacted:
                         end = 'fell-behind'
                     elif now >= deadline:
@@ -1174,6 +1330,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif route == ('POST', '/fake/close-watches'):
                 fake.close_watches(_bool(q.get('too_old')))
                 out = {}
+            elif route == ('GET', '/fake/connections'):
+                out = fake.connections(q.get('proto'))
+            elif route == ('POST', '/fake/goaway'):
+                out = {'connections': fake.goaway(data.get('mode', 'graceful'), data.get('error_code', 0),
+                                                  data.get('conn'), data.get('end_watches', False))}
+            elif route == ('POST', '/fake/freeze'):
+                out = {'connections': fake.freeze(data.get('conn'))}
             elif route == ('POST', '/fake/wait-watchers'):
                 ok = fake.wait_for_watchers(int(q.get('n', 1)), q.get('prefix', '/'), float(q.get('timeout', 5)))
                 return self._send_json(200 if ok else 408, {'ok': ok, 'watches': fake.watches()}, {})
@@ -1182,6 +1345,334 @@ class _Handler(BaseHTTPRequestHandler):
         except (KeyError, ValueError, TypeError, RuntimeError, OSError) as e:
             raise HTTPError(400, 'BadRequest', f'{type(e).__name__}: {e}')
         self._send_json(200, out, {})
+
+
+# ---- HTTP/2 ---------------------------------------------------------------------------------
+
+_H2_PREFACE = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
+_H2_MAX_STREAMS = 250  # SETTINGS_MAX_CONCURRENT_STREAMS: Go's default, which the apiserver's server keeps
+_HOP_HEADERS = frozenset(('connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'))
+
+
+class _H2Stream:
+    __slots__ = ('sid', 'headers', 'body', 'reset', 'started', 'ended')
+
+    def __init__(self, sid, headers):
+        self.sid, self.headers, self.body = sid, headers, bytearray()
+        self.reset = self.started = self.ended = False  # RST_STREAM either way; answered; END_STREAM sent
+
+
+class _H2Conn:
+    """One HTTP/2 connection (python3-h2, which does the framing, HPACK and flow control).
+
+    Threads: the connection's handler thread is its only I/O thread: it alone reads and writes the socket
+    (non-blocking; an SSL object must not be used by two threads at once), in a select() over the socket
+    and a wake-up pipe. Each request stream is answered by a thread of its own running _H2Request (the
+    HTTP/1.1 handler's code over this transport), which hands frames to the h2 state machine under
+    self.cv and wakes the I/O thread to send them; a DATA frame waits (on self.cv) for flow-control
+    window. Lock order: fake._cond may be held while reading a stream's flags, never while taking
+    self.cv; the I/O thread takes fake._cond only with self.cv released."""
+
+    def __init__(self, handler):
+        self.fake, self.sock, self.id = handler.fake, handler.request, handler._conn_id
+        self.peer = handler.client_address
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False,
+                                                                        header_encoding='utf-8'))
+        self.h2.local_settings = h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _H2_MAX_STREAMS,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536})
+        self.cv = threading.Condition()
+        self.out = bytearray()    # bytes to send, in order (h2's output and our own GOAWAY frames)
+        self.streams = {}         # stream id -> _H2Stream
+        self.dead = False         # the connection is closed (or closing): nothing more goes out
+        self.closing = False      # close as soon as self.out is sent
+        self.goaway_last = None   # the last-stream-ID of the GOAWAY sent, or None
+        self.end_watches = False  # GOAWAY graceful with end_watches: open watches end
+        self.frozen = False
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        with self.fake._cond:
+            self.fake._h2conns[self.id] = self
+
+    def _wake(self):
+        with self.cv:  # the pipe is closed under self.cv: its number may be another socket's after that
+            if self.wake_w is not None:
+                try:
+                    os.write(self.wake_w, b'x')
+                except OSError:  # full: a wake-up is pending anyway
+                    pass
+
+    def _record(self, **changes):
+        with self.fake._cond:
+            rec = self.fake._conn_records[self.id]
+            for k, v in changes.items():
+                rec[k] = rec[k] + v if k in ('streams', 'active') else v
+            rec['max_active'] = max(rec['max_active'], rec['active'])
+            self.fake._cond.notify_all()
+
+    # -- the I/O thread ----------------------------------------------------------------------
+    def serve(self):
+        sock, lingering = self.sock, False
+        try:
+            sock.setblocking(False)
+            with self.cv:
+                self.h2.initiate_connection()
+                self.out += self.h2.data_to_send()
+            while True:
+                with self.cv:
+                    # Closing (or a graceful GOAWAY's last stream done) once everything queued is out; dead in
+                    # the same breath, so that nothing queued after this counts as sent.
+                    if (self.closing or (self.goaway_last is not None and not self.streams)) and \
+                            (not self.out or self.frozen):
+                        self.dead = True
+                        lingering = not self.frozen
+                        break
+                    want_write = bool(self.out) and not self.frozen
+                pending = isinstance(sock, ssl.SSLSocket) and sock.pending()
+                r, w = ([sock], []) if pending else \
+                    select.select([sock, self.wake_r], [sock] if want_write else [], [], 1.0)[:2]
+                if self.wake_r in r:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                if sock in r:
+                    try:
+                        data = sock.recv(65536)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                        data = None
+                    if data == b'':
+                        break  # the client closed: nothing to linger for
+                    if data and not self.frozen:
+                        self._receive(data)
+                if want_write and sock in w:
+                    with self.cv:
+                        head = bytes(self.out[:65536])
+                    try:
+                        n = sock.send(head)
+                    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                        n = 0
+                    with self.cv:
+                        del self.out[:n]
+                        self.cv.notify_all()
+            if lingering:
+                self._linger()
+        except (OSError, ssl.SSLError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            with self.cv:
+                self.dead = True
+                os.close(self.wake_r)
+                os.close(self.wake_w)
+                self.wake_r = self.wake_w = None
+                self.cv.notify_all()
+            with self.fake._cond:
+                self.fake._cond.notify_all()  # watches and stalls notice at once
+
+    def _linger(self):
+        """Our side is done: FIN, then read (and drop) what the client still sends until it closes too, for
+        at most a second. Closing with unread bytes would send an RST, which can make the client lose what
+        it had not read yet: the GOAWAY and the last frames before it."""
+        socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            if select.select([self.sock], [], [], deadline - time.monotonic())[0] and \
+                    not socket.socket.recv(self.sock, 65536):
+                return
+
+    def _receive(self, data):
+        with self.cv:
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                self.out += self.h2.data_to_send()  # h2 queued the GOAWAY that says why
+                self.closing = True
+                return
+        for ev in events:
+            sid = getattr(ev, 'stream_id', None)
+            if isinstance(ev, h2.events.RequestReceived):
+                with self.cv:
+                    refused = self.goaway_last is not None and sid > self.goaway_last
+                    if refused:  # a stream the GOAWAY said would not be processed
+                        self.h2.reset_stream(sid, h2.errors.ErrorCodes.REFUSED_STREAM)
+                    else:
+                        self.streams[sid] = _H2Stream(sid, ev.headers)
+                if not refused:
+                    self._record(streams=1)
+            elif isinstance(ev, h2.events.DataReceived):
+                with self.cv:
+                    st = self.streams.get(sid)
+                    if st:
+                        st.body += ev.data
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length, sid)
+            elif isinstance(ev, h2.events.StreamEnded):
+                with self.cv:
+                    st = self.streams.get(sid)
+                    start = st is not None and not st.started
+                    if start:
+                        st.started = True
+                if start:
+                    self._record(active=1)
+                    threading.Thread(target=_H2Request(self, st).run, name=f'fakeapi-h2-{self.id}-{sid}',
+                                     daemon=True).start()
+            elif isinstance(ev, h2.events.StreamReset):
+                with self.cv:
+                    st = self.streams.get(sid)
+                    if st:
+                        st.reset = True
+                        if not st.started:
+                            del self.streams[sid]
+                    self.cv.notify_all()
+                with self.fake._cond:
+                    self.fake._cond.notify_all()
+            elif isinstance(ev, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                with self.cv:
+                    self.cv.notify_all()
+        with self.cv:
+            self.out += self.h2.data_to_send()
+
+    # -- what the streams' threads call --------------------------------------------------------
+    def _send(self, fn, *args, **kwargs):
+        with self.cv:
+            if self.dead:
+                raise ConnectionResetError('HTTP/2 connection closed')
+            fn(*args, **kwargs)
+            self.out += self.h2.data_to_send()
+        self._wake()
+
+    def send_headers(self, st, headers):
+        self._send(self.h2.send_headers, st.sid, headers)
+
+    def send_data(self, st, data, end=False):
+        """DATA frames within the peer's flow-control windows and frame size; blocks for window."""
+        data = memoryview(bytes(data))
+        while True:
+            with self.cv:
+                while not self.dead and not st.reset:
+                    window = min(self.h2.local_flow_control_window(st.sid), self.h2.max_outbound_frame_size)
+                    if window > 0 or not data:
+                        break
+                    self.cv.wait(1.0)
+                if self.dead or st.reset:
+                    raise ConnectionResetError('HTTP/2 stream reset' if st.reset else 'HTTP/2 connection closed')
+                n = min(len(data), window)
+                self.h2.send_data(st.sid, data[:n].tobytes(), end_stream=end and n == len(data))
+                st.ended = end and n == len(data)
+                self.out += self.h2.data_to_send()
+                data = data[n:]
+            self._wake()
+            if not data:
+                return
+
+    def reset_stream(self, st, code):
+        with self.cv:
+            if self.dead or st.reset or st.ended:
+                return
+            st.reset = True
+            self.h2.reset_stream(st.sid, code)
+            self.out += self.h2.data_to_send()
+        self._wake()
+
+    def stream_done(self, st, headers_sent):
+        """The request thread is done: end the stream (or reset it if nothing was answered)."""
+        with self.cv:
+            if not self.dead and not st.reset and not st.ended:
+                if headers_sent:
+                    self.h2.end_stream(st.sid)
+                else:
+                    self.h2.reset_stream(st.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+                st.ended = True
+                self.out += self.h2.data_to_send()
+            self.streams.pop(st.sid, None)
+        self._wake()
+        self._record(active=-1)
+
+    # -- control ---------------------------------------------------------------------------------
+    def goaway(self, mode, error_code=0, end_watches=False):
+        with self.cv:
+            if self.dead:
+                return
+            # Sent past h2's state machine, which would refuse DATA on the open streams after its own GOAWAY.
+            f = hyperframe.frame.GoAwayFrame(0)
+            f.last_stream_id = self.h2.highest_inbound_stream_id
+            f.error_code = error_code
+            self.out += self.h2.data_to_send()
+            self.out += f.serialize()
+            self.goaway_last = f.last_stream_id
+            self.end_watches = end_watches
+            self.closing = self.closing or mode == 'close'
+            self.cv.notify_all()
+        self._record(goaway={'mode': mode, 'error_code': error_code, 'last_stream_id': f.last_stream_id})
+        self._wake()
+
+    def freeze(self):
+        with self.cv:
+            self.frozen = True
+        self._record(frozen=True)
+        self._wake()
+
+    def wait_closed(self, timeout):
+        with self.cv:
+            self.cv.wait_for(lambda: self.dead, timeout)
+
+
+class _H2Request(_Handler):
+    """One HTTP/2 request stream, answered by _Handler's code through the HTTP/2 transport methods below
+    (on the stream's own thread; _H2Conn sends). Not constructed like a socketserver handler."""
+    http = '2'
+
+    def __init__(self, conn, st):  # noqa: the base class's __init__ would serve a socket
+        self.conn, self.st, self.fake, self._entry = conn, st, conn.fake, None
+        self._conn_id, self._sid, self.client_address = conn.id, st.sid, conn.peer
+        pseudo = {k: v for k, v in st.headers if k.startswith(':')}
+        self.command, self.path = pseudo.get(':method', 'GET'), pseudo.get(':path', '/')
+        self.request_version = 'HTTP/2'
+        self.headers = email.message.Message()
+        for k, v in st.headers:
+            if not k.startswith(':') and k != 'content-length':
+                self.headers[k] = v
+        self.headers['Content-Length'] = str(len(st.body))
+        self.rfile = io.BytesIO(bytes(st.body))
+        self._resp, self._headers_sent = None, False
+
+    def run(self):
+        try:
+            self._dispatch(self.command)
+        finally:
+            self.conn.stream_done(self.st, self._headers_sent)
+
+    def _status_line(self, code, message):
+        self._resp = [(':status', str(code)), ('server', self.version_string()),
+                      ('date', self.date_time_string())]
+
+    def send_header(self, keyword, value):
+        if keyword.lower() not in _HOP_HEADERS:
+            self._resp.append((keyword.lower(), str(value)))
+
+    def end_headers(self):
+        self.conn.send_headers(self.st, self._resp)
+        self._headers_sent = True
+
+    def _w(self, data):
+        self.conn.send_data(self.st, data)
+
+    def _chunk(self, data, split=False):
+        self.conn.send_data(self.st, data)  # a DATA frame per piece: split or not, the framing is h2's
+
+    def _end_chunks(self):
+        self.conn.send_data(self.st, b'', end=True)
+
+    def _ending(self):
+        return self.conn.end_watches
+
+    def _peer_closed(self):
+        return self.st.reset or self.conn.dead
+
+    def _reset(self):
+        """RST_STREAM (INTERNAL_ERROR): this stream ends abruptly, the connection and its other streams live."""
+        self.conn.reset_stream(self.st, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        raise _Abort()
 
 
 class _Stream:
@@ -1203,19 +1694,20 @@ class _Stream:
             h._reset()
         if 'split' in f:
             for piece in _pieces(line, f['split'], self.rng):
-                h._w(b'%x\r\n' % len(piece))
-                h._w(piece)
-                h._w(b'\r\n')
+                h._chunk(piece, split=True)
                 time.sleep(float(f['split'].get('gap', 0.002)))
         else:
-            self._chunk(line)
+            h._chunk(line)
         entry['events'] += 1
+        rv = (obj.get('metadata') or {}).get('resourceVersion') if etype != 'ERROR' else None
+        if rv:
+            entry['last_rv'] = rv
 
     def _chunk(self, data):
-        self.h._w(b'%x\r\n%s\r\n' % (len(data), data))
+        self.h._chunk(data)
 
     def end(self, why):
-        self.h._w(b'0\r\n\r\n')
+        self.h._end_chunks()
         self.h._entry['end'] = why
 
 
@@ -1313,7 +1805,10 @@ def main(argv=None):
     ap.add_argument('--host', default='127.0.0.1')
     ap.add_argument('--port', type=int, default=0)
     ap.add_argument('--tls', action='store_true', help='HTTPS with a CA generated at startup (openssl CLI)')
-    ap.add_argument('--cert-dir', help='where to write ca.crt, server.crt, server.key (default: temp dir)')
+    ap.add_argument('--cert-dir', help='where ca.crt, server.crt, server.key are (reused when all three exist: '
+                    'a restarted server keeps its certificate) or are written (default: a temp dir)')
+    ap.add_argument('--http2', action='store_true', help='offer HTTP/2: ALPN h2 with --tls, else h2c with '
+                    'prior knowledge (python3-h2)')
     ap.add_argument('--token-file', help='require "Authorization: Bearer <file content>"; created if missing')
     ap.add_argument('--token', help='write this token into the token file at startup')
     ap.add_argument('--history', type=int, default=1000, help='events kept before compaction')
@@ -1329,7 +1824,7 @@ def main(argv=None):
     fake = FakeAPIServer(a.host, a.port, tls=a.tls, token_file=a.token_file, token=a.token, history=a.history,
                          bookmark_interval=a.bookmark_interval, too_old=a.too_old, continue_ttl=a.continue_ttl,
                          watch_timeout=a.watch_timeout, start_rv=a.start_rv, cert_dir=a.cert_dir,
-                         verbose=a.verbose)
+                         http2=a.http2, verbose=a.verbose)
     for f in a.load:
         fake.load(f)
     # Block SIGTERM/SIGINT in every thread (the server threads inherit the mask) and take them with

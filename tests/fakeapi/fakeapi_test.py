@@ -17,12 +17,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakeapi  # noqa: E402
 from fakeapi import endpointslice, node, service  # noqa: E402
+
+try:  # the HTTP/2 tests' client
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.events
+except ImportError:
+    h2 = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SVC = '/api/v1/services'
@@ -690,6 +699,255 @@ class AuthTLSTest(Base):
         if fakeapi.yaml:
             cfg = fakeapi.yaml.safe_load(text)
             self.assertEqual(cfg['clusters'][0]['cluster']['server'], self.fake.url)
+
+
+class H2Client:
+    """A raw HTTP/2 client (python3-h2) over TLS with ALPN h2, or h2c with prior knowledge: every frame visible."""
+
+    def __init__(self, fake, ctx=None, timeout=5.0):
+        sock = socket.create_connection(('127.0.0.1', fake.port), timeout=timeout)
+        if fake.tls:
+            ctx.set_alpn_protocols(['h2'])
+            sock = ctx.wrap_socket(sock, server_hostname='127.0.0.1')
+            assert sock.selected_alpn_protocol() == 'h2', sock.selected_alpn_protocol()
+        self.sock, self.scheme = sock, 'https' if fake.tls else 'http'
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
+                                                                          header_encoding='utf-8'))
+        self.conn.initiate_connection()
+        self.flush()
+        self.streams, self.goaway, self.closed, self.buf = {}, None, False, b''
+
+    def flush(self):
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def get(self, path, headers=()):
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [(':method', 'GET'), (':path', path), (':scheme', self.scheme),
+                                     (':authority', '127.0.0.1')] + list(headers), end_stream=True)
+        self.flush()
+        self.streams[sid] = {'status': None, 'headers': {}, 'data': bytearray(), 'ended': False, 'reset': None}
+        return sid
+
+    def pump(self, until, timeout=5.0):
+        """Read frames until until() is true (or the connection closes); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not until():
+            if self.closed or time.monotonic() > deadline:
+                return until()
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionError, ssl.SSLError):
+                data = b''
+            if not data:
+                self.closed = True
+                continue
+            for ev in self.conn.receive_data(self._frames(data)):
+                st = self.streams.get(getattr(ev, 'stream_id', None))
+                if isinstance(ev, h2.events.ResponseReceived):
+                    st['headers'] = dict(ev.headers)
+                    st['status'] = int(st['headers'][':status'])
+                elif isinstance(ev, h2.events.DataReceived):
+                    st['data'] += ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    st['ended'] = True
+                elif isinstance(ev, h2.events.StreamReset):
+                    st['reset'] = ev.error_code
+            self.flush()
+        return True
+
+    def _frames(self, data):
+        """The complete frames of what arrived, GOAWAY taken out: h2's client takes no DATA after a GOAWAY,
+        which RFC 9113 (6.8) allows on the streams it processed."""
+        self.buf += data
+        out = b''
+        while len(self.buf) >= 9:
+            size = 9 + int.from_bytes(self.buf[:3], 'big')
+            if len(self.buf) < size:
+                break
+            frame, self.buf = self.buf[:size], self.buf[size:]
+            if frame[3] == 0x7:
+                self.goaway = types.SimpleNamespace(last_stream_id=int.from_bytes(frame[9:13], 'big') & 0x7fffffff,
+                                                    error_code=int.from_bytes(frame[13:17], 'big'))
+            else:
+                out += frame
+        return out
+
+    def events(self, sid):
+        return [json.loads(ln) for ln in bytes(self.streams[sid]['data']).split(b'\n') if ln.strip()]
+
+    def body(self, sid):
+        return json.loads(bytes(self.streams[sid]['data']))
+
+    def close(self):
+        self.sock.close()
+
+
+class HTTP2Test(Base):
+    """HTTP/2 over TLS (ALPN h2) and h2c: the same API, streams multiplexed on one connection, faults per
+    stream, GOAWAY and a connection gone dark. python3-h2 and openssl come with third_party/setup-deps.sh:
+    without them these tests fail, they do not skip."""
+
+    def setUp(self):
+        if h2 is None or not shutil.which('openssl'):
+            self.fail('python3-h2 or openssl is missing: run third_party/setup-deps.sh')
+        self.fake = fakeapi.FakeAPIServer(tls=True, http2=True, bookmark_interval=0.3).start()
+        self.ctx = ssl.create_default_context(cafile=self.fake.ca_path)
+
+    def client(self):
+        return H2Client(self.fake, ssl.create_default_context(cafile=self.fake.ca_path))
+
+    def test_alpn_and_multiplexed_watches(self):
+        f = self.fake
+        f.create(service('a'))
+        f.create(node('n1'))
+        c = self.client()
+        rv = f.rv
+        sids = [c.get(p + f'?watch=1&resourceVersion={rv}&timeoutSeconds=5') for p in (SVC, EPS, NODES)]
+        self.assertTrue(f.wait_for_watchers(3))
+        f.create(service('b'))
+        f.create(endpointslice('b-1', service_name='b'))
+        f.create(node('n2'))
+        want = {sids[0]: 'b', sids[1]: 'b-1', sids[2]: 'n2'}
+        self.assertTrue(c.pump(lambda: all(any(e['type'] == 'ADDED' and e['object']['metadata']['name'] == n
+                                               for e in c.events(s)) for s, n in want.items())))
+        self.assertEqual([c.streams[s]['status'] for s in sids], [200, 200, 200])
+        self.assertNotIn('transfer-encoding', c.streams[sids[0]]['headers'])  # no HTTP/1.1 framing
+        conns = f.connections()
+        self.assertEqual([(x['proto'], x['requests'], x['max_active']) for x in conns], [('h2', 3, 3)])
+        log = f.requests(prefix='/ap')
+        self.assertEqual({(e['http'], e['conn']) for e in log}, {('2', conns[0]['id'])})
+        self.assertEqual(sorted(e['stream'] for e in log), sorted(sids))
+        self.assertEqual(log[0]['headers'].get('Authorization'), None)
+        c.close()
+        # HTTP/1.1 still answers a client that does not offer h2 (http.client offers no ALPN)
+        self.assertEqual(request(f, SVC, ctx=self.ctx)[0], 200)
+        self.assertEqual(f.connections()[-1]['proto'], 'http/1.1')
+
+    def test_list_flow_control_and_control_api(self):
+        f = self.fake
+        for i in range(40):  # a list of ~1.6 MB: many times the client's 64 KiB window
+            f.create(endpointslice(f'big-{i}', n_endpoints=300))
+        c = self.client()
+        sid = c.get(EPS)
+        self.assertTrue(c.pump(lambda: c.streams[sid]['ended'], timeout=20))
+        self.assertEqual(len(c.body(sid)['items']), 40)
+        sid = c.get('/fake/info')  # the control API answers over HTTP/2 too
+        self.assertTrue(c.pump(lambda: c.streams[sid]['ended']))
+        self.assertTrue(c.body(sid)['http2'])
+        sid = c.get('/nope')
+        self.assertTrue(c.pump(lambda: c.streams[sid]['ended']))
+        self.assertEqual((c.streams[sid]['status'], c.body(sid)['code']), (404, 404))
+        c.close()
+
+    def test_faults_are_per_stream(self):
+        f = self.fake
+        f.create(service('a'))
+        c = self.client()
+        bm = c.get(NODES + '?watch=1&allowWatchBookmarks=true&timeoutSeconds=10')
+        f.arm('reset', prefix=SVC)
+        cut = c.get(SVC + '?watch=1')
+        self.assertTrue(c.pump(lambda: c.streams[cut]['reset'] is not None))
+        self.assertEqual(c.streams[cut]['reset'], h2.errors.ErrorCodes.INTERNAL_ERROR)
+        self.assertFalse(bytes(c.streams[cut]['data']).endswith(b'\n'))  # half an event, then RST_STREAM
+        n = len(c.events(bm))  # the other stream lives on: more bookmarks
+        self.assertTrue(c.pump(lambda: len(c.events(bm)) > n + 1))
+        f.arm('split', prefix=SVC, max=3)
+        whole = c.get(SVC + '?watch=1&timeoutSeconds=1')
+        self.assertTrue(c.pump(lambda: c.streams[whole]['ended']))
+        self.assertEqual(c.events(whole)[0]['object']['metadata']['name'], 'a')
+        f.arm('stall', prefix=SVC)
+        quiet = c.get(SVC + '?watch=1')
+        self.assertTrue(f.wait_for_watchers(2))
+        self.assertFalse(c.pump(lambda: len(c.streams[quiet]['data']) > 0, timeout=1.0))
+        c.conn.reset_stream(quiet, h2.errors.ErrorCodes.CANCEL)  # the client gives up: the stall ends
+        c.flush()
+        self.assertIsNotNone(f.wait_for_request(lambda e: e['stream'] == quiet and e['end'] is not None))
+        self.assertEqual(len(f.connections()), 1)
+        c.close()
+
+    def test_goaway_graceful(self):
+        f = self.fake
+        c = self.client()
+        w = c.get(SVC + f'?watch=1&resourceVersion={f.rv}&timeoutSeconds=10')
+        self.assertTrue(f.wait_for_watchers(1))
+        self.assertEqual(f.goaway(), [f.connections()[0]['id']])
+        self.assertTrue(c.pump(lambda: c.goaway is not None))
+        self.assertEqual((c.goaway.error_code, c.goaway.last_stream_id), (0, w))
+        f.create(service('after'))  # the open stream goes on
+        self.assertTrue(c.pump(lambda: any(e['type'] == 'ADDED' for e in c.events(w))))
+        late = c.get(NODES)  # a new stream is refused
+        self.assertTrue(c.pump(lambda: c.streams[late]['reset'] is not None))
+        self.assertEqual(c.streams[late]['reset'], h2.errors.ErrorCodes.REFUSED_STREAM)
+        self.assertEqual(f.requests(prefix=NODES), [])
+        f.close_watches()  # the last stream ends: the server closes the connection
+        self.assertTrue(c.pump(lambda: c.closed and c.streams[w]['ended']))
+        rec = f.wait_for_connections(lambda cs: cs[0]['closed'] is not None)[0]
+        self.assertEqual(rec['goaway'], {'mode': 'graceful', 'error_code': 0, 'last_stream_id': w})
+        c.close()
+
+    def test_goaway_end_watches_and_close(self):
+        f = self.fake
+        c = self.client()
+        w = c.get(SVC + '?watch=1&timeoutSeconds=10')
+        self.assertTrue(f.wait_for_watchers(1))
+        f.goaway(end_watches=True)  # the open watch ends cleanly
+        self.assertTrue(c.pump(lambda: c.streams[w]['ended'] and c.closed))
+        self.assertEqual(f.requests(prefix=SVC)[-1]['end'], 'goaway')
+        c.close()
+        c = self.client()
+        w = c.get(SVC + '?watch=1&timeoutSeconds=10')
+        self.assertTrue(f.wait_for_watchers(1))
+        f.goaway('close', error_code=2)  # INTERNAL_ERROR, and the connection is gone at once
+        self.assertTrue(c.pump(lambda: c.closed))
+        self.assertEqual(c.goaway.error_code, 2)
+        self.assertFalse(c.streams[w]['ended'])
+        c.close()
+        with self.assertRaises(RuntimeError):  # nothing left to send it on
+            f.goaway()
+
+    def test_freeze(self):
+        f = self.fake
+        c = self.client()
+        w = c.get(NODES + '?watch=1&allowWatchBookmarks=true&timeoutSeconds=10')
+        self.assertTrue(c.pump(lambda: len(c.events(w)) >= 1))  # bookmarks every 0.3 s
+        f.freeze()
+        n = len(c.streams[w]['data'])
+        self.assertTrue(c.pump(lambda: len(c.streams[w]['data']) > n, timeout=0.3) or True)  # in flight
+        n = len(c.streams[w]['data'])
+        self.assertFalse(c.pump(lambda: len(c.streams[w]['data']) > n, timeout=1.2))
+        self.assertTrue(f.connections()[0]['frozen'])
+        c.close()  # the client's close is still seen
+        self.assertIsNotNone(f.wait_for_connections(lambda cs: cs[0]['closed'] is not None)[0]['closed'])
+
+    def test_stop_sends_goaway_and_ends_watches(self):
+        f = self.fake
+        c = self.client()
+        w = c.get(SVC + '?watch=1&timeoutSeconds=30')
+        self.assertTrue(f.wait_for_watchers(1))
+        f.stop()
+        self.assertTrue(c.pump(lambda: c.closed))
+        self.assertTrue(c.streams[w]['ended'])
+        self.assertEqual(c.goaway.error_code, 0)
+        c.close()
+
+    def test_h2c_prior_knowledge(self):
+        self.fake.stop()
+        self.fake = fakeapi.FakeAPIServer(http2=True).start()
+        f = self.fake
+        f.create(service('a'))
+        c = H2Client(f)
+        sid = c.get(SVC)
+        self.assertTrue(c.pump(lambda: c.streams[sid]['ended']))
+        self.assertEqual(objects_of(c.body(sid)), [('default', 'a')])
+        c.close()
+        self.assertEqual(request(f, SVC)[0], 200)  # and HTTP/1.1 beside it
+        self.assertEqual([x['proto'] for x in f.connections()], ['h2', 'http/1.1'])
 
 
 class ControlTest(Base):
