@@ -46,6 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cJSON.h>
 #include <curl/curl.h>
 
@@ -126,6 +129,7 @@ typedef struct stream {
     bool in_multi;
     long long started_ms;
     size_t nevents;           /* events handled in the current watch */
+    long long last_byte_ms;   /* when a body byte last arrived (0: never) */
     ekg_event_stream_t lines; /* watch body */
     growbuf_t body;           /* list body, or the body of a non-200 answer */
     abort_t abort;
@@ -152,6 +156,8 @@ struct ekg_watcher {
     CURLM *multi;
     stream_t *streams;
     size_t nstreams;
+    curl_socket_t *sockets; /* owned: libcurl's open sockets (open_socket, close_socket) */
+    size_t nsockets, csockets;
 
     bool synced; /* every stream has listed once, and the sink was told */
     long long stale_log_at[EKG_KUBE__COUNT];
@@ -400,6 +406,69 @@ static size_t remove_unlisted(stream_t *s)
     return n;
 }
 
+/* --- connections ---------------------------------------------------------------------------------------- */
+
+/* libcurl opens and closes its sockets through these two (on the watcher's thread), so that drop_if_dead()
+ * can find the socket of a connection. */
+static curl_socket_t open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    ekg_watcher_t *w = ctx;
+    (void)purpose;
+    curl_socket_t fd = socket(a->family, a->socktype, a->protocol);
+    if (fd != CURL_SOCKET_BAD)
+        EKG_ARRAY_PUSH(w->sockets, w->nsockets, w->csockets, fd);
+    return fd;
+}
+
+static int close_socket(void *ctx, curl_socket_t fd)
+{
+    ekg_watcher_t *w = ctx;
+    for (size_t i = 0; i < w->nsockets; i++)
+        if (w->sockets[i] == fd) {
+            w->sockets[i] = w->sockets[--w->nsockets];
+            break;
+        }
+    return close(fd);
+}
+
+/*
+ * A transfer of s timed out. Over HTTP/2 its connection may be dead, and libcurl does not close a multiplexed
+ * connection when one of its streams fails: each retry would be multiplexed onto it again and time out in
+ * turn, for as long as the kernel keeps the socket (forever, if the peer's kernel still acknowledges). So
+ * unless another stream on the same connection (the same local port) got a byte within the idle timeout, its
+ * socket is shut down: every transfer on it fails at once and the retries open a new connection. A watch that
+ * stalls on a connection whose other streams talk (a problem of that watch) leaves the connection alone.
+ */
+static void drop_if_dead(stream_t *s)
+{
+    ekg_watcher_t *w = s->w;
+    long port = 0;
+    if (curl_easy_getinfo(s->easy, CURLINFO_LOCAL_PORT, &port) != CURLE_OK || port <= 0)
+        return;
+    long long quiet_since = ekg_clock_ms() - (long long)w->opts.idle_timeout_s * 1000;
+    for (size_t i = 0; i < w->nstreams; i++) {
+        stream_t *o = &w->streams[i];
+        long p = 0;
+        if (o != s && o->in_multi && o->last_byte_ms >= quiet_since &&
+            curl_easy_getinfo(o->easy, CURLINFO_LOCAL_PORT, &p) == CURLE_OK && p == port)
+            return; /* the connection talks */
+    }
+    for (size_t i = 0; i < w->nsockets; i++) {
+        struct sockaddr_storage a;
+        socklen_t len = sizeof(a);
+        if (getsockname(w->sockets[i], (struct sockaddr *)&a, &len) != 0)
+            continue;
+        long p = a.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&a)->sin_port)
+                 : a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
+                                           : -1;
+        if (p == port) {
+            ekg_warn("kubernetes connection silent for %ds, closing it local_port=%ld resource=%s",
+                     w->opts.idle_timeout_s, port, s->label);
+            shutdown(w->sockets[i], SHUT_RDWR);
+        }
+    }
+}
+
 /* --- requests ------------------------------------------------------------------------------------------- */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg);
@@ -472,6 +541,10 @@ static void start_request(stream_t *s, bool list)
     curl_easy_setopt(s->easy, CURLOPT_CONNECTTIMEOUT_MS, idle * 1000 < 10000 ? idle * 1000 : 10000L);
     curl_easy_setopt(s->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);  /* the idle timeout: */
     curl_easy_setopt(s->easy, CURLOPT_LOW_SPEED_TIME, idle); /* under 1 byte/s for idle seconds */
+    curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(s->easy, CURLOPT_OPENSOCKETDATA, w);
+    curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    curl_easy_setopt(s->easy, CURLOPT_CLOSESOCKETDATA, w);
     s->errbuf[0] = '\0';
     s->body.len = 0;
     ekg_event_stream_reset(&s->lines);
@@ -569,6 +642,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     stream_t *s = arg;
     size_t n = size * nmemb;
+    s->last_byte_ms = ekg_clock_ms();
     long code = 0;
     curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &code);
     if (code != 200 || s->phase == PHASE_LIST) {
@@ -706,6 +780,8 @@ static void transfer_done(stream_t *s, CURLcode result)
             set_error(s, "no bytes for %ds (idle timeout): %s", w->opts.idle_timeout_s, s->errbuf);
         else
             set_error(s, "%s: %s", curl_easy_strerror(result), s->errbuf[0] ? s->errbuf : "-");
+        if (result == CURLE_OPERATION_TIMEDOUT)
+            drop_if_dead(s);
         schedule_retry(s, list, true);
         return;
     }
@@ -928,7 +1004,8 @@ static void watcher_free(ekg_watcher_t *w)
     }
     free(w->streams);
     if (w->multi)
-        curl_multi_cleanup(w->multi);
+        curl_multi_cleanup(w->multi); /* closes the connections: close_socket() still needs w->sockets */
+    free(w->sockets);
     for (size_t i = 0; w->namespaces && i < w->opts.nnamespaces; i++)
         free(w->namespaces[i]);
     free(w->namespaces);

@@ -5,7 +5,9 @@
  * the end of a watch at timeoutSeconds, events split at arbitrary bytes and larger than 16 KiB, a stalled
  * stream caught by the idle timeout, a connection reset mid-event, 5xx with backoff, the API down for seconds
  * (nothing removed) and back on the same port, 401 until the token file changes, namespaces and the label
- * selector, and ekg_kube_list_all().
+ * selector, and ekg_kube_list_all(). Over HTTP/2 (TLS with ALPN h2, the "h2/" tests): the streams multiplexed
+ * on one connection (PIPEWAIT), a stalled stream restarted alone, a dead connection shut down and left, a
+ * GOAWAY graceful and abrupt, and most of the tests above again.
  *
  * Each test starts its own fake (python3, --port 0, port read from its stdout) and drives it through its HTTP
  * control API (/fake/...). Every wait is bounded. Thread: the test's main thread; the watcher runs its own.
@@ -51,8 +53,21 @@ typedef struct fake {
     int out_fd; /* its stdout */
     int port;
     char url[64];
-    char kubeconfig[256]; /* when started with --kubeconfig */
+    char kubeconfig[256]; /* when started with --kubeconfig (always over HTTP/2) */
+    char ca[256];         /* its CA file, over TLS */
 } fake_t;
+
+/*
+ * The transport of the running test. Over HTTP/1.1 (the default) the fake serves plain http, where the
+ * watcher asks for nothing else. Over HTTP/2 it serves TLS with ALPN h2 (--tls --http2) from certificates
+ * kept in dir (so that a restarted fake keeps its CA), and the watcher reaches it through the kubeconfig the
+ * fake writes: the watcher asks for HTTP/2 over TLS only (CURL_HTTP_VERSION_2TLS, docs/internals/watcher.md,
+ * "Streams").
+ */
+static struct {
+    bool h2;
+    char dir[64]; /* owned temporary directory: certificates and the kubeconfig */
+} transport;
 
 static long long now_ms(void)
 {
@@ -95,10 +110,26 @@ static void fake_start(fake_t *f, int port, const char *const *args)
     char script[1024], port_s[16];
     snprintf(script, sizeof(script), "%s/tests/fakeapi/fakeapi.py", src ? src : ".");
     snprintf(port_s, sizeof(port_s), "%d", port);
-    const char *argv[32] = {"/usr/bin/python3", script, "--port", port_s};
+    const char *argv[40] = {"/usr/bin/python3", script, "--port", port_s};
     size_t argc = 4;
-    for (size_t i = 0; args && args[i] && argc < 31; i++)
+    bool want_kubeconfig = false;
+    for (size_t i = 0; args && args[i] && argc < 31; i++) {
+        want_kubeconfig |= strcmp(args[i], "--kubeconfig") == 0;
         argv[argc++] = args[i];
+    }
+    char kubeconfig[128];
+    if (transport.h2) {
+        argv[argc++] = "--tls";
+        argv[argc++] = "--http2";
+        argv[argc++] = "--cert-dir";
+        argv[argc++] = transport.dir;
+        if (!want_kubeconfig) {
+            snprintf(kubeconfig, sizeof(kubeconfig), "%s/kubeconfig", transport.dir);
+            argv[argc++] = "--kubeconfig";
+            argv[argc++] = kubeconfig;
+            want_kubeconfig = true;
+        }
+    }
     argv[argc] = NULL;
     int pipefd[2];
     assert_int_equal(pipe(pipefd), 0);
@@ -115,9 +146,6 @@ static void fake_start(fake_t *f, int port, const char *const *args)
     close(pipefd[1]);
     *f = (fake_t){.pid = pid, .out_fd = pipefd[0]};
     char line[512];
-    bool want_kubeconfig = false;
-    for (size_t i = 0; args && args[i]; i++)
-        want_kubeconfig |= strcmp(args[i], "--kubeconfig") == 0;
     while (read_line(f->out_fd, line, sizeof(line), WAIT_MS)) {
         if (strncmp(line, "listening ", 10) == 0)
             f->port = atoi(strrchr(line, ' ') + 1);
@@ -125,6 +153,8 @@ static void fake_start(fake_t *f, int port, const char *const *args)
             snprintf(f->url, sizeof(f->url), "%.63s", line + 4);
         else if (strncmp(line, "kubeconfig ", 11) == 0)
             snprintf(f->kubeconfig, sizeof(f->kubeconfig), "%.255s", line + 11);
+        else if (strncmp(line, "ca ", 3) == 0)
+            snprintf(f->ca, sizeof(f->ca), "%.255s", line + 3);
         if (f->url[0] && (!want_kubeconfig || f->kubeconfig[0]))
             break;
     }
@@ -167,16 +197,21 @@ static size_t collect(char *data, size_t size, size_t nmemb, void *arg)
 /* A control request; returns the body (caller frees) and fails the test unless the status is 200. */
 static char *ctl(fake_t *f, const char *method, const char *path, const char *body)
 {
-    char url[512];
+    char url[512], errbuf[CURL_ERROR_SIZE] = "";
     char *out = NULL;
     snprintf(url, sizeof(url), "%s%s", f->url, path);
     CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
     curl_easy_setopt(h, CURLOPT_TIMEOUT, 20L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    /* Control requests take connections of their own, so that the HTTP/2 ones are the watcher's alone. */
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    if (f->ca[0])
+        curl_easy_setopt(h, CURLOPT_CAINFO, f->ca);
     if (body)
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
     CURLcode rc = curl_easy_perform(h);
@@ -184,7 +219,8 @@ static char *ctl(fake_t *f, const char *method, const char *path, const char *bo
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(h);
     if (rc != CURLE_OK || code != 200)
-        print_error("%s %s: %s, HTTP %ld: %s\n", method, path, curl_easy_strerror(rc), code, out ? out : "");
+        print_error("%s %s: %s (%s), HTTP %ld: %s\n", method, path, curl_easy_strerror(rc), errbuf, code,
+                    out ? out : "");
     assert_int_equal(rc, CURLE_OK);
     assert_int_equal(code, 200);
     return out ? out : strdup("");
@@ -280,6 +316,11 @@ typedef struct env {
     ekg_watcher_t *w;
     atomic_int synced;
     atomic_int publishes;
+    /* Clusters every published snapshot must have (set before env_watch, read by the watcher thread): a
+     * publish without one of them counts in lost, a spurious removal. */
+    const char *keep[8];
+    size_t nkeep;
+    atomic_int lost;
 } env_t;
 
 /* The running test's env, freed by the teardown when an assertion ends the test early. */
@@ -294,8 +335,14 @@ static void on_synced(void *ctx)
 static void on_publish(void *ctx, ekg_snapshot_t *snap)
 {
     env_t *e = ctx;
-    (void)snap;
     atomic_fetch_add(&e->publishes, 1);
+    const ekg_resource_set_t *clusters = ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER);
+    for (size_t i = 0; i < e->nkeep; i++)
+        if (!ekg_resource_set_find(clusters, e->keep[i])) {
+            fprintf(stderr, "publish %llu lacks %s\n", (unsigned long long)ekg_snapshot_serial(snap),
+                    e->keep[i]);
+            atomic_fetch_add(&e->lost, 1);
+        }
 }
 
 static ekg_watch_options_t test_options(void)
@@ -326,6 +373,8 @@ static void env_connect(env_t *e, const ekg_kube_options_t *kopts)
 {
     ekg_diag_t diag = {{0}};
     ekg_kube_options_t def = {.master = e->fake.url};
+    if (transport.h2) /* https: the CA comes with the kubeconfig */
+        def = (ekg_kube_options_t){.kubeconfig = e->fake.kubeconfig};
     ekg_err_t err = ekg_kube_conn_resolve(kopts ? kopts : &def, &e->conn, &diag);
     if (err)
         print_error("ekg_kube_conn_resolve: %s\n", diag.msg);
@@ -1110,6 +1159,452 @@ static int teardown_env(void **state)
     return 0;
 }
 
+/* --- HTTP/2 -----------------------------------------------------------------------------------------------
+ *
+ * Over TLS with ALPN h2 (the watcher asks for HTTP/2 over TLS only: docs/internals/watcher.md, "Streams")
+ * every stream of the watcher is one HTTP/2 stream of one connection. The fake's /fake/connections says which
+ * connections it accepted and how many streams each carried at once; every request in its log names its
+ * connection ("conn") and protocol ("http").
+ */
+
+/* Sets the running test's transport to HTTP/2; teardown_h2 puts it back. */
+static int setup_h2(void **state)
+{
+    (void)state;
+    snprintf(transport.dir, sizeof(transport.dir), "/tmp/ekg-watcher-h2-XXXXXX");
+    assert_non_null(mkdtemp(transport.dir));
+    transport.h2 = true;
+    return 0;
+}
+
+static int teardown_h2(void **state)
+{
+    teardown_env(state);
+    const char *files[] = {"ca.crt",     "ca.key",     "ca.srl",     "server.crt",
+                           "server.key", "server.csr", "server.ext", "kubeconfig"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "%s/%s", transport.dir, files[i]);
+        unlink(path);
+    }
+    rmdir(transport.dir);
+    transport.h2 = false;
+    return 0;
+}
+
+static const char *const H2_NAMESPACES[] = {"a", "b", "c"};
+#define H2_STREAMS 7 /* Services and EndpointSlices in three namespaces, and Nodes */
+
+static double num(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static const char *str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* The connections that carried Kubernetes requests (control requests aside), oldest first. Caller deletes. */
+static cJSON *used_connections(fake_t *f)
+{
+    char *body = ctl(f, "GET", "/fake/connections", NULL);
+    cJSON *all = cJSON_Parse(body), *used = cJSON_CreateArray();
+    free(body);
+    assert_true(cJSON_IsArray(all));
+    cJSON *c;
+    cJSON_ArrayForEach(c, all)
+    {
+        if (num(c, "requests") > 0)
+            cJSON_AddItemToArray(used, cJSON_Duplicate(c, true));
+    }
+    cJSON_Delete(all);
+    return used;
+}
+
+/* Every Kubernetes request in the log went over HTTP/2 on connection conn (any, with conn < 0). */
+static void assert_all_h2(fake_t *f, int conn)
+{
+    cJSON *reqs = requests(f, "/api");
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        assert_string_equal(str(r, "http"), "2");
+        if (conn >= 0)
+            assert_int_equal((int)num(r, "conn"), conn);
+    }
+    cJSON_Delete(reqs);
+}
+
+/*
+ * The resourceVersion a path's watch delivered last on connection conn: its last event's (bookmarks
+ * included), or the one it started from. NULL: no watch of that path there.
+ */
+static const char *last_rv_on(const cJSON *reqs, const char *path, int conn)
+{
+    const char *rv = NULL;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        if ((int)num(r, "conn") != conn || !is_watch(r) || strcmp(str(r, "path"), path) != 0)
+            continue;
+        rv = str(r, "last_rv") ? str(r, "last_rv") : query(r, "resourceVersion");
+    }
+    return rv;
+}
+
+/*
+ * After the connection `before` went away, each path's first request on another connection is a watch (no
+ * relist) from the resourceVersion its watch on `before` delivered last: the watcher resumed where it was.
+ * Returns how many paths were checked.
+ */
+static int assert_resumed(fake_t *f, int before)
+{
+    cJSON *reqs = requests(f, "/api");
+    int paths = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        if ((int)num(r, "conn") == before)
+            continue;
+        const char *path = str(r, "path");
+        bool first = true;
+        const cJSON *q;
+        cJSON_ArrayForEach(q, reqs)
+        {
+            if (q == r)
+                break;
+            if ((int)num(q, "conn") != before && strcmp(str(q, "path"), path) == 0)
+                first = false;
+        }
+        const char *was = last_rv_on(reqs, path, before);
+        if (!first || !was) /* not the first, or a stream that was not watching on `before` */
+            continue;
+        if (!is_watch(r) || !query(r, "resourceVersion") || strcmp(query(r, "resourceVersion"), was) != 0)
+            print_error("%s resumed with %s resourceVersion=%s, expected a watch from %s\n", path,
+                        is_watch(r) ? "a watch" : "a list", query(r, "resourceVersion"), was);
+        assert_true(is_watch(r));
+        assert_string_equal(query(r, "resourceVersion"), was);
+        paths++;
+    }
+    cJSON_Delete(reqs);
+    return paths;
+}
+
+/*
+ * Waits (bounded) until connection `old` is closed and every stream watches again on others; returns how many
+ * connections (all HTTP/2) took over. libcurl 7.88 may open up to one per stream restarted in the same round:
+ * its PIPEWAIT waits for a connection's handshake only while it does not know whether the host multiplexes,
+ * and once it knows, a connection still in its handshake counts as full.
+ */
+static int wait_taken_over(fake_t *f, int old)
+{
+    ctl_do(f, "POST", "/fake/wait-watchers?n=7&timeout=10", NULL);
+    bool closed = false;
+    int fresh = 0;
+    for (long long deadline = now_ms() + WAIT_MS; !closed && now_ms() < deadline;) {
+        cJSON *used = used_connections(f);
+        const cJSON *c;
+        fresh = 0;
+        cJSON_ArrayForEach(c, used)
+        {
+            if ((int)num(c, "id") == old) {
+                closed = cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(c, "closed"));
+            } else {
+                assert_string_equal(str(c, "proto"), "h2");
+                fresh++;
+            }
+        }
+        cJSON_Delete(used);
+        if (!closed)
+            sleep_ms(20);
+    }
+    assert_true(closed);
+    assert_true(fresh >= 1 && fresh <= H2_STREAMS);
+    return fresh;
+}
+
+/* Node n1, and in each of the three namespaces Service web with slice web-1 at 10.1.<i>.1; the watcher on all
+ * three (7 streams), each web cluster required in every publish. */
+static void h2_start(env_t *e, ekg_watch_options_t *o)
+{
+    apply(&e->fake, node("n1", "za"));
+    static const char *const clusters[] = {"a:web:http", "b:web:http", "c:web:http"};
+    for (int i = 0; i < 3; i++) {
+        char addr[32];
+        snprintf(addr, sizeof(addr), "10.1.%d.1", i);
+        apply(&e->fake, service(H2_NAMESPACES[i], "web", NULL));
+        apply(&e->fake, slice(H2_NAMESPACES[i], "web-1", "web", addr));
+        e->keep[e->nkeep++] = clusters[i];
+    }
+    o->namespaces = H2_NAMESPACES;
+    o->nnamespaces = 3;
+    env_watch(e, o);
+    wait_synced(e);
+    ctl_do(&e->fake, "POST", "/fake/wait-watchers?n=7&timeout=10", NULL);
+}
+
+/* A change in each namespace (slice web-1 to 10.1.<i>.<host>) arrives. */
+static void h2_change_all(env_t *e, int host)
+{
+    char addr[3][32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(addr[i], sizeof(addr[i]), "10.1.%d.%d", i, host);
+        apply(&e->fake, slice(H2_NAMESPACES[i], "web-1", "web", addr[i]));
+    }
+    WAIT_UNTIL(la_has_address(e, "a:web:http", addr[0]) && la_has_address(e, "b:web:http", addr[1]) &&
+               la_has_address(e, "c:web:http", addr[2]));
+}
+
+/*
+ * Seven streams, one connection: the seven first lists start in the same round, before any connection exists,
+ * and CURLOPT_PIPEWAIT makes them wait for the first one to learn that it multiplexes rather than open one
+ * connection each (what libcurl does without it, as `curl --parallel --parallel-immediate` shows against the
+ * same fake). The seven watches are then open at once on that connection, and so are they after every watch
+ * ended and started again.
+ */
+static void test_h2_streams_share_one_connection(void **state)
+{
+    (void)state;
+    env_t *e = env_new(0, NULL);
+    ekg_watch_options_t o = test_options();
+    h2_start(e, &o);
+    cJSON *used = used_connections(&e->fake);
+    assert_int_equal(cJSON_GetArraySize(used), 1);
+    const cJSON *c = cJSON_GetArrayItem(used, 0);
+    int id = (int)num(c, "id");
+    assert_string_equal(str(c, "proto"), "h2");
+    assert_int_equal((int)num(c, "requests"), 2 * H2_STREAMS); /* a list and a watch each */
+    assert_true(num(c, "max_active") >= H2_STREAMS);           /* the watches stream at once */
+    cJSON_Delete(used);
+    assert_all_h2(&e->fake, id);
+
+    /* Events interleave on the shared connection: each namespace's change arrives. */
+    h2_change_all(e, 2);
+    /* Every watch ends (cleanly) and starts again: on the same connection, from its last resourceVersion. */
+    ctl_do(&e->fake, "DELETE", "/fake/requests", NULL);
+    ctl_do(&e->fake, "POST", "/fake/close-watches", NULL);
+    ctl_do(&e->fake, "POST", "/fake/wait-watchers?n=7&timeout=10", NULL);
+    h2_change_all(e, 3);
+    used = used_connections(&e->fake);
+    assert_int_equal(cJSON_GetArraySize(used), 1);
+    assert_int_equal((int)num(cJSON_GetArrayItem(used, 0), "id"), id);
+    assert_true(num(cJSON_GetArrayItem(used, 0), "requests") >= 3 * H2_STREAMS);
+    cJSON_Delete(used);
+    assert_all_h2(&e->fake, id);
+    for (int r = 0; r < EKG_KUBE__COUNT; r++) {
+        ekg_watch_status_t st = status(e, (ekg_kube_resource_t)r);
+        assert_int_equal(st.relists, 0);
+        assert_int_equal(st.reconnects, 0);
+    }
+    assert_int_equal(atomic_load(&e->lost), 0);
+    env_free(e);
+}
+
+/* The requests of the log (a cJSON array) on path, in order, as a new array of references. */
+static cJSON *on_path(const cJSON *reqs, const char *path)
+{
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        if (strcmp(str(r, "path"), path) == 0)
+            cJSON_AddItemReferenceToArray(out, (cJSON *)r);
+    }
+    return out;
+}
+
+/*
+ * Idle detection on a live connection: one watch (Services in namespace a) receives nothing at all, not even
+ * a bookmark, while the six others on the same connection get bookmarks. libcurl's low-speed limit is per
+ * transfer, so that one watch alone is restarted idle_timeout_s after it started (libcurl samples once a
+ * second), from the resourceVersion it had; the others are not interrupted.
+ */
+static void test_h2_idle_stream_restarted(void **state)
+{
+    (void)state;
+    env_t *e = env_new(0, NULL);
+    ctl_do(&e->fake, "POST", "/fake/config", "{\"bookmark_interval\":0.3}");
+    ekg_watch_options_t o = test_options();
+    o.idle_timeout_s = 2;
+    h2_start(e, &o);
+    ctl_do(&e->fake, "POST", "/fake/faults",
+           "{\"fault\":\"stall\",\"prefix\":\"/api/v1/namespaces/a/services\",\"watch\":true,\"count\":1}");
+    ctl_do(&e->fake, "DELETE", "/fake/requests", NULL);
+    ctl_do(&e->fake, "POST", "/fake/close-watches", NULL); /* the re-watch of a/services meets the stall */
+    ctl_do(&e->fake, "POST", "/fake/wait-watchers?n=7&timeout=10", NULL);
+    apply(&e->fake, service("a", "late", NULL)); /* only the restarted watch can bring it */
+    WAIT_UNTIL(has(e, EKG_RESOURCE_CLUSTER, "a:late:http"));
+
+    cJSON *reqs = requests(&e->fake, "/api");
+    cJSON *stalled = on_path(reqs, "/api/v1/namespaces/a/services");
+    assert_true(cJSON_GetArraySize(stalled) >= 2);
+    const cJSON *first = cJSON_GetArrayItem(stalled, 0), *next = cJSON_GetArrayItem(stalled, 1);
+    assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(first, "faults"), 0)->valuestring,
+                        "stall");
+    double idle = num(next, "time") - num(first, "time");
+    if (idle < 1.9 || idle > 4.0)
+        print_error("the stalled watch was restarted after %.2f s (idle_timeout_s=2)\n", idle);
+    assert_true(idle >= 1.9); /* not before the idle timeout */
+    assert_true(idle <= 4.0); /* the timeout, libcurl's 1 s sampling, a backoff of at most 400 ms */
+    assert_true(is_watch(next));
+    assert_string_equal(query(next, "resourceVersion"), query(first, "resourceVersion"));
+    cJSON_Delete(stalled);
+    /* The other six watches were not interrupted: one watch request each since the close. */
+    const char *others[] = {"/api/v1/namespaces/b/services",
+                            "/api/v1/namespaces/c/services",
+                            "/apis/discovery.k8s.io/v1/namespaces/a/endpointslices",
+                            "/apis/discovery.k8s.io/v1/namespaces/b/endpointslices",
+                            "/apis/discovery.k8s.io/v1/namespaces/c/endpointslices",
+                            "/api/v1/nodes"};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        cJSON *p = on_path(reqs, others[i]);
+        if (cJSON_GetArraySize(p) != 1)
+            print_error("%s: %d requests\n", others[i], cJSON_GetArraySize(p));
+        assert_int_equal(cJSON_GetArraySize(p), 1);
+        cJSON_Delete(p);
+    }
+    cJSON_Delete(reqs);
+    assert_int_equal(status(e, EKG_KUBE_SERVICES).reconnects, 1);
+    assert_int_equal(status(e, EKG_KUBE_SERVICES).relists, 0);
+    assert_int_equal(status(e, EKG_KUBE_ENDPOINT_SLICES).reconnects, 0);
+    assert_int_equal(status(e, EKG_KUBE_NODES).reconnects, 0);
+    /* The connection talks (bookmarks): it is kept, and the restarted watch is multiplexed onto it again. */
+    cJSON *used = used_connections(&e->fake);
+    assert_int_equal(cJSON_GetArraySize(used), 1);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(used, 0), "closed")));
+    assert_all_h2(&e->fake, (int)num(cJSON_GetArrayItem(used, 0), "id"));
+    cJSON_Delete(used);
+    assert_int_equal(atomic_load(&e->lost), 0);
+    env_free(e);
+}
+
+/*
+ * A dead connection: the fake stops sending anything on it (a peer gone dark whose kernel still acknowledges,
+ * so TCP keepalive never fails). No stream on it gets a bookmark, so they time out after idle_timeout_s; the
+ * watcher then shuts the connection down (libcurl would multiplex every retry onto it again) and each stream
+ * resumes on a new connection without a relist. What changed meanwhile arrives; nothing is removed.
+ */
+static void test_h2_dead_connection_detected(void **state)
+{
+    (void)state;
+    env_t *e = env_new(0, NULL);
+    ctl_do(&e->fake, "POST", "/fake/config", "{\"bookmark_interval\":0.3}");
+    ekg_watch_options_t o = test_options();
+    o.idle_timeout_s = 2;
+    h2_start(e, &o);
+    cJSON *used = used_connections(&e->fake);
+    assert_int_equal(cJSON_GetArraySize(used), 1);
+    int dead = (int)num(cJSON_GetArrayItem(used, 0), "id");
+    cJSON_Delete(used);
+    long long t0 = now_ms();
+    ctl_do(&e->fake, "POST", "/fake/freeze", "{}");
+    h2_change_all(e, 5);
+    long long took = now_ms() - t0;
+    if (took < 1900 || took > 6000)
+        print_error("the changes arrived %lld ms after the freeze (idle_timeout_s=2)\n", took);
+    assert_true(took >= 1900); /* nothing came over the dead connection: only the idle timeout helped */
+    assert_true(took <= 6000); /* the timeout, libcurl's 1 s sampling, a backoff, a new connection */
+    wait_taken_over(&e->fake, dead);
+    for (int r = 0; r < EKG_KUBE__COUNT; r++) {
+        ekg_watch_status_t st = status(e, (ekg_kube_resource_t)r);
+        assert_true(st.reconnects >= 1);
+        assert_int_equal(st.relists, 0);
+    }
+    cJSON *reqs = requests(&e->fake, "/api");
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        if ((int)num(r, "conn") != dead)
+            assert_true(is_watch(r)); /* resumed, never relisted */
+    }
+    cJSON_Delete(reqs);
+    h2_change_all(e, 6); /* and the new connections work */
+    assert_int_equal(atomic_load(&e->lost), 0);
+    env_free(e);
+}
+
+/*
+ * A graceful GOAWAY (NO_ERROR, every open stream processed), as a server that is going away sends it: the
+ * open watches go on and deliver; when they end, their next watches go to a new connection (the old one
+ * takes no new stream and closes), each from the resourceVersion it had, without an error, a relist or a
+ * removal.
+ */
+static void test_h2_goaway_graceful(void **state)
+{
+    (void)state;
+    env_t *e = env_new(0, NULL);
+    ekg_watch_options_t o = test_options();
+    h2_start(e, &o);
+    ctl_do(&e->fake, "POST", "/fake/goaway", "{\"mode\":\"graceful\"}");
+    h2_change_all(e, 2); /* over the open streams of the connection going away */
+    cJSON *used = used_connections(&e->fake);
+    assert_int_equal(cJSON_GetArraySize(used), 1);
+    int old = (int)num(cJSON_GetArrayItem(used, 0), "id");
+    assert_true(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(used, 0), "goaway")));
+    cJSON_Delete(used);
+
+    ctl_do(&e->fake, "POST", "/fake/close-watches", NULL); /* the watches end: the next ones go elsewhere */
+    wait_taken_over(&e->fake, old);
+    assert_int_equal(assert_resumed(&e->fake, old), H2_STREAMS);
+    h2_change_all(e, 3);
+    for (int r = 0; r < EKG_KUBE__COUNT; r++) {
+        ekg_watch_status_t st = status(e, (ekg_kube_resource_t)r);
+        assert_int_equal(st.reconnects, 0);
+        assert_int_equal(st.relists, 0);
+        assert_string_equal(st.last_error, "");
+    }
+    assert_int_equal(atomic_load(&e->lost), 0);
+    env_free(e);
+}
+
+/*
+ * A GOAWAY mid-watch after which the server closes the connection at once (a server stopping hard): every
+ * stream is cut. The watcher reconnects, each stream resumes its watch from the last resourceVersion it
+ * received, and what changed while it was away arrives: a change in each namespace, a new Service and a
+ * deletion. Only the deleted Service leaves; no publish lacks anything else.
+ */
+static void test_h2_goaway_close_mid_watch(void **state)
+{
+    (void)state;
+    env_t *e = env_new(0, NULL);
+    apply(&e->fake, service("a", "gone", NULL));
+    ekg_watch_options_t o = test_options();
+    h2_start(e, &o);
+    assert_true(has(e, EKG_RESOURCE_CLUSTER, "a:gone:http"));
+    h2_change_all(e, 2); /* the watches have moved past the lists' resourceVersions */
+    cJSON *used = used_connections(&e->fake);
+    assert_int_equal(cJSON_GetArraySize(used), 1);
+    int old = (int)num(cJSON_GetArrayItem(used, 0), "id");
+    cJSON_Delete(used);
+
+    ctl_do(&e->fake, "POST", "/fake/goaway", "{\"mode\":\"close\"}");
+    ctl_do(&e->fake, "DELETE", "/fake/objects?kind=Service&namespace=a&name=gone", NULL);
+    apply(&e->fake, service("b", "new", NULL));
+    h2_change_all(e, 3);
+    WAIT_UNTIL(has(e, EKG_RESOURCE_CLUSTER, "b:new:http") && !has(e, EKG_RESOURCE_CLUSTER, "a:gone:http"));
+    wait_taken_over(&e->fake, old);
+    assert_int_equal(assert_resumed(&e->fake, old), H2_STREAMS);
+    unsigned long long reconnects = 0;
+    for (int r = 0; r < EKG_KUBE__COUNT; r++) {
+        ekg_watch_status_t st = status(e, (ekg_kube_resource_t)r);
+        reconnects += st.reconnects;
+        assert_int_equal(st.relists, 0);
+    }
+    assert_true(reconnects >= 1); /* the streams were cut, not ended */
+    assert_int_equal(atomic_load(&e->lost), 0);
+    env_free(e);
+}
+
+/* A test over HTTP/2, named "h2/<test>": the HTTP/2 tests, and the tests above as well (same behaviour
+ * whatever the transport). */
+#define H2(test)                                                                                             \
+    {                                                                                                        \
+        .name = "h2/" #test, .test_func = test, .setup_func = setup_h2, .teardown_func = teardown_h2         \
+    }
+
 static int setup(void **state)
 {
     (void)state;
@@ -1154,6 +1649,20 @@ int main(void)
         cmocka_unit_test_teardown(test_skipped_version_is_read_again, teardown_env),
         cmocka_unit_test_teardown(test_list_all, teardown_env),
         cmocka_unit_test_teardown(test_list_all_starts_over_without_duplicates, teardown_env),
+        H2(test_h2_streams_share_one_connection),
+        H2(test_h2_idle_stream_restarted),
+        H2(test_h2_dead_connection_detected),
+        H2(test_h2_goaway_graceful),
+        H2(test_h2_goaway_close_mid_watch),
+        H2(test_initial_sync_update_delete),
+        H2(test_too_old_error_event),
+        H2(test_split_and_big_events),
+        H2(test_reset_mid_event),
+        H2(test_5xx_backoff_then_recovery),
+        H2(test_api_down_keeps_state),
+        H2(test_401_until_the_token_changes),
+        H2(test_namespaces_and_selector),
+        H2(test_list_all),
     };
     if (getenv("EKG_TEST_FILTER"))
         cmocka_set_test_filter(getenv("EKG_TEST_FILTER"));
