@@ -32,6 +32,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +85,21 @@ static void usage(FILE *f)
         "  --tls-key FILE     ... and this PEM private key; both re-read when they change\n"
         "  --tls-client-ca FILE  require client certificates signed by a CA in this PEM file (mTLS)\n"
         "  --log-level L      debug|info|warn|error|off (default info)\n"
-        "  --threads N        gRPC completion-queue threads (default 2)\n" EKG_CLI_KUBE_USAGE
+        "  --threads N        gRPC completion-queue threads (default 2)\n"
+        "\n"
+        "Limits on xDS clients (docs/operations.md, \"Limits\"): past one, the stream ends with\n"
+        "RESOURCE_EXHAUSTED. Sizes take a k, m or g suffix (KiB, MiB, GiB); -1: none, where marked.\n"
+        "  --xds-max-request-bytes N         one request message (default 4m)\n"
+        "  --xds-memory-limit-bytes N        gRPC's buffers, all connections (default 1g; -1)\n"
+        "  --xds-max-names-per-request N     resource names in one request (default 10000; -1)\n"
+        "  --xds-max-names-per-stream N      names subscribed on one stream (default 20000; -1)\n"
+        "  --xds-max-streams-per-connection N  calls at once on one connection (default 4096)\n"
+        "  --xds-max-streams N               calls at once in total (default 10000; -1)\n"
+        "  --xds-max-requests-per-second N   per stream, over 10 s (default 100; -1)\n"
+        "  --xds-send-timeout-ms N           drop a client that takes no message this long (default\n"
+        "                                    30000; -1)\n"
+        "  --xds-max-client-status-bytes N   one CSDS answer, one /clients page (default "
+        "4m)\n" EKG_CLI_KUBE_USAGE
         "  --coalesce-ms N    publish this long after a Kubernetes change (default 100)\n"
         "  --coalesce-max-ms N  ... but at most this long after the first unpublished one (default 1000)\n"
         "\n"
@@ -223,7 +239,62 @@ out:
 }
 
 /* Long-only options (the Kubernetes ones use 1000 and up, src/cli/cli.h). */
-enum { OPT_TLS_CERT = 2000, OPT_TLS_KEY, OPT_TLS_CLIENT_CA };
+enum {
+    OPT_TLS_CERT = 2000,
+    OPT_TLS_KEY,
+    OPT_TLS_CLIENT_CA,
+    /* The limits: OPT_LIMIT + the index in limit_flags. */
+    OPT_LIMIT = 2100,
+};
+
+/* The --xds-* limit flags: where each goes in ekg_xds_limits_t, whether -1 (none) is allowed, whether it is a
+ * size (k, m, g suffixes). */
+static const struct limit_flag {
+    const char *name;
+    size_t offset;
+    bool is_long, none_ok, size;
+} limit_flags[] = {
+    {"xds-max-request-bytes", offsetof(ekg_xds_limits_t, max_request_bytes), true, false, true},
+    {"xds-memory-limit-bytes", offsetof(ekg_xds_limits_t, memory_limit_bytes), true, true, true},
+    {"xds-max-names-per-request", offsetof(ekg_xds_limits_t, max_names_per_request), false, true, false},
+    {"xds-max-names-per-stream", offsetof(ekg_xds_limits_t, max_names_per_stream), false, true, false},
+    {"xds-max-streams-per-connection", offsetof(ekg_xds_limits_t, max_streams_per_connection), false, false,
+     false},
+    {"xds-max-streams", offsetof(ekg_xds_limits_t, max_streams), false, true, false},
+    {"xds-max-requests-per-second", offsetof(ekg_xds_limits_t, max_requests_per_second), false, true, false},
+    {"xds-send-timeout-ms", offsetof(ekg_xds_limits_t, send_timeout_ms), false, true, false},
+    {"xds-max-client-status-bytes", offsetof(ekg_xds_limits_t, max_client_status_bytes), false, false, true},
+};
+#define NLIMIT_FLAGS (sizeof(limit_flags) / sizeof(limit_flags[0]))
+
+/* Parses one limit flag's value into limits. false (with a message) when it is not a number in range. */
+static bool parse_limit(const struct limit_flag *f, const char *arg, ekg_xds_limits_t *limits)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    int shift = 0;
+    if (f->size && end != arg &&
+        (*end == 'k' || *end == 'K' || *end == 'm' || *end == 'M' || *end == 'g' || *end == 'G')) {
+        shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20 : 30;
+        end++;
+    }
+    long long max = f->is_long ? 1LL << 50 : INT32_MAX;
+    bool ok = *arg && *end == '\0' && errno == 0 && (v > 0 || (v == -1 && f->none_ok && shift == 0)) &&
+              v <= (max >> shift);
+    if (!ok) {
+        fprintf(stderr, "ekglue serve: --%s wants a number from 1 to %lld%s%s, not '%s'\n", f->name, max,
+                f->size ? " (k, m, g: KiB, MiB, GiB)" : "", f->none_ok ? ", or -1 for no limit" : "", arg);
+        return false;
+    }
+    v = v < 0 ? v : v << shift;
+    char *field = (char *)limits + f->offset;
+    if (f->is_long)
+        *(long long *)(void *)field = v;
+    else
+        *(int *)(void *)field = (int)v;
+    return true;
+}
 
 /* The command line, parsed. Strings are borrowed from argv. */
 typedef struct serve_args {
@@ -239,19 +310,24 @@ typedef struct serve_args {
 /* Parses argv into *a and st->paths. Returns -1 to go on, or the exit code (help, usage errors). */
 static int parse_args(int argc, char **argv, serve_args_t *a, serve_state_t *st)
 {
-    static const struct option opts[] = {EKG_CLI_KUBE_OPTIONS,
-                                         {"objects", required_argument, NULL, 'o'},
-                                         {"config", required_argument, NULL, 'c'},
-                                         {"xds-listen", required_argument, NULL, 'x'},
-                                         {"debug-listen", required_argument, NULL, 'd'},
-                                         {"metrics-listen", required_argument, NULL, 'm'},
-                                         {"log-level", required_argument, NULL, 'l'},
-                                         {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-                                         {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-                                         {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option fixed[] = {EKG_CLI_KUBE_OPTIONS,
+                                          {"objects", required_argument, NULL, 'o'},
+                                          {"config", required_argument, NULL, 'c'},
+                                          {"xds-listen", required_argument, NULL, 'x'},
+                                          {"debug-listen", required_argument, NULL, 'd'},
+                                          {"metrics-listen", required_argument, NULL, 'm'},
+                                          {"log-level", required_argument, NULL, 'l'},
+                                          {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+                                          {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+                                          {"tls-client-ca", required_argument, NULL, OPT_TLS_CLIENT_CA},
+                                          {"threads", required_argument, NULL, 't'},
+                                          {"help", no_argument, NULL, 'h'}};
+    enum { NFIXED = sizeof(fixed) / sizeof(fixed[0]) };
+    struct option opts[NFIXED + NLIMIT_FLAGS + 1];
+    memcpy(opts, fixed, sizeof(fixed));
+    for (size_t i = 0; i < NLIMIT_FLAGS; i++)
+        opts[NFIXED + i] = (struct option){limit_flags[i].name, required_argument, NULL, OPT_LIMIT + (int)i};
+    opts[NFIXED + NLIMIT_FLAGS] = (struct option){NULL, 0, NULL, 0};
     optind = 1;
     for (int c; (c = getopt_long(argc, argv, "o:c:x:l:t:h", opts, NULL)) != -1;) {
         switch (c) {
@@ -298,6 +374,11 @@ static int parse_args(int argc, char **argv, serve_args_t *a, serve_state_t *st)
             usage(stdout);
             return EKG_EXIT_OK;
         default: {
+            if (c >= OPT_LIMIT && c < OPT_LIMIT + (int)NLIMIT_FLAGS) {
+                if (!parse_limit(&limit_flags[c - OPT_LIMIT], optarg, &a->xds.limits))
+                    return EKG_EXIT_USAGE;
+                break;
+            }
             int k = ekg_cli_kube_option(&a->kube, "serve", c, optarg);
             if (k > 0)
                 break;

@@ -71,6 +71,8 @@ typedef struct reply {
     const char *content_type;
     char *body;
     size_t len;
+    ekg_xds_clients_page_t clients; /* /clients?offset=N: the page asked for and shown (X-Ekglue-Clients-*) */
+    bool clients_paged;
 } reply_t;
 
 static void reply_text(reply_t *r, unsigned int status, const char *text)
@@ -176,10 +178,10 @@ static doc_t document_of(const char *url)
     return DOC_NONE;
 }
 
-/* The xDS server's client listing; NULL without a server. */
-static cJSON *clients_of(ekg_debug_server_t *s)
+/* The xDS server's client listing, one bounded page (page may be NULL: the first); NULL without a server. */
+static cJSON *clients_of(ekg_debug_server_t *s, ekg_xds_clients_page_t *page)
 {
-    return s->xds ? ekg_xds_server_clients(s->xds) : NULL;
+    return s->xds ? ekg_xds_server_clients(s->xds, page) : NULL;
 }
 
 static ekg_err_t serve_document(ekg_debug_server_t *s, doc_t which, ekg_format_t format, reply_t *r)
@@ -198,7 +200,8 @@ static ekg_err_t serve_document(ekg_debug_server_t *s, doc_t which, ekg_format_t
         doc = localities_copy(snap);
         break;
     case DOC_CLIENTS:
-        doc = clients_of(s);
+        doc = clients_of(s, &r->clients);
+        r->clients_paged = s->xds != NULL;
         if (!doc)
             doc = cJSON_CreateArray();
         break;
@@ -220,7 +223,7 @@ static ekg_err_t serve_status_page(ekg_debug_server_t *s, reply_t *r)
 {
     char *buf = NULL;
     size_t size = 0;
-    cJSON *clients = clients_of(s);
+    cJSON *clients = clients_of(s, NULL);
     ekg_debug_view_t view = {.source_desc = s->source_desc,
                              .snap = ekg_cache_current(s->cache),
                              .watcher = s->watcher,
@@ -274,8 +277,14 @@ static void route(ekg_debug_server_t *s, struct MHD_Connection *conn, const char
         err = serve_status_page(s, r);
     } else if (document_of(url) != DOC_NONE) {
         const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
+        const char *offset = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset");
+        char *end = NULL;
+        if (offset)
+            r->clients.offset = (size_t)strtoull(offset, &end, 10);
         if (format && strcmp(format, "yaml") != 0 && strcmp(format, "json") != 0)
             reply_text(r, MHD_HTTP_BAD_REQUEST, "format: json (default) or yaml\n");
+        else if (offset && (!*offset || *end || *offset == '-'))
+            reply_text(r, MHD_HTTP_BAD_REQUEST, "offset: a number of clients to skip (/clients)\n");
         else
             err =
                 serve_document(s, document_of(url),
@@ -312,6 +321,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (r.clients_paged) { /* /clients is bounded: which clients this page shows, of how many */
+        char v[3][24];
+        snprintf(v[0], sizeof(v[0]), "%zu", r.clients.total);
+        snprintf(v[1], sizeof(v[1]), "%zu", r.clients.offset);
+        snprintf(v[2], sizeof(v[2]), "%zu", r.clients.shown);
+        MHD_add_response_header(resp, "X-Ekglue-Clients-Total", v[0]);
+        MHD_add_response_header(resp, "X-Ekglue-Clients-Offset", v[1]);
+        MHD_add_response_header(resp, "X-Ekglue-Clients-Shown", v[2]);
+    }
     if (r.status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     ekg_debug("%s request method=%s path=\"%.100s\" status=%u bytes=%zu",

@@ -208,9 +208,60 @@ static void add_client(envoy_service_status_v3_ClientStatusResponse *resp, const
     }
 }
 
+typedef struct size_ctx {
+    size_t bytes;
+    size_t url_len;  /* the type's URL */
+    size_t nack_len; /* the type's NACK message (every sent resource of a NACKed type carries it), or 0 */
+} size_ctx_t;
+
+/* What add_resource adds for one resource, estimated from above: every length with the tag and length bytes
+ * of its field (at most 6), the enums, the timestamps and the versions at their largest. */
+static void size_resource(void *arg, const char *name, ekg_xds_resource_state_t state,
+                          const ekg_resource_t *r)
+{
+    size_ctx_t *c = arg;
+    size_t len = 0;
+    c->bytes += 6 + c->url_len + 6 + strlen(name) + 6 + 4; /* the entry, type_url, name, two statuses */
+    if (state == EKG_XDS_RESOURCE_SENT) {
+        ekg_resource_data(r, &len);
+        /* xds_config {type_url, value}, last_updated, version_info; error_state {details, version_info,
+         * last_update_attempt} */
+        c->bytes += 6 + 6 + c->url_len + 6 + len + 24 + 2 * (6 + 24) + c->nack_len + 24 + 6;
+    }
+}
+
+/* The encoded size of add_client's ClientConfig, estimated from above (never less than the real one). */
+static size_t client_size(const ekg_xds_session_t *s)
+{
+    ekg_xds_node_t n;
+    ekg_xds_session_node(s, &n);
+    size_ctx_t c = {.bytes = 64 + strlen(n.id) + strlen(n.cluster) + strlen(n.user_agent_name) +
+                             strlen(n.user_agent_version) + strlen(n.region) + strlen(n.zone) +
+                             strlen(n.sub_zone)};
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
+        ekg_xds_type_status_t st;
+        ekg_xds_session_type_status(s, (ekg_resource_type_t)t, &st);
+        c.url_len = strlen(ekg_resource_type_url((ekg_resource_type_t)t));
+        c.nack_len = st.nack_message ? strlen(st.nack_message) + 6 : 0;
+        ekg_xds_session_resources(s, (ekg_resource_type_t)t, size_resource, &c);
+    }
+    return c.bytes;
+}
+
 ekg_err_t ekg_xds_csds_answer(const char *req, size_t len, ekg_xds_session_t *const *clients, size_t n,
                               char **out, size_t *out_len, ekg_diag_t *diag)
 {
+    ekg_xds_csds_counts_t counts;
+    return ekg_xds_csds_answer_bounded(req, len, clients, n, EKG_XDS_DEFAULT_MAX_CLIENT_STATUS_BYTES, out,
+                                       out_len, &counts, diag);
+}
+
+ekg_err_t ekg_xds_csds_answer_bounded(const char *req, size_t len, ekg_xds_session_t *const *clients,
+                                      size_t n, size_t max_bytes, char **out, size_t *out_len,
+                                      ekg_xds_csds_counts_t *counts, ekg_diag_t *diag)
+{
+    size_t used = 0; /* estimated bytes of the clients added */
+    *counts = (ekg_xds_csds_counts_t){0};
     ekg_err_t err = EKG_OK;
     upb_Arena *arena = checked(upb_Arena_New());
     upb_Message *msg;
@@ -230,8 +281,15 @@ ekg_err_t ekg_xds_csds_answer(const char *req, size_t len, ekg_xds_session_t *co
     for (size_t i = 0; i < n; i++) {
         if ((err = selected(request, ekg_xds_session_node_id(clients[i]), &yes, diag)) != EKG_OK)
             goto out;
-        if (yes)
-            add_client(resp, clients[i], arena);
+        if (!yes)
+            continue;
+        counts->selected++;
+        size_t more = client_size(clients[i]);
+        if (used + more > max_bytes)
+            continue; /* too big for what is left: counted, not shown (a smaller one after it may fit) */
+        add_client(resp, clients[i], arena);
+        used += more;
+        counts->shown++;
     }
     size_t size;
     /* Only memory can fail this encoding (no required fields, a shallow message). */

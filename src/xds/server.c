@@ -6,7 +6,9 @@
  * the queue its request arrived on, so all completions of one call run on one thread. The cache's publisher
  * thread (ekg_cache_publish -> on_snapshot) and the thread calling ekg_xds_server_set_serving() start sends
  * themselves: grpc allows batches from any thread as long as each call's batches are serialized, which the
- * stream's lock does. There is no queue between the publisher and the gRPC threads and nothing polls.
+ * stream's lock does. There is no queue between the publisher and the gRPC threads and nothing polls. One
+ * more thread, the send watchdog, drops clients that stop reading (below); it sleeps without a deadline while
+ * no message is in flight.
  *
  * Calls. Each queue keeps one grpc_server_request_registered_call() outstanding per method, plus one generic
  * grpc_server_request_call(): grpc core parks calls to unregistered methods until someone requests them
@@ -30,15 +32,24 @@
  * CSDS call is answered on its CQ thread without its own lock held, and reads its next request only once the
  * answer is sent.
  *
+ * Limits (ekg_xds_limits_t; docs/internals/server.md, "Limits"): gRPC enforces the receive limit, the streams
+ * per connection and, through a resource quota, a bound on its own memory; the session the names per request
+ * and per stream; this file the streams in total, the request rate per stream, the bounds of the operators'
+ * views and the send timeout (the watchdog). Past one the stream ends with RESOURCE_EXHAUSTED and a message
+ * naming the flag. An xDS stream whose client ends its requests is answered INVALID_ARGUMENT: grpc 1.51 drops
+ * a request cut short by the end of the stream silently, so a clean half-close looks the same.
+ *
  * TLS (src/xds/tls.c): grpc's certificate-config fetcher re-reads rotated files before new handshakes.
  *
  * Memory: allocation fails by aborting (include/ekglue/mem.h; grpc's and upb's own allocations too), so no
- * path here deals with it: a stream never ends for lack of memory, and a publish always reaches every stream
- * from a list of references taken under the server's lock and worked through without it.
+ * path here deals with it: a stream never ends for lack of memory (RESOURCE_EXHAUSTED means a limit), and a
+ * publish always reaches every stream from a list of references taken under the server's lock and worked
+ * through without it.
  *
  * Lock order: server->lock before stream->lock, never the other way round (CQ threads release a stream's lock
- * before taking the server's). grpc_call_start_batch() and grpc_call_cancel_with_status() do not block, so
- * they are called under these locks. No code holds two streams' locks at once.
+ * before taking the server's); wd_lock is a leaf, taken under a stream's lock and taking none. grpc_call_
+ * start_batch() and grpc_call_cancel_with_status() do not block, so they are called under these locks. No
+ * code holds two streams' locks at once.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -76,6 +87,8 @@
 #define DEFAULT_SHUTDOWN_MS 5000
 /* After grpc_server_cancel_all_calls() gave up on the graceful path, how long to wait for grpc to finish. */
 #define FORCED_SHUTDOWN_MS 2000
+/* CSDS calls served at once: each answer may take limits.max_client_status_bytes to build and to send. */
+#define MAX_CSDS_CALLS 16
 
 /* grpc.health.v1.HealthCheckResponse.ServingStatus */
 enum { HEALTH_UNKNOWN = 0, HEALTH_SERVING = 1, HEALTH_NOT_SERVING = 2, HEALTH_SERVICE_UNKNOWN = 3 };
@@ -129,7 +142,9 @@ typedef enum {
     STREAM_HEALTH_WATCH,
     STREAM_CSDS_STREAM, /* StreamClientStatus: one answer per request */
     STREAM_CSDS_FETCH,  /* FetchClientStatus (unary) */
-    STREAM_UNIMPLEMENTED
+    STREAM_UNIMPLEMENTED,
+    STREAM_REFUSED, /* past max_streams or MAX_CSDS_CALLS: ended with RESOURCE_EXHAUSTED at once */
+    STREAM_ANY      /* not a kind: list_grab's "every stream" */
 } stream_kind_t;
 
 typedef struct worker worker_t;
@@ -162,6 +177,11 @@ typedef struct stream {
     int health_sent;            /* STREAM_HEALTH_WATCH: last status sent, -1 before the first */
     bool health_requested;      /* ... the request arrived */
     bool health_known;          /* ... and named a service we answer for */
+    bool dropped;               /* cancelled by the send watchdog */
+    grpc_metadata trailers[2];  /* STREAM_CSDS_FETCH: sent with the status; slices owned */
+    size_t ntrailers;
+    long long send_started_ms; /* monotonic ms the message in flight (send_buf) was handed to grpc */
+    double tokens, tokens_at;  /* request rate (rate_allows): tokens left, monotonic seconds of the count */
     tag_t recv_tag, send_tag, close_tag, status_tag;
 } stream_t;
 
@@ -196,6 +216,8 @@ struct ekg_xds_server {
     atomic_bool serving;
     tag_t shutdown_tag;
     int trim_quiet_ms;               /* see maybe_trim; -1 = never */
+    ekg_xds_limits_t limits;         /* defaults applied (resolve_limits); -1 = none where allowed */
+    atomic_int csds_calls;           /* CSDS calls open (at most MAX_CSDS_CALLS) */
     atomic_llong last_send_ms;       /* monotonic ms of the latest completed send, any thread */
     atomic_bool trim_due;            /* sends completed since the last trim */
     atomic_llong trim_not_before_ms; /* monotonic ms: the last trim's cost times TRIM_COST_FACTOR after it */
@@ -213,6 +235,16 @@ struct ekg_xds_server {
     atomic_ullong streams_total, responses_sent, bytes_sent, requests_received;
 
     ekg_xds_tls_t *tls; /* the certificate fetcher's state with TLS, else NULL; freed after grpc is */
+
+    /* The send watchdog (watchdog_main): ends streams whose response the client does not take. */
+    pthread_t watchdog;
+    bool watchdog_started;
+    pthread_mutex_t
+        wd_lock; /* a leaf lock (taken under stream locks, takes none); guards wd_due_ms, wd_stop */
+    pthread_cond_t wd_cond; /* CLOCK_MONOTONIC */
+    long long wd_due_ms;    /* when the watchdog looks at the sends next; -1: no send to look at */
+    bool wd_stop;
+    atomic_bool wd_idle; /* wd_due_ms is -1: a send that starts wakes the watchdog */
 };
 
 static bool grpc_ready; /* grpc_init() called by this module; guarded by init_lock */
@@ -275,11 +307,17 @@ static void stream_unref(stream_t *st)
         ekg_metrics_xds_streams(ekg_xds_session_api(st->session), -1);
         ekg_xds_session_free(st->session);
     }
+    if (st->kind == STREAM_CSDS_STREAM || st->kind == STREAM_CSDS_FETCH)
+        atomic_fetch_sub(&st->server->csds_calls, 1);
     if (st->recv_buf)
         grpc_byte_buffer_destroy(st->recv_buf);
     if (st->send_buf)
         grpc_byte_buffer_destroy(st->send_buf);
     grpc_slice_unref(st->status_details);
+    for (size_t i = 0; i < st->ntrailers; i++) {
+        grpc_slice_unref(st->trailers[i].key);
+        grpc_slice_unref(st->trailers[i].value);
+    }
     grpc_call_unref(st->call);
     pthread_mutex_destroy(&st->lock);
     ekg_xds_server_t *s = st->server;
@@ -330,6 +368,24 @@ static void start_close_watch(stream_t *st)
         st->closed = true;
 }
 
+/* A message is handed to grpc: the watchdog must look at it once the send timeout has passed (see
+ * watchdog_main). Every send starts at "now", so a watchdog that already has a time to look keeps it: this
+ * send's deadline is later. Caller holds st->lock (wd_lock is a leaf). */
+static void watch_send(stream_t *st)
+{
+    ekg_xds_server_t *s = st->server;
+    st->send_started_ms = ekg_clock_ms();
+    if (s->limits.send_timeout_ms < 0 || !atomic_load(&s->wd_idle))
+        return;
+    pthread_mutex_lock(&s->wd_lock);
+    if (s->wd_due_ms < 0) {
+        s->wd_due_ms = st->send_started_ms + s->limits.send_timeout_ms;
+        atomic_store(&s->wd_idle, false);
+        pthread_cond_signal(&s->wd_cond);
+    }
+    pthread_mutex_unlock(&s->wd_lock);
+}
+
 /* Starts SEND_STATUS_FROM_SERVER, with message (owned by the batch) when not NULL. Caller holds st->lock. */
 static void start_status(stream_t *st, grpc_byte_buffer *message)
 {
@@ -344,8 +400,11 @@ static void start_status(stream_t *st, grpc_byte_buffer *message)
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = message;
         st->send_buf = message;
+        watch_send(st);
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.trailing_metadata_count = st->ntrailers;
+    ops[n].data.send_status_from_server.trailing_metadata = st->ntrailers ? st->trailers : NULL;
     ops[n].data.send_status_from_server.status = st->status;
     ops[n++].data.send_status_from_server.status_details =
         GRPC_SLICE_LENGTH(st->status_details) ? &st->status_details : NULL;
@@ -410,6 +469,7 @@ static void start_send(stream_t *st, grpc_byte_buffer *bb)
     op.op = GRPC_OP_SEND_MESSAGE;
     op.data.send_message.send_message = bb;
     st->send_buf = bb;
+    watch_send(st);
     st->sending = start_batch(st, &op, 1, &st->send_tag);
     if (!st->sending) {
         grpc_byte_buffer_destroy(bb);
@@ -551,8 +611,8 @@ static void list_remove(ekg_xds_server_t *s, stream_t *st)
         stream_unref(st);
 }
 
-/* New references to the listed streams of one kind, so that work on them runs without the server lock.
- * Returns NULL with *n = 0 when there are none. */
+/* New references to the listed streams of one kind (STREAM_ANY: all), so that work on them runs without the
+ * server lock. Oldest first. Returns NULL with *n = 0 when there are none. */
 static stream_t **list_grab(ekg_xds_server_t *s, stream_kind_t kind, size_t *n)
 {
     stream_t **v = NULL;
@@ -561,8 +621,13 @@ static stream_t **list_grab(ekg_xds_server_t *s, stream_kind_t kind, size_t *n)
     if (s->nstreams)
         v = ekg_xmalloc(s->nstreams * sizeof(*v));
     for (stream_t *st = s->streams; v && st; st = st->next)
-        if (st->kind == kind)
+        if (kind == STREAM_ANY || st->kind == kind)
             v[(*n)++] = stream_ref(st);
+    for (size_t i = 0; i < *n / 2; i++) { /* the list is newest first */
+        stream_t *t = v[i];
+        v[i] = v[*n - 1 - i];
+        v[*n - 1 - i] = t;
+    }
     pthread_mutex_unlock(&s->lock);
     return v;
 }
@@ -599,6 +664,150 @@ void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving)
         stream_unref(v[i]);
     }
     free(v);
+}
+
+/* --- limits: stuck clients, request rates, refusals ----------------------------------------------------- */
+
+/* ms from now on CLOCK_MONOTONIC (s->cond's and s->wd_cond's clock), as pthread_cond_timedwait wants it. */
+static struct timespec monotonic_at(long long at)
+{
+    return (struct timespec){.tv_sec = (time_t)(at / 1000), .tv_nsec = (long)(at % 1000) * 1000000L};
+}
+
+/* Logs why a stream ends past a limit: each at warn, but at most one line a second for the whole server
+ * (a client opening streams in a loop must not flood the log); the next line says how many were not logged.
+ */
+static void log_limit(const char *what, const char *node, const char *peer)
+{
+    static atomic_llong last_ms;
+    static atomic_ullong unlogged;
+    long long now = ekg_clock_ms(), last = atomic_load(&last_ms);
+    if (now - last < 1000 || !atomic_compare_exchange_strong(&last_ms, &last, now)) {
+        atomic_fetch_add(&unlogged, 1);
+        return;
+    }
+    ekg_warn("xDS server: a limit ends a stream with RESOURCE_EXHAUSTED: %s node=%s peer=%s "
+             "(more in the last second, not logged: %llu)",
+             what, node, peer, (unsigned long long)atomic_exchange(&unlogged, 0));
+}
+
+/* Ends st past a limit: RESOURCE_EXHAUSTED with msg (copied). Caller holds st->lock. */
+static void end_past_limit(stream_t *st, const char *msg)
+{
+    char *peer = grpc_call_get_peer(st->call);
+    log_limit(msg, st->session ? ekg_xds_session_node_id(st->session) : "", peer ? peer : "");
+    gpr_free(peer);
+    finish(st, GRPC_STATUS_RESOURCE_EXHAUSTED, msg);
+}
+
+/* Request rate, per stream: a token bucket refilled at limits.max_requests_per_second and holding
+ * RATE_WINDOW_S seconds' worth, full when the stream starts; so bursts are fine and the average over any
+ * RATE_WINDOW_S seconds is bounded. Caller holds st->lock. */
+#define RATE_WINDOW_S 10
+static bool rate_allows(stream_t *st)
+{
+    int rate = st->server->limits.max_requests_per_second;
+    if (rate < 0)
+        return true;
+    double now = ekg_clock_s(), cap = (double)rate * RATE_WINDOW_S;
+    st->tokens = st->tokens_at == 0 ? cap : st->tokens + (now - st->tokens_at) * rate;
+    if (st->tokens > cap)
+        st->tokens = cap;
+    st->tokens_at = now;
+    if (st->tokens < 1)
+        return false;
+    st->tokens -= 1;
+    return true;
+}
+
+/* Ends a stream whose message in flight the client has not taken for waited_ms (watchdog thread). The send is
+ * stuck behind flow control, so the status cannot queue behind it: the call is cancelled with the status
+ * (grpc writes it as trailers, which flow control does not hold back). Caller holds st->lock. */
+static void drop_stuck(stream_t *st, long long waited_ms)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg),
+             "the client took no message for %lld ms (its HTTP/2 flow-control window stayed full): stream "
+             "dropped (--xds-send-timeout-ms %d)",
+             waited_ms, st->server->limits.send_timeout_ms);
+    char *peer = grpc_call_get_peer(st->call);
+    log_limit(msg, st->session ? ekg_xds_session_node_id(st->session) : "", peer ? peer : "");
+    gpr_free(peer);
+    st->dropped = true;
+    st->status_started = true;
+    st->status_pending = false;
+    grpc_call_cancel_with_status(st->call, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, NULL);
+}
+
+/* Drops every stream whose message in flight is send_timeout_ms old; returns when the next one comes due
+ * (-1: no message in flight). Watchdog thread. */
+static long long sweep_sends(ekg_xds_server_t *s)
+{
+    long long now = ekg_clock_ms(), next = -1;
+    size_t n;
+    stream_t **v = list_grab(s, STREAM_ANY, &n);
+    for (size_t i = 0; i < n; i++) {
+        stream_t *st = v[i];
+        pthread_mutex_lock(&st->lock);
+        if (st->send_buf && !st->closed && !st->dropped) {
+            long long due = st->send_started_ms + s->limits.send_timeout_ms;
+            if (due <= now)
+                drop_stuck(st, now - st->send_started_ms);
+            else if (next < 0 || due < next)
+                next = due;
+        }
+        pthread_mutex_unlock(&st->lock);
+        stream_unref(st);
+    }
+    free(v);
+    return next;
+}
+
+/*
+ * The send watchdog: a client that stops reading (its flow-control window full) keeps ekglue's message in
+ * flight; after limits.send_timeout_ms it is dropped. The thread sleeps without a deadline while no message
+ * is in flight (watch_send wakes it with the first one's deadline), and otherwise until the oldest message in
+ * flight comes due: since every send's deadline is its start plus the same timeout, that is the earliest.
+ * Each wake-up looks at every listed stream once.
+ */
+static void *watchdog_main(void *arg)
+{
+    ekg_xds_server_t *s = arg;
+    pthread_mutex_lock(&s->wd_lock);
+    while (!s->wd_stop) {
+        if (s->wd_due_ms < 0) {
+            pthread_cond_wait(&s->wd_cond, &s->wd_lock);
+            continue;
+        }
+        if (ekg_clock_ms() < s->wd_due_ms) {
+            struct timespec at = monotonic_at(s->wd_due_ms);
+            pthread_cond_timedwait(&s->wd_cond, &s->wd_lock, &at);
+            continue;
+        }
+        s->wd_due_ms = -1;
+        atomic_store(&s->wd_idle, true); /* from now on a new send wakes us (it may also be in the sweep) */
+        pthread_mutex_unlock(&s->wd_lock);
+        long long next = sweep_sends(s);
+        pthread_mutex_lock(&s->wd_lock);
+        if (next >= 0 && (s->wd_due_ms < 0 || next < s->wd_due_ms)) {
+            s->wd_due_ms = next;
+            atomic_store(&s->wd_idle, false);
+        }
+    }
+    pthread_mutex_unlock(&s->wd_lock);
+    return NULL;
+}
+
+static void watchdog_stop(ekg_xds_server_t *s)
+{
+    if (!s->watchdog_started)
+        return;
+    pthread_mutex_lock(&s->wd_lock);
+    s->wd_stop = true;
+    pthread_cond_signal(&s->wd_cond);
+    pthread_mutex_unlock(&s->wd_lock);
+    pthread_join(s->watchdog, NULL);
+    s->watchdog_started = false;
 }
 
 /* --- operators' views: the client list and CSDS ----------------------------------------------------------
@@ -642,10 +851,16 @@ static void csds_answer(stream_t *st, const grpc_slice *msg)
     char *bytes = NULL;
     size_t len = 0;
     ekg_diag_t diag = {{0}};
+    ekg_xds_csds_counts_t counts;
     ekg_xds_session_t **copies = copy_sessions(st->server, &n);
-    ekg_err_t err = ekg_xds_csds_answer((const char *)GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg),
-                                        copies, n, &bytes, &len, &diag);
+    ekg_err_t err = ekg_xds_csds_answer_bounded(
+        (const char *)GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), copies, n,
+        (size_t)st->server->limits.max_client_status_bytes, &bytes, &len, &counts, &diag);
     free_copies(copies, n);
+    if (err == EKG_OK && counts.shown < counts.selected)
+        ekg_info("CSDS: answer about %zu of the %zu clients selected: the others do not fit in "
+                 "--xds-max-client-status-bytes %d (select fewer with node_matchers)",
+                 counts.shown, counts.selected, st->server->limits.max_client_status_bytes);
     grpc_byte_buffer *bb = NULL;
     if (err == EKG_OK) {
         grpc_slice slice = grpc_slice_new(bytes, len, free); /* the slice owns bytes now */
@@ -658,6 +873,16 @@ static void csds_answer(stream_t *st, const grpc_slice *msg)
         finish(st, GRPC_STATUS_INVALID_ARGUMENT, diag.msg[0] ? diag.msg : ekg_strerror(err));
     } else if (st->kind == STREAM_CSDS_FETCH) {
         if (!st->status_started && !st->status_pending) {
+            /* How many clients the answer is about, in the trailers (CSDS has no field for it). */
+            static const char *const keys[2] = {"ekglue-csds-clients-selected", "ekglue-csds-clients-shown"};
+            size_t values[2] = {counts.selected, counts.shown};
+            for (int i = 0; i < 2; i++) {
+                char v[24];
+                snprintf(v, sizeof(v), "%zu", values[i]);
+                st->trailers[i].key = grpc_slice_from_static_string(keys[i]);
+                st->trailers[i].value = grpc_slice_from_copied_string(v);
+            }
+            st->ntrailers = 2;
             st->status = GRPC_STATUS_OK;
             start_status(st, bb);
             bb = NULL;
@@ -694,24 +919,51 @@ static bool api_carries(ekg_xds_api_t api, ekg_resource_type_t t)
     return api == EKG_XDS_ADS || (int)api == (int)t + 1; /* CDS, EDS, LDS, RDS follow the resource order */
 }
 
-/* One client as the debug port shows it (cJSON allocates through mem.h: nothing here can fail). */
-static cJSON *client_json(const ekg_xds_session_t *c)
+/* Bounds of one client in ekg_xds_server_clients (include/ekglue/xds.h). */
+#define CLIENT_NAMES_SHOWN   100
+#define CLIENT_STRING_MAX    256
+#define CLIENT_NACK_MAX      1024
+#define CLIENT_JSON_OVERHEAD 160 /* keys and punctuation of one type, estimated */
+
+/* Adds str as key, cut at max bytes (at a UTF-8 character boundary, "..." appended); adds its length to
+ * *bytes. */
+static void add_string_cut(cJSON *o, const char *key, const char *str, size_t max, size_t *bytes)
+{
+    size_t n = strlen(str);
+    if (n <= max) {
+        cJSON_AddStringToObject(o, key, str);
+    } else {
+        while (max > 0 && ((unsigned char)str[max] & 0xC0) == 0x80)
+            max--;
+        char *cut = ekg_xasprintf("%.*s...", (int)max, str);
+        cJSON_AddStringToObject(o, key, cut);
+        free(cut);
+        n = max + 3;
+    }
+    *bytes += n + strlen(key) + 6;
+}
+
+/* One client as the debug port shows it, bounded (see ekg_xds_server_clients); *bytes grows by an estimate of
+ * its JSON size. cJSON allocates through mem.h: nothing here can fail. */
+static cJSON *client_json(const ekg_xds_session_t *c, size_t *bytes)
 {
     ekg_xds_node_t node;
     ekg_xds_session_node(c, &node);
-    char ua[256];
-    snprintf(ua, sizeof(ua), "%s%s%s", node.user_agent_name,
-             node.user_agent_name[0] && node.user_agent_version[0] ? " " : "", node.user_agent_version);
+    char ua[2 * CLIENT_STRING_MAX + 2];
+    snprintf(ua, sizeof(ua), "%.*s%s%.*s", CLIENT_STRING_MAX, node.user_agent_name,
+             node.user_agent_name[0] && node.user_agent_version[0] ? " " : "", CLIENT_STRING_MAX,
+             node.user_agent_version);
     cJSON *o = cJSON_CreateObject(), *loc = cJSON_CreateObject(), *types = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "locality", loc);
     cJSON_AddItemToObject(o, "types", types);
-    cJSON_AddStringToObject(o, "node_id", node.id);
-    cJSON_AddStringToObject(o, "cluster", node.cluster);
-    cJSON_AddStringToObject(loc, "region", node.region);
-    cJSON_AddStringToObject(loc, "zone", node.zone);
-    cJSON_AddStringToObject(loc, "sub_zone", node.sub_zone);
-    cJSON_AddStringToObject(o, "user_agent", ua);
-    cJSON_AddStringToObject(o, "peer", ekg_xds_session_peer(c));
+    *bytes += CLIENT_JSON_OVERHEAD;
+    add_string_cut(o, "node_id", node.id, CLIENT_STRING_MAX, bytes);
+    add_string_cut(o, "cluster", node.cluster, CLIENT_STRING_MAX, bytes);
+    add_string_cut(loc, "region", node.region, CLIENT_STRING_MAX, bytes);
+    add_string_cut(loc, "zone", node.zone, CLIENT_STRING_MAX, bytes);
+    add_string_cut(loc, "sub_zone", node.sub_zone, CLIENT_STRING_MAX, bytes);
+    add_string_cut(o, "user_agent", ua, CLIENT_STRING_MAX, bytes);
+    add_string_cut(o, "peer", ekg_xds_session_peer(c), CLIENT_STRING_MAX, bytes);
     cJSON_AddStringToObject(o, "api", api_names[ekg_xds_session_api(c)]);
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         if (!api_carries(ekg_xds_session_api(c), (ekg_resource_type_t)t))
@@ -720,20 +972,32 @@ static cJSON *client_json(const ekg_xds_session_t *c)
         ekg_xds_session_type_status(c, (ekg_resource_type_t)t, &st);
         cJSON *ty = cJSON_AddObjectToObject(types, type_keys[t]);
         cJSON *names = cJSON_AddArrayToObject(ty, "names");
+        *bytes += CLIENT_JSON_OVERHEAD;
         cJSON_AddBoolToObject(ty, "subscribed", st.subscribed);
         cJSON_AddBoolToObject(ty, "wildcard", st.wildcard);
-        cJSON_AddStringToObject(ty, "sent_version", st.sent_version);
-        cJSON_AddStringToObject(ty, "acked_version", st.acked_version);
+        cJSON_AddNumberToObject(ty, "names_total", (double)st.nnames);
+        add_string_cut(ty, "sent_version", st.sent_version, CLIENT_STRING_MAX, bytes);
+        add_string_cut(ty, "acked_version", st.acked_version, CLIENT_STRING_MAX, bytes);
         cJSON_AddNumberToObject(ty, "responses", (double)st.responses);
         cJSON_AddNumberToObject(ty, "acks", (double)st.acks);
         cJSON_AddNumberToObject(ty, "nacks", (double)st.nacks);
-        for (size_t i = 0; i < st.nnames; i++)
-            cJSON_AddItemToArray(names, cJSON_CreateString(st.names[i]));
+        for (size_t i = 0; i < st.nnames && i < CLIENT_NAMES_SHOWN; i++) {
+            size_t n = strlen(st.names[i]);
+            if (n <= CLIENT_STRING_MAX) {
+                cJSON_AddItemToArray(names, cJSON_CreateString(st.names[i]));
+                *bytes += n + 4;
+            } else { /* cut like any other string */
+                cJSON *holder = cJSON_CreateObject();
+                add_string_cut(holder, "n", st.names[i], CLIENT_STRING_MAX, bytes);
+                cJSON_AddItemToArray(names, cJSON_DetachItemFromObject(holder, "n"));
+                cJSON_Delete(holder);
+            }
+        }
         if (st.nack_message) {
             char when[40];
             format_time(st.nack_time, when, sizeof(when));
             cJSON *nack = cJSON_AddObjectToObject(ty, "nack");
-            cJSON_AddStringToObject(nack, "message", st.nack_message);
+            add_string_cut(nack, "message", st.nack_message, CLIENT_NACK_MAX, bytes);
             cJSON_AddStringToObject(nack, "time", when);
         } else {
             cJSON_AddNullToObject(ty, "nack");
@@ -742,14 +1006,41 @@ static cJSON *client_json(const ekg_xds_session_t *c)
     return o;
 }
 
-cJSON *ekg_xds_server_clients(ekg_xds_server_t *s)
+/*
+ * The client list, a page at a time: the streams are taken oldest first, and each session is copied under its
+ * stream's lock, turned into JSON and freed before the next, so that the work and the memory follow what is
+ * shown, not how many clients there are. Stops once the estimated JSON reaches max_client_status_bytes.
+ */
+cJSON *ekg_xds_server_clients(ekg_xds_server_t *s, ekg_xds_clients_page_t *page)
 {
-    size_t n = 0;
-    ekg_xds_session_t **copies = copy_sessions(s, &n);
+    size_t n, offset = page ? page->offset : 0, shown = 0, bytes = 2,
+              budget = (size_t)s->limits.max_client_status_bytes;
+    stream_t **v = list_grab(s, STREAM_XDS, &n);
     cJSON *arr = cJSON_CreateArray();
+    for (size_t i = offset; i < n && (shown == 0 || bytes < budget); i++) {
+        pthread_mutex_lock(&v[i]->lock);
+        ekg_xds_session_t *copy = v[i]->closed ? NULL : ekg_xds_session_copy(v[i]->session);
+        pthread_mutex_unlock(&v[i]->lock);
+        if (!copy)
+            continue;
+        size_t more = 0;
+        cJSON *c = client_json(copy, &more);
+        ekg_xds_session_free(copy);
+        if (shown > 0 && bytes + more > budget) {
+            cJSON_Delete(c);
+            break;
+        }
+        cJSON_AddItemToArray(arr, c);
+        bytes += more;
+        shown++;
+    }
     for (size_t i = 0; i < n; i++)
-        cJSON_AddItemToArray(arr, client_json(copies[i]));
-    free_copies(copies, n);
+        stream_unref(v[i]);
+    free(v);
+    if (page) {
+        page->total = n;
+        page->shown = shown;
+    }
     return arr;
 }
 
@@ -770,10 +1061,28 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
                          : method == M_CSDS_STREAM  ? STREAM_CSDS_STREAM
                          : method == M_CSDS_FETCH   ? STREAM_CSDS_FETCH
                                                     : STREAM_XDS;
+    /* Streams in total, and CSDS calls (each answer may take max_client_status_bytes to build and send). A
+     * health Check is exempt: it ends at once, and a probe refused under a flood would restart the process.
+     */
+    char refusal[160] = "";
+    bool csds = kind == STREAM_CSDS_STREAM || kind == STREAM_CSDS_FETCH;
+    if (kind != STREAM_HEALTH_CHECK && kind != STREAM_UNIMPLEMENTED && s->limits.max_streams > 0 &&
+        atomic_load(&s->live) >= (size_t)s->limits.max_streams) {
+        snprintf(refusal, sizeof(refusal), "ekglue serves at most %d streams at once (--xds-max-streams)",
+                 s->limits.max_streams);
+    } else if (csds && atomic_fetch_add(&s->csds_calls, 1) >= MAX_CSDS_CALLS) {
+        atomic_fetch_sub(&s->csds_calls, 1); /* counted only while served: see stream_unref */
+        snprintf(refusal, sizeof(refusal), "more than %d CSDS calls at once", MAX_CSDS_CALLS);
+    }
+    if (refusal[0])
+        kind = STREAM_REFUSED;
     stream_t *st = stream_new(s, kind, method == M_GENERIC ? M_ADS : (method_t)method, call);
     if (kind == STREAM_XDS) {
         char *peer = grpc_call_get_peer(call);
         st->session = ekg_xds_session_new(method_api[method], peer ? peer : "");
+        ekg_xds_session_set_limits(
+            st->session, s->limits.max_names_per_request > 0 ? (size_t)s->limits.max_names_per_request : 0,
+            s->limits.max_names_per_stream > 0 ? (size_t)s->limits.max_names_per_stream : 0);
         ekg_debug("xDS stream opened peer=%s method=%s", peer ? peer : "", method_paths[method]);
         gpr_free(peer);
         atomic_fetch_add_explicit(&s->streams_total, 1, memory_order_relaxed);
@@ -788,14 +1097,17 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
                  (const char *)GRPC_SLICE_START_PTR(details->method));
         ekg_debug("xDS server: %s", msg);
         finish(st, GRPC_STATUS_UNIMPLEMENTED, msg);
+    } else if (refusal[0]) {
+        end_past_limit(st, refusal);
     } else {
         start_recv(st, true);
     }
     pthread_mutex_unlock(&st->lock);
 
-    if (kind == STREAM_XDS || kind == STREAM_HEALTH_WATCH || kind == STREAM_CSDS_STREAM)
-        list_add(s, st);
-    if (kind == STREAM_XDS) {
+    /* Every call is listed: publishes reach the xDS streams, health changes the watches, and the send
+     * watchdog and the stop see them all. */
+    list_add(s, st);
+    if (st->session) {
         /* Listed first, then the current snapshot: a concurrent publish is either seen here or delivers its
          * snapshot itself; the serial check keeps an older one from overtaking a newer one. */
         ekg_snapshot_t *snap = ekg_cache_current(s->cache);
@@ -825,12 +1137,32 @@ static bool take_message(stream_t *st, grpc_slice *out)
     return ok;
 }
 
+/* Ends st when the request rate is past its limit (rate_allows); returns whether it did. Caller holds
+ * st->lock. */
+static bool rate_exceeded(stream_t *st)
+{
+    if (rate_allows(st))
+        return false;
+    char msg[200];
+    snprintf(msg, sizeof(msg),
+             "more than %d requests a second on one stream (over %d s) (--xds-max-requests-per-second)",
+             st->server->limits.max_requests_per_second, RATE_WINDOW_S);
+    end_past_limit(st, msg);
+    return true;
+}
+
 static void xds_on_message(stream_t *st, const grpc_slice *msg)
 {
     ekg_diag_t diag = {{0}};
+    atomic_fetch_add_explicit(&st->server->requests_received, 1, memory_order_relaxed);
+    if (rate_exceeded(st))
+        return;
     ekg_err_t err = ekg_xds_session_on_request(st->session, (const char *)GRPC_SLICE_START_PTR(*msg),
                                                GRPC_SLICE_LENGTH(*msg), &diag);
-    atomic_fetch_add_explicit(&st->server->requests_received, 1, memory_order_relaxed);
+    if (err == EKG_ERANGE) { /* past a limit of the session's: how many names */
+        end_past_limit(st, diag.msg);
+        return;
+    }
     if (err != EKG_OK) { /* EKG_EPARSE or EKG_EINVAL: the request's fault */
         ekg_warn("xDS stream: bad request, ending the stream with INVALID_ARGUMENT: %s node=%s",
                  diag.msg[0] ? diag.msg : ekg_strerror(err), ekg_xds_session_node_id(st->session));
@@ -843,6 +1175,8 @@ static void xds_on_message(stream_t *st, const grpc_slice *msg)
 
 static void health_on_message(stream_t *st, const grpc_slice *msg)
 {
+    if (st->status_started || st->status_pending)
+        return; /* ended meanwhile (the server stops) */
     const char *service;
     size_t len;
     if (ekg_xds_health_parse_request(GRPC_SLICE_START_PTR(*msg), GRPC_SLICE_LENGTH(*msg), &service, &len) !=
@@ -870,12 +1204,26 @@ static void on_recv(stream_t *st, bool ok)
 {
     pthread_mutex_lock(&st->lock);
     st->receiving = false;
-    bool bidi = st->kind == STREAM_XDS || st->kind == STREAM_CSDS_STREAM;
     if (!ok || !st->recv_buf) {
-        /* End of the client's messages: a half-close (answer OK), or a cancelled/broken call (the status goes
-         * nowhere, harmlessly). A unary or watch call without its request is malformed. */
-        if (!st->closed)
-            finish(st, bidi ? GRPC_STATUS_OK : GRPC_STATUS_INVALID_ARGUMENT, bidi ? NULL : "missing request");
+        /* End of the client's messages: a half-close, or a cancelled/broken call (the status goes nowhere,
+         * harmlessly). A CSDS stream is answered OK. An xDS stream is not: grpc 1.51 drops a message cut
+         * short by the end of the stream without a word (chttp2's grpc_chttp2_maybe_complete_recv_message
+         * discards the partial frame once reads are closed), so a truncated request and a clean half-close
+         * look the same here, and xDS clients never half-close (they cancel). A unary or watch call without
+         * its request is malformed. */
+        if (st->closed)
+            ;
+        else if (st->kind == STREAM_CSDS_STREAM)
+            finish(st, GRPC_STATUS_OK, NULL);
+        else if (st->kind == STREAM_XDS)
+            finish(st, GRPC_STATUS_INVALID_ARGUMENT,
+                   "the client ended its requests (half-close), or its last request was cut short: an xDS "
+                   "stream ends when the client cancels it");
+        else
+            finish(st, GRPC_STATUS_INVALID_ARGUMENT, "missing request");
+    } else if (st->kind == STREAM_CSDS_STREAM && rate_exceeded(st)) {
+        grpc_byte_buffer_destroy(st->recv_buf);
+        st->recv_buf = NULL;
     } else if (st->kind == STREAM_CSDS_STREAM || st->kind == STREAM_CSDS_FETCH) {
         grpc_slice msg;
         bool got = take_message(st, &msg);
@@ -1079,6 +1427,11 @@ static void *worker_main(void *arg)
             break;
         case EV_CLOSE:
             on_close(tag->owner, ok);
+            if (s->trim_quiet_ms >= 0) { /* what the stream held (a large request) is free soon: trim */
+                atomic_store(&s->last_send_ms, ekg_clock_ms());
+                atomic_store(&s->trim_due, true);
+                w->trim_armed = true;
+            }
             break;
         case EV_SHUTDOWN: {
             pthread_mutex_lock(&s->lock);
@@ -1139,6 +1492,7 @@ static bool is_released(const ekg_xds_server_t *s)
 /* Frees what start created, after the grpc server is destroyed (or was never created). */
 static void release(ekg_xds_server_t *s)
 {
+    watchdog_stop(s);
     for (int i = 0; i < s->nworkers; i++)
         if (s->workers[i].cq)
             grpc_completion_queue_shutdown(s->workers[i].cq);
@@ -1155,12 +1509,70 @@ static void release(ekg_xds_server_t *s)
             grpc_completion_queue_destroy(w->cq);
     }
     free(s->workers);
+    pthread_cond_destroy(&s->wd_cond);
+    pthread_mutex_destroy(&s->wd_lock);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     ekg_xds_tls_t *tls = s->tls;
     free(s);
     library_unref();
     ekg_xds_tls_free(tls); /* after grpc let go of the credentials that call its fetcher */
+}
+
+/* One limit: 0 takes the default; -1 means none where none is allowed; anything else must be positive. */
+static ekg_err_t resolve_limit(const char *name, long long v, long long def, bool none_ok, long long max,
+                               long long *out, ekg_diag_t *diag)
+{
+    if (v == 0)
+        v = def;
+    if ((v < 0 && !(v == -1 && none_ok)) || v > max)
+        return ekg_diag_set(diag, EKG_EINVAL, "%s: %lld is not %s1 to %lld", name, v,
+                            none_ok ? "-1 (none) or " : "", max);
+    *out = v;
+    return EKG_OK;
+}
+
+/* in with the defaults applied into *out; EKG_EINVAL names a value out of range. */
+static ekg_err_t resolve_limits(const ekg_xds_limits_t *in, ekg_xds_limits_t *out, ekg_diag_t *diag)
+{
+    ekg_err_t err;
+    long long v[10];
+    struct {
+        const char *name;
+        long long value, def;
+        bool none_ok;
+        long long max;
+    } f[] = {
+        {"max_request_bytes", in->max_request_bytes, EKG_XDS_DEFAULT_MAX_REQUEST_BYTES, false, INT32_MAX},
+        {"memory_limit_bytes", in->memory_limit_bytes, EKG_XDS_DEFAULT_MEMORY_LIMIT_BYTES, true,
+         INT64_MAX / 2},
+        {"max_names_per_request", in->max_names_per_request, EKG_XDS_DEFAULT_MAX_NAMES_PER_REQUEST, true,
+         INT32_MAX},
+        {"max_names_per_stream", in->max_names_per_stream, EKG_XDS_DEFAULT_MAX_NAMES_PER_STREAM, true,
+         INT32_MAX},
+        {"max_streams_per_connection", in->max_streams_per_connection,
+         EKG_XDS_DEFAULT_MAX_STREAMS_PER_CONNECTION, false, INT32_MAX},
+        {"max_streams", in->max_streams, EKG_XDS_DEFAULT_MAX_STREAMS, true, INT32_MAX},
+        {"max_requests_per_second", in->max_requests_per_second, EKG_XDS_DEFAULT_MAX_REQUESTS_PER_SECOND,
+         true, 1000000},
+        {"send_timeout_ms", in->send_timeout_ms, EKG_XDS_DEFAULT_SEND_TIMEOUT_MS, true, INT32_MAX},
+        {"max_client_status_bytes", in->max_client_status_bytes, EKG_XDS_DEFAULT_MAX_CLIENT_STATUS_BYTES,
+         false, INT32_MAX},
+    };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+        if ((err = resolve_limit(f[i].name, f[i].value, f[i].def, f[i].none_ok, f[i].max, &v[i], diag)) !=
+            EKG_OK)
+            return err;
+    *out = (ekg_xds_limits_t){.max_request_bytes = v[0],
+                              .memory_limit_bytes = v[1],
+                              .max_names_per_request = (int)v[2],
+                              .max_names_per_stream = (int)v[3],
+                              .max_streams_per_connection = (int)v[4],
+                              .max_streams = (int)v[5],
+                              .max_requests_per_second = (int)v[6],
+                              .send_timeout_ms = (int)v[7],
+                              .max_client_status_bytes = (int)v[8]};
+    return EKG_OK;
 }
 
 ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_t *opts,
@@ -1174,8 +1586,12 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
     if (nthreads > MAX_THREADS)
         return ekg_diag_set(diag, EKG_EINVAL, "threads: %d is more than %d", nthreads, MAX_THREADS);
 
-    ekg_err_t err = EKG_OK;
+    ekg_xds_limits_t limits;
+    ekg_err_t err = resolve_limits(&opts->limits, &limits, diag);
+    if (err != EKG_OK)
+        return err;
     ekg_xds_server_t *s = ekg_xcalloc(1, sizeof(*s));
+    s->limits = limits;
     library_ref();
     s->cache = cache;
     s->shutdown_ms = opts->shutdown_ms > 0 ? opts->shutdown_ms : DEFAULT_SHUTDOWN_MS;
@@ -1189,14 +1605,39 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cond, &ca);
+    pthread_cond_init(&s->wd_cond, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->wd_lock, NULL);
+    s->wd_due_ms = -1;
+    atomic_init(&s->wd_idle, true);
     s->workers = ekg_xcalloc((size_t)nthreads, sizeof(*s->workers));
     s->nworkers = nthreads;
 
-    /* SO_REUSEPORT would let a second ekglue silently share the port: refuse instead. */
-    grpc_arg args[] = {{.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0}};
-    grpc_channel_args channel_args = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+    /* SO_REUSEPORT would let a second ekglue silently share the port: refuse instead. The limits: see
+     * "Limits" in docs/internals/server.md for what each of these bounds, and what it does not. */
+    grpc_resource_quota *quota = NULL;
+    grpc_arg args[5] = {
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = (int)s->limits.max_request_bytes},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+         .value.integer = s->limits.max_streams_per_connection},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_BDP_PROBE, .value.integer = 0},
+    };
+    size_t nargs = 4;
+    if (s->limits.memory_limit_bytes > 0) {
+        quota = grpc_resource_quota_create("ekglue-xds");
+        grpc_resource_quota_resize(quota, (size_t)s->limits.memory_limit_bytes);
+        args[nargs++] = (grpc_arg){.type = GRPC_ARG_POINTER,
+                                   .key = GRPC_ARG_RESOURCE_QUOTA,
+                                   .value.pointer = {.p = quota, .vtable = grpc_resource_quota_arg_vtable()}};
+    }
+    grpc_channel_args channel_args = {.num_args = nargs, .args = args};
     s->server = grpc_server_create(&channel_args, NULL);
+    if (quota)
+        grpc_resource_quota_unref(quota); /* the server holds its own reference */
     for (int i = 0; i < nthreads; i++) {
         worker_t *w = &s->workers[i];
         w->server = s;
@@ -1213,6 +1654,14 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
         }
     }
     /* Threads before the port: if one cannot start, nothing is listening yet. */
+    if (s->limits.send_timeout_ms > 0) {
+        int rc = pthread_create(&s->watchdog, NULL, watchdog_main, s);
+        if (rc != 0) {
+            err = ekg_diag_set(diag, EKG_EIO, "cannot start the send watchdog thread: %s", strerror(rc));
+            goto fail;
+        }
+        s->watchdog_started = true;
+    }
     for (int i = 0; i < nthreads; i++) {
         int rc = pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
         if (rc != 0) {
@@ -1258,6 +1707,7 @@ void ekg_xds_server_stop(ekg_xds_server_t *s)
 {
     if (!s)
         return;
+    watchdog_stop(s); /* from now on the stop's own bound applies to clients that do not read */
     ekg_cache_set_watch(s->cache, NULL, NULL);
 
     pthread_mutex_lock(&s->lock);

@@ -229,7 +229,14 @@ struct ekg_xds_session {
     unknown_type_t *unknown;
     size_t nunknown, unknown_cap;
     unsigned long long next_nonce;
+    size_t max_names_per_request, max_names_per_stream; /* 0: no limit (ekg_xds_session_set_limits) */
 };
+
+/* Type URLs ekglue does not serve, remembered per stream (each is answered once): more ends the stream. */
+#define MAX_UNKNOWN_TYPES 32
+/* What a stream keeps of its client's words, which operators' views copy: each node field, a NACK message. */
+#define MAX_NODE_FIELD   1024
+#define MAX_NACK_MESSAGE 4096
 
 static const char *const type_names[NTYPES] = {"Cluster", "ClusterLoadAssignment", "Listener",
                                                "RouteConfiguration"};
@@ -329,6 +336,13 @@ void ekg_xds_session_free(ekg_xds_session_t *s)
     free(s);
 }
 
+void ekg_xds_session_set_limits(ekg_xds_session_t *s, size_t max_names_per_request,
+                                size_t max_names_per_stream)
+{
+    s->max_names_per_request = max_names_per_request;
+    s->max_names_per_stream = max_names_per_stream;
+}
+
 void ekg_xds_session_on_snapshot(ekg_xds_session_t *s, ekg_snapshot_t *snap)
 {
     if (!snap || snap == s->snap)
@@ -382,7 +396,8 @@ static bool api_allows(ekg_xds_api_t api, ekg_resource_type_t t)
     return api == EKG_XDS_ADS || only[api] == t;
 }
 
-static void on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_StringView nonce)
+static ekg_err_t on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_StringView nonce,
+                                 ekg_diag_t *diag)
 {
     for (size_t i = 0; i < s->nunknown; i++) {
         unknown_type_t *u = &s->unknown[i];
@@ -390,14 +405,20 @@ static void on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_String
             /* Answer requests, not the ACKs of our empty answers. */
             if (nonce.size == 0)
                 u->pending = true;
-            return;
+            return EKG_OK;
         }
     }
+    if (s->nunknown >= MAX_UNKNOWN_TYPES)
+        return ekg_diag_set(
+            diag, EKG_ERANGE,
+            "more than %d type URLs that ekglue does not serve on one stream (the last: %.*s)",
+            MAX_UNKNOWN_TYPES, (int)(url.size > 200 ? 200 : url.size), url.data);
     unknown_type_t u = {.url = ekg_xstrndup(url.data, url.size), .pending = true};
     EKG_ARRAY_PUSH(s->unknown, s->nunknown, s->unknown_cap, u);
     ekg_info(
         "xds: node=%s peer=%s asked for type %s, which ekglue does not serve; answering with an empty set",
         ekg_xds_session_node_id(s), s->peer, u.url);
+    return EKG_OK;
 }
 
 static bool view_eq(upb_StringView v, const char *s)
@@ -405,21 +426,34 @@ static bool view_eq(upb_StringView v, const char *s)
     return strlen(s) == v.size && memcmp(s, v.data, v.size) == 0;
 }
 
+/* Names subscribed on the stream, every type but except. */
+static size_t names_besides(const ekg_xds_session_t *s, ekg_resource_type_t except)
+{
+    size_t n = 0;
+    for (int t = 0; t < NTYPES; t++)
+        if (t != (int)except)
+            n += names_count(s->types[t].names);
+    return n;
+}
+
 /*
  * Applies the request's resource_names to the subscription. Clients repeat their whole list in every request
  * (every ACK of a thousand-cluster subscription carries a thousand names), so an unchanged list in the same
- * order is recognized first, without allocating.
+ * order is recognized first, without allocating. EKG_ERANGE, with nothing changed, when the stream would
+ * subscribe to more names than s->max_names_per_stream.
  */
-static void update_subscription(type_state_t *ts, ekg_resource_type_t type, const upb_StringView *names,
-                                size_t n, upb_Arena *arena)
+static ekg_err_t update_subscription(ekg_xds_session_t *s, ekg_resource_type_t type,
+                                     const upb_StringView *names, size_t n, upb_Arena *arena,
+                                     ekg_diag_t *diag)
 {
+    type_state_t *ts = &s->types[type];
     bool first = !ts->requested;
     if (!first && n > 0 && n == names_count(ts->names) && !ts->wildcard) {
         size_t i = 0;
         while (i < n && view_is(names[i], ts->names->v[i]))
             i++;
         if (i == n)
-            return;
+            return EKG_OK;
     }
     /* Sorted, unique, without "*". */
     bool star = false;
@@ -441,6 +475,11 @@ static void update_subscription(type_state_t *ts, ekg_resource_type_t type, cons
                 v[w++] = v[r];
         m = w;
     }
+    if (s->max_names_per_stream && m > 0 && m + names_besides(s, type) > s->max_names_per_stream)
+        return ekg_diag_set(diag, EKG_ERANGE,
+                            "the stream would subscribe to %zu resource names (%zu %s); the limit is %zu per "
+                            "stream (--xds-max-names-per-stream)",
+                            m + names_besides(s, type), m, type_names[type], s->max_names_per_stream);
     bool wildcard;
     if (!is_full_state(type))
         wildcard = false; /* load assignments and routes are always named */
@@ -470,9 +509,11 @@ static void update_subscription(type_state_t *ts, ekg_resource_type_t type, cons
         ts->named = true;
     if (first || (changed && is_full_state(type)))
         ts->pending = true;
+    return EKG_OK;
 }
 
-/* Keeps the identity of the client (all or nothing: node_id set means every field is). */
+/* Keeps the identity of the client (all or nothing: node_id set means every field is), each field cut at
+ * MAX_NODE_FIELD bytes: it is kept for the stream's life and copied for every operators' view. */
 static void take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_Node *node)
 {
     upb_StringView v[7] = {envoy_config_core_v3_Node_id(node),
@@ -491,7 +532,8 @@ static void take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_No
     char **out[7] = {&s->node_id,         &s->cluster,           &s->region, &s->zone, &s->sub_zone,
                      &s->user_agent_name, &s->user_agent_version};
     for (int i = 0; i < 7; i++)
-        *out[i] = ekg_xstrndup(v[i].data ? v[i].data : "", v[i].size);
+        *out[i] =
+            ekg_xstrndup(v[i].data ? v[i].data : "", v[i].size < MAX_NODE_FIELD ? v[i].size : MAX_NODE_FIELD);
 }
 
 ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
@@ -507,6 +549,15 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         goto out;
     }
     envoy_service_discovery_v3_DiscoveryRequest *req = (envoy_service_discovery_v3_DiscoveryRequest *)decoded;
+    size_t n;
+    const upb_StringView *names = envoy_service_discovery_v3_DiscoveryRequest_resource_names(req, &n);
+    if (s->max_names_per_request && n > s->max_names_per_request) {
+        err = ekg_diag_set(diag, EKG_ERANGE,
+                           "DiscoveryRequest names %zu resources; the limit is %zu per request "
+                           "(--xds-max-names-per-request)",
+                           n, s->max_names_per_request);
+        goto out;
+    }
     /* The node is only guaranteed in the first request of a stream. */
     if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req))
         take_node(s, envoy_service_discovery_v3_DiscoveryRequest_node(req));
@@ -534,7 +585,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
                                url.data);
             goto out;
         }
-        on_unknown_type(s, url, nonce);
+        err = on_unknown_type(s, url, nonce, diag);
         goto out;
     }
     if (!api_allows(s->api, type)) {
@@ -551,12 +602,15 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     /* A nonce that is not the latest one sent for this type answers an older response: ignore it. */
     if (nonce.size && !view_eq(nonce, ts->nonce)) {
         ekg_debug("xds: node=%s ignoring a %s request with stale nonce %.*s (latest %s)",
-                  ekg_xds_session_node_id(s), type_names[type], (int)nonce.size, nonce.data, ts->nonce);
+                  ekg_xds_session_node_id(s), type_names[type], (int)(nonce.size > 32 ? 32 : nonce.size),
+                  nonce.data, ts->nonce);
         goto out;
     }
     if (envoy_service_discovery_v3_DiscoveryRequest_has_error_detail(req)) {
         const struct google_rpc_Status *st = envoy_service_discovery_v3_DiscoveryRequest_error_detail(req);
         upb_StringView msg = google_rpc_Status_message(st);
+        if (msg.size > MAX_NACK_MESSAGE)
+            msg.size = MAX_NACK_MESSAGE;
         free(ts->nack_message);
         ts->nack_message = ekg_xstrndup(msg.data ? msg.data : "", msg.size);
         ts->nack_time = ekg_clock_unix_s();
@@ -565,7 +619,9 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         /* The rejected content is not resent: nothing is due until it changes. */
         ekg_warn("xds: NACK node=%s peer=%s type=%s rejected_version=%s client_version=%.*s: %.*s",
                  ekg_xds_session_node_id(s), s->peer, type_names[type], ts->sent_version,
-                 (int)envoy_service_discovery_v3_DiscoveryRequest_version_info(req).size,
+                 (int)(envoy_service_discovery_v3_DiscoveryRequest_version_info(req).size > 64
+                           ? 64
+                           : envoy_service_discovery_v3_DiscoveryRequest_version_info(req).size),
                  envoy_service_discovery_v3_DiscoveryRequest_version_info(req).data, (int)msg.size, msg.data);
     } else if (nonce.size) {
         upb_StringView v = envoy_service_discovery_v3_DiscoveryRequest_version_info(req);
@@ -577,9 +633,8 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         ts->acks++;
         ekg_metrics_xds_ack(type);
     }
-    size_t n;
-    const upb_StringView *names = envoy_service_discovery_v3_DiscoveryRequest_resource_names(req, &n);
-    update_subscription(ts, type, names, n, arena);
+    if ((err = update_subscription(s, type, names, n, arena, diag)) != EKG_OK)
+        goto out;
     /* Cluster warming: the first load-assignment request after changed clusters were sent gets them again. */
     if (type == EKG_RESOURCE_LOAD_ASSIGNMENT && ts->warm_on_request) {
         for (size_t i = 0; i < ts->warming.n; i++)

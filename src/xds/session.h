@@ -85,10 +85,18 @@ ekg_xds_session_t *ekg_xds_session_new(ekg_xds_api_t api, const char *peer);
 void ekg_xds_session_free(ekg_xds_session_t *s);
 
 /*
+ * Limits on what the stream may ask for (ekg_xds_limits_t; 0 = none, the default of a new session): resource
+ * names in one request, and names subscribed on the stream, all types together.
+ */
+void ekg_xds_session_set_limits(ekg_xds_session_t *s, size_t max_names_per_request,
+                                size_t max_names_per_stream);
+
+/*
  * Feeds one received DiscoveryRequest (serialized). EKG_EPARSE when it does not decode, EKG_EINVAL when its
  * type_url does not belong on this stream (e.g. a Cluster request on the EDS service); diag says why, and the
- * transport ends the stream with INVALID_ARGUMENT. Requests for types ekglue does not serve are logged once
- * per stream and answered with an empty response.
+ * transport ends the stream with INVALID_ARGUMENT. EKG_ERANGE past a limit (ekg_xds_session_set_limits, or
+ * more than 32 type URLs ekglue does not serve): the transport ends the stream with RESOURCE_EXHAUSTED.
+ * Requests for types ekglue does not serve are logged once per stream and answered with an empty response.
  */
 ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag);
 

@@ -21,11 +21,14 @@
 
 #include <cmocka.h>
 
+#include "envoy/config/core/v3/base.upb.h"
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
+#include "envoy/service/status/v3/csds.upb.h"
 
 #include "ekglue/log.h"
 #include "ekglue/mem.h"
 
+#include "xds/csds.h"
 #include "xds_fixtures.h"
 
 #define CL EKG_RESOURCE_CLUSTER
@@ -1036,6 +1039,183 @@ static void test_one_change_in_a_thousand_load_assignments_sends_one(void **stat
     free(names);
 }
 
+/* --- limits (docs/internals/server.md, "Limits")
+ * ----------------------------------------------------------------
+ */
+
+/* n names "p0 p1 ... p<n-1>" (malloc'ed). */
+static char *names_spec(const char *prefix, int n)
+{
+    size_t size = (size_t)n * (strlen(prefix) + 12) + 1, len = 0;
+    char *spec = ekg_xmalloc(size);
+    spec[0] = '\0';
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(spec + len, size - len, "%s%s%d", i ? " " : "", prefix, i);
+    return spec;
+}
+
+static void test_names_per_request_is_limited(void **state)
+{
+    xf_t *x = *state;
+    ekg_xds_session_t *s = xf_session(x, EKG_XDS_ADS);
+    ekg_xds_session_set_limits(s, 3, 0);
+    xf_set(x, LA, "a b c d");
+    xf_publish(x);
+    ekg_diag_t diag = {{0}};
+    assert_int_equal(xf_try_request(s, &(xf_request_t){.type_url = XF_EDS, .names = "a b c d"}, &diag),
+                     EKG_ERANGE);
+    assert_non_null(strstr(diag.msg, "names 4 resources; the limit is 3 per request"));
+    assert_non_null(strstr(diag.msg, "--xds-max-names-per-request"));
+    assert_false(xf_status(s, LA).subscribed);
+    xf_expect_none(x, s);
+    /* Three are fine, and so is a fourth repeated name (the limit counts what the request carries). */
+    xf_request(s, &(xf_request_t){.type_url = XF_EDS, .names = "a b c"});
+    assert_string_equal(xf_expect(x, s)->names, "a,b,c");
+}
+
+/* The names of every type count together; a refused request changes nothing; duplicates count once. */
+static void test_names_per_stream_counts_every_type(void **state)
+{
+    xf_t *x = *state;
+    ekg_xds_session_t *s = xf_session(x, EKG_XDS_ADS);
+    ekg_xds_session_set_limits(s, 0, 4);
+    xf_set(x, CL, "a b c d");
+    xf_set(x, LA, "a b c d");
+    xf_publish(x);
+    xf_request(s, &(xf_request_t){.type_url = XF_CDS, .names = "a b c"});
+    const xf_response_t *cds = xf_expect(x, s);
+    assert_string_equal(cds->names, "a,b,c");
+
+    ekg_diag_t diag = {{0}};
+    assert_int_equal(xf_try_request(s, &(xf_request_t){.type_url = XF_EDS, .names = "a b"}, &diag),
+                     EKG_ERANGE);
+    assert_non_null(strstr(diag.msg, "would subscribe to 5 resource names"));
+    assert_non_null(strstr(diag.msg, "--xds-max-names-per-stream"));
+    assert_false(xf_status(s, LA).subscribed);
+    xf_expect_none(x, s);
+
+    xf_request(s, &(xf_request_t){.type_url = XF_EDS, .names = "a a a"});
+    assert_string_equal(xf_expect(x, s)->names, "a");
+    assert_int_equal(xf_status(s, LA).nnames, 1);
+
+    /* Growing the Cluster subscription past the limit is refused and leaves it as it was. */
+    assert_int_equal(xf_try_request(s,
+                                    &(xf_request_t){.type_url = XF_CDS,
+                                                    .names = "a b c d",
+                                                    .version = cds->version,
+                                                    .nonce = cds->nonce},
+                                    &diag),
+                     EKG_ERANGE);
+    assert_int_equal(xf_status(s, CL).nnames, 3);
+    xf_expect_none(x, s);
+}
+
+/* Each type URL ekglue does not serve is remembered (it is answered once per request); their number is
+ * bounded, or a client naming new ones in a loop grows the stream without end. */
+static void test_unserved_type_urls_per_stream_are_bounded(void **state)
+{
+    xf_t *x = *state;
+    ekg_xds_session_t *s = xf_session(x, EKG_XDS_ADS);
+    char url[80];
+    for (int i = 0; i < 32; i++) {
+        snprintf(url, sizeof(url), "type.googleapis.com/test.Unknown%d", i);
+        xf_request(s, &(xf_request_t){.type_url = url});
+        assert_int_equal(xf_expect(x, s)->n, 0);
+    }
+    snprintf(url, sizeof(url), "type.googleapis.com/test.Unknown%d", 32);
+    ekg_diag_t diag = {{0}};
+    assert_int_equal(xf_try_request(s, &(xf_request_t){.type_url = url}, &diag), EKG_ERANGE);
+    assert_non_null(strstr(diag.msg, "more than 32 type URLs"));
+    xf_expect_none(x, s);
+}
+
+/* What a stream keeps of its client's words is bounded: node fields at 1 KiB, a NACK message at 4 KiB. */
+static void test_node_fields_and_nack_messages_are_cut(void **state)
+{
+    xf_t *x = *state;
+    ekg_xds_session_t *s = xf_session(x, EKG_XDS_ADS);
+    xf_set(x, CL, "a");
+    xf_publish(x);
+    char *long_id = ekg_xmalloc(5001), *long_message = ekg_xmalloc(10001);
+    memset(long_id, 'n', 5000);
+    long_id[5000] = '\0';
+    memset(long_message, 'm', 10000);
+    long_message[10000] = '\0';
+    xf_request(s, &(xf_request_t){.type_url = XF_CDS, .node_id = long_id});
+    assert_int_equal(strlen(ekg_xds_session_node_id(s)), 1024);
+    assert_memory_equal(ekg_xds_session_node_id(s), long_id, 1024);
+    const xf_response_t *r = xf_expect(x, s);
+    xf_nack(s, r, NULL, "", long_message);
+    assert_int_equal(strlen(xf_status(s, CL).nack_message), 4096);
+    free(long_id);
+    free(long_message);
+}
+
+/* A CSDS answer stays within its bound: whole clients, in order, those that do not fit counted. */
+static void test_csds_answer_is_bounded(void **state)
+{
+    xf_t *x = *state;
+    xf_set(x, LA, "a b c");
+    char *many = names_spec("cluster-with-a-long-name-", 200), *names = ekg_xasprintf("a b c %s", many);
+    free(many);
+    ekg_xds_session_t *clients[4];
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "envoy-%d", i);
+        clients[i] = xf_session(x, EKG_XDS_ADS);
+        /* envoy-1 asks for 203 names (about 60 KB of answer), the others for three. */
+        xf_request(clients[i],
+                   &(xf_request_t){.type_url = XF_EDS, .names = i == 1 ? names : "a b c", .node_id = id});
+    }
+    xf_publish(x);
+    for (int i = 0; i < 4; i++)
+        xf_expect(x, clients[i]);
+    free(names);
+    char *out = NULL;
+    size_t len = 0;
+    ekg_xds_csds_counts_t counts;
+    ekg_diag_t diag = {{0}};
+    /* Unbounded enough: everybody. */
+    assert_int_equal(ekg_xds_csds_answer_bounded("", 0, clients, 4, 1 << 20, &out, &len, &counts, &diag),
+                     EKG_OK);
+    assert_int_equal(counts.selected, 4);
+    assert_int_equal(counts.shown, 4);
+    size_t whole = len;
+    free(out);
+    /* 20 KB: the big client does not fit and is left out; the ones after it still are shown. */
+    assert_int_equal(ekg_xds_csds_answer_bounded("", 0, clients, 4, 20000, &out, &len, &counts, &diag),
+                     EKG_OK);
+    assert_int_equal(counts.selected, 4);
+    assert_int_equal(counts.shown, 3);
+    assert_true(len <= 20000);
+    assert_true(len < whole);
+    upb_Arena *arena = upb_Arena_New();
+    envoy_service_status_v3_ClientStatusResponse *resp =
+        envoy_service_status_v3_ClientStatusResponse_parse(out, len, arena);
+    assert_non_null(resp);
+    size_t n;
+    const envoy_service_status_v3_ClientConfig *const *configs =
+        envoy_service_status_v3_ClientStatusResponse_config(resp, &n);
+    assert_int_equal(n, 3);
+    const char *expect[3] = {"envoy-0", "envoy-2", "envoy-3"};
+    for (size_t i = 0; i < n; i++) {
+        upb_StringView id =
+            envoy_config_core_v3_Node_id(envoy_service_status_v3_ClientConfig_node(configs[i]));
+        assert_int_equal(id.size, strlen(expect[i]));
+        assert_memory_equal(id.data, expect[i], id.size);
+        size_t ng;
+        envoy_service_status_v3_ClientConfig_generic_xds_configs(configs[i], &ng);
+        assert_int_equal(ng, 3);
+    }
+    upb_Arena_Free(arena);
+    free(out);
+    /* Too small for anyone: an empty answer that says so. */
+    assert_int_equal(ekg_xds_csds_answer_bounded("", 0, clients, 4, 10, &out, &len, &counts, &diag), EKG_OK);
+    assert_int_equal(counts.selected, 4);
+    assert_int_equal(counts.shown, 0);
+    free(out);
+}
+
 int main(void)
 {
     ekg_log_set_level(EKG_LOG_ERROR);
@@ -1076,6 +1256,11 @@ int main(void)
         T(test_lds_wildcard_not_pushed_on_listener_change),
         T(test_stream_behind_several_snapshots_gets_only_the_latest),
         T(test_one_change_in_a_thousand_load_assignments_sends_one),
+        T(test_names_per_request_is_limited),
+        T(test_names_per_stream_counts_every_type),
+        T(test_unserved_type_urls_per_stream_are_bounded),
+        T(test_node_fields_and_nack_messages_are_cut),
+        T(test_csds_answer_is_bounded),
     };
 #undef T
     return cmocka_run_group_tests_name("session", tests, NULL, NULL);
