@@ -276,6 +276,15 @@ static ekg_err_t set_server(ekg_kube_conn_t *c, const char *url, const char *wha
         err = ekg_diag_set(diag, EKG_ECONFIG, "%s: \"%s\": the scheme must be https or http", what, url);
         goto out;
     }
+    /* libcurl also takes "https:/h" and "https:///h", whose host is not what a reader sees (found by
+     * tests/fuzz/kubeconfig_fuzz.c: "https:/s5://proxy:1080" connected to a host "s5"): the authority must
+     * follow "SCHEME://" as written. */
+    const char *rest = url + strlen(scheme);
+    if (strncmp(rest, "://", 3) != 0 || rest[3] == '/') {
+        err = ekg_diag_set(diag, EKG_ECONFIG, "%s: \"%s\" is not a URL; expected %s://HOST[:PORT]", what, url,
+                           scheme);
+        goto out;
+    }
     if (url_part(u, CURLUPART_USER, &user)) {
         err = ekg_diag_set(diag, EKG_ECONFIG, "%s: credentials in the URL are not supported", what);
         goto out;

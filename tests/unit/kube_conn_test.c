@@ -1010,6 +1010,13 @@ static void test_kubeconfig_missing_pieces(void **state)
     write_kubeconfig("    server: 127.0.0.1:6443\n", "    token: t\n");
     kubeconfig_err(NULL, EKG_ECONFIG, &diag);
     assert_contains(diag.msg, ":7: clusters[c].cluster.server: ");
+    write_kubeconfig("    server: https:/h\n", "    token: t\n"); /* libcurl would connect to "h" */
+    kubeconfig_err(NULL, EKG_ECONFIG, &diag);
+    assert_contains(diag.msg,
+                    ":7: clusters[c].cluster.server: \"https:/h\" is not a URL; expected https://HOST");
+    write_kubeconfig("    server: https:///h/x\n", "    token: t\n");
+    kubeconfig_err(NULL, EKG_ECONFIG, &diag);
+    assert_contains(diag.msg, "\"https:///h/x\" is not a URL");
     write_kubeconfig("    server: https://h/?x=1\n", "    token: t\n");
     kubeconfig_err(NULL, EKG_ECONFIG, &diag);
     assert_contains(diag.msg, "a server URL cannot have a query or fragment");
