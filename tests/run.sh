@@ -4,7 +4,8 @@
 #   1. a normal build with warnings as errors, and every test (cmocka units, golden dumps, the independent
 #      decoder check) through ctest;
 #   2. the same tests in an ASan+UBSan build;
-#   3. the libFuzzer targets (clang), each run for FUZZ_SECONDS (default 20) from its seed corpus.
+#   3. the libFuzzer targets (clang), each run for FUZZ_SECONDS (default 20) from its seed corpus: tests/fuzz.sh
+#      (a crash, a non-zero exit or any sanitizer report fails; the output is kept in build/fuzz/fuzz-logs/).
 # Exits non-zero on the first failure. Runs third_party/setup-deps.sh first (installs what is missing).
 # Ends with the skipped tests, counted and named under each reason (tests/helpers/skips.py): a skip whose reason
 # is not on that file's short allowlist (what Debian bookworm cannot provide) fails the run.
@@ -79,18 +80,7 @@ rm -rf build/asan/test-skips
 collect_skips asan build/asan build/asan/ctest.log
 
 step "fuzz targets (${fuzz_seconds}s each)"
-cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DEKG_FUZZ=ON >/dev/null
-cmake --build build/fuzz -j"$jobs" --target $(cd tests/fuzz && ls *_fuzz.c | sed 's/\.c$//' | tr '\n' ' ')
-for src in tests/fuzz/*_fuzz.c; do
-  name=$(basename "$src" .c)
-  corpus_seed="tests/fuzz/corpus/${name%_fuzz}"
-  work=$(mktemp -d)
-  [ -d "$corpus_seed" ] && cp -r "$corpus_seed"/. "$work"/
-  echo "--- $name"
-  ASAN_OPTIONS=detect_leaks=1 build/fuzz/"$name" -max_total_time="$fuzz_seconds" -rss_limit_mb=2048 \
-    -print_final_stats=0 "$work" 2>&1 | tail -n 3
-  rm -rf "$work"
-done
+tests/fuzz.sh -b build/fuzz -t "$fuzz_seconds" -j"$jobs"
 
 skip_summary
 step "all tests passed"
