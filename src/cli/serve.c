@@ -5,7 +5,7 @@
  *   ekglue serve [--objects FILE ...] [--config FILE] [--xds-listen ADDR] [--debug-listen ADDR|off]
  *                [--metrics-listen ADDR]
  *                [--log-level L] [--threads N] [--kubeconfig FILE] [--context NAME] [--master URL]
- *                [--namespace NS ...] [--service-selector S]
+ *                [--namespace NS ...] [--service-selector S] [--xds-<limit> N ...]
  *
  * One source of three (include/ekglue/watch.h): --objects files; the Kubernetes API
  * (--kubeconfig/$KUBECONFIG,
@@ -85,7 +85,9 @@ static void usage(FILE *f)
         "  --tls-key FILE     ... and this PEM private key; both re-read when they change\n"
         "  --tls-client-ca FILE  require client certificates signed by a CA in this PEM file (mTLS)\n"
         "  --log-level L      debug|info|warn|error|off (default info)\n"
-        "  --threads N        gRPC completion-queue threads (default 2)\n"
+        "  --threads N        gRPC completion-queue threads (default 2)\n" EKG_CLI_KUBE_USAGE
+        "  --coalesce-ms N    publish this long after a Kubernetes change (default 100)\n"
+        "  --coalesce-max-ms N  ... but at most this long after the first unpublished one (default 1000)\n"
         "\n"
         "Limits on xDS clients (docs/operations.md, \"Limits\"): past one, the stream ends with\n"
         "RESOURCE_EXHAUSTED. Sizes take a k, m or g suffix (KiB, MiB, GiB); -1: none, where marked.\n"
@@ -98,10 +100,7 @@ static void usage(FILE *f)
         "  --xds-max-requests-per-second N   per stream, over 10 s (default 100; -1)\n"
         "  --xds-send-timeout-ms N           drop a client that takes no message this long (default\n"
         "                                    30000; -1)\n"
-        "  --xds-max-client-status-bytes N   one CSDS answer, one /clients page (default "
-        "4m)\n" EKG_CLI_KUBE_USAGE
-        "  --coalesce-ms N    publish this long after a Kubernetes change (default 100)\n"
-        "  --coalesce-max-ms N  ... but at most this long after the first unpublished one (default 1000)\n"
+        "  --xds-max-client-status-bytes N   one CSDS answer, one /clients page (default 4m)\n"
         "\n"
         "With no --objects: the Kubernetes API if one is configured (flags above, $KUBECONFIG, or in a\n"
         "cluster), otherwise the embedded demo cluster.\n"
