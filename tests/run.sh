@@ -4,7 +4,9 @@
 #   1. a normal build with warnings as errors, and every test (cmocka units, golden dumps, the independent
 #      decoder check) through ctest;
 #   2. the same tests in an ASan+UBSan build;
-#   3. the libFuzzer targets (clang), each run for FUZZ_SECONDS (default 20) from its seed corpus: tests/fuzz.sh
+#   3. the threaded tests (every xDS test, the Kubernetes end-to-end test, the watcher, the debug port) in a
+#      TSan build: tests/tsan.sh;
+#   4. the libFuzzer targets (clang), each run for FUZZ_SECONDS (default 20) from its seed corpus: tests/fuzz.sh
 #      (a crash, a non-zero exit or any sanitizer report fails; the output is kept in build/fuzz/fuzz-logs/).
 # Exits non-zero on the first failure. Runs third_party/setup-deps.sh first (installs what is missing).
 # Ends with the skipped tests, counted and named under each reason (tests/helpers/skips.py): a skip whose reason
@@ -78,6 +80,11 @@ rm -rf build/asan/test-skips
   ctest --test-dir build/asan --output-on-failure -j"$jobs"
 ) | tee build/asan/ctest.log
 collect_skips asan build/asan build/asan/ctest.log
+
+step "threaded tests under TSan"
+mkdir -p build/tsan && rm -rf build/tsan/test-skips
+tests/tsan.sh -b build/tsan -j"$jobs" | tee build/tsan/ctest.log
+collect_skips tsan build/tsan build/tsan/ctest.log
 
 step "fuzz targets (${fuzz_seconds}s each)"
 tests/fuzz.sh -b build/fuzz -t "$fuzz_seconds" -j"$jobs"
