@@ -58,17 +58,20 @@ reports='runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer|ERROR: libF
 # Runs one target; its verdict goes to $logs/NAME.result (first line PASS or FAIL), printed by the caller, so
 # that targets running side by side do not interleave their output.
 run_one() {
-  local name=$1 bin="$build/${1}_fuzz" log="$logs/$1.log" result="$logs/$1.result" work rc=0
+  local name=$1 bin="$build/${1}_fuzz" log="$logs/$1.log" result="$logs/$1.result" work tmp rc=0
   work=$(mktemp -d)
+  # The target's own temporary files (kubeconfig_fuzz writes its input to a file) go to a directory removed
+  # below, even when the target crashed before its own cleanup.
+  tmp=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
   [ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name"/. "$work"/
   local start=$SECONDS
   # detect_leaks: libFuzzer checks each new input for leaks. The outer timeout only guards against a fuzzer
   # that never returns; -max_total_time is what ends a normal run.
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  TMPDIR="$tmp" ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     timeout -k 10 $((seconds + timeout_s + 120)) "$bin" -max_total_time="$seconds" -timeout="$timeout_s" \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$logs/$name-" "$work" </dev/null >"$log" 2>&1 ||
     rc=$?
-  rm -rf "$work"
+  rm -rf "$work" "$tmp"
   local stats
   stats=$(grep -E '^stat::number_of_executed_units:' "$log" | awk '{print $2}' || true)
   if [ "$rc" -eq 0 ] && ! grep -qE "$reports" "$log"; then

@@ -5,10 +5,10 @@
  * connection.
  *
  * There is no buffer entry point: the kubeconfig is a file, and relative paths in it are relative to its
- * directory. So the input goes to <tmp>/config, in a private temporary directory that also holds a CA, a
- * client certificate and key, and a token file, which the seeds name ("ca.crt", "client.crt", "client.key",
- * "token"). Byte 0 chooses the options: bit 0 adds --master https://10.0.0.1:6443, bit 1 --context other.
- * $KUBECONFIG and the in-cluster variables are cleared first.
+ * directory. So the input goes to <tmp>/config, in a private temporary directory (under $TMPDIR, else
+ * /dev/shm) that also holds a CA, a client certificate and key, and a token file, which the seeds name
+ * ("ca.crt", "client.crt", "client.key", "token"). Byte 0 chooses the options: bit 0 adds --master
+ * https://10.0.0.1:6443, bit 1 --context other. $KUBECONFIG and the in-cluster variables are cleared first.
  *
  * Checks besides the sanitizers: a loaded connection has an http(s) server URL ("SCHEME://HOST...") without a
  * trailing slash and a description, and neither the description nor a failure's message ever holds the token
@@ -35,8 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define SECRET "fuzz-secret-token-7f3a"
 
-static char dir[64];
-static char config_path[96];
+static char dir[4096];
+static char config_path[4200];
 static CURL *curl;
 
 static const char pem[] = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
@@ -44,7 +44,7 @@ static const char key_pem[] = "-----BEGIN PRIVATE KEY-----\nMIIBfake\n-----END P
 
 static void write_file(const char *name, const char *text, size_t len)
 {
-    char path[128];
+    char path[4200];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
     if (!f || (len && fwrite(text, 1, len, f) != len) || fclose(f) != 0)
@@ -54,7 +54,7 @@ static void write_file(const char *name, const char *text, size_t len)
 static void cleanup(void)
 {
     static const char *const names[] = {"config", "ca.crt", "client.crt", "client.key", "token"};
-    char path[128];
+    char path[4200];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         unlink(path);
@@ -71,8 +71,12 @@ static void setup(void)
     unsetenv("KUBERNETES_SERVICE_HOST");
     unsetenv("KUBERNETES_SERVICE_PORT");
     unsetenv("EKG_SERVICEACCOUNT_DIR");
-    snprintf(dir, sizeof(dir), "%s/ekg-kubeconfig-fuzz-XXXXXX",
-             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    /* $TMPDIR when set (tests/fuzz.sh gives each run its own, removed afterwards: a crash skips cleanup). */
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp)
+        tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    if (snprintf(dir, sizeof(dir), "%s/ekg-kubeconfig-fuzz-XXXXXX", tmp) >= (int)sizeof(dir))
+        abort();
     if (!mkdtemp(dir))
         abort();
     snprintf(config_path, sizeof(config_path), "%s/config", dir);
