@@ -77,6 +77,10 @@ typedef struct ekg_xds_server_options {
     const char *tls_key;
     const char *tls_client_ca;
     ekg_xds_limits_t limits; /* all 0: the defaults */
+    /* Health is SERVING from the first connection on (the snapshot is published before the start: files,
+     * the demo); false: NOT_SERVING until ekg_xds_server_set_serving() (the Kubernetes source, until synced).
+     */
+    bool serving;
 } ekg_xds_server_options_t;
 
 /* Starts serving the cache's snapshots. cache is borrowed and must outlive the server. */
@@ -84,7 +88,7 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
                                ekg_xds_server_t **out, ekg_diag_t *diag);
 /* The bound port (useful with port 0). */
 int ekg_xds_server_port(const ekg_xds_server_t *s);
-/* grpc.health.v1: SERVING or NOT_SERVING (the default until set). Watchers are notified. */
+/* grpc.health.v1: SERVING or NOT_SERVING (opts->serving until set). Watchers are notified. */
 void ekg_xds_server_set_serving(ekg_xds_server_t *s, bool serving);
 /* Which clients ekg_xds_server_clients describes, and how many there are. */
 typedef struct ekg_xds_clients_page {

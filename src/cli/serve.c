@@ -412,8 +412,8 @@ static void on_synced(void *ctx)
 
 /*
  * Starts the source and the xDS server: the files or the demo are read and published first, then the server
- * starts SERVING; the Kubernetes watcher starts after the server (NOT_SERVING and empty), which it turns
- * SERVING once synced. Then the debug port. Errors are printed.
+ * starts, SERVING from its first connection on; the Kubernetes watcher starts after the server (NOT_SERVING
+ * and empty), which it turns SERVING once synced. Then the debug port. Errors are printed.
  */
 static ekg_err_t start(serve_state_t *st, serve_args_t *a)
 {
@@ -427,6 +427,7 @@ static ekg_err_t start(serve_state_t *st, serve_args_t *a)
                 diag.msg[0] ? diag.msg : ekg_strerror(err));
         return err;
     }
+    a->xds.serving = !st->conn; /* the files are published: SERVING from the first connection on */
     if ((err = ekg_xds_server_start(st->cache, &a->xds, &st->server, &diag)) != EKG_OK)
         goto out;
     if (st->conn)
@@ -436,9 +437,8 @@ static ekg_err_t start(serve_state_t *st, serve_args_t *a)
         ekg_info("xDS server listening port=%d address=%s threads=%d objects_files=%zu",
                  ekg_xds_server_port(st->server), a->xds.listen, a->xds.threads ? a->xds.threads : 2,
                  st->npaths);
-    if (!st->conn)
-        ekg_xds_server_set_serving(st->server, true);
-    else if ((err = ekg_source_kube_start(st->conn, &a->kube.watch, st->sink, &st->source, &diag)) != EKG_OK)
+    if (st->conn &&
+        (err = ekg_source_kube_start(st->conn, &a->kube.watch, st->sink, &st->source, &diag)) != EKG_OK)
         goto out;
     if (a->metrics_listen && (err = start_debug(a->metrics_listen, true, true, st, &st->metrics)) != EKG_OK)
         return err;

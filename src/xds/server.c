@@ -1599,7 +1599,8 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
                        : opts->trim_quiet_ms > 0                   ? opts->trim_quiet_ms
                                                                    : DEFAULT_TRIM_QUIET_MS;
     s->shutdown_tag = (tag_t){EV_SHUTDOWN, s};
-    atomic_init(&s->serving, false);
+    /* Set before grpc_server_start: no client sees another state first. */
+    atomic_init(&s->serving, opts->serving);
     pthread_mutex_init(&s->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -1684,6 +1685,8 @@ ekg_err_t ekg_xds_server_start(ekg_cache_t *cache, const ekg_xds_server_options_
      * every publish after that read reaches it through the watch (see start_stream). */
     ekg_cache_set_watch(cache, on_snapshot, s);
     grpc_server_start(s->server);
+    if (opts->serving)
+        ekg_info("xDS server health status=SERVING");
     for (int i = 0; i < nthreads; i++)
         for (int m = 0; m <= M_GENERIC; m++)
             slot_arm(&s->workers[i].slots[m]);
