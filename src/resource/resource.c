@@ -50,7 +50,7 @@ typedef struct page {
 struct ekg_resource_set {
     atomic_int refs;
     _Atomic(char *) fields; /* all items' response fields, concatenated; built on first use */
-    size_t fields_len;
+    size_t fields_len;      /* their length, known from the start (so no builder writes it) */
     ekg_resource_type_t type;
     size_t n;
     size_t npages;
@@ -208,6 +208,8 @@ ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *
     }
     snprintf(s->version, sizeof(s->version), "%016llx",
              (unsigned long long)ekg_hash_final(ekg_hash_u64(h, n)));
+    for (size_t i = 0; i < n; i++)
+        s->fields_len += items[i]->field_len;
     *out = s;
     return EKG_OK;
 invalid:
@@ -268,10 +270,7 @@ void ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, 
 {
     char *f = atomic_load_explicit(&s->fields, memory_order_acquire);
     if (!f) {
-        size_t total = 0;
-        for (size_t i = 0; i < s->n; i++)
-            total += ekg_resource_set_at(s, i)->field_len;
-        char *buf = ekg_xmalloc(total);
+        char *buf = ekg_xmalloc(s->fields_len ? s->fields_len : 1);
         char *p = buf;
         for (size_t i = 0; i < s->n; i++) {
             const ekg_resource_t *r = ekg_resource_set_at(s, i);
@@ -279,7 +278,6 @@ void ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, 
             p += r->field_len;
         }
         /* Several threads may race to build it; the first one wins and the others free theirs. */
-        s->fields_len = total; /* the same value from every builder */
         char *expected = NULL;
         if (atomic_compare_exchange_strong_explicit(&s->fields, &expected, buf, memory_order_acq_rel,
                                                     memory_order_acquire)) {
