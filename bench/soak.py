@@ -21,7 +21,8 @@ One `BUILD_DIR/ekglue serve --master URL --config FILE` against an in-process Fa
   streams   --streams ADS streams in a grpc.aio client process (its own process: the fake's GIL stays free),
             over --channels HTTP/2 connections, as Envoy does it: wildcard CDS, then EDS naming every cluster,
             ACKing everything with version_info + response_nonce. Each stream lives a random 5-90 s and ends by
-            cancel (2/3) or half-close (1/3, the server must end it with OK), then reconnects; every ~30 s a whole
+            cancel (2/3) or half-close (1/3: the server must end it with INVALID_ARGUMENT within 10 s, as
+            docs/internals/server.md "Truncated requests" has it), then reconnects; every ~30 s a whole
             connection is closed and replaced. Per stream and type the client checks that version_info never
             returns to a version it left, that no response repeats a name, and that no stream ends unless the
             client ended it.
@@ -75,6 +76,9 @@ ZONES = ("zone-a", "zone-b", "zone-c")
 NODES = 12
 NAMESPACES = 4
 CDS, EDS = xc.CLUSTER_URL, xc.CLA_URL
+# How ekglue ends an xDS stream whose client half-closes: never OK, since grpc 1.51 cannot tell a half-close from a
+# last request cut short (docs/internals/server.md "Truncated requests", docs/operations.md "Limits").
+HALF_CLOSE_CODE = "INVALID_ARGUMENT"
 SHORT = {CDS: "cds", EDS: "eds"}
 
 CONFIG_BASE = """apiVersion: v1alpha
@@ -374,8 +378,9 @@ def client_main(argv):
                 code = "unknown"
             if mode is None:
                 self.c.unexpected_end(self, code, failure or "the server ended the stream")
-            elif mode == "half-close" and code != "OK":
-                self.c.unexpected_end(self, code, "after the client's half-close: %s" % (failure or ""))
+            elif mode == "half-close" and code != HALF_CLOSE_CODE:
+                self.c.unexpected_end(self, code, "after the client's half-close (want %s): %s" % (
+                    HALF_CLOSE_CODE, failure or ""))
             else:
                 self.c.stats["ended_" + mode] += 1
             self.call = None
@@ -784,6 +789,38 @@ def proc_status(pid):
     return out
 
 
+ASAN_HEAP = (0x600000000000, 0x640000000000)  # x86_64: ASan's primary allocator (its kAllocatorSpace)
+ASAN_SHADOW = (0x7FFF8000, 0x10007FFF8000)  # x86_64: low shadow .. high shadow
+
+
+def smaps_classes(pid):
+    """VmRSS split by kind of mapping (/proc/PID/smaps), in bytes: "asan heap" (every malloc'd block, live or in
+    ASan's quarantine), "asan shadow", "glibc heap", "other anon" (mmap'd blocks, thread stacks, and under ASan its
+    own bookkeeping: allocation stack traces, large blocks), "files"."""
+    out, cur = collections.Counter(), None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            parts = line.split()
+            if "-" in parts[0] and not parts[0].endswith(":"):
+                lo = int(parts[0].split("-")[0], 16)
+                path = parts[5] if len(parts) > 5 else ""
+                if path == "[heap]":
+                    cur = "glibc heap"
+                elif path.startswith("/"):
+                    cur = "files"
+                elif path:
+                    cur = "other anon"
+                elif ASAN_HEAP[0] <= lo < ASAN_HEAP[1]:
+                    cur = "asan heap"
+                elif ASAN_SHADOW[0] <= lo < ASAN_SHADOW[1]:
+                    cur = "asan shadow"
+                else:
+                    cur = "other anon"
+            elif parts[0] == "Rss:" and cur:
+                out[cur] += int(parts[1]) * 1024
+    return out
+
+
 def proc_cpu_s(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -895,6 +932,7 @@ class Soak:
         self.t_load = None
         self.server = self.client = None
         self.sampling_done = threading.Event()
+        self.smaps = {}  # "warm-up", "end": smaps_classes() at the end of the warm-up and of the load
 
     # the background threads; an exception in one is a soak failure, recorded and re-raised by main
     def _guard(self, fn):
@@ -972,6 +1010,8 @@ class Soak:
             except OSError:
                 return
             self.samples.append((self.elapsed(), st.get("VmRSS", 0), nfd, st.get("Threads", 0)))
+            if "warm-up" not in self.smaps and self.elapsed() >= 0.2 * self.a.minutes * 60:
+                self.smaps["warm-up"] = smaps_classes(pid)
             if self.sampling_done.wait(self.a.sample_s):
                 return
 
@@ -1055,6 +1095,8 @@ class Soak:
                     self.progress(client)
             load_s = self.elapsed()
             self.stop.set()
+            if server.running():
+                self.smaps["end"] = smaps_classes(server.proc.pid)
             for t in threads[1:]:
                 t.join(timeout=30)
                 if t.is_alive():
@@ -1085,6 +1127,7 @@ class Soak:
             client.send(cmd="quit")
             ended = client.expect("ended", 60)
             res["client_stats"] = ended
+            res["smaps"] = self.smaps
             with open(os.path.join(out_dir, "result.json"), "w") as f:
                 json.dump(res, f, indent=1, default=str)
             return res
@@ -1113,6 +1156,12 @@ def report(a, soak, res, client, asan):
     server = soak.server
     print("soak: ekglue %s (%s), %d CPUs, %s" % (xc.EKGLUE, "ASan" if asan else "NOT an ASan build", os.cpu_count(),
                                                 time.strftime("%Y-%m-%d %H:%M %Z")))
+    try:
+        head = subprocess.run(["git", "-C", SOURCE_DIR, "log", "-1", "--format=%h %cd", "--date=short"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        head = "?"
+    print("  source tree at %s (the build may be older: rebuild before a run)" % head)
     print("  ASAN_OPTIONS=%s UBSAN_OPTIONS=%s" % (os.environ.get("ASAN_OPTIONS", ""),
                                                  os.environ.get("UBSAN_OPTIONS", "")))
     print("  load: %.1f min; %d streams over %d connections; objects: %d base + added Services x 2 ports, %d Nodes"
@@ -1167,6 +1216,10 @@ def report(a, soak, res, client, asan):
           "end of load %.1f; after the final check %.1f" % (
               s[0][1] / MB if s else 0, warm / 60, base / MB, mx[1] / MB, mx[0] / 60,
               (mx[1] - base) / base * 100 if base else 0, endv / MB, res.get("rss_final", 0) / MB))
+    if len(soak.smaps) == 2:
+        w0, w1 = soak.smaps["warm-up"], soak.smaps["end"]
+        print("  RSS by mapping, end of warm-up -> end of load (MB): %s" % ", ".join(
+            "%s %.1f -> %.1f" % (k, w0[k] / MB, w1[k] / MB) for k in sorted(set(w0) | set(w1))))
     if fds:
         print("  fds: start %d, max %d, end %d; threads: start %d, max %d, end %d (%d samples, every %.0f s)" % (
             fds[0], max(fds), fds[-1], s[0][3], max(x[3] for x in s), s[-1][3], len(s), a.sample_s))
