@@ -39,7 +39,8 @@ of the samples in the last minute of load) is at most 5% above the RSS at the en
 minute). Start, end of warm-up, max after warm-up and end are printed; fds and threads for context.
 
 Usage: soak.py BUILD_DIR [--minutes 30] [--streams 200] [--channels 8] [--services 40] [--change-ms 600]
-                [--reload-s 60] [--quiet-s 15] [--final-timeout 120] [--sample-s 5] [--seed N] [--out DIR]
+                [--reload-s 60] [--life-min 5] [--life-max 90] [--channel-every 30] [--quiet-s 15]
+                [--final-timeout 120] [--sample-s 5] [--seed N] [--asan-quarantine-mb N] [--out DIR]
 BUILD_DIR: an ASan build (cmake -DEKG_SANITIZE=address) with the ekglue target built.
 Exit: 0 every target met, 3 a target missed (the report says which), 1 the soak itself failed, 2 usage.
 Everything runs on 127.0.0.1, every wait is bounded, every process started is stopped. The run's files (ekglue's
@@ -291,6 +292,7 @@ def client_main(argv):
             self.types = {CDS: TypeState(), EDS: TypeState()}
             self.clusters, self.clas, self.eds_names = {}, {}, None
             self.opened = time.monotonic()
+            self.writes, self.writing, self.last_rx = 0, False, None
 
         def synced(self):
             return (self.call is not None and self.end_mode is None and self.types[CDS].responses > 0
@@ -346,7 +348,21 @@ def client_main(argv):
 
         async def write(self, data):
             if self.end_mode is None:
+                self.writing = True
                 await self.call.write(data)
+                self.writing = False
+                self.writes += 1
+
+        def diagnosis(self):
+            """What a stream that is not synced is doing (for the final check's report)."""
+            now = time.monotonic()
+            return {"stream": self.sid, "node": "soak-%s" % self.sid, "end_mode": self.end_mode,
+                    "call": None if self.call is None else ("done" if self.call.done() else "open"),
+                    "age_s": round(now - self.opened, 1), "writes": self.writes, "write_pending": self.writing,
+                    "responses": {SHORT[t]: ts.responses for t, ts in self.types.items()},
+                    "versions": {SHORT[t]: ts.cur for t, ts in self.types.items()},
+                    "eds_names": len(self.eds_names or ()),
+                    "last_response_age_s": None if self.last_rx is None else round(now - self.last_rx, 1)}
 
         async def run(self):
             self.channel = self.c.channels[rng.randrange(len(self.c.channels))]
@@ -360,6 +376,7 @@ def client_main(argv):
                     raw = await self.call.read()
                     if raw is grpc.aio.EOF:
                         break
+                    self.last_rx = time.monotonic()
                     await self.on_response(Response.FromString(raw))
             except asyncio.CancelledError:
                 failure = "cancelled"
@@ -467,7 +484,9 @@ def client_main(argv):
                 matched, bad = 0, []
                 for s in c.streams:
                     if s is None or not s.synced():
-                        bad.append({"stream": s.sid if s else None, "problem": "not connected and synced"})
+                        d = s.diagnosis() if s else {"stream": None}
+                        d["problem"] = "not connected and synced"
+                        bad.append(d)
                         continue
                     cl, la = s.state()
                     cv = s.types[CDS].cur
@@ -516,7 +535,8 @@ class ClientProc:
         self.errlog = open(os.path.join(out_dir, "client.stderr"), "w")
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--client", a.build_dir, address, "--streams", str(a.streams),
-             "--channels", str(a.channels), "--seed", str(a.seed + 1)],
+             "--channels", str(a.channels), "--seed", str(a.seed + 1), "--life-min", str(a.life_min),
+             "--life-max", str(a.life_max), "--channel-every", str(a.channel_every)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errlog, text=True, bufsize=1)
         self.events = queue.Queue()
         self.violations, self.unexpected_ends, self.errors = [], [], []
@@ -931,6 +951,7 @@ class Soak:
         self.config_name = "A"
         self.t_load = None
         self.server = self.client = None
+        self.debug_port = None
         self.sampling_done = threading.Event()
         self.smaps = {}  # "warm-up", "end": smaps_classes() at the end of the warm-up and of the load
 
@@ -1049,8 +1070,31 @@ class Soak:
                                               if d_clusters.get(n) != f_clusters.get(n))[:5],
                     "clas_differ": sorted(n for n in set(d_clas) | set(f_clas) if d_clas.get(n) != f_clas.get(n))[:5]}
             if (fresh_ok and res["matched"] == res["streams"]) or time.monotonic() > deadline:
+                nodes = {m["node"] for m in res["first"] if m.get("node")}
+                if nodes:  # ekglue's side of those streams, from the debug port's /clients
+                    last["server_view"] = self.clients(nodes)
                 return last
             time.sleep(3)
+
+    def clients(self, nodes):
+        """The /clients entries (debug port) of these node ids, or a note saying why there are none."""
+        import urllib.request
+        if not self.debug_port:
+            return "no debug port"
+        found, offset = [], 0
+        try:
+            for _ in range(100):
+                url = "http://127.0.0.1:%d/clients?offset=%d" % (self.debug_port, offset)
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    page = json.loads(r.read())
+                    total = int(r.headers.get("X-Ekglue-Clients-Total", len(page)))
+                found += [c for c in page if c.get("node_id") in nodes]
+                offset += len(page)
+                if not page or offset >= total:
+                    break
+        except (OSError, ValueError) as e:
+            return "GET /clients failed: %s" % e
+        return found or "none of %s is on /clients (%d clients listed)" % (sorted(nodes), offset)
 
     def run(self, out_dir):
         a = self.a
@@ -1070,8 +1114,10 @@ class Soak:
             log("fake API at %s: %d Services, %d Nodes; starting %s" % (
                 self.fake.url, len(self.objects.eps), NODES, xc.EKGLUE))
             server = self.server = xc.EkglueServer(
-                extra_args=["--master", self.fake.url, "--config", self.config_path], start_timeout=120,
-                log_level="info")
+                extra_args=["--master", self.fake.url, "--config", self.config_path,
+                            "--debug-listen", "127.0.0.1:0"], start_timeout=120, log_level="info")
+            line = server.wait_log(r"debug server listening port=\d+", timeout=10)
+            self.debug_port = int(re.search(r"port=(\d+)", line).group(1)) if line else None
             wait_serving(server, 120)
             client = self.client = ClientProc(a, server.address, out_dir)
             ready = client.expect("ready", 150)
@@ -1260,6 +1306,8 @@ def report(a, soak, res, client, asan):
         if not ok:
             for m in f["first_mismatches"][:3]:
                 print("    %s" % json.dumps(m))
+            if "server_view" in f:
+                print("    ekglue's /clients for those streams: %s" % json.dumps(f["server_view"]))
             if "fresh_vs_dump" in f:
                 print("    fresh vs dump: %s" % json.dumps(f["fresh_vs_dump"]))
     else:
@@ -1289,6 +1337,9 @@ def main(argv):
     ap.add_argument("--services", type=int, default=40, help="base Services (2 ports each)")
     ap.add_argument("--change-ms", type=int, default=600, help="mean time between object changes")
     ap.add_argument("--reload-s", type=float, default=60)
+    ap.add_argument("--life-min", type=float, default=5, help="a stream lives between life-min and life-max s")
+    ap.add_argument("--life-max", type=float, default=90)
+    ap.add_argument("--channel-every", type=float, default=30, help="mean s between two connection closes")
     ap.add_argument("--quiet-s", type=float, default=15)
     ap.add_argument("--final-timeout", type=float, default=120)
     ap.add_argument("--sample-s", type=float, default=5)
@@ -1297,8 +1348,10 @@ def main(argv):
                     help="ASan's quarantine of freed memory (default: ASan's own, 256 MB); it is part of the RSS")
     ap.add_argument("--out", help="directory for the run's files (default /tmp/ekglue-soak-TIME)")
     a = ap.parse_args(argv[1:])
-    if a.minutes <= 0 or a.streams < 1 or a.channels < 1 or a.services < 1 or a.change_ms < 10 or a.reload_s < 20:
-        ap.error("out of range: minutes > 0, streams/channels/services >= 1, change-ms >= 10, reload-s >= 20")
+    if (a.minutes <= 0 or a.streams < 1 or a.channels < 1 or a.services < 1 or a.change_ms < 10 or a.reload_s < 20
+            or not 0 < a.life_min <= a.life_max or a.channel_every <= 0):
+        ap.error("out of range: minutes > 0, streams/channels/services >= 1, change-ms >= 10, reload-s >= 20, "
+                 "0 < life-min <= life-max, channel-every > 0")
     a.build_dir = os.path.abspath(a.build_dir)
     xc.EKGLUE = os.path.join(a.build_dir, "ekglue")
     xc.BUILD_DIR = a.build_dir
