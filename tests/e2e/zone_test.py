@@ -20,6 +20,7 @@ here is stopped here.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -148,6 +149,7 @@ def switch_time(lines, expected):
 class ZoneTest(xdsclient.LogOnFailure, unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="ekglue-zone-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
         self.port = free_port()
         self.backends = [Backend(name, addr, self.port) for name, (addr, _) in BACKENDS.items()]
         self.objects = os.path.join(self.dir, "objects.yaml")
