@@ -62,7 +62,10 @@ typedef struct ekg_service {
     bool headless;                    /* spec.clusterIP == "None" */
     const char *external_name;        /* NULL unless type ExternalName (then required) */
     const char *traffic_distribution; /* NULL when unset */
-    ekg_service_port_t *ports;        /* in spec order; may be empty */
+    /* metadata.annotations service.kubernetes.io/topology-mode, or the older
+     * service.kubernetes.io/topology-aware-hints when the former is absent; NULL when neither is set. */
+    const char *topology_mode;
+    ekg_service_port_t *ports; /* in spec order; may be empty */
     size_t nports;
 } ekg_service_t;
 
@@ -79,6 +82,11 @@ typedef struct ekg_endpoint {
     const char *node_name;                  /* NULL when unset */
     const char *zone;                       /* NULL when unset */
     const char *hostname;                   /* NULL when unset */
+    /* hints.forZones[].name, as sent (has_zone_hints false when absent, empty or malformed: malformed hints
+     * are ignored, not an error, like kube-proxy does). */
+    bool has_zone_hints;
+    const char **hint_zones;
+    size_t nhint_zones;
 } ekg_endpoint_t;
 
 typedef struct ekg_slice_port {

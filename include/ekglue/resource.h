@@ -124,6 +124,55 @@ const cJSON *ekg_snapshot_localities(const ekg_snapshot_t *s);
  * is published. Written by ekg_cache_publish() before the snapshot is visible to other threads.
  */
 double ekg_snapshot_version_since(const ekg_snapshot_t *s, ekg_resource_type_t type);
+/*
+ * Per-place variants. Some resources differ by where the client runs (zone-aware ClusterLoadAssignments:
+ * docs/translation.md, "Zone-aware endpoints"). The translator attaches a localizer to a snapshot; a stream
+ * then asks for its sets at its place, and gets the same set object as every other stream at a place the
+ * localizer does not tell apart from it. Each such set is built on first use (any thread), kept in the
+ * snapshot and shared; its version is a content hash like any set's, so replicas agree.
+ */
+typedef struct ekg_place {
+    const char *region, *zone; /* the client's Node.locality; "" when unset */
+    const char *node;          /* the Kubernetes Node it runs on (Node.metadata NODE_NAME); "" when unset */
+} ekg_place_t;
+
+typedef struct ekg_localizer_ops {
+    /* Writes into buf (size bytes, NUL-terminated) a key for the place: places with the same key get the same
+     * sets. Returns false when the place gets the snapshot's base sets. The keys must be bounded by the
+     * snapshot's content (what clients send cannot make more of them). */
+    bool (*key)(const void *ctx, const ekg_place_t *place, char *buf, size_t size);
+    /* The set of `type` for places with this key (a new reference), or NULL when it is the base set. hint:
+     * the set built for the same key in the previous snapshot (may be NULL), whose unchanged pages to share.
+     */
+    ekg_resource_set_t *(*build)(void *ctx, ekg_resource_type_t type, const ekg_resource_set_t *base,
+                                 const ekg_place_t *place, const ekg_resource_set_t *hint);
+    /* Why resources named `name` of `type` have per-place variants (for operators), or NULL when they have
+     * none. Borrowed, lives as long as ctx. */
+    const char *(*reason)(const void *ctx, ekg_resource_type_t type, const char *name);
+    void (*free)(void *ctx);
+} ekg_localizer_ops_t;
+
+/* Attaches a localizer (ops static, ctx owned by the snapshot from now on, also on error). content: a hash of
+ * everything the variants depend on beyond the base sets (two snapshots with the same base sets and the same
+ * content make the same variants). EKG_EINVAL once the snapshot is shared (more than one reference) or when
+ * it has one already. */
+ekg_err_t ekg_snapshot_set_localizer(ekg_snapshot_t *s, const ekg_localizer_ops_t *ops, void *ctx,
+                                     uint64_t content);
+/* The localizer's content hash; 0 without one. */
+uint64_t ekg_snapshot_localizer_content(const ekg_snapshot_t *s);
+/* The set of `type` a client at `place` gets (place NULL = no place: the base set). Borrowed, lives as long
+ * as s; the same object for every call with a place of the same key. Thread: any. */
+ekg_resource_set_t *ekg_snapshot_resources_at(ekg_snapshot_t *s, ekg_resource_type_t type,
+                                              const ekg_place_t *place);
+/* ops->reason of the snapshot's localizer; NULL without one. */
+const char *ekg_snapshot_variant_reason(const ekg_snapshot_t *s, ekg_resource_type_t type, const char *name);
+/* Number of place keys the snapshot has built sets for (for metrics and tests). */
+size_t ekg_snapshot_place_count(ekg_snapshot_t *s);
+/* Takes the per-place sets prev has built so far as hints for s's own (page sharing between consecutive
+ * versions, so a stream's diff stays one page per change). Only the cache calls it, before it makes s
+ * visible; each hint is dropped once s has built that key. */
+void ekg_snapshot_inherit_places(ekg_snapshot_t *s, ekg_snapshot_t *prev);
+
 /* A process-unique, increasing number (for logs and for "have I seen this one"), not a protocol version. */
 unsigned long long ekg_snapshot_serial(const ekg_snapshot_t *s);
 /* Sets the time ekg_snapshot_version_since() reports; only the cache calls it, before it makes s visible. */

@@ -45,7 +45,8 @@
  *   cluster_config.base       a full Envoy Cluster (proto3 JSON in YAML form, Any fields included)
  *   cluster_config.overrides  [{match: [{cluster_name|port_name|namespace|service|app_protocol ...}],
  *                               override: {Cluster fields} | suppress: true}]
- *   endpoint_config.include_not_ready, endpoint_config.locality.{region_from,zone_from,sub_zone_from}
+ *   endpoint_config.include_not_ready, endpoint_config.locality.{region_from,zone_from,sub_zone_from},
+ *   endpoint_config.zone_priorities (auto|always|never), endpoint_config.overprovisioning_factor
  *   cluster_domain            (ekglue extension) DNS suffix for non-EDS clusters, default cluster.local
  * Every error names file:line, the key path and the reason.
  *
@@ -114,6 +115,16 @@ const envoy_config_cluster_v3_Cluster *ekg_config_base_cluster(const ekg_config_
 /* Number of rules in cluster_config.overrides (override and suppress rules alike). */
 size_t ekg_config_rule_count(const ekg_config_t *cfg);
 bool ekg_config_include_not_ready(const ekg_config_t *cfg);
+/* endpoint_config.zone_priorities: when ClusterLoadAssignments get per-client-zone priorities
+ * (docs/translation.md, "Zone-aware endpoints"). */
+typedef enum {
+    EKG_ZONE_PRIORITIES_AUTO = 0, /* per Service, when Kubernetes would keep traffic close (the default) */
+    EKG_ZONE_PRIORITIES_ALWAYS,   /* every EDS cluster */
+    EKG_ZONE_PRIORITIES_NEVER     /* none: every client gets the plain assignment */
+} ekg_zone_priorities_t;
+ekg_zone_priorities_t ekg_config_zone_priorities(const ekg_config_t *cfg);
+/* endpoint_config.overprovisioning_factor; 0 when unset (then no policy is sent: Envoy's default, 140). */
+uint32_t ekg_config_overprovisioning_factor(const ekg_config_t *cfg);
 const ekg_locality_rules_t *ekg_config_locality_rules(const ekg_config_t *cfg);
 const char *ekg_config_cluster_domain(const ekg_config_t *cfg);
 /* A stable hash of the whole effective config; translation results depend on nothing else. */

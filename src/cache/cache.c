@@ -64,6 +64,8 @@ static bool same_content(const ekg_snapshot_t *a, const ekg_snapshot_t *b)
         if (strcmp(ekg_resource_set_version(ekg_snapshot_resources(a, (ekg_resource_type_t)t)),
                    ekg_resource_set_version(ekg_snapshot_resources(b, (ekg_resource_type_t)t))) != 0)
             return false;
+    if (ekg_snapshot_localizer_content(a) != ekg_snapshot_localizer_content(b))
+        return false; /* the same base sets, other per-place variants (an endpoint's hints or Node moved) */
     const cJSON *la = ekg_snapshot_localities(a), *lb = ekg_snapshot_localities(b);
     if (!la || !lb)
         return !la && !lb;
@@ -87,6 +89,9 @@ bool ekg_cache_publish(ekg_cache_t *c, ekg_snapshot_t *snap)
         ekg_snapshot_set_version_since(snap, (ekg_resource_type_t)t,
                                        same ? ekg_snapshot_version_since(old, (ekg_resource_type_t)t) : now);
     }
+    /* The per-place sets old has built become snap's hints, so that they share pages (a stream's diff stays
+     * one page per change). snap is not visible to any other thread yet. */
+    ekg_snapshot_inherit_places(snap, old);
     c->current = ekg_snapshot_ref(snap);
     pthread_mutex_unlock(&c->lock);
     ekg_snapshot_unref(old);

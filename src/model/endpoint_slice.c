@@ -23,6 +23,27 @@ static ekg_err_t parse_cond(ekg_model_ctx_t *c, const cJSON *conds, const char *
     return EKG_OK;
 }
 
+/* hints.forZones: [{name: zone}]. Anything else there leaves the endpoint without hints (ignored, as
+ * kube-proxy ignores hints it cannot use), never makes the slice invalid. */
+static void parse_hints(ekg_model_ctx_t *c, const cJSON *e, ekg_endpoint_t *out)
+{
+    const cJSON *hints = ekg_model_field(e, "hints");
+    const cJSON *zones = cJSON_IsObject(hints) ? ekg_model_field(hints, "forZones") : NULL;
+    if (!cJSON_IsArray(zones) || !zones->child)
+        return;
+    size_t n = (size_t)cJSON_GetArraySize(zones);
+    for (const cJSON *z = zones->child; z; z = z->next) {
+        const cJSON *name = cJSON_IsObject(z) ? ekg_model_field(z, "name") : NULL;
+        if (!cJSON_IsString(name) || !name->valuestring[0])
+            return;
+    }
+    out->hint_zones = ekg_model_alloc_array(c->arena, n, sizeof(*out->hint_zones));
+    for (const cJSON *z = zones->child; z; z = z->next)
+        out->hint_zones[out->nhint_zones++] =
+            ekg_model_strdup(c->arena, ekg_model_field(z, "name")->valuestring);
+    out->has_zone_hints = true;
+}
+
 static ekg_err_t parse_endpoint(ekg_model_ctx_t *c, const cJSON *e, size_t i, ekg_endpoint_t *out)
 {
     char path[48];
@@ -52,6 +73,7 @@ static ekg_err_t parse_endpoint(ekg_model_ctx_t *c, const cJSON *e, size_t i, ek
         (err = ekg_model_opt_string(c, e, "zone", path, &out->zone)) ||
         (err = ekg_model_opt_string(c, e, "hostname", path, &out->hostname)))
         return err;
+    parse_hints(c, e, out);
     return EKG_OK;
 }
 

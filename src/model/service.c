@@ -93,6 +93,24 @@ static ekg_err_t parse_ports(ekg_model_ctx_t *c, const cJSON *spec, ekg_service_
     return EKG_OK;
 }
 
+/* The topology annotation (the newer key first). A value that is not a string is ignored: annotations are
+ * free-form and only this one matters to translation. */
+static void topology_mode(ekg_model_ctx_t *c, const cJSON *obj, ekg_service_t *svc)
+{
+    static const char *const keys[] = {"service.kubernetes.io/topology-mode",
+                                       "service.kubernetes.io/topology-aware-hints"};
+    const cJSON *ann = ekg_model_field(ekg_model_field(obj, "metadata"), "annotations");
+    if (!cJSON_IsObject(ann))
+        return;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const cJSON *v = ekg_model_field(ann, keys[i]);
+        if (cJSON_IsString(v)) {
+            svc->topology_mode = ekg_model_strdup(c->arena, v->valuestring);
+            return;
+        }
+    }
+}
+
 ekg_err_t ekg_model_service_parse(const cJSON *obj, const char *source, ekg_service_t **out, ekg_diag_t *diag)
 {
     ekg_model_ctx_t c;
@@ -114,6 +132,7 @@ ekg_err_t ekg_model_service_parse(const cJSON *obj, const char *source, ekg_serv
     if ((err = parse_type(&c, spec, svc)) || (err = parse_ports(&c, spec, svc)) ||
         (err = ekg_model_opt_string(&c, spec, "trafficDistribution", "spec", &svc->traffic_distribution)))
         goto out;
+    topology_mode(&c, obj, svc);
     const cJSON *cluster_ip = ekg_model_field(spec, "clusterIP");
     svc->headless = cJSON_IsString(cluster_ip) && !strcmp(cluster_ip->valuestring, "None");
     if (svc->type == EKG_SERVICE_EXTERNAL_NAME) {

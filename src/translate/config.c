@@ -70,6 +70,8 @@ struct ekg_config {
     rule_t *rules;
     size_t nrules;
     bool include_not_ready;
+    ekg_zone_priorities_t zone_priorities;
+    uint32_t overprovisioning_factor; /* 0 = unset (Envoy's default, 140) */
     ekg_locality_rules_t locality;
     const char *cluster_domain;
     unsigned long long hash;
@@ -527,8 +529,11 @@ static ekg_err_t load_locality_source(const loader_t *ld, const cJSON *node, con
 static ekg_err_t load_endpoint_config(const loader_t *ld, const cJSON *node, const char *path)
 {
     ekg_config_t *cfg = ld->cfg;
-    const cJSON *include_not_ready, *locality;
-    key_slot_t slots[] = {{"include_not_ready", &include_not_ready}, {"locality", &locality}};
+    const cJSON *include_not_ready, *locality, *zone_priorities, *overprovisioning;
+    key_slot_t slots[] = {{"include_not_ready", &include_not_ready},
+                          {"locality", &locality},
+                          {"zone_priorities", &zone_priorities},
+                          {"overprovisioning_factor", &overprovisioning}};
     ekg_err_t err = take_keys(ld, node, path, slots, sizeof(slots) / sizeof(slots[0]));
     if (err != EKG_OK)
         return err;
@@ -540,6 +545,28 @@ static ekg_err_t load_endpoint_config(const loader_t *ld, const cJSON *node, con
             return fail(ld, include_not_ready, sub, "expected true or false, got %s",
                         type_name(include_not_ready));
         cfg->include_not_ready = cJSON_IsTrue(include_not_ready);
+    }
+    if (present(zone_priorities)) {
+        static const char *const modes[] = {"auto", "always", "never"};
+        path_key(sub, path, "zone_priorities");
+        const char *v = cJSON_IsString(zone_priorities) ? zone_priorities->valuestring : NULL;
+        size_t i = 0;
+        while (v && i < 3 && strcmp(v, modes[i]) != 0)
+            i++;
+        if (!v || i == 3)
+            return fail(ld, zone_priorities, sub, "expected auto, always or never, got %s",
+                        v ? v : type_name(zone_priorities));
+        cfg->zone_priorities = (ekg_zone_priorities_t)i;
+    }
+    if (present(overprovisioning)) {
+        path_key(sub, path, "overprovisioning_factor");
+        double d = cJSON_IsNumber(overprovisioning) ? overprovisioning->valuedouble : -1;
+        if (!(d >= 1 && d <= 4294967295.0 && d == (double)(uint32_t)d))
+            return fail(
+                ld, overprovisioning, sub,
+                "expected a whole number from 1 to 4294967295 (percent: Envoy's default is 140), got %s",
+                cJSON_IsNumber(overprovisioning) ? "a number out of range" : type_name(overprovisioning));
+        cfg->overprovisioning_factor = (uint32_t)d;
     }
     if (!present(locality))
         return EKG_OK; /* keep the default sources */
@@ -646,6 +673,8 @@ static unsigned long long compute_hash(const ekg_config_t *cfg)
         h = hash_bytes(h, r->override_bytes, r->override_len);
     }
     h = ekg_hash_u64(h, cfg->include_not_ready);
+    h = ekg_hash_u64(h, (uint64_t)cfg->zone_priorities);
+    h = ekg_hash_u64(h, cfg->overprovisioning_factor);
     const ekg_locality_source_t *sources[] = {&cfg->locality.region, &cfg->locality.zone,
                                               &cfg->locality.sub_zone};
     for (size_t i = 0; i < 3; i++) {
@@ -854,6 +883,16 @@ size_t ekg_config_rule_count(const ekg_config_t *cfg)
 bool ekg_config_include_not_ready(const ekg_config_t *cfg)
 {
     return cfg->include_not_ready;
+}
+
+ekg_zone_priorities_t ekg_config_zone_priorities(const ekg_config_t *cfg)
+{
+    return cfg->zone_priorities;
+}
+
+uint32_t ekg_config_overprovisioning_factor(const ekg_config_t *cfg)
+{
+    return cfg->overprovisioning_factor;
 }
 
 const ekg_locality_rules_t *ekg_config_locality_rules(const ekg_config_t *cfg)

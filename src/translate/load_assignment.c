@@ -7,8 +7,9 @@
  * health; group by locality, sorted; weight each locality by its endpoint count (gRPC needs a weight on every
  * locality). Health: ready -> HEALTHY; not ready but serving and terminating -> DRAINING; otherwise not ready
  * -> left out, or DEGRADED with include_not_ready. Unset conditions: ready = true, serving = ready,
- * terminating = false (Kubernetes' documented defaults). Out of memory aborts (ekglue/mem.h).
- * Thread: the translator's owner.
+ * terminating = false (Kubernetes' documented defaults). The same candidates, with their Nodes and zone
+ * hints, feed the per-zone variants (zones.c). Out of memory aborts (ekglue/mem.h). Thread: the translator's
+ * owner.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +22,7 @@
 #include "common/pbwrite.h"
 #include "translate/translate_internal.h"
 
-typedef struct candidate {
-    const char *address;
-    int32_t port;
-    int health; /* envoy_config_core_v3_HealthStatus */
-    int rank;   /* higher is better, for de-duplication */
-    ekg_locality_t locality;
-} candidate_t;
+typedef ekg_candidate_t candidate_t;
 
 static int cmp_address(const void *a, const void *b)
 {
@@ -143,21 +138,38 @@ static size_t group_size(const candidate_t *c, size_t i, size_t j, bool udp)
     return total + ekg_pb_field_size(3, weight);
 }
 
-static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool udp, upb_Arena *arena,
-                        char **out, size_t *out_len)
+/* Candidates i and j are in the same LocalityLbEndpoints: same priority and same locality. */
+static bool same_group(const candidate_t *c, const uint32_t *prio, size_t i, size_t j)
+{
+    return (!prio || prio[i] == prio[j]) && ekg_locality_equal(&c[j].locality, &c[i].locality);
+}
+
+/* Policy{overprovisioning_factor = 3: UInt32Value{value = 1}}, as field 4 of the assignment. */
+static size_t policy_size(uint32_t overprovisioning)
+{
+    return overprovisioning ? ekg_pb_field_size(3, 1 + ekg_pb_varint_size(overprovisioning)) : 0;
+}
+
+ekg_err_t ekg_encode_cla(const char *name, const candidate_t *c, const uint32_t *prio, size_t n, bool udp,
+                         uint32_t overprovisioning, char **out, size_t *out_len)
 {
     size_t total = ekg_pb_field_size(1, strlen(name));
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && ekg_locality_equal(&c[j].locality, &c[i].locality);)
+        for (j = i + 1; j < n && same_group(c, prio, i, j);)
             j++;
-        total += ekg_pb_field_size(2, group_size(c, i, j, udp));
+        size_t g = group_size(c, i, j, udp) + (prio && prio[i] ? 1 + ekg_pb_varint_size(prio[i]) : 0);
+        total += ekg_pb_field_size(2, g);
     }
-    char *buf = ekg_proto_alloc(arena, total ? total : 1);
+    if (overprovisioning)
+        total += ekg_pb_field_size(4, policy_size(overprovisioning));
+    char *buf = ekg_xmalloc(total ? total : 1);
     char *p = ekg_pb_put_field(buf, 1, name, strlen(name));
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && ekg_locality_equal(&c[j].locality, &c[i].locality);)
+        for (j = i + 1; j < n && same_group(c, prio, i, j);)
             j++;
-        p = ekg_pb_put_header(p, 2, group_size(c, i, j, udp));
+        uint32_t priority = prio ? prio[i] : 0;
+        p = ekg_pb_put_header(p, 2,
+                              group_size(c, i, j, udp) + (priority ? 1 + ekg_pb_varint_size(priority) : 0));
         p = ekg_pb_put_header(p, 1, locality_size(&c[i].locality));
         p = put_str(p, 1, c[i].locality.region);
         p = put_str(p, 2, c[i].locality.zone);
@@ -183,14 +195,28 @@ static ekg_err_t encode(const char *name, const candidate_t *c, size_t n, bool u
         p = ekg_pb_put_header(p, 3, 1 + ekg_pb_varint_size(j - i));
         *p++ = 0x08; /* UInt32Value.value = 1 */
         p = ekg_pb_put_varint(p, j - i);
+        if (priority) {
+            *p++ = 0x28; /* priority = 5 (0 is the default, so not written) */
+            p = ekg_pb_put_varint(p, priority);
+        }
+    }
+    if (overprovisioning) {
+        p = ekg_pb_put_header(p, 4, policy_size(overprovisioning)); /* policy = 4 */
+        p = ekg_pb_put_header(p, 3, 1 + ekg_pb_varint_size(overprovisioning));
+        *p++ = 0x08;
+        p = ekg_pb_put_varint(p, overprovisioning);
+    }
+    if ((size_t)(p - buf) != total) {
+        free(buf);
+        return EKG_EPROTO;
     }
     *out = buf;
-    *out_len = (size_t)(p - buf);
-    return (size_t)(p - buf) == total ? EKG_OK : EKG_EPROTO;
+    *out_len = total;
+    return EKG_OK;
 }
 
-ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
-                                     const char *name, upb_Arena *arena, char **bytes, size_t *len)
+ekg_err_t ekg_gather_candidates(const ekg_service_input_t *in, const ekg_service_port_t *port,
+                                candidate_t **out, size_t *out_n)
 {
     candidate_t *cands = NULL;
     size_t n = 0, cap = 0;
@@ -210,7 +236,14 @@ ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_se
             if (health < 0 || ep->naddresses == 0)
                 continue;
             /* Kubernetes: the addresses of one endpoint are fungible; consumers use the first. */
-            candidate_t c = {.address = ep->addresses[0], .port = target, .health = health, .rank = rank};
+            candidate_t c = {.address = ep->addresses[0],
+                             .port = target,
+                             .health = health,
+                             .rank = rank,
+                             .node = ep->node_name ? ep->node_name : "",
+                             .hints = ep->hint_zones,
+                             .nhints = ep->nhint_zones,
+                             .has_hints = ep->has_zone_hints};
             ekg_endpoint_locality(in, ep, &c.locality);
             EKG_ARRAY_PUSH(cands, n, cap, c);
         }
@@ -226,8 +259,13 @@ ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_se
         n = w;
         qsort(cands, n, sizeof(*cands), cmp_locality);
     }
+    *out = cands;
+    *out_n = n;
+    return EKG_OK;
+}
 
-    ekg_err_t err = encode(name, cands, n, port->protocol == EKG_PROTOCOL_UDP, arena, bytes, len);
-    free(cands);
-    return err;
+bool ekg_endpoint_included(const ekg_config_t *cfg, const ekg_endpoint_t *ep)
+{
+    int rank;
+    return ep->naddresses > 0 && endpoint_health(ep, ekg_config_include_not_ready(cfg), &rank) >= 0;
 }

@@ -58,9 +58,81 @@ bool ekg_cluster_name(const ekg_service_t *svc, const ekg_service_port_t *port, 
 ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port, const char *name,
                              upb_Arena *arena, char **bytes, size_t *len, bool *is_eds);
 
-/* The encoded ClusterLoadAssignment named `name` for one Service port (bytes in arena). */
-ekg_err_t ekg_encode_load_assignment(const ekg_service_input_t *in, const ekg_service_port_t *port,
-                                     const char *name, upb_Arena *arena, char **bytes, size_t *len);
+/* One endpoint of a Service port, as it goes into a ClusterLoadAssignment. Strings borrowed from the slices
+ * and the config (node "" when unset). */
+typedef struct ekg_candidate {
+    const char *address;
+    int32_t port;
+    int health; /* envoy_config_core_v3_HealthStatus */
+    int rank;   /* higher is better, for de-duplication */
+    ekg_locality_t locality;
+    const char *node;         /* the endpoint's nodeName; "" when unset */
+    const char *const *hints; /* hints.forZones names (has_hints) */
+    size_t nhints;
+    bool has_hints;
+} ekg_candidate_t;
+
+/* The endpoints of one Service port: filtered by health, de-duplicated, sorted by locality then address
+ * (load_assignment.c). *out is malloc'ed (free it), its strings borrowed from in. */
+ekg_err_t ekg_gather_candidates(const ekg_service_input_t *in, const ekg_service_port_t *port,
+                                ekg_candidate_t **out, size_t *n);
+/* Whether an endpoint goes into assignments at all (ready, or serving and terminating, or include_not_ready).
+ */
+bool ekg_endpoint_included(const ekg_config_t *cfg, const ekg_endpoint_t *ep);
+/*
+ * Encodes the ClusterLoadAssignment `name` of candidates c (sorted by priority, then locality, then address):
+ * one LocalityLbEndpoints per (priority, locality) run, weighted by its endpoint count. prio: each
+ * candidate's priority, or NULL for all at 0. overprovisioning: policy.overprovisioning_factor, 0 = no
+ * policy. *out is malloc'ed. Canonical: what upb's deterministic encoder makes of the same message.
+ */
+ekg_err_t ekg_encode_cla(const char *name, const ekg_candidate_t *c, const uint32_t *prio, size_t n, bool udp,
+                         uint32_t overprovisioning, char **out, size_t *len);
+
+/* --- zone-aware endpoints (zones.c; docs/translation.md, "Zone-aware endpoints") ---------------------------
+ */
+
+/* Whether and how a Service's ClusterLoadAssignments get per-client priorities. */
+typedef struct ekg_zone_rule {
+    bool active;      /* priorities apply */
+    bool same_node;   /* PreferSameNode: endpoints on the client's own Node first */
+    bool hints;       /* every included endpoint has hints.forZones: they decide the client zone's priority */
+    char reason[200]; /* for operators: why they apply, or why a Service that asked does not get them; "" */
+} ekg_zone_rule_t;
+
+/* The rule for one Service under in->cfg. *warned_td: the trafficDistribution value last warned about for
+ * this Service (owned, replaced), so that an unknown value is logged once per Service and value. */
+void ekg_zone_rule(const ekg_service_input_t *in, char **warned_td, ekg_zone_rule_t *out);
+
+/*
+ * A zone plan: what one cluster's per-place variants are made from (its candidates, copied, and the rule),
+ * and the variants made so far, one per place the plan can tell apart (bounded by its own endpoints).
+ * Immutable apart from that cache (which has its own lock); reference-counted, shared by snapshots on any
+ * thread.
+ */
+typedef struct ekg_zone_plan ekg_zone_plan_t;
+/* A new plan (refcount 1) for the cluster `name`; copies everything it keeps. An inactive rule with a reason
+ * makes a plan that only answers "why not". */
+ekg_zone_plan_t *ekg_zone_plan_new(const char *name, const ekg_candidate_t *c, size_t n, bool udp,
+                                   uint32_t overprovisioning, const ekg_zone_rule_t *rule);
+ekg_zone_plan_t *ekg_zone_plan_ref(ekg_zone_plan_t *p);
+void ekg_zone_plan_unref(ekg_zone_plan_t *p); /* NULL is fine */
+const char *ekg_zone_plan_name(const ekg_zone_plan_t *p);
+uint64_t ekg_zone_plan_hash(const ekg_zone_plan_t *p); /* of everything its variants depend on */
+/* The assignment a client at `place` gets (a new reference), or NULL when it is the plain one. */
+ekg_resource_t *ekg_zone_plan_variant(ekg_zone_plan_t *p, const ekg_place_t *place);
+
+/*
+ * A zone table: every plan of a translation, sorted by name, and the zones, regions and Nodes they know; the
+ * localizer (include/ekglue/resource.h) of every snapshot made while it is current. Takes a reference to
+ * each plan. Reference-counted; immutable.
+ */
+typedef struct ekg_zone_table ekg_zone_table_t;
+ekg_zone_table_t *ekg_zone_table_new(ekg_zone_plan_t *const *plans, size_t n);
+ekg_zone_table_t *ekg_zone_table_ref(ekg_zone_table_t *t);
+void ekg_zone_table_unref(ekg_zone_table_t *t); /* NULL is fine */
+size_t ekg_zone_table_size(const ekg_zone_table_t *t);
+/* Attaches a new reference to the table to snap as its localizer. */
+void ekg_zone_table_attach(ekg_zone_table_t *t, ekg_snapshot_t *snap);
 
 /*
  * Proxyless gRPC: the Listener names of a Service port ("<service>.<namespace>:<port>" and, for a named port,

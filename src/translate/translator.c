@@ -43,6 +43,9 @@ typedef struct entry {
     size_t nslices, capslices;
     ekg_resource_t **res[NTYPES]; /* owned references, sorted by name */
     size_t nres[NTYPES];
+    ekg_zone_plan_t **plans; /* owned references: the zone plans of its assignments, sorted by name */
+    size_t nplans;
+    char *warned_td; /* owned: the unknown trafficDistribution last warned about; NULL */
     bool dirty;
 } entry_t;
 
@@ -75,6 +78,8 @@ struct ekg_translator {
     ekg_map_t shared_clusters; /* config key -> shared_cluster_t*, owned; valid for the current config */
     const char **node_names;   /* sorted cache for ekg_translator_node_at; NULL when stale */
     size_t nnode_names;
+    ekg_zone_table_t *zones; /* owned reference: every entry's plans; NULL when there are none */
+    bool zones_dirty;        /* a plan changed since zones was made */
 };
 
 static void clear_shared_clusters(ekg_translator_t *t);
@@ -123,9 +128,20 @@ static void release_resources(entry_t *e)
     }
 }
 
+static void release_plans(entry_t *e)
+{
+    for (size_t i = 0; i < e->nplans; i++)
+        ekg_zone_plan_unref(e->plans[i]);
+    free(e->plans);
+    e->plans = NULL;
+    e->nplans = 0;
+}
+
 static void free_entry(entry_t *e)
 {
     release_resources(e);
+    release_plans(e);
+    free(e->warned_td);
     ekg_service_free(e->svc);
     free(e->slices);
     free(e->key);
@@ -172,6 +188,7 @@ void ekg_translator_free(ekg_translator_t *t)
         ekg_resource_set_unref(t->set[ty]);
     }
     clear_shared_clusters(t);
+    ekg_zone_table_unref(t->zones);
     free(t->dirty);
     free(t->node_names);
     free(t);
@@ -436,8 +453,47 @@ static ekg_err_t add_resource(out_list_t *list, ekg_resource_type_t type, const 
     return err;
 }
 
-/* Translates one entry into fresh resources per type, sorted by name. On error nothing is returned. */
-static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out[NTYPES])
+typedef struct plan_list {
+    ekg_zone_plan_t **items;
+    size_t n, cap;
+} plan_list_t;
+
+static int cmp_plan_names(const void *a, const void *b)
+{
+    return strcmp(ekg_zone_plan_name(*(ekg_zone_plan_t *const *)a),
+                  ekg_zone_plan_name(*(ekg_zone_plan_t *const *)b));
+}
+
+/* The ClusterLoadAssignment of one EDS cluster, and its zone plan when the rule asks for one. */
+static ekg_err_t translate_assignment(ekg_translator_t *t, const ekg_service_input_t *in,
+                                      const ekg_service_port_t *port, const char *name,
+                                      const ekg_zone_rule_t *rule, out_list_t *out, plan_list_t *plans)
+{
+    ekg_candidate_t *cands = NULL;
+    size_t n = 0;
+    char *cla = NULL;
+    size_t cla_len = 0;
+    bool udp = port->protocol == EKG_PROTOCOL_UDP;
+    uint32_t overprovisioning = ekg_config_overprovisioning_factor(in->cfg);
+    uint64_t start = now_ns();
+    ekg_err_t err = ekg_gather_candidates(in, port, &cands, &n);
+    if (err == EKG_OK)
+        err = ekg_encode_cla(name, cands, NULL, n, udp, overprovisioning, &cla, &cla_len);
+    t->stats.encode_ns += now_ns() - start;
+    if (err == EKG_OK)
+        err = add_resource(out, EKG_RESOURCE_LOAD_ASSIGNMENT, name, cla, cla_len);
+    if (err == EKG_OK && (rule->active || rule->reason[0])) {
+        ekg_zone_plan_t *p = ekg_zone_plan_new(name, cands, n, udp, overprovisioning, rule);
+        EKG_ARRAY_PUSH(plans->items, plans->n, plans->cap, p);
+    }
+    free(cla);
+    free(cands);
+    return err;
+}
+
+/* Translates one entry into fresh resources per type, sorted by name, and its zone plans. On error nothing
+ * is returned. */
+static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out[NTYPES], plan_list_t *plans)
 {
     ekg_err_t err = EKG_OK;
     upb_Arena *arena = NULL;
@@ -456,6 +512,8 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         .node_ctx = t,
         .shared_clusters = &t->shared_clusters,
     };
+    ekg_zone_rule_t rule;
+    ekg_zone_rule(&in, &e->warned_td, &rule);
     for (size_t p = 0; p < e->svc->nports && err == EKG_OK; p++) {
         const ekg_service_port_t *port = &e->svc->ports[p];
         char name[768];
@@ -474,16 +532,8 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         t->stats.encode_ns += now_ns() - start;
         if (err == EKG_OK && cluster)
             err = add_resource(&out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_len);
-        if (err == EKG_OK && cluster && is_eds) {
-            char *cla = NULL;
-            size_t cla_len = 0;
-            start = now_ns();
-            err = ekg_encode_load_assignment(&in, port, name, arena, &cla, &cla_len);
-            t->stats.encode_ns += now_ns() - start;
-            if (err == EKG_OK)
-                err = add_resource(&out[EKG_RESOURCE_LOAD_ASSIGNMENT], EKG_RESOURCE_LOAD_ASSIGNMENT, name,
-                                   cla, cla_len);
-        }
+        if (err == EKG_OK && cluster && is_eds)
+            err = translate_assignment(t, &in, port, name, &rule, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], plans);
         char lnames[2][600];
         size_t nl = cluster ? ekg_listener_names(e->svc, port, lnames) : 0;
         for (size_t i = 0; i < nl && err == EKG_OK; i++) {
@@ -504,8 +554,13 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
                 ekg_resource_unref(out[ty].items[i]);
             out[ty].n = 0;
         }
+        for (size_t i = 0; i < plans->n; i++)
+            ekg_zone_plan_unref(plans->items[i]);
+        plans->n = 0;
         return err;
     }
+    if (plans->n > 1)
+        qsort(plans->items, plans->n, sizeof(*plans->items), cmp_plan_names);
     for (int ty = 0; ty < NTYPES; ty++) {
         if (out[ty].n < 2)
             continue;
@@ -575,6 +630,46 @@ static void install(ekg_translator_t *t, entry_t *e, int ty, out_list_t *fresh)
     e->res[ty] = fresh->items;
     e->nres[ty] = fresh->n;
     *fresh = (out_list_t){0};
+}
+
+/* Installs an entry's new zone plans, keeping old objects whose content did not change (their variants too).
+ */
+static void install_plans(ekg_translator_t *t, entry_t *e, plan_list_t *fresh)
+{
+    bool same = fresh->n == e->nplans;
+    for (size_t i = 0; i < fresh->n; i++) {
+        ekg_zone_plan_t *old = i < e->nplans ? e->plans[i] : NULL;
+        if (old && strcmp(ekg_zone_plan_name(old), ekg_zone_plan_name(fresh->items[i])) == 0 &&
+            ekg_zone_plan_hash(old) == ekg_zone_plan_hash(fresh->items[i])) {
+            ekg_zone_plan_unref(fresh->items[i]);
+            fresh->items[i] = ekg_zone_plan_ref(old);
+        } else {
+            same = false;
+        }
+    }
+    if (!same)
+        t->zones_dirty = true;
+    release_plans(e);
+    e->plans = fresh->items;
+    e->nplans = fresh->n;
+    *fresh = (plan_list_t){0};
+}
+
+/* Remakes the zone table from every entry's plans (after a build that changed one). */
+static void rebuild_zones(ekg_translator_t *t)
+{
+    ekg_zone_plan_t **all = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t s = 0; s < t->entries.cap; s++)
+        if (t->entries.slots[s].key) {
+            const entry_t *e = t->entries.slots[s].value;
+            for (size_t i = 0; i < e->nplans; i++)
+                EKG_ARRAY_PUSH(all, n, cap, e->plans[i]);
+        }
+    ekg_zone_table_unref(t->zones);
+    t->zones = n ? ekg_zone_table_new(all, n) : NULL;
+    free(all);
+    t->zones_dirty = false;
 }
 
 /* A resource of cur and the entry (Service) that produced it, for rebuild_cur's collision check. */
@@ -682,10 +777,12 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
     for (size_t i = 0; i < t->ndirty; i++) {
         entry_t *e = t->dirty[i];
         out_list_t fresh[NTYPES] = {{0}};
-        ekg_err_t err = translate_entry(t, e, fresh);
+        plan_list_t plans = {0};
+        ekg_err_t err = translate_entry(t, e, fresh, &plans);
         if (err != EKG_OK) {
             for (int ty = 0; ty < NTYPES; ty++)
                 free(fresh[ty].items);
+            free(plans.items);
             ekg_warn("Service %s: translation failed (%s); keeping its previous resources", e->key,
                      ekg_strerror(err));
             first_err = first_err ? first_err : err;
@@ -694,6 +791,7 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
         }
         for (int ty = 0; ty < NTYPES; ty++)
             install(t, e, ty, &fresh[ty]);
+        install_plans(t, e, &plans);
         e->dirty = false;
         t->stats.services_translated++;
         if (!e->svc && e->nslices == 0) {
@@ -702,6 +800,8 @@ ekg_err_t ekg_translator_build(ekg_translator_t *t, ekg_resource_set_t **cluster
         }
     }
     t->ndirty = kept;
+    if (t->zones_dirty)
+        rebuild_zones(t);
 
     for (int ty = 0; ty < NTYPES; ty++) {
         if (t->rebuild_cur[ty]) {
@@ -761,6 +861,8 @@ ekg_err_t ekg_translator_snapshot(ekg_translator_t *t, ekg_snapshot_t **out)
         sets[ty] = ekg_translator_set(t, (ekg_resource_type_t)ty); /* NULL (routes): an empty set */
     snap = ekg_snapshot_new(sets);
     ekg_snapshot_set_localities(snap, ekg_translator_localities(t));
+    if (t->zones)
+        ekg_zone_table_attach(t->zones, snap);
     *out = snap;
     for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
         ekg_resource_set_unref(sets[ty]);

@@ -30,6 +30,7 @@
 
 #include "envoy/config/core/v3/base.upb.h"
 #include "envoy/service/discovery/v3/discovery.upb.h"
+#include "google/protobuf/struct.upb.h"
 #include "google/rpc/status.upb.h"
 
 #include "ekglue/clock.h"
@@ -224,7 +225,11 @@ struct ekg_xds_session {
     char *peer;
     /* From the first request that carried a node; all NULL before, all set after (owned). */
     char *node_id, *cluster, *region, *zone, *sub_zone, *user_agent_name, *user_agent_version;
+    char *node_name;      /* Node.metadata NODE_NAME (the client's Kubernetes Node); set with node_id */
     ekg_snapshot_t *snap; /* the latest snapshot; owned reference */
+    /* snap's sets at the client's place (ekg_snapshot_resources_at), borrowed from snap: what is due is
+     * computed against these, so clients in one zone share one set per type */
+    ekg_resource_set_t *cur[NTYPES];
     type_state_t types[NTYPES];
     unknown_type_t *unknown;
     size_t nunknown, unknown_cap;
@@ -330,6 +335,7 @@ void ekg_xds_session_free(ekg_xds_session_t *s)
     free(s->region);
     free(s->zone);
     free(s->sub_zone);
+    free(s->node_name);
     free(s->user_agent_name);
     free(s->user_agent_version);
     free(s->peer);
@@ -343,12 +349,23 @@ void ekg_xds_session_set_limits(ekg_xds_session_t *s, size_t max_names_per_reque
     s->max_names_per_stream = max_names_per_stream;
 }
 
+/* Looks up the snapshot's sets at the client's place (before the node is known: no place, the base sets). */
+static void resolve_sets(ekg_xds_session_t *s)
+{
+    ekg_place_t place = {s->region, s->zone, s->node_name};
+    for (int t = 0; t < NTYPES; t++)
+        s->cur[t] =
+            s->snap ? ekg_snapshot_resources_at(s->snap, (ekg_resource_type_t)t, s->node_id ? &place : NULL)
+                    : NULL;
+}
+
 void ekg_xds_session_on_snapshot(ekg_xds_session_t *s, ekg_snapshot_t *snap)
 {
     if (!snap || snap == s->snap)
         return;
     ekg_snapshot_unref(s->snap);
     s->snap = ekg_snapshot_ref(snap);
+    resolve_sets(s);
 }
 
 const char *ekg_xds_session_node_id(const ekg_xds_session_t *s)
@@ -534,6 +551,17 @@ static void take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_No
     for (int i = 0; i < 7; i++)
         *out[i] =
             ekg_xstrndup(v[i].data ? v[i].data : "", v[i].size < MAX_NODE_FIELD ? v[i].size : MAX_NODE_FIELD);
+    /* The Kubernetes Node the client runs on, for PreferSameNode: metadata NODE_NAME, a string
+     * (docs/translation.md, "Zone-aware endpoints"). */
+    upb_StringView nn = {0};
+    const struct google_protobuf_Struct *md =
+        envoy_config_core_v3_Node_has_metadata(node) ? envoy_config_core_v3_Node_metadata(node) : NULL;
+    google_protobuf_Value *val = NULL;
+    if (md && google_protobuf_Struct_fields_get(md, upb_StringView_FromString("NODE_NAME"), &val) && val &&
+        google_protobuf_Value_has_string_value(val))
+        nn = google_protobuf_Value_string_value(val);
+    s->node_name = ekg_xstrndup(nn.data ? nn.data : "", nn.size < MAX_NODE_FIELD ? nn.size : MAX_NODE_FIELD);
+    resolve_sets(s); /* the client's place is known now */
 }
 
 ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
@@ -697,7 +725,7 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t
     *p = (plan_t){.type = type, .ts = ts, .warming_out = warming_out};
     if (!ts->requested || !s->snap)
         return false;
-    p->cur = ekg_snapshot_resources(s->snap, type);
+    p->cur = s->cur[type];
     if (p->cur == ts->sent && !ts->pending && ts->force.n == 0 && !ts->force_all)
         return false;
     if (ts->sent != p->cur)
@@ -846,8 +874,7 @@ bool ekg_xds_session_has_work(const ekg_xds_session_t *s)
         return false;
     for (int t = 0; t < NTYPES; t++) {
         const type_state_t *ts = &s->types[t];
-        if (ts->requested && (ts->pending || ts->force.n || ts->force_all ||
-                              ts->sent != ekg_snapshot_resources(s->snap, (ekg_resource_type_t)t)))
+        if (ts->requested && (ts->pending || ts->force.n || ts->force_all || ts->sent != s->cur[t]))
             return true;
     }
     return false;
@@ -945,11 +972,12 @@ void ekg_xds_response_release(ekg_xds_response_t *r)
 void ekg_xds_session_node(const ekg_xds_session_t *s, ekg_xds_node_t *out)
 {
     if (!s->node_id) {
-        *out = (ekg_xds_node_t){"", "", "", "", "", "", ""};
+        *out = (ekg_xds_node_t){"", "", "", "", "", "", "", ""};
         return;
     }
-    *out = (ekg_xds_node_t){s->node_id,         s->cluster,           s->region, s->zone, s->sub_zone,
-                            s->user_agent_name, s->user_agent_version};
+    *out = (ekg_xds_node_t){
+        s->node_id,  s->cluster, s->region, s->zone, s->sub_zone, s->user_agent_name, s->user_agent_version,
+        s->node_name};
 }
 
 ekg_xds_api_t ekg_xds_session_api(const ekg_xds_session_t *s)
@@ -1006,11 +1034,23 @@ ekg_xds_session_t *ekg_xds_session_copy(const ekg_xds_session_t *s)
 {
     ekg_xds_session_t *c = ekg_xds_session_new(s->api, s->peer);
     if (s->node_id) {
-        const char *from[7] = {s->node_id,         s->cluster,           s->region, s->zone, s->sub_zone,
-                               s->user_agent_name, s->user_agent_version};
-        char **to[7] = {&c->node_id,         &c->cluster,           &c->region, &c->zone, &c->sub_zone,
-                        &c->user_agent_name, &c->user_agent_version};
-        for (int i = 0; i < 7; i++)
+        const char *from[8] = {s->node_id,
+                               s->cluster,
+                               s->region,
+                               s->zone,
+                               s->sub_zone,
+                               s->user_agent_name,
+                               s->user_agent_version,
+                               s->node_name};
+        char **to[8] = {&c->node_id,
+                        &c->cluster,
+                        &c->region,
+                        &c->zone,
+                        &c->sub_zone,
+                        &c->user_agent_name,
+                        &c->user_agent_version,
+                        &c->node_name};
+        for (int i = 0; i < 8; i++)
             *to[i] = ekg_xstrdup(from[i]);
     }
     for (int t = 0; t < NTYPES; t++) {

@@ -50,6 +50,7 @@ typedef struct ekg_xds_node {
     const char *id, *cluster;
     const char *region, *zone, *sub_zone; /* locality */
     const char *user_agent_name, *user_agent_version;
+    const char *node_name; /* metadata NODE_NAME: the Kubernetes Node it runs on (PreferSameNode) */
 } ekg_xds_node_t;
 
 /* What an operator can see of one type of a session (debug port, CSDS). Borrowed from the session. */
