@@ -2,10 +2,13 @@
  * src/resource/snapshot.c: immutable snapshots of everything ekglue serves (include/ekglue/resource.h).
  *
  * A snapshot is a header with one reference per resource set, and optionally the localities document it was
- * built with (for operators; set before the snapshot is shared, then read-only). The translator builds them
+ * built with (for operators; set before the snapshot is shared, then read-only), and optionally a localizer
+ * (the translator's zone table) with the per-place sets made from it so far. The translator builds them
  * (src/translate/), the cache above publishes them, every xDS stream holds the one it last looked at.
- * Allocation failure aborts (ekglue/mem.h). Thread: any; a snapshot is only written (localities, version
- * times) while one thread holds its only reference or before the cache makes it visible.
+ * Allocation failure aborts (ekglue/mem.h). Thread: any; a snapshot is only written (localities, localizer,
+ * version times) while one thread holds its only reference or before the cache makes it visible, except its
+ * per-place sets, which any thread may add under places_lock (a set is built under it, so the first stream at
+ * a place builds and the others wait for it instead of building it too).
  */
 #include <pthread.h>
 #include <stdatomic.h>
