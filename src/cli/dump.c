@@ -4,10 +4,14 @@
  *   ekglue dump --objects FILE [--objects FILE ...] [--config FILE] [--format json|yaml|binary]
  *   ekglue dump [--kubeconfig FILE] [--context NAME] [--master URL] [--namespace NS] ...   (one list of the
  * API)
+ *   ... [--client-locality REGION/ZONE[/NODE]]
  *
  * json/yaml print {"clusters": [...], "load_assignments": [...], "localities": {...}} in canonical proto
  * JSON. binary writes each resource as a google.protobuf.Any (the form it takes inside a DiscoveryResponse),
  * length-delimited (varint size, then the bytes): a test decodes it with an independent protobuf library.
+ * --client-locality prints what an xDS client at that place gets: the translation's snapshot asked for its
+ * sets at the place (ekg_snapshot_resources_at), exactly as a stream of that client does, so Services that
+ * prefer close endpoints show their per-zone priorities (docs/translation.md, "Zone-aware endpoints").
  * Thread: main.
  */
 #include <getopt.h>
@@ -42,6 +46,10 @@ static void usage(FILE *f)
         "                   in-cluster)\n"
         "  --config FILE    ekglue config (docs/config.md); default: the built-in config\n"
         "  --format F       json (default), yaml, or binary (length-delimited google.protobuf.Any)\n"
+        "  --client-locality REGION/ZONE[/NODE]  print the ClusterLoadAssignments of an xDS client in\n"
+        "                   that region and zone (and on that Kubernetes Node): per-zone priorities for\n"
+        "                   Services that prefer close endpoints (docs/translation.md); REGION may be\n"
+        "                   empty (/ZONE); Clusters are the same for every client\n"
         "  --log-level L    debug|info|warn|error|off (default warn)\n" EKG_CLI_KUBE_USAGE "\n"
         "Exit codes: 0 ok, 1 failure, 2 usage error, 3 config error.\n");
 }
@@ -59,13 +67,62 @@ static void write_binary(const ekg_resource_set_t *set, FILE *out)
     }
 }
 
-/* The command line, parsed. Strings are borrowed from argv. */
+/* The command line, parsed. Strings are borrowed from argv unless said otherwise. */
 typedef struct dump_args {
     const char *config_path, *format;
     const char **paths; /* --objects (owned array) */
     size_t npaths;
     ekg_cli_kube_t kube; /* owned: ekg_cli_kube_free */
+    ekg_place_t place;   /* --client-locality; its strings point into place_buf */
+    char *place_buf;     /* owned; NULL without --client-locality */
 } dump_args_t;
+
+/* What is wrong with a --client-locality argument (zone, node: where its second and third parts start, after
+ * their '/', NULL when absent), or NULL when nothing is. */
+static const char *place_problem(const char *arg, const char *zone, const char *node)
+{
+    if (!*arg)
+        return "it is empty";
+    for (const unsigned char *c = (const unsigned char *)arg; *c; c++)
+        if (*c <= ' ' || *c == 0x7f)
+            return "it contains a space or a control character";
+    if (!zone)
+        return "no '/' (a zone without a region is written /ZONE)";
+    if (node && strchr(node, '/'))
+        return "more than three parts";
+    if (*zone == '/' || *zone == '\0')
+        return "the zone is empty";
+    if (node && *node == '\0')
+        return "the node is empty (leave out the last '/' for a client without one)";
+    return NULL;
+}
+
+/*
+ * --client-locality REGION/ZONE[/NODE] into a->place (a copy of arg in a->place_buf). The zone is required,
+ * and so is the node when a second '/' is there; the region may be empty ("/zone-a": a client whose
+ * Node.locality has a zone only). false, after saying why on stderr, when arg is not one.
+ */
+static bool parse_place(const char *arg, dump_args_t *a)
+{
+    char *buf = ekg_xstrdup(arg);
+    char *zone = strchr(buf, '/'), *node = zone ? strchr(zone + 1, '/') : NULL;
+    const char *why = place_problem(arg, zone ? zone + 1 : NULL, node ? node + 1 : NULL);
+    if (why) {
+        fprintf(stderr,
+                "ekglue dump: --client-locality wants REGION/ZONE or REGION/ZONE/NODE (REGION may be "
+                "empty), not '%s': %s\n",
+                arg, why);
+        free(buf);
+        return false;
+    }
+    *zone++ = '\0';
+    if (node)
+        *node++ = '\0';
+    free(a->place_buf);
+    a->place_buf = buf;
+    a->place = (ekg_place_t){.region = buf, .zone = zone, .node = node ? node : ""};
+    return true;
+}
 
 /* Parses argv into *a. Returns -1 to go on, or the exit code (help, usage errors). */
 static int parse_args(int argc, char **argv, dump_args_t *a)
@@ -75,6 +132,7 @@ static int parse_args(int argc, char **argv, dump_args_t *a)
                                          {"config", required_argument, NULL, 'c'},
                                          {"format", required_argument, NULL, 'f'},
                                          {"log-level", required_argument, NULL, 'l'},
+                                         {"client-locality", required_argument, NULL, 'L'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     optind = 1;
@@ -91,6 +149,10 @@ static int parse_args(int argc, char **argv, dump_args_t *a)
             break;
         case 'l':
             if (!ekg_cli_set_log_level("dump", optarg))
+                return EKG_EXIT_USAGE;
+            break;
+        case 'L':
+            if (!parse_place(optarg, a))
                 return EKG_EXIT_USAGE;
             break;
         case 'h':
@@ -144,19 +206,25 @@ static int collect(dump_args_t *a, ekg_objects_t *objs)
     return rc;
 }
 
-/* Translates objs under cfg and prints the result in format. Exit code. */
-static int print(const ekg_config_t *cfg, ekg_objects_t *objs, const char *format)
+/*
+ * Translates objs under cfg and prints the result in format: the sets of a client at place (NULL: the base
+ * sets, what a client without a locality gets). Exit code.
+ */
+static int print(const ekg_config_t *cfg, ekg_objects_t *objs, const char *format, const ekg_place_t *place)
 {
     int rc = EKG_EXIT_FAILURE;
-    ekg_resource_set_t *clusters = NULL, *las = NULL;
+    ekg_snapshot_t *snap = NULL;
     cJSON *doc = NULL;
     ekg_translator_t *t = ekg_translator_new(cfg);
     ekg_translator_put_objects(t, objs);
-    ekg_err_t err = ekg_translator_build(t, &clusters, &las);
+    ekg_err_t err = ekg_translator_snapshot(t, &snap);
     if (err) {
         fprintf(stderr, "ekglue dump: translation failed: %s\n", ekg_strerror(err));
         goto out;
     }
+    /* Borrowed from snap. */
+    const ekg_resource_set_t *clusters = ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER);
+    const ekg_resource_set_t *las = ekg_snapshot_resources_at(snap, EKG_RESOURCE_LOAD_ASSIGNMENT, place);
     if (strcmp(format, "binary") == 0) {
         write_binary(clusters, stdout);
         write_binary(las, stdout);
@@ -172,8 +240,7 @@ static int print(const ekg_config_t *cfg, ekg_objects_t *objs, const char *forma
     rc = fflush(stdout) == 0 ? EKG_EXIT_OK : EKG_EXIT_FAILURE;
 out:
     cJSON_Delete(doc);
-    ekg_resource_set_unref(clusters);
-    ekg_resource_set_unref(las);
+    ekg_snapshot_unref(snap);
     ekg_translator_free(t);
     return rc;
 }
@@ -201,11 +268,12 @@ int ekg_cli_dump(int argc, char **argv)
     if (objs.nskipped)
         fprintf(stderr, "ekglue dump: %zu invalid object(s) skipped (see the warnings above)\n",
                 objs.nskipped);
-    rc = print(cfg, &objs, a.format);
+    rc = print(cfg, &objs, a.format, a.place_buf ? &a.place : NULL);
 out:
     ekg_objects_free(&objs);
     ekg_config_free(cfg);
     ekg_cli_kube_free(&a.kube);
+    free(a.place_buf);
     free(a.paths);
     return rc;
 }
