@@ -613,6 +613,68 @@ static void test_locality(void **state)
     ekg_config_free(cfg);
 }
 
+/* endpoint_config.zone_priorities (auto by default) and overprovisioning_factor (unset = 0: no policy,
+ * Envoy's 140); docs/config.md. */
+static void test_zone_priorities_and_overprovisioning(void **state)
+{
+    ekg_config_t *cfg = parse_ok("apiVersion: v1alpha\n");
+    assert_int_equal(ekg_config_zone_priorities(cfg), EKG_ZONE_PRIORITIES_AUTO);
+    assert_int_equal(ekg_config_overprovisioning_factor(cfg), 0);
+    unsigned long long unset_hash = ekg_config_hash(cfg);
+    ekg_config_free(cfg);
+    assert_int_equal(ekg_config_default(&cfg, &(ekg_diag_t){{0}}), EKG_OK);
+    assert_int_equal(ekg_config_zone_priorities(cfg), EKG_ZONE_PRIORITIES_AUTO);
+    assert_int_equal(ekg_config_overprovisioning_factor(cfg), 0);
+    ekg_config_free(cfg);
+
+    static const struct {
+        const char *value;
+        ekg_zone_priorities_t want;
+    } modes[] = {{"auto", EKG_ZONE_PRIORITIES_AUTO},
+                 {"always", EKG_ZONE_PRIORITIES_ALWAYS},
+                 {"never", EKG_ZONE_PRIORITIES_NEVER}};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        char yaml[128];
+        snprintf(yaml, sizeof(yaml), "apiVersion: v1alpha\nendpoint_config:\n  zone_priorities: %s\n",
+                 modes[i].value);
+        cfg = parse_ok(yaml);
+        assert_int_equal(ekg_config_zone_priorities(cfg), modes[i].want);
+        /* auto written out is the default; the others change what translation makes. */
+        if (modes[i].want == EKG_ZONE_PRIORITIES_AUTO)
+            assert_int_equal(ekg_config_hash(cfg), unset_hash);
+        else
+            assert_int_not_equal(ekg_config_hash(cfg), unset_hash);
+        ekg_config_free(cfg);
+    }
+
+    static const struct {
+        const char *value;
+        uint32_t want;
+    } factors[] = {{"140", 140}, {"1", 1}, {"200", 200}, {"4294967295", 4294967295u}, {"100.0", 100}};
+    for (size_t i = 0; i < sizeof(factors) / sizeof(factors[0]); i++) {
+        char yaml[128];
+        snprintf(yaml, sizeof(yaml), "apiVersion: v1alpha\nendpoint_config:\n  overprovisioning_factor: %s\n",
+                 factors[i].value);
+        cfg = parse_ok(yaml);
+        assert_int_equal(ekg_config_overprovisioning_factor(cfg), factors[i].want);
+        /* Even 140, Envoy's default, is sent once written: the hash says the output differs. */
+        assert_int_not_equal(ekg_config_hash(cfg), unset_hash);
+        ekg_config_free(cfg);
+    }
+    /* With the other endpoint_config keys, in any order. */
+    cfg = parse_ok("apiVersion: v1alpha\n"
+                   "endpoint_config:\n"
+                   "  overprovisioning_factor: 150\n"
+                   "  locality: {zone_from: {label: example.com/zone}}\n"
+                   "  zone_priorities: never\n"
+                   "  include_not_ready: true\n");
+    assert_int_equal(ekg_config_zone_priorities(cfg), EKG_ZONE_PRIORITIES_NEVER);
+    assert_int_equal(ekg_config_overprovisioning_factor(cfg), 150);
+    assert_true(ekg_config_include_not_ready(cfg));
+    assert_string_equal(ekg_config_locality_rules(cfg)->zone.value, "example.com/zone");
+    ekg_config_free(cfg);
+}
+
 /* --- errors ------------------------------------------------------------------------------------------- */
 
 static void test_errors_schema(void **state)
@@ -642,6 +704,55 @@ static void test_errors_schema(void **state)
         SRC ":2: cluster_domain: expected a DNS domain such as cluster.local (no leading or trailing dot)");
     expect_error("apiVersion: v1alpha\ncluster_domain: 5\n",
                  SRC ":2: cluster_domain: expected a string, got a number");
+}
+
+static void test_errors_zone_config(void **state)
+{
+    const char *head = "apiVersion: v1alpha\nendpoint_config:\n";
+    struct {
+        const char *line;
+        const char *want;
+    } cases[] = {
+        {"  zone_priorities: sometimes\n",
+         SRC ":3: endpoint_config.zone_priorities: expected auto, always or never, got sometimes"},
+        {"  zone_priorities: Always\n",
+         SRC ":3: endpoint_config.zone_priorities: expected auto, always or never, got Always"},
+        {"  zone_priorities: ''\n",
+         SRC ":3: endpoint_config.zone_priorities: expected auto, always or never, got "},
+        {"  zone_priorities: true\n",
+         SRC ":3: endpoint_config.zone_priorities: expected auto, always or never, got a boolean"},
+        {"  zone_priorities: [auto]\n",
+         SRC ":3: endpoint_config.zone_priorities: expected auto, always or never, got a list"},
+        {"  overprovisioning_factor: 0\n",
+         SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
+             "(percent: Envoy's default is 140), got a number out of range"},
+        {"  overprovisioning_factor: -1\n",
+         SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
+             "(percent: Envoy's default is 140), got a number out of range"},
+        {"  overprovisioning_factor: 4294967296\n",
+         SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
+             "(percent: Envoy's default is 140), got a number out of range"},
+        {"  overprovisioning_factor: 1.5\n",
+         SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
+             "(percent: Envoy's default is 140), got a number out of range"},
+        {"  overprovisioning_factor: x\n",
+         SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
+             "(percent: Envoy's default is 140), got a string"},
+        {"  overprovisioning_factor: '140'\n",
+         SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
+             "(percent: Envoy's default is 140), got a string"},
+        {"  overprovisioning_factor: {value: 140}\n",
+         SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
+             "(percent: Envoy's default is 140), got a mapping"},
+        {"  include_not_ready: false\n  zone_priority: always\n",
+         SRC ":4: endpoint_config.zone_priority: unknown key (expected include_not_ready, locality, "
+             "zone_priorities, overprovisioning_factor)"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[256];
+        snprintf(yaml, sizeof(yaml), "%s%s", head, cases[i].line);
+        expect_error(yaml, cases[i].want);
+    }
 }
 
 static void test_errors_rules(void **state)
@@ -889,7 +1000,9 @@ int main(void)
         cmocka_unit_test(test_kubernetes_suppressed),
         cmocka_unit_test(test_matchers),
         cmocka_unit_test(test_locality),
+        cmocka_unit_test(test_zone_priorities_and_overprovisioning),
         cmocka_unit_test(test_errors_schema),
+        cmocka_unit_test(test_errors_zone_config),
         cmocka_unit_test(test_errors_rules),
         cmocka_unit_test(test_errors_locality),
         cmocka_unit_test(test_errors_cluster),
