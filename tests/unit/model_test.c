@@ -250,6 +250,61 @@ static void test_service_invalid(void **state)
     ekg_yaml_docs_free(docs);
 }
 
+/* The topology annotation (service.kubernetes.io/topology-mode, else the older topology-aware-hints), kept as
+ * written; values that are not strings are ignored; trafficDistribution is kept as written, known or not
+ * (translation decides what an unknown value means). */
+static void test_service_topology(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml;
+        const char *mode;
+        const char *td;
+    } cases[] = {
+        {"metadata: {name: a, namespace: s, annotations: {service.kubernetes.io/topology-mode: Auto}}\n",
+         "Auto", NULL},
+        {"metadata: {name: a, namespace: s, annotations: {service.kubernetes.io/topology-aware-hints: "
+         "auto}}\n",
+         "auto", NULL},
+        {"metadata: {name: a, namespace: s, annotations: {service.kubernetes.io/topology-aware-hints: Auto, "
+         "service.kubernetes.io/topology-mode: Disabled}}\n",
+         "Disabled", NULL},
+        {"metadata: {name: a, namespace: s, annotations: {service.kubernetes.io/topology-mode: [Auto], "
+         "service.kubernetes.io/topology-aware-hints: auto}}\n",
+         "auto", NULL},
+        {"metadata: {name: a, namespace: s, annotations: {service.kubernetes.io/topology-mode: 1}}\n", NULL,
+         NULL},
+        {"metadata: {name: a, namespace: s, annotations: {other: Auto}}\n", NULL, NULL},
+        {"metadata: {name: a, namespace: s, annotations: [service.kubernetes.io/topology-mode]}\n", NULL,
+         NULL},
+        {"metadata: {name: a, namespace: s}\nspec: {trafficDistribution: PreferMars}\n", NULL, "PreferMars"},
+        {"metadata: {name: a, namespace: s}\nspec: {trafficDistribution: PreferSameNode}\n", NULL,
+         "PreferSameNode"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml), "%s%s", cases[i].yaml,
+                 strstr(cases[i].yaml, "spec:") ? "" : "spec: {ports: [{port: 80}]}\n");
+        const cJSON *obj;
+        ekg_yaml_docs_t *docs = doc(yaml, &obj);
+        ekg_service_t *svc = NULL;
+        ekg_diag_t diag = {{0}};
+        ekg_err_t err = ekg_service_from_json(obj, &svc, &diag);
+        if (err)
+            fail_msg("case %zu: %s", i, diag.msg);
+        ekg_yaml_docs_free(docs); /* the Service keeps its own copies */
+        if (cases[i].mode)
+            assert_string_equal(svc->topology_mode, cases[i].mode);
+        else
+            assert_null(svc->topology_mode);
+        if (cases[i].td)
+            assert_string_equal(svc->traffic_distribution, cases[i].td);
+        else
+            assert_null(svc->traffic_distribution);
+        ekg_service_free(svc);
+    }
+}
+
 /* --- EndpointSlice ------------------------------------------------------------------------------------- */
 
 static void test_slice_fields(void **state)
@@ -324,6 +379,74 @@ static void test_slice_fields(void **state)
     assert_int_equal(s->ports[2].port, -1);
     assert_int_equal(s->ports[2].protocol, EKG_PROTOCOL_TCP);
     ekg_endpoint_slice_free(s);
+}
+
+/* hints.forZones: the names, in order, when every entry is {name: non-empty string}; anything else leaves the
+ * endpoint without hints and the slice valid (kube-proxy ignores hints it cannot use). */
+static void test_slice_zone_hints(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *hints; /* the endpoint's hints member, YAML flow; NULL = absent */
+        const char *want;  /* names joined by ","; NULL = no hints */
+    } cases[] = {
+        {"{forZones: [{name: us-east1-a}]}", "us-east1-a"},
+        {"{forZones: [{name: a}, {name: b}]}", "a,b"},
+        {"{forZones: [{name: a}], forNodes: [{name: n1}]}", "a"},
+        {"{forZones: [{name: a, weight: 3}]}", "a"},
+        {NULL, NULL},
+        {"null", NULL},
+        {"{}", NULL},
+        {"{forZones: []}", NULL},
+        {"{forZones: null}", NULL},
+        {"{forZones: {name: a}}", NULL},
+        {"{forZones: [a]}", NULL},
+        {"{forZones: [{name: 5}]}", NULL},
+        {"{forZones: [{name: ''}]}", NULL},
+        {"{forZones: [{zone: a}]}", NULL},
+        {"{forZones: [{name: a}, {name: null}]}", NULL},
+        {"{forZones: [{name: a}, 7]}", NULL},
+        {"[{name: a}]", NULL},
+        {"a", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char yaml[512];
+        snprintf(yaml, sizeof(yaml),
+                 "metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}\n"
+                 "addressType: IPv4\n"
+                 "endpoints:\n"
+                 "  - addresses: [10.1.0.5]\n"
+                 "    zone: a\n"
+                 "%s%s%s",
+                 cases[i].hints ? "    hints: " : "", cases[i].hints ? cases[i].hints : "",
+                 cases[i].hints ? "\n" : "");
+        const cJSON *obj;
+        ekg_yaml_docs_t *docs = doc(yaml, &obj);
+        ekg_endpoint_slice_t *s = NULL;
+        ekg_diag_t diag = {{0}};
+        ekg_err_t err = ekg_endpoint_slice_from_json(obj, &s, &diag);
+        if (err)
+            fail_msg("hints %s: the slice is invalid: %s", cases[i].hints ? cases[i].hints : "(absent)",
+                     diag.msg);
+        ekg_yaml_docs_free(docs); /* the slice keeps its own copies */
+        assert_int_equal(s->nendpoints, 1);
+        const ekg_endpoint_t *e = &s->endpoints[0];
+        assert_string_equal(e->zone, "a");
+        if (!cases[i].want) {
+            if (e->has_zone_hints)
+                fail_msg("hints %s: expected none, got %zu", cases[i].hints ? cases[i].hints : "(absent)",
+                         e->nhint_zones);
+            assert_int_equal(e->nhint_zones, 0);
+        } else {
+            assert_true(e->has_zone_hints);
+            char got[128] = "";
+            for (size_t k = 0; k < e->nhint_zones; k++)
+                snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%s", k ? "," : "",
+                         e->hint_zones[k]);
+            assert_string_equal(got, cases[i].want);
+        }
+        ekg_endpoint_slice_free(s);
+    }
 }
 
 static void test_slice_ipv6_fqdn_empty(void **state)
@@ -888,7 +1011,9 @@ int main(void)
         cmocka_unit_test(test_service_fields),
         cmocka_unit_test(test_service_defaults),
         cmocka_unit_test(test_service_invalid),
+        cmocka_unit_test(test_service_topology),
         cmocka_unit_test(test_slice_fields),
+        cmocka_unit_test(test_slice_zone_hints),
         cmocka_unit_test(test_slice_ipv6_fqdn_empty),
         cmocka_unit_test(test_slice_invalid),
         cmocka_unit_test(test_node),
