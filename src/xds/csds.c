@@ -2,7 +2,8 @@
  * src/xds/csds.c: the Client Status Discovery Service's answers (src/xds/csds.h).
  *
  * One ClientConfig per connected client that the request's node_matchers select (all of them when there are
- * none; several matchers are ORed, as csds.proto says): its node, and one GenericXdsConfig per resource it is
+ * none; several matchers are ORed, as csds.proto says): its node (id, cluster, user agent, locality, and the
+ * metadata string NODE_NAME when the client sent one), and one GenericXdsConfig per resource it is
  * subscribed to, from the client's point of view as the server knows it:
  *   - sent, and the latest response of its type ACKed: config_status SYNCED, client_status ACKED;
  *   - sent, and the latest response NACKed: ERROR / NACKED, version_info the version the client still runs
@@ -32,6 +33,7 @@
 #include "envoy/type/matcher/v3/node.upb.h"
 #include "envoy/type/matcher/v3/string.upb.h"
 #include "google/protobuf/any.upb.h"
+#include "google/protobuf/struct.upb.h"
 #include "google/protobuf/timestamp.upb.h"
 
 #include "ekglue/mem.h"
@@ -201,6 +203,13 @@ static void add_client(envoy_service_status_v3_ClientStatusResponse *resp, const
         envoy_config_core_v3_Locality_set_zone(l, view(n.zone));
         envoy_config_core_v3_Locality_set_sub_zone(l, view(n.sub_zone));
     }
+    if (n.node_name[0]) { /* metadata NODE_NAME, the one metadata field the session keeps */
+        struct google_protobuf_Struct *md = checked(envoy_config_core_v3_Node_mutable_metadata(node, arena));
+        google_protobuf_Value *v = checked(google_protobuf_Value_new(arena));
+        google_protobuf_Value_set_string_value(v, view(n.node_name));
+        if (!google_protobuf_Struct_fields_set(md, upb_StringView_FromString("NODE_NAME"), v, arena))
+            ekg_oom(0);
+    }
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         resource_ctx_t c = {.config = config, .type = (ekg_resource_type_t)t, .arena = arena};
         ekg_xds_session_type_status(s, (ekg_resource_type_t)t, &c.st);
@@ -235,9 +244,12 @@ static size_t client_size(const ekg_xds_session_t *s)
 {
     ekg_xds_node_t n;
     ekg_xds_session_node(s, &n);
+    /* metadata {fields {key: "NODE_NAME", value {string_value}}}: five length-delimited fields (at most 6
+     * bytes of tag and length each) and the key, besides the name. */
+    size_t node_name = n.node_name[0] ? 5 * 6 + 9 + strlen(n.node_name) : 0;
     size_ctx_t c = {.bytes = 64 + strlen(n.id) + strlen(n.cluster) + strlen(n.user_agent_name) +
                              strlen(n.user_agent_version) + strlen(n.region) + strlen(n.zone) +
-                             strlen(n.sub_zone)};
+                             strlen(n.sub_zone) + node_name};
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         ekg_xds_type_status_t st;
         ekg_xds_session_type_status(s, (ekg_resource_type_t)t, &st);

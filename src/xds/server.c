@@ -962,6 +962,7 @@ static cJSON *client_json(const ekg_xds_session_t *c, size_t *bytes)
     add_string_cut(loc, "region", node.region, CLIENT_STRING_MAX, bytes);
     add_string_cut(loc, "zone", node.zone, CLIENT_STRING_MAX, bytes);
     add_string_cut(loc, "sub_zone", node.sub_zone, CLIENT_STRING_MAX, bytes);
+    add_string_cut(o, "node_name", node.node_name, CLIENT_STRING_MAX, bytes); /* metadata NODE_NAME */
     add_string_cut(o, "user_agent", ua, CLIENT_STRING_MAX, bytes);
     add_string_cut(o, "peer", ekg_xds_session_peer(c), CLIENT_STRING_MAX, bytes);
     cJSON_AddStringToObject(o, "api", api_names[ekg_xds_session_api(c)]);

@@ -517,7 +517,10 @@ class XdsStream:
     def send_raw(self, data):
         self._requests.put(data)
 
-    def send(self, type_url, names=(), version="", nonce="", error=None, node_id=None):
+    def send(self, type_url, names=(), version="", nonce="", error=None, node_id=None, locality=None,
+             metadata=None):
+        """One DiscoveryRequest. With node_id, it carries a Node: that id, user agent "ekglue-tests", and when
+        given the locality ({"region": ..., "zone": ..., "sub_zone": ...}) and string metadata ({"NODE_NAME": ...})."""
         req = DiscoveryRequest()
         req.type_url = type_url
         req.resource_names.extend(names)
@@ -526,6 +529,10 @@ class XdsStream:
         if node_id is not None:
             req.node.id = node_id
             req.node.user_agent_name = "ekglue-tests"
+            for key, value in (locality or {}).items():
+                setattr(req.node.locality, key, value)
+            for key, value in (metadata or {}).items():
+                req.node.metadata.fields[key].string_value = value
         if error is not None:
             req.error_detail.code = 3
             req.error_detail.message = error
