@@ -11,8 +11,13 @@
  * Routes (GET and HEAD only, otherwise 405; unknown paths 404):
  *   /healthz      200 "ok" while the process runs
  *   /readyz       200 once a snapshot has been published (in Kubernetes mode: the first complete sync), else
- * 503 /clusters     [Cluster...]                  canonical proto3 JSON, ?format=yaml for YAML /endpoints
- * [ClusterLoadAssignment...] /localities   {node: {region, zone, subZone}} /clients ekg_xds_server_clients()
+ *                 503
+ *   /clusters     [Cluster...]                  canonical proto3 JSON, ?format=yaml for YAML
+ *   /endpoints    [ClusterLoadAssignment...]    ?region=R&zone=Z&node=N (any of them): what an xDS client
+ *                                               at that place gets (ekg_snapshot_resources_at), else the
+ *                                               plain assignments; the place on other paths is a 400
+ *   /localities   {node: {region, zone, subZone}}
+ *   /clients      ekg_xds_server_clients()
  *   /config_dump  {version_info: {type: version}, clusters, load_assignments, listeners, localities}
  *   /metrics      Prometheus text (ekg_debug_metrics_render)
  *   /             the HTML status page (status_page.c)
@@ -85,12 +90,14 @@ static void reply_text(reply_t *r, unsigned int status, const char *text)
 
 /* --- documents ------------------------------------------------------------------------------------------ */
 
-/* Every resource of one type of snap, rendered, as a JSON array (empty without a snapshot). */
-static ekg_err_t resource_array(ekg_snapshot_t *snap, ekg_resource_type_t type, cJSON **out)
+/* Every resource of one type of snap a client at place gets (NULL: no place, the base set), rendered, as a
+ * JSON array (empty without a snapshot). */
+static ekg_err_t resource_array(ekg_snapshot_t *snap, ekg_resource_type_t type, const ekg_place_t *place,
+                                cJSON **out)
 {
     ekg_err_t err = EKG_OK;
     cJSON *arr = cJSON_CreateArray();
-    ekg_resource_set_t *set = snap ? ekg_snapshot_resources(snap, type) : NULL;
+    ekg_resource_set_t *set = snap ? ekg_snapshot_resources_at(snap, type, place) : NULL;
     for (size_t i = 0; set && i < ekg_resource_set_size(set); i++) {
         cJSON *item = NULL;
         if ((err = ekg_render_resource(ekg_resource_set_at(set, i), &item)) != EKG_OK)
@@ -127,7 +134,7 @@ static ekg_err_t config_dump(ekg_snapshot_t *snap, cJSON **out)
     }
     for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++) {
         cJSON *arr = NULL;
-        if ((err = resource_array(snap, members[i].type, &arr)) != EKG_OK)
+        if ((err = resource_array(snap, members[i].type, NULL, &arr)) != EKG_OK)
             goto out;
         cJSON_AddItemToObject(doc, members[i].key, arr);
     }
@@ -184,17 +191,19 @@ static cJSON *clients_of(ekg_debug_server_t *s, ekg_xds_clients_page_t *page)
     return s->xds ? ekg_xds_server_clients(s->xds, page) : NULL;
 }
 
-static ekg_err_t serve_document(ekg_debug_server_t *s, doc_t which, ekg_format_t format, reply_t *r)
+/* place: the client's place for DOC_ENDPOINTS (NULL: none). */
+static ekg_err_t serve_document(ekg_debug_server_t *s, doc_t which, ekg_format_t format,
+                                const ekg_place_t *place, reply_t *r)
 {
     ekg_err_t err = EKG_OK;
     cJSON *doc = NULL;
     ekg_snapshot_t *snap = ekg_cache_current(s->cache);
     switch (which) {
     case DOC_CLUSTERS:
-        err = resource_array(snap, EKG_RESOURCE_CLUSTER, &doc);
+        err = resource_array(snap, EKG_RESOURCE_CLUSTER, NULL, &doc);
         break;
     case DOC_ENDPOINTS:
-        err = resource_array(snap, EKG_RESOURCE_LOAD_ASSIGNMENT, &doc);
+        err = resource_array(snap, EKG_RESOURCE_LOAD_ASSIGNMENT, place, &doc);
         break;
     case DOC_LOCALITIES:
         doc = localities_copy(snap);
@@ -246,6 +255,24 @@ out:
     return err;
 }
 
+/*
+ * The client place of ?region=R&zone=Z&node=N: any of them may be given, the others are "" (unset), as for an
+ * xDS client whose Node has only some of them. false when none is given. The strings are borrowed from
+ * libmicrohttpd for the request's lifetime.
+ */
+static bool place_of(struct MHD_Connection *conn, ekg_place_t *place)
+{
+    const char *v[3];
+    static const char *const keys[3] = {"region", "zone", "node"};
+    bool any = false;
+    for (int i = 0; i < 3; i++) {
+        v[i] = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, keys[i]);
+        any |= v[i] != NULL;
+    }
+    *place = (ekg_place_t){v[0] ? v[0] : "", v[1] ? v[1] : "", v[2] ? v[2] : ""};
+    return any;
+}
+
 /* What a metrics_only server answers: nothing that shows the topology. */
 static bool is_metrics_path(const char *url)
 {
@@ -278,6 +305,8 @@ static void route(ekg_debug_server_t *s, struct MHD_Connection *conn, const char
     } else if (document_of(url) != DOC_NONE) {
         const char *format = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "format");
         const char *offset = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "offset");
+        ekg_place_t place;
+        bool placed = place_of(conn, &place);
         char *end = NULL;
         if (offset)
             r->clients.offset = (size_t)strtoull(offset, &end, 10);
@@ -285,10 +314,13 @@ static void route(ekg_debug_server_t *s, struct MHD_Connection *conn, const char
             reply_text(r, MHD_HTTP_BAD_REQUEST, "format: json (default) or yaml\n");
         else if (offset && (!*offset || *end || *offset == '-'))
             reply_text(r, MHD_HTTP_BAD_REQUEST, "offset: a number of clients to skip (/clients)\n");
+        else if (placed && document_of(url) != DOC_ENDPOINTS)
+            reply_text(r, MHD_HTTP_BAD_REQUEST,
+                       "region, zone, node: the place of a client, for /endpoints only (what it gets)\n");
         else
-            err =
-                serve_document(s, document_of(url),
-                               format && strcmp(format, "yaml") == 0 ? EKG_FORMAT_YAML : EKG_FORMAT_JSON, r);
+            err = serve_document(s, document_of(url),
+                                 format && strcmp(format, "yaml") == 0 ? EKG_FORMAT_YAML : EKG_FORMAT_JSON,
+                                 placed ? &place : NULL, r);
     } else {
         reply_text(r, MHD_HTTP_NOT_FOUND,
                    "not found; try /, /healthz, /readyz, /metrics, /clusters, /endpoints, /localities, "

@@ -3,10 +3,11 @@
  *
  * Sections, top to bottom: readiness and source; the snapshot (version, size and age of each type); where
  * objects come from (the Kubernetes sync state of each resource, or the files/demo); the connected xDS
- * clients with their subscriptions, sent/ACKed versions and last NACK; every cluster with its endpoint
- * counts per locality and per health status. One self-contained document: inline CSS, no scripts, no
- * external assets; every string that comes from outside (Kubernetes names, node ids, user agents, NACK
- * messages) is HTML-escaped.
+ * clients with their locality and Kubernetes node name, subscriptions, sent/ACKed versions and last NACK;
+ * every cluster with its endpoint counts per locality and per health status, and whether its clients get
+ * per-zone priorities and why (ekg_snapshot_variant_reason; docs/translation.md, "Zone-aware endpoints"). One
+ * self-contained document: inline CSS, no scripts, no external assets; every string that comes from outside
+ * (Kubernetes names, node ids, user agents, NACK messages) is HTML-escaped.
  *
  * Thread: libmicrohttpd's thread (via http.c); reads only immutable snapshots and copies of status.
  */
@@ -102,10 +103,11 @@ static const char *jstr(const cJSON *o, const char *key)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-/* A JSON value as text: strings as they are, objects {region, zone, subZone} as region/zone/subZone. */
+/* A JSON value as text: strings as they are (a dash when empty), objects {region, zone, subZone} as
+ * region/zone/subZone. */
 static void put_value(FILE *f, const cJSON *v)
 {
-    if (cJSON_IsString(v)) {
+    if (cJSON_IsString(v) && v->valuestring[0]) {
         esc(f, v->valuestring);
     } else if (cJSON_IsNumber(v)) {
         fprintf(f, "%g", v->valuedouble);
@@ -276,18 +278,19 @@ static void put_clients(const ekg_debug_view_t *v, FILE *f)
         return;
     }
     /* Two rows per client: who it is, then (indented, full width) what it subscribed to and got. */
-    fputs("<table><tr><th>Node id</th><th>Cluster</th><th>Locality</th><th>User agent</th><th>Peer</th>"
-          "<th>API</th></tr>\n",
+    fputs("<table><tr><th>Node id</th><th>Cluster</th><th>Locality</th><th>Node name</th><th>User agent</th>"
+          "<th>Peer</th><th>API</th></tr>\n",
           f);
     for (const cJSON *c = v->clients->child; c; c = c->next) {
-        static const char *const cols[] = {"node_id", "cluster", "locality", "user_agent", "peer", "api"};
+        static const char *const cols[] = {"node_id",    "cluster", "locality", "node_name",
+                                           "user_agent", "peer",    "api"};
         fputs("<tr>", f);
         for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
             fputs(i == 0 ? "<td><code>" : "<td>", f);
             put_value(f, cJSON_GetObjectItemCaseSensitive(c, cols[i]));
             fputs(i == 0 ? "</code></td>" : "</td>", f);
         }
-        fputs("</tr>\n<tr class=sub><td colspan=6>", f);
+        fputs("</tr>\n<tr class=sub><td colspan=7>", f);
         put_client_types(f, cJSON_GetObjectItemCaseSensitive(c, "types"));
         fputs("</td></tr>\n", f);
     }
@@ -359,6 +362,23 @@ static unsigned count_endpoints(const cJSON *cla, groups_t *by_locality, groups_
     return total;
 }
 
+/* Whether clients of the cluster named `name` get per-zone priorities, and why (or why not). */
+static void put_priorities(const ekg_debug_view_t *v, const char *name, FILE *f)
+{
+    static const char NOT_APPLIED[] = "not applied: ";
+    const char *why =
+        v->snap ? ekg_snapshot_variant_reason(v->snap, EKG_RESOURCE_LOAD_ASSIGNMENT, name) : NULL;
+    if (!why) {
+        fputs("<span class=muted>no</span>", f);
+    } else if (strncmp(why, NOT_APPLIED, sizeof(NOT_APPLIED) - 1) == 0) {
+        fputs("<span class=warn>no</span> ", f);
+        esc(f, why + sizeof(NOT_APPLIED) - 1);
+    } else {
+        fputs("<span class=ok>yes</span> ", f);
+        esc(f, why);
+    }
+}
+
 static ekg_err_t put_clusters(const ekg_debug_view_t *v, FILE *f)
 {
     ekg_err_t err = EKG_OK;
@@ -373,7 +393,7 @@ static ekg_err_t put_clusters(const ekg_debug_view_t *v, FILE *f)
         return EKG_OK;
     }
     fputs("<table><tr><th>Name</th><th>Discovery</th><th>Endpoints</th><th>By locality</th><th>By health</th>"
-          "</tr>\n",
+          "<th>Zone priorities</th></tr>\n",
           f);
     for (size_t i = 0; i < n && i < MAX_CLUSTER_ROWS; i++) {
         const ekg_resource_t *r = ekg_resource_set_at(clusters, i);
@@ -398,6 +418,8 @@ static ekg_err_t put_clusters(const ekg_debug_view_t *v, FILE *f)
         groups_put(f, &by_locality);
         fputs("</td><td>", f);
         groups_put(f, &by_health);
+        fputs("</td><td>", f);
+        put_priorities(v, ekg_resource_name(r), f);
         fputs("</td></tr>\n", f);
         cJSON_Delete(cluster);
         cJSON_Delete(cla);
@@ -434,7 +456,8 @@ ekg_err_t ekg_debug_status_page(const ekg_debug_view_t *v, FILE *f)
     fputs("</main>\n<footer>Also: <a href=\"/clusters\">/clusters</a> <a href=\"/endpoints\">/endpoints</a> "
           "<a href=\"/localities\">/localities</a> <a href=\"/clients\">/clients</a> "
           "<a href=\"/config_dump\">/config_dump</a> <a href=\"/metrics\">/metrics</a> "
-          "(add ?format=yaml for YAML)</footer>\n</body></html>\n",
+          "(add ?format=yaml for YAML; /endpoints?region=R&amp;zone=Z&amp;node=N for what a client there "
+          "gets)</footer>\n</body></html>\n",
           f);
     return err;
 }

@@ -5,7 +5,12 @@ Each test starts `ekglue serve --objects <tmp copy of the demo cluster> --xds-li
 - /clusters, /endpoints, /localities and /config_dump equal `ekglue dump` of the same file (JSON), and their
   ?format=yaml variants parse (python3-yaml) to the same documents;
 - /healthz, /readyz (also 503 in Kubernetes mode before any sync), 404, 405, 400 for an unknown format;
-- /clients lists a raw ADS client (tests/xds/xdsclient.py) with its node id and ACKed version;
+- /endpoints?region=R&zone=Z&node=N (any subset) equals `ekglue dump --client-locality R/Z/N`, follows the rules
+  of docs/translation.md ("Zone-aware endpoints", as tests/golden/zonerule.py writes them) for the demo's
+  shop/frontend (PreferClose), and is what an ADS client at that place receives; the place on another path is
+  a 400;
+- /clients lists a raw ADS client (tests/xds/xdsclient.py) with its node id and ACKed version, and the node name
+  (Node.metadata NODE_NAME) and locality of a client that sent them, which CSDS reports back too;
 - /metrics parses with the independent parser of python3-prometheus-client, and values move: xds_acks_total
   after an ACK, last_update_timestamp_seconds and snapshot_build_seconds_count after a file change.
 
@@ -27,6 +32,9 @@ import debugclient as dc  # noqa: E402
 from debugclient import xc  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 import skips  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"))
+import zonerule  # noqa: E402
+from google.protobuf import json_format  # noqa: E402
 
 try:
     from prometheus_client.parser import text_string_to_metric_families
@@ -44,6 +52,39 @@ spec:
   - name: http
     port: 80
     protocol: TCP
+"""
+
+
+# Two Services that ask for close endpoints with the topology annotation: one whose endpoints all have hints, one
+# whose endpoints do not (docs/translation.md, "When it applies": priorities for the first only).
+HINTED_SERVICES = """\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Service
+  metadata: {name: hinted, namespace: shop, annotations: {service.kubernetes.io/topology-mode: Auto}}
+  spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata: {name: hinted-1, namespace: shop, labels: {kubernetes.io/service-name: hinted}}
+  addressType: IPv4
+  ports: [{name: http, port: 8080}]
+  endpoints:
+  - {addresses: [10.1.0.90], nodeName: worker-a1, zone: us-east1-a, hints: {forZones: [{name: us-east1-a}]}}
+  - {addresses: [10.1.3.90], nodeName: worker-b2, zone: us-east1-b, hints: {forZones: [{name: us-east1-b}]}}
+- apiVersion: v1
+  kind: Service
+  metadata: {name: halfhinted, namespace: shop, annotations: {service.kubernetes.io/topology-mode: Auto}}
+  spec: {ports: [{name: http, port: 80, targetPort: 8080}]}
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata: {name: halfhinted-1, namespace: shop, labels: {kubernetes.io/service-name: halfhinted}}
+  addressType: IPv4
+  ports: [{name: http, port: 8080}]
+  endpoints:
+  - {addresses: [10.1.0.91], nodeName: worker-a1, zone: us-east1-a, hints: {forZones: [{name: us-east1-a}]}}
+  - {addresses: [10.1.3.91], nodeName: worker-b2, zone: us-east1-b}
 """
 
 
@@ -81,10 +122,10 @@ class DebugPortTest(xc.LogOnFailure, unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
         xc.check_clean_exit(self, self.server)
 
-    def write_extra(self, name):
+    def write_extra(self, name=None, text=None):
         tmp = self.extra + ".tmp"
         with open(tmp, "w") as f:
-            f.write(EXTRA_SERVICE % {"name": name})
+            f.write(text if text is not None else EXTRA_SERVICE % {"name": name})
         os.rename(tmp, self.extra)
 
     def channel(self):
@@ -154,6 +195,90 @@ class DebugPortTest(xc.LogOnFailure, unittest.TestCase):
         self.assertNotIn("shop:extra:http", names)
         self.assertEqual(self.server.get_json("/clusters"), dc.dump(self.files)["clusters"])
 
+    # --- a client's place --------------------------------------------------------------------------------------
+
+    def test_endpoints_at_a_place(self):
+        plain = dc.dump(self.files)
+        rules = zonerule.Rules(zonerule.load_objects(*self.files), plain["load_assignments"])
+        frontend = "shop:frontend:http"
+        self.assertTrue(rules.prefers_close(frontend)[0], "the demo's shop/frontend is PreferClose")
+        # (query, the same place for dump --client-locality, or None: no zone, which the flag cannot say)
+        cases = (("region=us-east1&zone=us-east1-a", "us-east1/us-east1-a"),
+                 ("zone=us-east1-c&region=us-east1", "us-east1/us-east1-c"),
+                 ("region=us-east1&zone=us-east1-b&node=worker-b2", "us-east1/us-east1-b/worker-b2"),
+                 ("zone=us-east1-a", "/us-east1-a"),
+                 ("region=nowhere&zone=zone-x", "nowhere/zone-x"),
+                 ("region=us-east1", None), ("node=worker-a1", None))
+        for query, place in cases:
+            got = self.server.get_json("/endpoints?" + query)
+            if place is not None:
+                want = dc.dump(self.files, "--client-locality", place)["load_assignments"]
+                self.assertEqual(got, want, query)
+            region, zone, node = (dict(kv.split("=") for kv in query.split("&")).get(k, "")
+                                  for k in ("region", "zone", "node"))
+            for la in got:
+                self.assertEqual(zonerule.canonical(la),
+                                 zonerule.canonical(rules.expected(la["clusterName"], region, zone, node)),
+                                 "%s at %s" % (la["clusterName"], query))
+            fe = next(la for la in got if la["clusterName"] == frontend)
+            known = zone.startswith("us-east1-")
+            self.assertEqual(len(zonerule.priorities(fe)) > 1, known, "%s at %s" % (frontend, query))
+            if not known:
+                self.assertEqual(got, plain["load_assignments"], query)
+        self.assertEqual(yaml.safe_load(self.server.get("/endpoints?region=us-east1&zone=us-east1-a&format=yaml")[2]),
+                         self.server.get_json("/endpoints?region=us-east1&zone=us-east1-a"))
+        self.assertEqual(self.server.get_json("/endpoints"), plain["load_assignments"])
+        for path in ("/clusters?zone=us-east1-a", "/config_dump?region=us-east1", "/clients?node=worker-a1"):
+            status, _, body = self.server.get(path)
+            self.assertEqual(status, 400, path)
+            self.assertIn("/endpoints", body)
+
+    def test_status_page_says_where_priorities_apply(self):
+        start = self.server.nlines()
+        self.write_extra(text=HINTED_SERVICES)
+        self.assertIsNotNone(self.server.wait_log(r"objects loaded", timeout=10, start=start), self.server.log())
+        plain = dc.dump(self.files)
+        rules = zonerule.Rules(zonerule.load_objects(*self.files), plain["load_assignments"])
+        self.assertEqual([rules.prefers_close(n)[0] for n in ("shop:hinted:http", "shop:halfhinted:http")],
+                         [True, False])
+        page = self.server.get("/")[2]
+        header, rows = dc.Rows(page).table("Name", "Zone priorities")
+        cells = {r[0].strip(): r[header.index("Zone priorities")].strip() for r in rows}
+        self.assertIn("shop:hinted:http", cells)
+        for name, cell in cells.items():
+            if name not in rules.plain or not rules.prefers_close(name)[0]:
+                self.assertTrue(cell == "no" or cell.startswith("no "), (name, cell))
+        self.assertRegex(cells["shop:hinted:http"], r"^yes .*topology-mode")
+        self.assertRegex(cells["shop:frontend:http"], r"^yes .*trafficDistribution: PreferClose")
+        # Asked for and not applied: "no" and why.
+        self.assertRegex(cells["shop:halfhinted:http"], r"^no .*topology-mode.*hints")
+        self.assertEqual(cells["shop:cart:http"], "no")
+        got = {la["clusterName"]: la for la in self.server.get_json("/endpoints?region=us-east1&zone=us-east1-b")}
+        for name in ("shop:hinted:http", "shop:halfhinted:http"):
+            self.assertEqual(zonerule.canonical(got[name]),
+                             zonerule.canonical(rules.expected(name, "us-east1", "us-east1-b")), name)
+        self.assertEqual(zonerule.priorities(got["shop:hinted:http"]), [0, 1])
+        self.assertEqual(zonerule.priorities(got["shop:halfhinted:http"]), [0])
+
+    def test_endpoints_at_a_place_are_what_the_client_gets(self):
+        names = ["shop:frontend:http", "shop:cart:http"]
+        s = xc.XdsStream(self.channel())
+        s.send(xc.CLA_URL, names=names, node_id="debug-zone-b",
+               locality={"region": "us-east1", "zone": "us-east1-b"})
+        resp = s.recv(10)
+        self.assertIsNotNone(resp, self.server.log())
+        sent = {la["clusterName"]: la for la in
+                (json_format.MessageToDict(xc.unpack(r, "envoy.config.endpoint.v3.ClusterLoadAssignment"))
+                 for r in resp.resources)}
+        shown = {la["clusterName"]: la
+                 for la in self.server.get_json("/endpoints?region=us-east1&zone=us-east1-b")}
+        self.assertEqual(sorted(sent), sorted(names))
+        for name in names:
+            self.assertEqual(sent[name], shown[name], name)
+        self.assertGreater(len(zonerule.priorities(sent["shop:frontend:http"])), 1)
+        self.assertEqual(zonerule.priorities(sent["shop:cart:http"]), [0])
+        s.cancel()
+
     # --- clients -----------------------------------------------------------------------------------------------
 
     def test_clients_lists_a_connected_client(self):
@@ -181,6 +306,35 @@ class DebugPortTest(xc.LogOnFailure, unittest.TestCase):
         gone = dc.wait_until(lambda: "debug-client-1" not in
                              [c.get("node_id") for c in self.server.get_json("/clients")], timeout=5)
         self.assertTrue(gone)
+
+    def test_clients_and_csds_show_the_node_name(self):
+        placed, bare = xc.XdsStream(self.channel()), xc.XdsStream(self.channel())
+        placed.send(xc.CLUSTER_URL, node_id="debug-placed", locality={"region": "us-east1", "zone": "us-east1-b"},
+                    metadata={"NODE_NAME": "worker-b2"})
+        bare.send(xc.CLUSTER_URL, node_id="debug-bare")
+        self.assertIsNotNone(placed.recv(10))
+        self.assertIsNotNone(bare.recv(10))
+        clients = {c["node_id"]: c for c in self.server.get_json("/clients")}
+        self.assertEqual(clients["debug-placed"]["node_name"], "worker-b2")
+        self.assertEqual(clients["debug-placed"]["locality"], {"region": "us-east1", "zone": "us-east1-b",
+                                                               "sub_zone": ""})
+        self.assertEqual(clients["debug-bare"]["node_name"], "")
+        yaml_doc = yaml.safe_load(self.server.get("/clients?format=yaml")[2])
+        self.assertIn("worker-b2", [c.get("node_name") for c in yaml_doc])
+
+        fetch = self.channel().unary_unary(
+            "/envoy.service.status.v3.ClientStatusDiscoveryService/FetchClientStatus",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=xc.message_class("envoy.service.status.v3.ClientStatusResponse").FromString)
+        answer = fetch(xc.message_class("envoy.service.status.v3.ClientStatusRequest")(), timeout=10)
+        nodes = {c.node.id: c.node for c in answer.config}
+        self.assertEqual(nodes["debug-placed"].metadata.fields["NODE_NAME"].string_value, "worker-b2")
+        self.assertEqual(list(nodes["debug-placed"].metadata.fields), ["NODE_NAME"])
+        self.assertEqual((nodes["debug-placed"].locality.region, nodes["debug-placed"].locality.zone),
+                         ("us-east1", "us-east1-b"))
+        self.assertFalse(nodes["debug-bare"].HasField("metadata"), nodes["debug-bare"])
+        placed.cancel()
+        bare.cancel()
 
     # --- metrics -----------------------------------------------------------------------------------------------
 

@@ -5,11 +5,13 @@
   `msg="debug server listening port=N ..."` (bounded wait). stop(), check_clean_exit() and the LogOnFailure
   test mixin (the server's whole stderr on any failure) are xdsclient's.
 - get() is one HTTP request with a timeout, returning (status, headers, body) for any status.
-- dump() is `ekglue dump --format json` of the same files (xdsclient.run_ekglue: its stderr on failure): the
-  independent reference for the documents.
+- Rows(html) is every table row of a page as the list of its cells' text; Rows.table(*headers) finds one table.
+- dump() is `ekglue dump --format json` of the same files, with extra arguments if any (xdsclient.run_ekglue:
+  its stderr on failure): the independent reference for the documents.
 
 Every wait is bounded. Run with /usr/bin/python3.
 """
+import html.parser
 import http.client
 import json
 import os
@@ -54,11 +56,43 @@ def get(port, path, method="GET", timeout=10.0):
         conn.close()
 
 
-def dump(objects):
-    args = ["dump", "--format", "json"]
+def dump(objects, *extra):
+    args = ["dump", "--format", "json"] + list(extra)
     for path in objects:
         args += ["--objects", path]
     return json.loads(xc.run_ekglue(args))
+
+
+class Rows(html.parser.HTMLParser):
+    """Every table row of a document as the list of its cells' text (a row inside a cell is a row of its own)."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.rows, self._open = [], []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self._open.append([])
+        elif tag in ("td", "th") and self._open:
+            self._open[-1].append("")
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._open:
+            self.rows.append(self._open.pop())
+
+    def handle_data(self, data):
+        if self._open and self._open[-1]:
+            self._open[-1][-1] += data
+
+    def table(self, *headers):
+        """(header row, data rows) of the first table whose header row has all these headers; the rows are the
+        ones of that width that follow it."""
+        for i, row in enumerate(self.rows):
+            if all(h in row for h in headers):
+                return row, [r for r in self.rows[i + 1:] if len(r) == len(row)]
+        raise AssertionError("no table with headers %s" % (headers,))
 
 
 def wait_until(fn, timeout=5.0, interval=0.05):

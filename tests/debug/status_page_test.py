@@ -3,8 +3,10 @@
 Starts `ekglue serve` on the demo cluster with the debug port, connects a raw ADS client (tests/xds/xdsclient.py)
 that ACKs Clusters and NACKs ClusterLoadAssignments, then renders the page in headless Chromium (Debian's
 chromium package): --dump-dom gives the DOM after parsing, which must show every cluster name from `ekglue dump`,
-the client's node id, its NACK message, and each type's version from /config_dump; --screenshot must produce a
-PNG. The page must need nothing from the network (no external assets: Chromium runs with networking features
+the client's node id with its locality and node name (Node.metadata NODE_NAME) in its row, its NACK message, each
+type's version from /config_dump, and per cluster whether its clients get zone priorities: "yes" with the reason
+(the Service's trafficDistribution) for the demo's shop/frontend, which is PreferClose, "no" for the clusters of
+Services without a preference (docs/translation.md, "Zone-aware endpoints"); --screenshot must produce a PNG. The page must need nothing from the network (no external assets: Chromium runs with networking features
 off and the DOM is checked for http(s) references other than the server itself).
 
 Set EKG_STATUS_SCREENSHOT=path to keep the screenshot (docs/status-page.png is made this way). Skips, saying
@@ -24,6 +26,8 @@ import debugclient as dc  # noqa: E402
 from debugclient import xc  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "helpers"))
 import skips  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"))
+import zonerule  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -57,7 +61,8 @@ class StatusPageTest(xc.LogOnFailure, unittest.TestCase):
     def test_page_shows_clusters_clients_and_versions(self):
         # A client with history: Clusters ACKed, ClusterLoadAssignments NACKed with a message.
         s = xc.XdsStream(self.channel)
-        s.send(xc.CLUSTER_URL, node_id="status-page-node")
+        s.send(xc.CLUSTER_URL, node_id="status-page-node", locality={"region": "us-east1", "zone": "us-east1-c"},
+               metadata={"NODE_NAME": "worker-c1"})
         cds = s.recv(10)
         self.assertIsNotNone(cds)
         s.ack(cds)
@@ -87,6 +92,28 @@ class StatusPageTest(xc.LogOnFailure, unittest.TestCase):
         self.assertIn(cds.version_info, dom)  # the ACKed Cluster version
         # The NACK message is shown, escaped: no <b> element made it into the DOM.
         self.assertIn("endpoint &lt;b&gt;rejected&lt;/b&gt; by test", dom)
+        rows = dc.Rows(dom)
+        # The client's row: its locality, and its node name next to it.
+        header, clients = rows.table("Node id", "Locality", "Node name")
+        client = next(r for r in clients if r[0].strip() == "status-page-node")
+        self.assertEqual(client[header.index("Locality")].strip(), "us-east1/us-east1-c")
+        self.assertEqual(client[header.index("Node name")].strip(), "worker-c1")
+        self.assertEqual(header.index("Node name"), header.index("Locality") + 1)
+        # Per cluster, whether its clients get zone priorities and why.
+        header, clusters = rows.table("Name", "Zone priorities")
+        col = header.index("Zone priorities")
+        cells = {r[0].strip(): r[col].strip() for r in clusters}
+        self.assertEqual(sorted(cells), sorted(c["name"] for c in ref["clusters"]))
+        rules = zonerule.Rules(zonerule.load_objects(self.demo), ref["load_assignments"])
+        for name, cell in cells.items():
+            applies = name in rules.plain and rules.prefers_close(name)[0]
+            if applies:
+                svc = rules.services[zonerule.service_of(name)]
+                self.assertTrue(cell.startswith("yes"), (name, cell))
+                self.assertIn("trafficDistribution: " + svc.traffic_distribution, cell)
+            else:
+                self.assertEqual(cell, "no", name)
+        self.assertTrue(cells["shop:frontend:http"].startswith("yes"), cells)
         # Self-contained: no script, no stylesheet link, no external URL.
         self.assertNotIn("<script", dom)
         self.assertNotIn("<link", dom)
