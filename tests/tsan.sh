@@ -6,7 +6,7 @@
 #
 # The tests: every xDS server test (tests/xds/: gRPC queue threads, the publisher, CSDS, TLS, reloads, the main
 # thread's stop sequence), the Kubernetes end-to-end test (the watcher thread against the fake API, feeding the
-# server), the watcher and sink unit tests, and the debug port tests (libmicrohttpd's thread). Each Python test fails on a sanitizer report in ekglue's stderr or a
+# server), the watcher, sink and snapshot unit tests, and the debug port tests (libmicrohttpd's thread). Each Python test fails on a sanitizer report in ekglue's stderr or a
 # non-zero exit at SIGTERM; a cmocka test exits 66 after a report (TSan's exitcode), so ctest fails it.
 # Suppressions: tests/xds/tsan.supp (only Debian's uninstrumented gRPC stack, each line justified there).
 #
@@ -19,7 +19,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 build=build/tsan jobs=$(nproc 2>/dev/null || echo 2)
-regex='^(unit/(watcher|sink)_test|xds/.*|e2e/kube_e2e_test|debug/.*)$'
+regex='^(unit/(watcher|sink|snapshot)_test|xds/.*|e2e/kube_e2e_test|debug/.*)$'
 while getopts "b:j:R:h" opt; do
   case $opt in
   b) build=$OPTARG ;;
