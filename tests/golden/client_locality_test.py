@@ -40,10 +40,18 @@ TOPOLOGY = """\
 apiVersion: v1
 kind: List
 items:
-- {apiVersion: v1, kind: Node, metadata: {name: n-a1, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: r1-a}}}
-- {apiVersion: v1, kind: Node, metadata: {name: n-a2, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: r1-a}}}
-- {apiVersion: v1, kind: Node, metadata: {name: n-b1, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: r1-b}}}
-- {apiVersion: v1, kind: Node, metadata: {name: n-x1, labels: {topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: r2-x}}}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n-a1, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: r1-a}}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n-a2, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: r1-a}}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n-b1, labels: {topology.kubernetes.io/region: r1, topology.kubernetes.io/zone: r1-b}}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n-x1, labels: {topology.kubernetes.io/region: r2, topology.kubernetes.io/zone: r2-x}}
 - apiVersion: v1
   kind: Service
   metadata: {name: near, namespace: zt}
