@@ -27,8 +27,15 @@
  *
  * Every wait is bounded: a stream that misses an update for 10 s fails the run (exit 1).
  *
+ * --zones (issue 11): every Service has trafficDistribution: PreferClose, its endpoints are on Nodes in 3
+ * zones of one region, and the clients are spread over those zones (node.locality in their first request),
+ * every tenth stream without a locality. So each zone's streams get their own per-zone ClusterLoadAssignments
+ * (ekg_snapshot_resources_at), the others the plain ones. The baseline then sends each stream the bytes of
+ * its own group (the zone it names, or none), made by ekglue's translator; a third round, "plain", is ekglue
+ * with endpoint_config.zone_priorities: never on the same objects and clients (no per-zone sets).
+ *
  * Usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] [--channels K=10]
- *                  [--only ekglue|baseline] [--trim-ms MS]
+ *                  [--only ekglue|baseline|plain] [--trim-ms MS] [--zones]
  * --trim-ms sets the server's trim_quiet_ms (include/ekglue/xds.h): -1 never returns freed heap to the
  * system, to measure what malloc_trim saves and costs.
  * Exit: 0 targets met, 3 a target missed, 1 the benchmark failed, 2 usage.
@@ -65,6 +72,7 @@
 
 #include "envoy/config/core/v3/base.upb.h"
 #include "envoy/service/discovery/v3/discovery.upb.h"
+#include "google/protobuf/any.upb.h"
 
 #include "ekglue/translate.h"
 #include "ekglue/clock.h"
@@ -85,6 +93,11 @@
 #define ADS_METHOD     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 #define CDS_TYPE       "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 #define EDS_TYPE       "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+/* --zones: clients in zones a, b, c of REGION, and clients without a locality (group NO_LOCALITY). */
+#define NGROUPS     4
+#define NO_LOCALITY 3
+#define REGION      "us-east1"
+#define ZONE_NODES  30 /* Nodes, ZONE_NODES / 3 per zone */
 
 /* --- small helpers ------------------------------------------------------------------------------------- */
 
@@ -239,20 +252,31 @@ static int reap(pid_t pid, int timeout_ms)
 
 /* --- the workload: Services, slices and changes ------------------------------------------------------- */
 
-static void service_json(buf_t *b, int s)
+/* zones: the Service prefers close endpoints (trafficDistribution: PreferClose). */
+static void service_json(buf_t *b, int s, bool zones)
 {
     put(b,
         "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"ns-%"
         "d\","
-        "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\","
+        "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",%s"
         "\"ports\":["
         "{\"name\":\"http\",\"port\":80,\"targetPort\":8080,\"protocol\":\"TCP\"}]}}",
-        s, s % 100, s, (s >> 8) & 255, s & 255);
+        s, s % 100, s, (s >> 8) & 255, s & 255, zones ? "\"trafficDistribution\":\"PreferClose\"," : "");
+}
+
+/* Node n of the --zones workload, in zone n % 3 of REGION. */
+static void node_json(buf_t *b, int n)
+{
+    put(b,
+        "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node-%d\",\"labels\":{"
+        "\"topology.kubernetes.io/region\":\"" REGION "\",\"topology.kubernetes.io/zone\":\"" REGION
+        "-%c\"}}}",
+        n, 'a' + n % 3);
 }
 
 /* The slice of Service s; change >= 0 gives endpoint (change % ENDPOINTS) an address no change used before.
- */
-static void slice_json(buf_t *b, int s, int change)
+ * zones: each endpoint also names its Node (one in its zone). */
+static void slice_json(buf_t *b, int s, int change, bool zones)
 {
     put(b,
         "{\"apiVersion\":\"discovery.k8s.io/"
@@ -270,13 +294,17 @@ static void slice_json(buf_t *b, int s, int change)
                      (change + 1) & 255);
         else
             snprintf(addr, sizeof(addr), "10.%d.%d.%d", (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+        char node[48] = "";
+        if (zones)
+            snprintf(node, sizeof(node), "\"nodeName\":\"node-%d\",",
+                     (s * 3 + e) % ZONE_NODES / 3 * 3 + e % 3);
         put(b,
             "%s{\"addresses\":[\"%s\"],\"conditions\":{\"ready\":true,\"serving\":true,\"terminating\":false}"
-            ","
+            ",%s"
             "\"zone\":\"us-east1-%c\",\"targetRef\":{\"kind\":\"Pod\",\"name\":\"svc-%d-pod-%d\","
             "\"namespace\":"
             "\"ns-%d\"}}",
-            e ? "," : "", addr, 'a' + e % 3, s, e, s % 100);
+            e ? "," : "", addr, node, 'a' + e % 3, s, e, s % 100);
     }
     put(b, "]}");
 }
@@ -287,22 +315,30 @@ static int change_service(int k, int nservices)
     return (int)(((long long)k * 7919 + 13) % nservices);
 }
 
-/* A translator holding S Services and their slices, built once. */
-static int workload_new(int nservices, ekg_config_t **cfg, ekg_translator_t **t)
+/* A translator holding S Services and their slices (zones: and the Nodes), built once. never: with
+ * endpoint_config.zone_priorities: never (the "plain" round). */
+static int workload_new(int nservices, bool zones, bool never, ekg_config_t **cfg, ekg_translator_t **t)
 {
     ekg_diag_t diag = {{0}};
     ekg_objects_t objs = {0};
     buf_t b = {0};
     int rc = -1;
+    static const char never_yaml[] = "apiVersion: v1alpha\nendpoint_config:\n  zone_priorities: never\n";
     put(&b, "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[");
+    for (int n = 0; zones && n < ZONE_NODES; n++) {
+        node_json(&b, n);
+        put(&b, ",");
+    }
     for (int s = 0; s < nservices; s++) {
         put(&b, "%s", s ? "," : "");
-        service_json(&b, s);
+        service_json(&b, s, zones);
         put(&b, ",");
-        slice_json(&b, s, -1);
+        slice_json(&b, s, -1, zones);
     }
     put(&b, "]}");
-    if (ekg_config_default(cfg, &diag) || ekg_objects_add_buffer(&objs, b.p, b.n, "xds_bench.json", &diag)) {
+    if ((never ? ekg_config_parse(never_yaml, sizeof(never_yaml) - 1, "xds_bench.yaml", cfg, &diag)
+               : ekg_config_default(cfg, &diag)) ||
+        ekg_objects_add_buffer(&objs, b.p, b.n, "xds_bench.json", &diag)) {
         fprintf(stderr, "xds_bench: cannot build the workload: %s\n", diag.msg);
         goto out;
     }
@@ -320,12 +356,12 @@ out:
 }
 
 /* The changed slice of change k, as the watcher would hand it over (parsed, not yet in the translator). */
-static ekg_endpoint_slice_t *change_slice(int k, int nservices)
+static ekg_endpoint_slice_t *change_slice(int k, int nservices, bool zones)
 {
     buf_t b = {0};
     ekg_diag_t diag = {{0}};
     ekg_endpoint_slice_t *slice = NULL;
-    slice_json(&b, change_service(k, nservices), k);
+    slice_json(&b, change_service(k, nservices), k, zones);
     cJSON *obj = cJSON_ParseWithLength(b.p, b.n);
     if (!obj || ekg_endpoint_slice_from_json(obj, &slice, &diag) != EKG_OK)
         fprintf(stderr, "xds_bench: change %d: %s\n", k, diag.msg);
@@ -366,6 +402,9 @@ typedef struct rec {
     double t;      /* CLOCK_MONOTONIC seconds */
     double v;      /* R_READY: sync seconds; R_DONE: streams ended UNAVAILABLE; R_ERROR: code */
     double cpu_ms; /* the client's CPU so far */
+    /* R_READY: the initial EDS response's resource bytes per group (--zones; group 0 otherwise), R_CHANGE:
+     * change k's; -1 for a group without streams. Resource bytes: the encoded ClusterLoadAssignments. */
+    double bytes[NGROUPS];
 } rec_t;
 
 /* Reads records until one of `kind` (and change k) arrives. R_ERROR or a timeout fails. */
@@ -428,12 +467,14 @@ struct cstream {
     int sending_ack_of;
     int phase; /* 0 waiting for CDS, 1 for EDS, 2 synced */
     int updates;
+    int group; /* --zones: zone a, b, c or NO_LOCALITY; 0 otherwise */
     char node_id[32];
     ctag_t recv_tag, send_tag, status_tag;
 };
 
 typedef struct client {
     int nstreams, nchannels, nclusters, nchanges;
+    bool zones;
     int port;
     int out_fd;
     grpc_channel **channels;
@@ -445,8 +486,12 @@ typedef struct client {
     atomic_int synced, init_acked, ended, unavailable;
     atomic_int *received, *acked; /* per change */
     atomic_bool stopping, failed;
-    pthread_mutex_t lock; /* versions and out_fd */
-    char (*versions)[32];
+    pthread_mutex_t lock; /* versions, bytes and out_fd */
+    /* Per change (index k + 1; 0 is the initial EDS) and group: the version and resource bytes the first
+     * stream of the group got; every other stream of the group must get the same version. */
+    char (*versions)[NGROUPS][32];
+    double (*bytes)[NGROUPS];
+    int group_streams[NGROUPS];
 } client_t;
 
 static client_t C;
@@ -455,6 +500,8 @@ static void client_record(int kind, int k, double t, double v)
 {
     rec_t r = {.kind = kind, .k = k, .t = t, .v = v, .cpu_ms = cpu_ms()};
     pthread_mutex_lock(&C.lock);
+    for (int g = 0; g < NGROUPS; g++)
+        r.bytes[g] = (kind == R_READY || kind == R_CHANGE) && C.group_streams[g] ? C.bytes[k + 1][g] : -1;
     write_all(C.out_fd, &r, sizeof(r));
     pthread_mutex_unlock(&C.lock);
 }
@@ -472,9 +519,10 @@ static void client_fail(const char *fmt, ...)
         client_record(R_ERROR, 0, now_s(), 0);
 }
 
-/* A DiscoveryRequest: the fields below, encoded with upb, plus (with_names) the shared resource_names. */
+/* A DiscoveryRequest: the fields below, encoded with upb, plus (with_names) the shared resource_names. With
+ * node_id, the node; its locality too for a stream of zone `group` (--zones). */
 static grpc_byte_buffer *make_request(const char *type_url, upb_StringView version, upb_StringView nonce,
-                                      const char *node_id, bool with_names)
+                                      const char *node_id, int group, bool with_names)
 {
     upb_Arena *a = upb_Arena_New();
     envoy_service_discovery_v3_DiscoveryRequest *r = envoy_service_discovery_v3_DiscoveryRequest_new(a);
@@ -484,6 +532,12 @@ static grpc_byte_buffer *make_request(const char *type_url, upb_StringView versi
     if (node_id) {
         struct envoy_config_core_v3_Node *n = envoy_service_discovery_v3_DiscoveryRequest_mutable_node(r, a);
         envoy_config_core_v3_Node_set_id(n, upb_StringView_FromString(node_id));
+        if (C.zones && group != NO_LOCALITY) {
+            static const char *const zone[3] = {REGION "-a", REGION "-b", REGION "-c"};
+            struct envoy_config_core_v3_Locality *l = envoy_config_core_v3_Node_mutable_locality(n, a);
+            envoy_config_core_v3_Locality_set_region(l, upb_StringView_FromString(REGION));
+            envoy_config_core_v3_Locality_set_zone(l, upb_StringView_FromString(zone[group]));
+        }
     }
     size_t len;
     char *bytes = envoy_service_discovery_v3_DiscoveryRequest_serialize(r, a, &len);
@@ -569,8 +623,30 @@ static void cstream_start(cstream_t *st, grpc_channel *ch, grpc_completion_queue
         client_fail("stream %d: cannot start", st->id);
     cstream_recv(st, true);
     /* Wildcard CDS: no resource_names. */
-    cstream_queue(st, make_request(CDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, st->node_id, false),
-                  -2);
+    cstream_queue(
+        st, make_request(CDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, st->node_id, st->group, false),
+        -2);
+}
+
+/* Every stream of a group gets the same version (and bytes) of the initial EDS (i = 0) and of change i - 1.
+ */
+static void check_version(cstream_t *st, int i, upb_StringView version, double rbytes)
+{
+    pthread_mutex_lock(&C.lock);
+    char *v = C.versions[i][st->group];
+    if (!v[0]) {
+        snprintf(v, sizeof(C.versions[i][st->group]), "%.*s", (int)version.size, version.data);
+        C.bytes[i][st->group] = rbytes;
+    }
+    bool same = strlen(v) == version.size && memcmp(v, version.data, version.size) == 0 &&
+                C.bytes[i][st->group] == rbytes;
+    pthread_mutex_unlock(&C.lock);
+    if (!same)
+        client_fail(
+            "stream %d (group %d): %s %d has version %.*s (%.0f resource bytes), another stream of its "
+            "group got %s (%.0f)",
+            st->id, st->group, i ? "update" : "initial EDS", i - 1, (int)version.size, version.data, rbytes,
+            v, C.bytes[i][st->group]);
 }
 
 static void on_client_recv(cstream_t *st, bool ok)
@@ -598,21 +674,27 @@ static void on_client_recv(cstream_t *st, bool ok)
     upb_StringView version = envoy_service_discovery_v3_DiscoveryResponse_version_info(r);
     upb_StringView nonce = envoy_service_discovery_v3_DiscoveryResponse_nonce(r);
     size_t nres;
-    envoy_service_discovery_v3_DiscoveryResponse_resources(r, &nres);
+    const struct google_protobuf_Any *const *res =
+        envoy_service_discovery_v3_DiscoveryResponse_resources(r, &nres);
+    double rbytes = 0;
+    for (size_t i = 0; i < nres; i++)
+        rbytes += (double)google_protobuf_Any_value(res[i]).size;
     bool cds = url.size == strlen(CDS_TYPE) && memcmp(url.data, CDS_TYPE, url.size) == 0;
     bool eds = url.size == strlen(EDS_TYPE) && memcmp(url.data, EDS_TYPE, url.size) == 0;
     if (cds && st->phase == 0) {
         if ((int)nres != C.nclusters)
             client_fail("stream %d: CDS carried %zu clusters, expected %d", st->id, nres, C.nclusters);
         /* As Envoy and gRPC do: subscribe to the load assignments, then ACK the clusters. */
-        cstream_queue(st, make_request(EDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, NULL, true), -2);
-        cstream_queue(st, make_request(CDS_TYPE, version, nonce, NULL, false), -2);
+        cstream_queue(st, make_request(EDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, NULL, 0, true),
+                      -2);
+        cstream_queue(st, make_request(CDS_TYPE, version, nonce, NULL, 0, false), -2);
         st->phase = 1;
     } else if (eds && st->phase == 1) {
         if ((int)nres != C.nclusters)
             client_fail("stream %d: EDS carried %zu load assignments, expected %d", st->id, nres,
                         C.nclusters);
-        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, true), -1);
+        check_version(st, 0, version, rbytes);
+        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, 0, true), -1);
         st->phase = 2;
         if (atomic_fetch_add(&C.synced, 1) + 1 == C.nstreams)
             client_record(R_READY, -1, t, t - C.t_start);
@@ -624,22 +706,14 @@ static void on_client_recv(cstream_t *st, bool ok)
         }
         if (nres != 1)
             client_fail("stream %d: update %d carried %zu load assignments, expected 1", st->id, k, nres);
-        pthread_mutex_lock(&C.lock);
-        if (!C.versions[k][0])
-            snprintf(C.versions[k], sizeof(C.versions[k]), "%.*s", (int)version.size, version.data);
-        bool same =
-            strlen(C.versions[k]) == version.size && memcmp(C.versions[k], version.data, version.size) == 0;
-        pthread_mutex_unlock(&C.lock);
-        if (!same)
-            client_fail("stream %d: update %d has version %.*s, another stream got %s", st->id, k,
-                        (int)version.size, version.data, C.versions[k]);
-        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, true), k);
+        check_version(st, k + 1, version, rbytes);
+        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, 0, true), k);
         if (atomic_fetch_add(&C.received[k], 1) + 1 == C.nstreams)
             client_record(R_CHANGE, k, t, 0);
     } else {
         client_fail("stream %d: unexpected response type=%.*s phase=%d", st->id, (int)url.size, url.data,
                     st->phase);
-        cstream_queue(st, make_request(cds ? CDS_TYPE : EDS_TYPE, version, nonce, NULL, eds), -2);
+        cstream_queue(st, make_request(cds ? CDS_TYPE : EDS_TYPE, version, nonce, NULL, 0, eds), -2);
     }
 out:
     upb_Arena_Free(a);
@@ -710,10 +784,11 @@ static void *client_thread(void *arg)
     return NULL;
 }
 
-/* `xds_bench --client streams channels port changes nclusters`; fd 3: names then commands, fd 4: records. */
+/* `xds_bench --client streams channels port changes nclusters zones`; fd 3: names then commands, fd 4:
+ * records. */
 static int client_main(int argc, char **argv)
 {
-    if (argc < 7)
+    if (argc < 8)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     C.nstreams = atoi(argv[2]);
@@ -721,11 +796,13 @@ static int client_main(int argc, char **argv)
     C.port = atoi(argv[4]);
     C.nchanges = atoi(argv[5]);
     C.nclusters = atoi(argv[6]);
+    C.zones = atoi(argv[7]) != 0;
     C.out_fd = 4;
     pthread_mutex_init(&C.lock, NULL);
     C.received = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.received));
     C.acked = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.acked));
     C.versions = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.versions));
+    C.bytes = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.bytes));
     C.streams = ekg_xcalloc((size_t)C.nstreams, sizeof(*C.streams));
     C.channels = ekg_xcalloc((size_t)C.nchannels, sizeof(*C.channels));
 
@@ -763,8 +840,12 @@ static int client_main(int argc, char **argv)
     for (int i = 0; i < C.nchannels; i++)
         C.channels[i] = grpc_channel_create(target, creds, &cargs);
     grpc_channel_credentials_release(creds);
-    for (int i = 0; i < C.nstreams; i++)
+    for (int i = 0; i < C.nstreams; i++) {
         C.streams[i].id = i;
+        /* --zones: every tenth stream has no locality, the others are spread over the 3 zones. */
+        C.streams[i].group = !C.zones ? 0 : i % 10 == 9 ? NO_LOCALITY : i % 3;
+        C.group_streams[C.streams[i].group]++;
+    }
     C.t_start = now_s();
     for (int i = 0; i < CLIENT_THREADS; i++) {
         C.cqs[i] = grpc_completion_queue_create_for_next(NULL);
@@ -825,6 +906,7 @@ static int client_main(int argc, char **argv)
     free(C.received);
     free(C.acked);
     free(C.versions);
+    free(C.bytes);
     return atomic_load(&C.failed) ? 1 : 0;
 }
 
@@ -858,6 +940,7 @@ typedef struct bstream {
     int qh, qn;
     bool sending, closed, metadata_sent;
     int cancelled;
+    int group;    /* --zones: the zone its first request's node names (a, b, c), or NO_LOCALITY; else 0 */
     size_t index; /* in srv->streams, under srv->lock */
     btag_t recv_tag, send_tag, close_tag;
 } bstream_t;
@@ -878,8 +961,9 @@ struct bserver {
     bworker_t *workers;
     int nworkers;
     int port;
-    payload_t cds, eds;
-    payload_t *updates;
+    bool zones;
+    payload_t cds, eds[NGROUPS];
+    payload_t *updates; /* change k, group g: updates[k * NGROUPS + g] */
     btag_t shutdown_tag;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -964,12 +1048,25 @@ static void b_on_recv(bstream_t *st, bool ok)
         envoy_service_discovery_v3_DiscoveryRequest *r = envoy_service_discovery_v3_DiscoveryRequest_parse_ex(
             (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL,
             kUpb_DecodeOption_AliasString, a);
+        if (r && st->srv->zones && envoy_service_discovery_v3_DiscoveryRequest_has_node(r)) {
+            /* The group whose bytes this stream gets, from the node of its first request. */
+            const struct envoy_config_core_v3_Node *node =
+                envoy_service_discovery_v3_DiscoveryRequest_node(r);
+            const struct envoy_config_core_v3_Locality *l = envoy_config_core_v3_Node_has_locality(node)
+                                                                ? envoy_config_core_v3_Node_locality(node)
+                                                                : NULL;
+            upb_StringView z = l ? envoy_config_core_v3_Locality_zone(l) : (upb_StringView){0};
+            st->group = z.size == strlen(REGION "-a") && memcmp(z.data, REGION "-", z.size - 1) == 0 &&
+                                z.data[z.size - 1] >= 'a' && z.data[z.size - 1] <= 'c'
+                            ? z.data[z.size - 1] - 'a'
+                            : NO_LOCALITY;
+        }
         if (r && envoy_service_discovery_v3_DiscoveryRequest_response_nonce(r).size == 0) {
             upb_StringView url = envoy_service_discovery_v3_DiscoveryRequest_type_url(r);
             if (url.size == strlen(CDS_TYPE) && memcmp(url.data, CDS_TYPE, url.size) == 0)
                 bstream_queue(st, &st->srv->cds);
             else
-                bstream_queue(st, &st->srv->eds);
+                bstream_queue(st, &st->srv->eds[st->group]);
         }
         upb_Arena_Free(a);
         grpc_slice_unref(msg);
@@ -1122,14 +1219,14 @@ static int bserver_start(bserver_t *s, int threads)
     return 0;
 }
 
-/* The change: the update to every stream, from this thread. */
-static void bserver_push(bserver_t *s, const payload_t *p)
+/* The change: the update to every stream, from this thread. p: the update of each group. */
+static void bserver_push(bserver_t *s, const payload_t p[NGROUPS])
 {
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < s->nstreams; i++) {
         bstream_t *st = s->streams[i];
         pthread_mutex_lock(&st->lock);
-        bstream_queue(st, p);
+        bstream_queue(st, &p[st->group]);
         pthread_mutex_unlock(&st->lock);
     }
     pthread_mutex_unlock(&s->lock);
@@ -1230,15 +1327,20 @@ typedef struct result {
     int stop_unavailable;
     double client_cpu_ms;
     double cds_bytes, eds_bytes, update_bytes;
+    /* Resource bytes (encoded ClusterLoadAssignments) each group's streams received, as the client counted
+     * them: the initial EDS, and change 0's update; -1 for a group without streams. */
+    double group_eds_bytes[NGROUPS], group_update_bytes[NGROUPS];
 } result_t;
 
 typedef struct round_opts {
     int streams, services, changes, threads, channels;
     int trim_ms; /* ekglue's trim_quiet_ms (0 = its default, -1 = never) */
+    int zones;   /* --zones: 1 */
 } round_opts_t;
 
 typedef struct round {
     bool ekglue;
+    bool plain; /* the "plain" round: ekglue with zone_priorities: never */
     round_opts_t o;
     /* ekglue */
     ekg_config_t *cfg;
@@ -1262,9 +1364,65 @@ static void wait_quiet(void)
     }
 }
 
+/* Sets of the snapshot each group gets (borrowed from snap): the zone's, or the plain one. */
+static void group_sets(ekg_snapshot_t *snap, ekg_resource_set_t *out[NGROUPS])
+{
+    static const char *const zone[3] = {REGION "-a", REGION "-b", REGION "-c"};
+    for (int g = 0; g < NGROUPS; g++) {
+        ekg_place_t place = {REGION, g < 3 ? zone[g] : "", ""};
+        out[g] = ekg_snapshot_resources_at(snap, EKG_RESOURCE_LOAD_ASSIGNMENT, g < 3 ? &place : NULL);
+    }
+}
+
+/* The baseline's bytes with --zones: each group's initial EDS and updates, from ekglue's per-zone sets. */
+static int baseline_zone_payloads(round_t *r)
+{
+    ekg_snapshot_t *snap = NULL, *next = NULL;
+    ekg_resource_set_t *prev[NGROUPS], *cur[NGROUPS];
+    const char *data;
+    size_t len;
+    if (ekg_translator_snapshot(r->t, &snap))
+        return -1;
+    group_sets(snap, prev);
+    for (int g = 0; g < NGROUPS; g++) {
+        ekg_resource_set_response_fields(prev[g], &data, &len);
+        r->b.eds[g] = response_bytes(ekg_resource_set_version(prev[g]), EDS_TYPE, "2", data, len);
+    }
+    r->b.updates = ekg_xcalloc((size_t)r->o.changes * NGROUPS, sizeof(*r->b.updates));
+    for (int k = 0; k < r->o.changes; k++) {
+        ekg_endpoint_slice_t *slice = change_slice(k, r->o.services, true);
+        if (!slice)
+            goto fail;
+        ekg_translator_put_slice(r->t, slice);
+        if (ekg_translator_snapshot(r->t, &next))
+            goto fail;
+        group_sets(next, cur);
+        char nonce[16];
+        snprintf(nonce, sizeof(nonce), "%d", k + 3);
+        for (int g = 0; g < NGROUPS; g++) {
+            const ekg_resource_t *changed = NULL;
+            ekg_resource_set_diff(prev[g], cur[g], collect_changed, &changed);
+            if (!changed)
+                goto fail;
+            data = ekg_resource_response_field(changed, &len);
+            r->b.updates[k * NGROUPS + g] =
+                response_bytes(ekg_resource_set_version(cur[g]), EDS_TYPE, nonce, data, len);
+            prev[g] = cur[g];
+        }
+        ekg_snapshot_unref(snap);
+        snap = next;
+        next = NULL;
+    }
+    ekg_snapshot_unref(snap);
+    return 0;
+fail:
+    ekg_snapshot_unref(snap);
+    return -1;
+}
+
 static int round_setup(round_t *r, result_t *res)
 {
-    if (workload_new(r->o.services, &r->cfg, &r->t))
+    if (workload_new(r->o.services, r->o.zones, r->plain, &r->cfg, &r->t))
         return -1;
     names_of(r->t, &r->names);
     ekg_resource_set_t *cl = ekg_translator_set(r->t, EKG_RESOURCE_CLUSTER);
@@ -1277,7 +1435,12 @@ static int round_setup(round_t *r, result_t *res)
     }
     if (r->ekglue) {
         ekg_diag_t diag = {{0}};
-        ekg_snapshot_t *snap = snapshot_of(r->t);
+        /* --zones: as the daemon does, with the translator's zone table attached (per-place sets). */
+        ekg_snapshot_t *snap = NULL;
+        if (!r->o.zones)
+            snap = snapshot_of(r->t);
+        else if (ekg_translator_snapshot(r->t, &snap))
+            snap = NULL;
         ekg_xds_server_options_t xo = {
             .listen = "127.0.0.1:0", .threads = r->o.threads, .trim_quiet_ms = r->o.trim_ms};
         if (!snap)
@@ -1295,12 +1458,17 @@ static int round_setup(round_t *r, result_t *res)
         size_t len;
         ekg_resource_set_response_fields(cl, &data, &len);
         r->b.cds = response_bytes(ekg_resource_set_version(cl), CDS_TYPE, "1", data, len);
+        r->b.zones = r->o.zones;
+        if (r->o.zones && baseline_zone_payloads(r))
+            return -1;
         ekg_resource_set_response_fields(la, &data, &len);
-        r->b.eds = response_bytes(ekg_resource_set_version(la), EDS_TYPE, "2", data, len);
-        r->b.updates = ekg_xcalloc((size_t)r->o.changes, sizeof(*r->b.updates));
+        if (!r->o.zones)
+            r->b.eds[0] = response_bytes(ekg_resource_set_version(la), EDS_TYPE, "2", data, len);
+        if (!r->o.zones)
+            r->b.updates = ekg_xcalloc((size_t)r->o.changes * NGROUPS, sizeof(*r->b.updates));
         ekg_resource_set_t *prev = ekg_resource_set_ref(la);
-        for (int k = 0; k < r->o.changes; k++) {
-            ekg_endpoint_slice_t *slice = change_slice(k, r->o.services);
+        for (int k = 0; k < r->o.changes && !r->o.zones; k++) {
+            ekg_endpoint_slice_t *slice = change_slice(k, r->o.services, false);
             ekg_resource_set_t *cur = NULL;
             if (!slice)
                 return -1;
@@ -1314,13 +1482,14 @@ static int round_setup(round_t *r, result_t *res)
             char nonce[16];
             snprintf(nonce, sizeof(nonce), "%d", k + 3);
             data = ekg_resource_response_field(changed, &len);
-            r->b.updates[k] = response_bytes(ekg_resource_set_version(cur), EDS_TYPE, nonce, data, len);
+            r->b.updates[k * NGROUPS] =
+                response_bytes(ekg_resource_set_version(cur), EDS_TYPE, nonce, data, len);
             ekg_resource_set_unref(prev);
             prev = cur;
         }
         ekg_resource_set_unref(prev);
         res->cds_bytes = (double)r->b.cds.len;
-        res->eds_bytes = (double)r->b.eds.len;
+        res->eds_bytes = (double)r->b.eds[0].len;
         res->update_bytes = r->o.changes ? (double)r->b.updates[0].len : 0;
         ekg_translator_free(r->t);
         r->t = NULL;
@@ -1342,20 +1511,27 @@ static int round_change(round_t *r, int k, double *t0, double *prep_ms, double *
     if (!r->ekglue) {
         *t0 = now_s();
         double c = thread_cpu_ms();
-        bserver_push(&r->b, &r->b.updates[k]);
+        bserver_push(&r->b, &r->b.updates[k * NGROUPS]);
         *publish_cpu = thread_cpu_ms() - c;
         *prep_ms = 0;
         *publish_ms = (now_s() - *t0) * 1e3;
         return 0;
     }
-    ekg_endpoint_slice_t *slice = change_slice(k, r->o.services); /* the watcher's parse: not timed */
+    ekg_endpoint_slice_t *slice =
+        change_slice(k, r->o.services, r->o.zones); /* the watcher's parse: not timed */
     if (!slice)
         return -1;
     *t0 = now_s();
     ekg_translator_put_slice(r->t, slice);
-    if (ekg_translator_build(r->t, NULL, NULL))
-        return -1;
-    ekg_snapshot_t *snap = snapshot_of(r->t);
+    ekg_snapshot_t *snap = NULL;
+    if (r->o.zones) { /* as the daemon does (ekg_cache_publish_translation): the zone table attached */
+        if (ekg_translator_snapshot(r->t, &snap))
+            return -1;
+    } else {
+        if (ekg_translator_build(r->t, NULL, NULL))
+            return -1;
+        snap = snapshot_of(r->t);
+    }
     if (!snap)
         return -1;
     double t1 = now_s(), c = thread_cpu_ms();
@@ -1388,8 +1564,9 @@ static void round_free(round_t *r)
     ekg_translator_free(r->t);
     ekg_config_free(r->cfg);
     free(r->b.cds.data);
-    free(r->b.eds.data);
-    for (int k = 0; r->b.updates && k < r->o.changes; k++)
+    for (int g = 0; g < NGROUPS; g++)
+        free(r->b.eds[g].data);
+    for (int k = 0; r->b.updates && k < r->o.changes * NGROUPS; k++)
         free(r->b.updates[k].data);
     free(r->b.updates);
     free(r->names.p);
@@ -1400,13 +1577,15 @@ static pid_t spawn_client(const round_t *r, int port, int *to_child, int *from_c
     int down[2], up[2];
     if (pipe(down) || pipe(up))
         return -1;
-    char a_streams[16], a_channels[16], a_port[16], a_changes[16], a_clusters[16];
+    char a_streams[16], a_channels[16], a_port[16], a_changes[16], a_clusters[16], a_zones[16];
     snprintf(a_streams, sizeof(a_streams), "%d", r->o.streams);
     snprintf(a_channels, sizeof(a_channels), "%d", r->o.channels);
     snprintf(a_port, sizeof(a_port), "%d", port);
     snprintf(a_changes, sizeof(a_changes), "%d", r->o.changes);
     snprintf(a_clusters, sizeof(a_clusters), "%d", r->nclusters);
-    char *argv[] = {"xds_bench", "--client", a_streams, a_channels, a_port, a_changes, a_clusters, NULL};
+    snprintf(a_zones, sizeof(a_zones), "%d", r->o.zones);
+    char *argv[] = {"xds_bench", "--client", a_streams, a_channels, a_port,
+                    a_changes,   a_clusters, a_zones,   NULL};
     pid_t pid = fork();
     if (pid == 0) {
         /* Only async-signal-safe calls until exec. Out of the way first: a pipe end may already be 3 or 4. */
@@ -1428,17 +1607,19 @@ static pid_t spawn_client(const round_t *r, int port, int *to_child, int *from_c
     return pid;
 }
 
-/* `xds_bench --round ekglue|baseline streams services changes threads channels result_fd` */
+/* `xds_bench --round ekglue|baseline|plain streams services changes threads channels trim_ms zones result_fd`
+ */
 static int round_main(int argc, char **argv)
 {
-    if (argc < 10)
+    if (argc < 11)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     ekg_log_set_level(EKG_LOG_WARN);
-    round_t r = {
-        .ekglue = strcmp(argv[2], "ekglue") == 0,
-        .o = {atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]), atoi(argv[8])}};
-    int result_fd = atoi(argv[9]);
+    round_t r = {.ekglue = strcmp(argv[2], "baseline") != 0,
+                 .plain = strcmp(argv[2], "plain") == 0,
+                 .o = {atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]),
+                       atoi(argv[8]), atoi(argv[9])}};
+    int result_fd = atoi(argv[10]);
     result_t *res = ekg_xcalloc(1, sizeof(*res));
     int to_child = -1, from_child = -1, rc = 1;
     pid_t child = -1;
@@ -1460,6 +1641,7 @@ static int round_main(int argc, char **argv)
     if (!expect(from_child, R_READY, -1, SYNC_TIMEOUT, &rec))
         goto out;
     res->sync_ms = rec.v * 1e3;
+    memcpy(res->group_eds_bytes, rec.bytes, sizeof(rec.bytes));
     if (!expect(from_child, R_ACKED, -1, CHANGE_TIMEOUT, NULL))
         goto out;
     wait_quiet();
@@ -1482,6 +1664,8 @@ static int round_main(int argc, char **argv)
         if (!expect(from_child, R_CHANGE, k, CHANGE_TIMEOUT, &rec))
             goto out;
         res->lat_ms[k] = (rec.t - t0) * 1e3;
+        if (k == 0)
+            memcpy(res->group_update_bytes, rec.bytes, sizeof(rec.bytes));
         if (!expect(from_child, R_ACKED, k, CHANGE_TIMEOUT, NULL))
             goto out;
         wait_quiet(); /* the server has handled the ACKs: the next change starts from rest */
@@ -1531,12 +1715,12 @@ static int run_round(const char *name, const round_opts_t *o, result_t *res)
     int p[2];
     if (pipe(p))
         return -1;
-    char a[6][16], fd[16];
-    int v[6] = {o->streams, o->services, o->changes, o->threads, o->channels, o->trim_ms};
-    for (int i = 0; i < 6; i++)
+    char a[7][16], fd[16];
+    int v[7] = {o->streams, o->services, o->changes, o->threads, o->channels, o->trim_ms, o->zones};
+    for (int i = 0; i < 7; i++)
         snprintf(a[i], sizeof(a[i]), "%d", v[i]);
     snprintf(fd, sizeof(fd), "%d", p[1]);
-    char *argv[] = {"xds_bench", "--round", (char *)name, a[0], a[1], a[2], a[3], a[4], a[5], fd, NULL};
+    char *argv[] = {"xds_bench", "--round", (char *)name, a[0], a[1], a[2], a[3], a[4], a[5], a[6], fd, NULL};
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -1578,6 +1762,8 @@ static void row(const char *label, const result_t *e, const result_t *b, double 
                 const char *fmt)
 {
     char se[32] = "-", sb[32] = "-", sr[32] = "";
+    if (!e && !b)
+        return;
     if (e)
         snprintf(se, sizeof(se), fmt, ve);
     if (b)
@@ -1585,6 +1771,29 @@ static void row(const char *label, const result_t *e, const result_t *b, double 
     if (e && b && vb > 0)
         snprintf(sr, sizeof(sr), "%.2f", ve / vb);
     printf("%-44s %12s %12s %8s\n", label, se, sb, sr);
+}
+
+static void header(const char *a, const char *b)
+{
+    printf("\n%-44s %12s %12s %8s\n", "", a, b, "ratio");
+}
+
+/* --zones: the resource bytes each group's streams received, per round. */
+static void group_bytes(const char *name, const result_t *r)
+{
+    if (!r)
+        return;
+    printf("%-10s", name);
+    for (int g = 0; g < NGROUPS; g++) {
+        char cell[40];
+        if (r->group_eds_bytes[g] < 0)
+            snprintf(cell, sizeof(cell), "-");
+        else
+            snprintf(cell, sizeof(cell), "%.1f KB / %.0f B", r->group_eds_bytes[g] / 1e3,
+                     r->group_update_bytes[g]);
+        printf(" %20s", cell);
+    }
+    printf("\n");
 }
 
 int main(int argc, char **argv)
@@ -1607,17 +1816,23 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (strcmp(argv[i], "--trim-ms") == 0 && i + 1 < argc)
             o.trim_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--zones") == 0)
+            o.zones = 1;
         else if (argv[i][0] != '-' && pos < 3)
             *(pos++ == 0 ? &o.streams : pos == 2 ? &o.services : &o.changes) = atoi(argv[i]);
         else {
             fprintf(stderr, "usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] "
-                            "[--channels K=10] [--only ekglue|baseline] [--trim-ms MS|-1]\n");
+                            "[--channels K=10] [--only ekglue|baseline|plain] [--trim-ms MS|-1] [--zones]\n");
             return 2;
         }
     }
     if (o.streams < 1 || o.services < 1 || o.changes < 1 || o.changes > MAX_CHANGES || o.threads < 1 ||
-        o.channels < 1 || (only && strcmp(only, "ekglue") && strcmp(only, "baseline"))) {
-        fprintf(stderr, "xds_bench: streams, services, threads, channels >= 1; changes 1..%d\n", MAX_CHANGES);
+        o.channels < 1 ||
+        (only && strcmp(only, "ekglue") && strcmp(only, "baseline") && (!o.zones || strcmp(only, "plain")))) {
+        fprintf(stderr,
+                "xds_bench: streams, services, threads, channels >= 1; changes 1..%d; --only plain "
+                "needs --zones\n",
+                MAX_CHANGES);
         return 2;
     }
     if (o.channels > o.streams)
@@ -1628,8 +1843,15 @@ int main(int argc, char **argv)
         "%d server threads, %d client threads, %ld CPUs\n",
         o.streams, o.channels, o.services, ENDPOINTS, o.changes, o.threads, CLIENT_THREADS,
         sysconf(_SC_NPROCESSORS_ONLN));
-    result_t *e = NULL, *b = NULL;
+    if (o.zones)
+        printf("--zones: every Service trafficDistribution: PreferClose, endpoints on %d Nodes in zones a, "
+               "b, c of "
+               "%s; streams in zone a/b/c, every tenth without a locality. Rounds: ekglue (zone priorities), "
+               "baseline (each stream its group's bytes), plain (ekglue, zone_priorities: never)\n",
+               ZONE_NODES, REGION);
+    result_t *e = NULL, *b = NULL, *pl = NULL;
     result_t *re = ekg_xcalloc(1, sizeof(*re)), *rb = ekg_xcalloc(1, sizeof(*rb));
+    result_t *rp = ekg_xcalloc(1, sizeof(*rp));
     int rc = 0;
     if (!only || strcmp(only, "ekglue") == 0) {
         if (run_round("ekglue", &o, re))
@@ -1643,12 +1865,28 @@ int main(int argc, char **argv)
         else
             b = rb;
     }
+    if (o.zones && (!only || strcmp(only, "plain") == 0)) {
+        if (run_round("plain", &o, rp))
+            rc = 1;
+        else
+            pl = rp;
+    }
     if (b)
-        printf("payload per stream: CDS %.1f KB, EDS %.1f KB at start; one update %.0f B\n",
-               b->cds_bytes / 1e3, b->eds_bytes / 1e3, b->update_bytes);
+        printf("payload per stream: CDS %.1f KB, EDS %.1f KB at start; one update %.0f B%s\n",
+               b->cds_bytes / 1e3, b->eds_bytes / 1e3, b->update_bytes,
+               o.zones ? " (zone a's; every group's below)" : "");
+    if (o.zones) {
+        printf("\nresource bytes per stream (encoded load assignments), initial EDS / change 0's update:\n");
+        printf("%-10s %20s %20s %20s %20s\n", "", "zone a", "zone b", "zone c", "no locality");
+        group_bytes("ekglue", e);
+        group_bytes("baseline", b);
+        group_bytes("plain", pl);
+    }
     stats_t se = e ? latency_stats(e) : (stats_t){0}, sb = b ? latency_stats(b) : (stats_t){0};
+    stats_t sp = pl ? latency_stats(pl) : (stats_t){0};
     double n = o.streams;
-    printf("\n%-44s %12s %12s %8s\n", "", "ekglue", "baseline", "ratio");
+    if (e || b)
+        header("ekglue", "baseline");
     row("initial sync, all streams (ms)", e, b, e ? e->sync_ms : 0, b ? b->sync_ms : 0, "%.1f");
     row("change -> last stream p50 (ms)", e, b, se.p50, sb.p50, "%.2f");
     row("change -> last stream p90 (ms)", e, b, se.p90, sb.p90, "%.2f");
@@ -1677,19 +1915,52 @@ int main(int argc, char **argv)
         "%.0f");
     row("client CPU, whole round (s)", e, b, e ? e->client_cpu_ms / 1e3 : 0, b ? b->client_cpu_ms / 1e3 : 0,
         "%.1f");
+    if (o.zones) {
+        /* The same ekglue with and without zone priorities: what the per-zone sets cost. */
+        header("ekglue", "plain");
+        row("initial sync, all streams (ms)", e, pl, e ? e->sync_ms : 0, pl ? pl->sync_ms : 0, "%.1f");
+        row("change -> last stream p50 (ms)", e, pl, se.p50, sp.p50, "%.2f");
+        row("change -> last stream p90 (ms)", e, pl, se.p90, sp.p90, "%.2f");
+        row("change -> last stream p99 (ms)", e, pl, se.p99, sp.p99, "%.2f");
+        row("change -> last stream max (ms)", e, pl, se.max, sp.max, "%.2f");
+        row("  of which translate + snapshot, mean (ms)", e, pl, e ? e->prep_ms : 0, pl ? pl->prep_ms : 0,
+            "%.3f");
+        row("  publish call returns after, mean (ms)", e, pl, e ? e->publish_ms : 0, pl ? pl->publish_ms : 0,
+            "%.2f");
+        row("  publishing thread's CPU in that call (ms)", e, pl, e ? e->publish_cpu_ms : 0,
+            pl ? pl->publish_cpu_ms : 0, "%.2f");
+        row("server CPU per change, incl. ACKs (ms)", e, pl, e ? e->cpu_per_change_ms : 0,
+            pl ? pl->cpu_per_change_ms : 0, "%.2f");
+        row("server RSS, no streams (MiB)", e, pl, e ? e->rss0_kb / 1024 : 0, pl ? pl->rss0_kb / 1024 : 0,
+            "%.1f");
+        row("server RSS, idle streams (MiB)", e, pl, e ? e->rss1_kb / 1024 : 0, pl ? pl->rss1_kb / 1024 : 0,
+            "%.1f");
+        row("heap in use per idle stream (KiB)", e, pl, e ? (e->heap1_kb - e->heap0_kb) / n : 0,
+            pl ? (pl->heap1_kb - pl->heap0_kb) / n : 0, "%.1f");
+    }
     printf("(p99 of %d changes is nearest-rank: with fewer than 100 changes it is the maximum)\n", o.changes);
     if (e && b) {
         double r50 = se.p50 / sb.p50, r99 = se.p99 / sb.p99;
         double idle = e->idle_cpu_ms / (IDLE_WINDOW_MS / 1e3); /* ms of CPU per s */
         bool ok_ratio = r50 <= 1.5 && r99 <= 1.5, ok_mem = pe <= 64, ok_idle = idle < 5;
-        printf("\nratio (ekglue/baseline) p50 %.2f p99 %.2f\n", r50, r99);
+        printf("\nratio (ekglue/baseline%s) p50 %.2f p99 %.2f\n", o.zones ? ", the same per-group bytes" : "",
+               r50, r99);
         printf("targets: latency ratio <= 1.5 %s; <= 64 KiB per idle stream %s (%.1f); no CPU while idle %s "
                "(%.1f ms/s)\n",
                ok_ratio ? "met" : "MISSED", ok_mem ? "met" : "MISSED", pe, ok_idle ? "met" : "MISSED", idle);
         if (rc == 0 && !(ok_ratio && ok_mem && ok_idle))
             rc = 3;
     }
+    if (e && pl) {
+        double r50 = se.p50 / sp.p50, r99 = se.p99 / sp.p99;
+        bool ok = r50 <= 1.5 && r99 <= 1.5;
+        printf("ratio (ekglue with zone priorities/plain) p50 %.2f p99 %.2f: <= 1.5 %s\n", r50, r99,
+               ok ? "met" : "MISSED");
+        if (rc == 0 && !ok)
+            rc = 3;
+    }
     free(re);
     free(rb);
+    free(rp);
     return rc;
 }
