@@ -948,6 +948,94 @@ static void test_one_service_change(void **state)
     ekg_config_free(cfg);
 }
 
+/* --- changes --------------------------------------------------------------------------------------------
+ */
+
+/* Failover needs nothing but correct priorities: when the client zone's endpoints stop being ready they leave
+ * the assignment, its region moves up to 0; when they are back, the zone is 0 again (the same bytes). */
+static void test_failover_when_zone_not_ready(void **state)
+{
+    upb_Arena *arena = *state;
+    ekg_config_t *cfg = fx_config(NULL);
+    const char *ready = LIST(EP("10.0.0.1", "a1", "a"), EP("10.0.0.3", "b1", "b"), EP("10.0.0.6", "c1", "c"));
+    ekg_translator_t *t = one_service(cfg, "web", "PreferClose", NULL, ready);
+    ekg_snapshot_t *s1 = snapshot_of(t);
+    const char *zone_a = "r1/a/ w=1: 10.0.0.1:8080 HEALTHY | r1/b/ p=1 w=1: 10.0.0.3:8080 HEALTHY"
+                         " | r2/c/ p=2 w=1: 10.0.0.6:8080 HEALTHY";
+    assert_string_equal(at(s1, "r1", "a", "", "shop:web:http", arena), zone_a);
+    const char *v1 = ekg_resource_set_version(set_at(s1, "r1", "a", ""));
+
+    ekg_translator_put_slice(t, slice("web-1", "web",
+                                      LIST("{'addresses': ['10.0.0.1'], 'conditions': {'ready': false}, "
+                                           "'nodeName': 'a1', 'zone': 'a'}",
+                                           EP("10.0.0.3", "b1", "b"), EP("10.0.0.6", "c1", "c"))));
+    ekg_snapshot_t *s2 = snapshot_of(t);
+    assert_string_equal(at(s2, "r1", "a", "", "shop:web:http", arena),
+                        "r1/b/ w=1: 10.0.0.3:8080 HEALTHY | r2/c/ p=1 w=1: 10.0.0.6:8080 HEALTHY");
+    /* The other region's clients see only the endpoint gone. */
+    assert_string_equal(at(s2, "r2", "c", "", "shop:web:http", arena),
+                        "r2/c/ w=1: 10.0.0.6:8080 HEALTHY | r1/b/ p=1 w=1: 10.0.0.3:8080 HEALTHY");
+
+    ekg_translator_put_slice(t, slice("web-1", "web", ready));
+    ekg_snapshot_t *s3 = snapshot_of(t);
+    assert_string_equal(at(s3, "r1", "a", "", "shop:web:http", arena), zone_a);
+    assert_string_equal(ekg_resource_set_version(set_at(s3, "r1", "a", "")), v1);
+    ekg_snapshot_unref(s1);
+    ekg_snapshot_unref(s2);
+    ekg_snapshot_unref(s3);
+    ekg_translator_free(t);
+    ekg_config_free(cfg);
+}
+
+/* A Node relabelled into another zone moves its endpoints between priorities; a config switched to never
+ * drops every variant; a removed Service takes its variants and its reason along. */
+static void test_node_config_and_removal(void **state)
+{
+    upb_Arena *arena = *state;
+    ekg_config_t *cfg = fx_config(NULL), *never = fx_config("apiVersion: v1alpha\nendpoint_config:\n  "
+                                                            "zone_priorities: never\n");
+    ekg_translator_t *t = one_service(cfg, "web", "PreferClose", NULL,
+                                      LIST(EP("10.0.0.1", "a1", "a"), EP("10.0.0.3", "b1", "b")));
+    ekg_snapshot_t *s1 = snapshot_of(t);
+    assert_string_equal(at(s1, "r1", "a", "", "shop:web:http", arena),
+                        "r1/a/ w=1: 10.0.0.1:8080 HEALTHY | r1/b/ p=1 w=1: 10.0.0.3:8080 HEALTHY");
+
+    ekg_translator_put_node(t, fx_node_in("b1", "r1", "a"));
+    ekg_snapshot_t *s2 = snapshot_of(t);
+    assert_ptr_equal(set_at(s2, "r1", "a", ""), ekg_snapshot_resources(s2, LA)); /* all in zone a: plain */
+    assert_string_equal(at(s2, "r1", "b", "", "shop:web:http", arena),
+                        plain(s2, "shop:web:http", arena)); /* nobody in b any more: all in the region */
+    assert_string_equal(plain(s2, "shop:web:http", arena),
+                        "r1/a/ w=2: 10.0.0.1:8080 HEALTHY, 10.0.0.3:8080 HEALTHY");
+
+    ekg_translator_put_node(t, fx_node_in("b1", "r1", "b"));
+    ekg_translator_set_config(t, never);
+    ekg_snapshot_t *s3 = snapshot_of(t);
+    assert_ptr_equal(set_at(s3, "r1", "a", ""), ekg_snapshot_resources(s3, LA));
+    assert_reason(s3, "shop:web:http",
+                  "not applied: endpoint_config.zone_priorities is never (the Service asks for "
+                  "trafficDistribution)");
+    ekg_translator_set_config(t, cfg);
+    ekg_snapshot_t *s4 = snapshot_of(t);
+    assert_string_equal(ekg_resource_set_version(set_at(s4, "r1", "a", "")),
+                        ekg_resource_set_version(set_at(s1, "r1", "a", "")));
+
+    ekg_translator_remove_service(t, "shop", "web");
+    ekg_snapshot_t *s5 = snapshot_of(t);
+    assert_int_equal(ekg_resource_set_size(ekg_snapshot_resources(s5, LA)), 0);
+    assert_reason(s5, "shop:web:http", NULL);
+    assert_int_equal(ekg_snapshot_localizer_content(s5), 0);
+    assert_ptr_equal(set_at(s5, "r1", "a", ""), ekg_snapshot_resources(s5, LA));
+    ekg_snapshot_unref(s1);
+    ekg_snapshot_unref(s2);
+    ekg_snapshot_unref(s3);
+    ekg_snapshot_unref(s4);
+    ekg_snapshot_unref(s5);
+    ekg_translator_free(t);
+    ekg_config_free(cfg);
+    ekg_config_free(never);
+}
+
 /* --- the demo cluster ------------------------------------------------------------------------------------
  */
 
@@ -1011,6 +1099,8 @@ int main(void)
         T(test_sharing_and_bounds),
         T(test_versions_are_content_hashes),
         T(test_one_service_change),
+        T(test_failover_when_zone_not_ready),
+        T(test_node_config_and_removal),
         T(test_demo_frontend),
     };
 #undef T
