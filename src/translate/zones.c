@@ -291,13 +291,15 @@ typedef struct reduced {
     const char *region, *zone, *node;
 } reduced_t;
 
-/* Reduces place by the known sets; false when every endpoint would land in one tier (the plain assignment).
- */
+/* Reduces place by the known sets; false when the client gets the plain assignment: it has no zone, or every
+ * endpoint would land in one tier. */
 static bool reduce(const strs_t *zones, const strs_t *regions, const strs_t *nodes, const ekg_place_t *place,
                    reduced_t *out)
 {
     const char *z = place->zone ? place->zone : "", *r = place->region ? place->region : "";
     const char *nd = place->node ? place->node : "";
+    if (!z[0]) /* no zone: the plain assignment (the rules need one, also for PreferSameNode) */
+        return false;
     out->zone = !z[0] ? "" : strs_has(zones, z) ? z : OTHER;
     out->region = !r[0] ? "" : strs_has(regions, r) ? r : OTHER;
     out->node = nodes && strs_has(nodes, nd) ? nd : "";
@@ -426,12 +428,12 @@ ekg_zone_table_t *ekg_zone_table_new(ekg_zone_plan_t *const *plans, size_t n)
     uint64_t h = EKG_HASH_INIT;
     for (size_t i = 0; i < n; i++) {
         const ekg_zone_plan_t *p = t->plans[i];
-        memcpy(zones + nz, p->zones.v, p->zones.n * sizeof(char *));
-        memcpy(regions + nr, p->regions.v, p->regions.n * sizeof(char *));
-        memcpy(nodes + nn, p->nodes.v, p->nodes.n * sizeof(char *));
-        nz += p->zones.n;
-        nr += p->regions.n;
-        nn += p->nodes.n;
+        for (size_t k = 0; k < p->zones.n; k++)
+            zones[nz++] = p->zones.v[k];
+        for (size_t k = 0; k < p->regions.n; k++)
+            regions[nr++] = p->regions.v[k];
+        for (size_t k = 0; k < p->nodes.n; k++) /* (nodes.v is NULL without PreferSameNode) */
+            nodes[nn++] = p->nodes.v[k];
         h = ekg_hash_u64(h, p->hash);
     }
     strs_make(&t->zones, zones, nz);
