@@ -7,10 +7,12 @@
  * ClusterLoadAssignment decoded with upb. One test per rule: the three priorities (client zone, rest of its
  * region, other regions) with empty ones dropped and the rest renumbered, locality weights per priority,
  * endpoints whose Node is unknown, complete and incomplete hints.forZones, the topology-mode annotation,
- * PreferSameNode, endpoint_config.zone_priorities and overprovisioning_factor, clients without a locality,
- * unknown trafficDistribution values; then sharing and bounds (places that cannot be told apart share one set
- * object, made-up zones make no new sets, versions are content hashes, a change to one Service leaves the
- * others' variants the same objects) and the demo cluster's shop/frontend.
+ * PreferSameNode, endpoint_config.zone_priorities and overprovisioning_factor, clients without a zone (none,
+ * or only a region or a Node: the plain assignment), unknown trafficDistribution values; then sharing and
+ * bounds (places that cannot be told apart share one set object, made-up zones make no new sets, versions are
+ * content hashes, a change to one Service leaves the others' variants the same objects), changes (failover
+ * when a zone is not ready, a Node moving zone, a config switch, a removed Service) and the demo cluster's
+ * shop/frontend.
  *
  * Endpoint expectations are fx_describe_load_assignment() summaries: localities in order, each
  * "region/zone/sub_zone [p=PRIORITY ]w=WEIGHT: ADDR:PORT HEALTH, ..." joined by " | " (p= only when not 0).
@@ -497,16 +499,27 @@ static void test_prefer_same_node(void **state)
     assert_string_equal(at(s, "r1", "a", "", "shop:local:http", arena), zone_rule);
     assert_string_equal(at(s, "r1", "a", "b9", "shop:local:http", arena), zone_rule);
     assert_ptr_equal(set_at(s, "r1", "a", "b9"), set_at(s, "r1", "a", ""));
-    /* Only the Node known: it first, everything else next. */
-    assert_string_equal(at(s, "", "", "c1", "shop:local:http", arena),
-                        "r2/c/ w=1: 10.0.2.4:8080 HEALTHY"
-                        " | r1/a/ p=1 w=2: 10.0.2.1:8080 HEALTHY, 10.0.2.2:8080 HEALTHY"
-                        " | r1/b/ p=1 w=1: 10.0.2.3:8080 HEALTHY");
+    /* The Node alone is no locality: without a zone, the plain assignment (docs/translation.md, "The
+     * client's place"). */
+    assert_ptr_equal(set_at(s, "", "", "c1"), ekg_snapshot_resources(s, LA));
+    assert_ptr_equal(set_at(s, "r1", "", "a2"), ekg_snapshot_resources(s, LA));
     /* A PreferClose Service in the same snapshot: the Node changes nothing, the very same variant. */
     ekg_resource_set_t *with_node = set_at(s, "r1", "a", "a2"), *without = set_at(s, "r1", "a", "");
     assert_ptr_not_equal(with_node, without); /* local:http differs between them */
     assert_ptr_equal(ekg_resource_set_find(with_node, "shop:web:http"),
                      ekg_resource_set_find(without, "shop:web:http"));
+    ekg_snapshot_unref(s);
+    ekg_translator_free(t);
+
+    /* With complete hints: the Node, then the endpoints hinted for the zone, then the zone rule. */
+    t = one_service(cfg, "local", "PreferSameNode", NULL, HINTED_ENDPOINTS);
+    s = snapshot_of(t);
+    assert_reason(s, "shop:local:http", "trafficDistribution: PreferSameNode, with hints.forZones");
+    assert_string_equal(at(s, "r1", "a", "a2", "shop:local:http", arena),
+                        "r1/a/ w=1: 10.0.0.2:8080 HEALTHY"
+                        " | r1/a/ p=1 w=1: 10.0.0.1:8080 HEALTHY | r1/b/ p=1 w=1: 10.0.0.3:8080 HEALTHY"
+                        " | r1/d/ p=2 w=1: 10.0.0.4:8080 HEALTHY"
+                        " | r2/c/ p=3 w=1: 10.0.0.5:8080 HEALTHY");
     ekg_snapshot_unref(s);
     ekg_translator_free(t);
     ekg_config_free(cfg);
@@ -643,6 +656,9 @@ static void test_plain_for_no_locality(void **state)
     ekg_resource_set_t *base = ekg_snapshot_resources(s, LA);
     assert_ptr_equal(ekg_snapshot_resources_at(s, LA, NULL), base);
     assert_ptr_equal(set_at(s, "", "", ""), base);
+    /* A region alone, or a Node alone, is no zone: the plain assignment too. */
+    assert_ptr_equal(set_at(s, "r1", "", ""), base);
+    assert_ptr_equal(set_at(s, "", "", "a1"), base);
     ekg_place_t nulls = {NULL, NULL, NULL};
     assert_ptr_equal(ekg_snapshot_resources_at(s, LA, &nulls), base);
     for (int ty = 0; ty < EKG_RESOURCE__COUNT; ty++)
@@ -711,11 +727,14 @@ static size_t count_of(const char *haystack, const char *needle)
     return n;
 }
 
-static void build_twice(void *arg)
+/* Builds with PreferMars twice (the Service put again, so redone), then with PreferVenus. */
+static void build_unknown_values(void *arg)
 {
     ekg_translator_t *t = arg;
     ekg_snapshot_unref(snapshot_of(t));
-    ekg_translator_put_service(t, service("mars", "PreferMars", NULL)); /* the same again: redone */
+    ekg_translator_put_service(t, service("mars", "PreferMars", NULL));
+    ekg_snapshot_unref(snapshot_of(t));
+    ekg_translator_put_service(t, service("mars", "PreferVenus", NULL));
     ekg_snapshot_unref(snapshot_of(t));
 }
 
@@ -725,8 +744,11 @@ static void test_unknown_traffic_distribution(void **state)
     (void)state;
     ekg_config_t *cfg = fx_config(NULL);
     ekg_translator_t *t = one_service(cfg, "mars", "PreferMars", NULL, WEB_ENDPOINTS);
-    char *log = capture_stderr(build_twice, t);
-    assert_int_equal(count_of(log, "trafficDistribution PreferMars is not one ekglue knows"), 1);
+    char *log = capture_stderr(build_unknown_values, t);
+    assert_int_equal(
+        count_of(log, "Service shop/mars: trafficDistribution PreferMars is not one ekglue knows"), 1);
+    assert_int_equal(
+        count_of(log, "Service shop/mars: trafficDistribution PreferVenus is not one ekglue knows"), 1);
     free(log);
     ekg_snapshot_t *s = snapshot_of(t);
     assert_reason(s, "shop:mars:http", NULL);
@@ -784,6 +806,12 @@ static void test_sharing_and_bounds(void **state)
         assert_ptr_equal(set_at(s, "r1", "a", made_up), ra);
         assert_ptr_equal(set_at(s, made_up, made_up, made_up), base);
     }
+    /* What a client sends cannot be too long either. */
+    char huge[5000];
+    memset(huge, 'z', sizeof(huge) - 1);
+    huge[sizeof(huge) - 1] = '\0';
+    assert_ptr_equal(set_at(s, "r1", huge, huge), rx);
+    assert_ptr_equal(set_at(s, huge, huge, huge), base);
     assert_int_equal(ekg_snapshot_place_count(s), count);
     /* At most one key per (region, zone, node) the endpoints tell apart, plus "other" and "unset". */
     assert_true(count <= 5 * 5 * 4);
@@ -793,8 +821,8 @@ static void test_sharing_and_bounds(void **state)
 }
 
 static const char *const version_places[][3] = {
-    {"r1", "a", ""}, {"r1", "b", "b1"}, {"r2", "c", ""}, {"r3", "e", "e1"},
-    {"", "a", ""},   {"r1", "x", ""},   {"", "", "a1"},
+    {"r1", "a", ""}, {"r1", "b", "b1"}, {"r2", "c", ""},   {"r3", "e", "e1"},
+    {"", "a", ""},   {"r1", "x", ""},   {"r1", "a", "a1"},
 };
 #define NPLACES (sizeof(version_places) / sizeof(version_places[0]))
 
