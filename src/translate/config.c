@@ -561,11 +561,17 @@ static ekg_err_t load_endpoint_config(const loader_t *ld, const cJSON *node, con
     if (present(overprovisioning)) {
         path_key(sub, path, "overprovisioning_factor");
         double d = cJSON_IsNumber(overprovisioning) ? overprovisioning->valuedouble : -1;
-        if (!(d >= 1 && d <= 4294967295.0 && d == (double)(uint32_t)d))
+        if (!(d >= 1 && d <= 4294967295.0 && d == (double)(uint32_t)d)) {
+            char got[48];
+            if (cJSON_IsNumber(overprovisioning))
+                snprintf(got, sizeof(got), "%.17g", overprovisioning->valuedouble);
+            else
+                snprintf(got, sizeof(got), "%s", type_name(overprovisioning));
             return fail(
                 ld, overprovisioning, sub,
                 "expected a whole number from 1 to 4294967295 (percent: Envoy's default is 140), got %s",
-                cJSON_IsNumber(overprovisioning) ? "a number out of range" : type_name(overprovisioning));
+                got);
+        }
         cfg->overprovisioning_factor = (uint32_t)d;
     }
     if (!present(locality))

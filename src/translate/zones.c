@@ -221,7 +221,9 @@ ekg_zone_plan_t *ekg_zone_plan_new(const char *name, const ekg_candidate_t *c, s
         d->nhints = c[i].has_hints ? c[i].nhints : 0;
         for (size_t k = 0; k < d->nhints; k++) {
             p->hint_pool[hk] = pool_put(&w, c[i].hints[k]);
-            zones[nz++] = p->hint_pool[hk++];
+            if (p->hints) /* a zone named only by ignored hints tells no place apart */
+                zones[nz++] = p->hint_pool[hk];
+            hk++;
         }
         zones[nz++] = d->locality.zone;
         regions[i] = d->locality.region;

@@ -725,16 +725,16 @@ static void test_errors_zone_config(void **state)
          SRC ":3: endpoint_config.zone_priorities: expected auto, always or never, got a list"},
         {"  overprovisioning_factor: 0\n",
          SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
-             "(percent: Envoy's default is 140), got a number out of range"},
+             "(percent: Envoy's default is 140), got 0"},
         {"  overprovisioning_factor: -1\n",
          SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
-             "(percent: Envoy's default is 140), got a number out of range"},
+             "(percent: Envoy's default is 140), got -1"},
         {"  overprovisioning_factor: 4294967296\n",
          SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
-             "(percent: Envoy's default is 140), got a number out of range"},
+             "(percent: Envoy's default is 140), got 4294967296"},
         {"  overprovisioning_factor: 1.5\n",
          SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
-             "(percent: Envoy's default is 140), got a number out of range"},
+             "(percent: Envoy's default is 140), got 1.5"},
         {"  overprovisioning_factor: x\n",
          SRC ":3: endpoint_config.overprovisioning_factor: expected a whole number from 1 to 4294967295 "
              "(percent: Envoy's default is 140), got a string"},
