@@ -41,14 +41,7 @@
 
 #include "common/hash.h"
 #include "common/pbwrite.h"
-#include "xds/session.h"
-
-#define NTYPES EKG_RESOURCE__COUNT
-
-typedef struct name_list {
-    char **names; /* sorted, unique, owned */
-    size_t n, cap;
-} name_list_t;
+#include "xds/session_internal.h"
 
 /*
  * A subscription's names: sorted, unique, immutable and shared. Streams that subscribe to the same names (a
@@ -193,63 +186,13 @@ static names_t *names_intern(const upb_StringView *v, size_t n)
     return l;
 }
 
-typedef struct type_state {
-    bool requested; /* a request for this type arrived */
-    bool wildcard;
-    bool named;           /* the client has named resources ("*" included): [] no longer means wildcard */
-    bool pending;         /* a response is due whatever the diff says (first request, subscription change) */
-    bool warm_on_request; /* (load assignments) move `warming` into `force` on the next request */
-    names_t *names;       /* explicit subscriptions: shared, immutable; NULL = none */
-    bool force_all;       /* send every subscribed resource on the next response (a new subscription) */
-    name_list_t force;    /* send these on the next response even if unchanged */
-    name_list_t warming;  /* clusters that changed: their load assignments are due on the next EDS request */
-    ekg_resource_set_t *sent; /* the set as of the last response (or evaluation with nothing due); owned */
-    char nonce[24];
-    char sent_version[24];
-    char acked_version[24];
-    char *nack_message; /* owned; NULL unless the last answer was a NACK */
-    double nack_time;   /* wall clock of the last NACK; 0 if none */
-    double sent_time;   /* wall clock of the last response */
-    unsigned long long acks, nacks, responses;
-} type_state_t;
-
-/* A type ekglue does not serve: answered once per request with an empty response. */
-typedef struct unknown_type {
-    char *url;
-    char nonce[24];
-    bool pending;
-} unknown_type_t;
-
-struct ekg_xds_session {
-    ekg_xds_api_t api;
-    char *peer;
-    /* From the first request that carried a node; all NULL before, all set after (owned). */
-    char *node_id, *cluster, *region, *zone, *sub_zone, *user_agent_name, *user_agent_version;
-    char *node_name;      /* Node.metadata NODE_NAME (the client's Kubernetes Node); set with node_id */
-    ekg_snapshot_t *snap; /* the latest snapshot; owned reference */
-    /* snap's sets at the client's place (ekg_snapshot_resources_at), borrowed from snap: what is due is
-     * computed against these, so clients in one zone share one set per type */
-    ekg_resource_set_t *cur[NTYPES];
-    type_state_t types[NTYPES];
-    unknown_type_t *unknown;
-    size_t nunknown, unknown_cap;
-    unsigned long long next_nonce;
-    size_t max_names_per_request, max_names_per_stream; /* 0: no limit (ekg_xds_session_set_limits) */
-};
-
-/* Type URLs ekglue does not serve, remembered per stream (each is answered once): more ends the stream. */
-#define MAX_UNKNOWN_TYPES 32
-/* What a stream keeps of its client's words, which operators' views copy: each node field, a NACK message. */
-#define MAX_NODE_FIELD   1024
-#define MAX_NACK_MESSAGE 4096
-
-static const char *const type_names[NTYPES] = {"Cluster", "ClusterLoadAssignment", "Listener",
-                                               "RouteConfiguration"};
+const char *const ekg_xds_type_names[NTYPES] = {"Cluster", "ClusterLoadAssignment", "Listener",
+                                                "RouteConfiguration"};
 
 /* --- sorted name lists -------------------------------------------------------------------------------------
  */
 
-static ssize_t list_find(const name_list_t *l, const char *name, size_t *pos)
+ssize_t ekg_xds_list_find(const name_list_t *l, const char *name, size_t *pos)
 {
     size_t lo = 0, hi = l->n;
     while (lo < hi) {
@@ -267,15 +210,15 @@ static ssize_t list_find(const name_list_t *l, const char *name, size_t *pos)
     return -1;
 }
 
-static bool list_has(const name_list_t *l, const char *name)
+bool ekg_xds_list_has(const name_list_t *l, const char *name)
 {
-    return list_find(l, name, NULL) >= 0;
+    return ekg_xds_list_find(l, name, NULL) >= 0;
 }
 
-static void list_add(name_list_t *l, const char *name)
+void ekg_xds_list_add(name_list_t *l, const char *name)
 {
     size_t pos = 0;
-    if (list_find(l, name, &pos) >= 0)
+    if (ekg_xds_list_find(l, name, &pos) >= 0)
         return;
     void *names = l->names;
     ekg_array_reserve(&names, &l->cap, l->n + 1, sizeof(*l->names));
@@ -285,9 +228,9 @@ static void list_add(name_list_t *l, const char *name)
     l->n++;
 }
 
-static void list_remove(name_list_t *l, const char *name)
+void ekg_xds_list_remove(name_list_t *l, const char *name)
 {
-    ssize_t i = list_find(l, name, NULL);
+    ssize_t i = ekg_xds_list_find(l, name, NULL);
     if (i < 0)
         return;
     free(l->names[i]);
@@ -295,7 +238,7 @@ static void list_remove(name_list_t *l, const char *name)
     l->n--;
 }
 
-static void list_clear(name_list_t *l)
+void ekg_xds_list_clear(name_list_t *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->names[i]);
@@ -321,8 +264,8 @@ void ekg_xds_session_free(ekg_xds_session_t *s)
     for (int t = 0; t < NTYPES; t++) {
         type_state_t *ts = &s->types[t];
         names_unref(ts->names);
-        list_clear(&ts->force);
-        list_clear(&ts->warming);
+        ekg_xds_list_clear(&ts->force);
+        ekg_xds_list_clear(&ts->warming);
         ekg_resource_set_unref(ts->sent);
         free(ts->nack_message);
     }
@@ -397,12 +340,12 @@ void ekg_xds_session_type_status(const ekg_xds_session_t *s, ekg_resource_type_t
 /* --- requests ----------------------------------------------------------------------------------------------
  */
 
-static bool is_full_state(ekg_resource_type_t t)
+bool ekg_xds_is_full_state(ekg_resource_type_t t)
 {
     return t == EKG_RESOURCE_CLUSTER || t == EKG_RESOURCE_LISTENER;
 }
 
-static bool api_allows(ekg_xds_api_t api, ekg_resource_type_t t)
+bool ekg_xds_api_allows(ekg_xds_api_t api, ekg_resource_type_t t)
 {
     static const ekg_resource_type_t only[] = {
         [EKG_XDS_CDS] = EKG_RESOURCE_CLUSTER,
@@ -413,8 +356,8 @@ static bool api_allows(ekg_xds_api_t api, ekg_resource_type_t t)
     return api == EKG_XDS_ADS || only[api] == t;
 }
 
-static ekg_err_t on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_StringView nonce,
-                                 ekg_diag_t *diag)
+ekg_err_t ekg_xds_on_unknown_type(ekg_xds_session_t *s, upb_StringView url, upb_StringView nonce,
+                                  ekg_diag_t *diag)
 {
     for (size_t i = 0; i < s->nunknown; i++) {
         unknown_type_t *u = &s->unknown[i];
@@ -496,9 +439,9 @@ static ekg_err_t update_subscription(ekg_xds_session_t *s, ekg_resource_type_t t
         return ekg_diag_set(diag, EKG_ERANGE,
                             "the stream would subscribe to %zu resource names (%zu %s); the limit is %zu per "
                             "stream (--xds-max-names-per-stream)",
-                            m + names_besides(s, type), m, type_names[type], s->max_names_per_stream);
+                            m + names_besides(s, type), m, ekg_xds_type_names[type], s->max_names_per_stream);
     bool wildcard;
-    if (!is_full_state(type))
+    if (!ekg_xds_is_full_state(type))
         wildcard = false; /* load assignments and routes are always named */
     else if (star)
         wildcard = true;
@@ -516,7 +459,7 @@ static ekg_err_t update_subscription(ekg_xds_session_t *s, ekg_resource_type_t t
         } else {
             for (size_t i = 0; i < m; i++)
                 if (!names_has(ts->names, next->v[i]))
-                    list_add(&ts->force, next->v[i]);
+                    ekg_xds_list_add(&ts->force, next->v[i]);
         }
     }
     names_unref(ts->names);
@@ -524,14 +467,14 @@ static ekg_err_t update_subscription(ekg_xds_session_t *s, ekg_resource_type_t t
     ts->wildcard = wildcard;
     if (n > 0)
         ts->named = true;
-    if (first || (changed && is_full_state(type)))
+    if (first || (changed && ekg_xds_is_full_state(type)))
         ts->pending = true;
     return EKG_OK;
 }
 
 /* Keeps the identity of the client (all or nothing: node_id set means every field is), each field cut at
  * MAX_NODE_FIELD bytes: it is kept for the stream's life and copied for every operators' view. */
-static void take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_Node *node)
+void ekg_xds_take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_Node *node)
 {
     upb_StringView v[7] = {envoy_config_core_v3_Node_id(node),
                            envoy_config_core_v3_Node_cluster(node),
@@ -588,7 +531,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     }
     /* The node is only guaranteed in the first request of a stream. */
     if (!s->node_id && envoy_service_discovery_v3_DiscoveryRequest_has_node(req))
-        take_node(s, envoy_service_discovery_v3_DiscoveryRequest_node(req));
+        ekg_xds_take_node(s, envoy_service_discovery_v3_DiscoveryRequest_node(req));
     upb_StringView url = envoy_service_discovery_v3_DiscoveryRequest_type_url(req);
     upb_StringView nonce = envoy_service_discovery_v3_DiscoveryRequest_response_nonce(req);
     ekg_resource_type_t type;
@@ -613,10 +556,10 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
                                url.data);
             goto out;
         }
-        err = on_unknown_type(s, url, nonce, diag);
+        err = ekg_xds_on_unknown_type(s, url, nonce, diag);
         goto out;
     }
-    if (!api_allows(s->api, type)) {
+    if (!ekg_xds_api_allows(s->api, type)) {
         err = ekg_diag_set(diag, EKG_EINVAL, "type %.*s does not belong on this service", (int)url.size,
                            url.data);
         goto out;
@@ -630,8 +573,8 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     /* A nonce that is not the latest one sent for this type answers an older response: ignore it. */
     if (nonce.size && !view_eq(nonce, ts->nonce)) {
         ekg_debug("xds: node=%s ignoring a %s request with stale nonce %.*s (latest %s)",
-                  ekg_xds_session_node_id(s), type_names[type], (int)(nonce.size > 32 ? 32 : nonce.size),
-                  nonce.data, ts->nonce);
+                  ekg_xds_session_node_id(s), ekg_xds_type_names[type],
+                  (int)(nonce.size > 32 ? 32 : nonce.size), nonce.data, ts->nonce);
         goto out;
     }
     if (envoy_service_discovery_v3_DiscoveryRequest_has_error_detail(req)) {
@@ -646,7 +589,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         ekg_metrics_xds_nack(type);
         /* The rejected content is not resent: nothing is due until it changes. */
         ekg_warn("xds: NACK node=%s peer=%s type=%s rejected_version=%s client_version=%.*s: %.*s",
-                 ekg_xds_session_node_id(s), s->peer, type_names[type], ts->sent_version,
+                 ekg_xds_session_node_id(s), s->peer, ekg_xds_type_names[type], ts->sent_version,
                  (int)(envoy_service_discovery_v3_DiscoveryRequest_version_info(req).size > 64
                            ? 64
                            : envoy_service_discovery_v3_DiscoveryRequest_version_info(req).size),
@@ -655,7 +598,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         upb_StringView v = envoy_service_discovery_v3_DiscoveryRequest_version_info(req);
         snprintf(ts->acked_version, sizeof(ts->acked_version), "%.*s", (int)v.size, v.data);
         ekg_debug("xds: ACK node=%s peer=%s type=%s version=%s", ekg_xds_session_node_id(s), s->peer,
-                  type_names[type], ts->acked_version);
+                  ekg_xds_type_names[type], ts->acked_version);
         free(ts->nack_message);
         ts->nack_message = NULL;
         ts->acks++;
@@ -667,8 +610,8 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
     if (type == EKG_RESOURCE_LOAD_ASSIGNMENT && ts->warm_on_request) {
         for (size_t i = 0; i < ts->warming.n; i++)
             if (names_has(ts->names, ts->warming.names[i]))
-                list_add(&ts->force, ts->warming.names[i]);
-        list_clear(&ts->warming);
+                ekg_xds_list_add(&ts->force, ts->warming.names[i]);
+        ekg_xds_list_clear(&ts->warming);
         ts->warm_on_request = false;
     }
     ts->requested = true;
@@ -710,8 +653,9 @@ static void on_diff(void *ctx, const char *name, const ekg_resource_t *before, c
     if (after)
         p->added_or_changed = true;
     if (after && p->warming_out)
-        list_add(p->warming_out, name);
-    if (after && !is_full_state(p->type) && !p->ts->force_all && !list_has(&p->ts->force, name))
+        ekg_xds_list_add(p->warming_out, name);
+    if (after && !ekg_xds_is_full_state(p->type) && !p->ts->force_all &&
+        !ekg_xds_list_has(&p->ts->force, name))
         add_item(p, after);
 }
 
@@ -732,7 +676,7 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, name_list_t
         ekg_resource_set_diff(ts->sent, p->cur, on_diff, p);
     /* Proxyless-gRPC listeners go only to clients that name them. */
     bool wildcard_lds = type == EKG_RESOURCE_LISTENER && ts->wildcard;
-    if (is_full_state(type)) {
+    if (ekg_xds_is_full_state(type)) {
         bool due = ts->pending || p->changed || ts->force.n > 0 || ts->force_all;
         if (!due)
             goto up_to_date;
@@ -767,7 +711,7 @@ up_to_date:
         ekg_resource_set_unref(ts->sent);
         ts->sent = ekg_resource_set_ref(p->cur);
     }
-    list_clear(&ts->force);
+    ekg_xds_list_clear(&ts->force);
     ts->force_all = false;
     ts->pending = false;
     free(p->items);
@@ -775,7 +719,7 @@ up_to_date:
     return false;
 }
 
-static void release_resource(void *owner)
+void ekg_xds_release_resource(void *owner)
 {
     ekg_resource_unref(owner);
 }
@@ -840,7 +784,7 @@ static void build_response(const char *url, const char *version, const char *non
             const char *data = ekg_resource_response_field(p->items[i], &len);
             ekg_resource_t *r = ekg_resource_ref((ekg_resource_t *)p->items[i]);
             pieces[1 + i] =
-                (ekg_xds_piece_t){.data = data, .len = len, .release = release_resource, .owner = r};
+                (ekg_xds_piece_t){.data = data, .len = len, .release = ekg_xds_release_resource, .owner = r};
             total += len;
         }
     }
@@ -856,7 +800,7 @@ static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
     ts->sent_time = ekg_clock_unix_s();
     ekg_metrics_xds_push(p->type);
     ts->pending = false;
-    list_clear(&ts->force);
+    ekg_xds_list_clear(&ts->force);
     ts->force_all = false;
     if (ts->sent != p->cur) {
         ekg_resource_set_unref(ts->sent);
@@ -889,19 +833,19 @@ static void send_plan(ekg_xds_session_t *s, plan_t *p, name_list_t *warming, ekg
     out->type = p->type;
     commit(s, p, nonce);
     ekg_debug("xds: sending node=%s peer=%s type=%s version=%s nonce=%s resources=%zu",
-              ekg_xds_session_node_id(s), s->peer, type_names[p->type], p->ts->sent_version, nonce,
+              ekg_xds_session_node_id(s), s->peer, ekg_xds_type_names[p->type], p->ts->sent_version, nonce,
               p->whole_set ? ekg_resource_set_size(p->cur) : p->n);
     if (p->type == EKG_RESOURCE_LOAD_ASSIGNMENT && p->ts->warm_on_request) {
         /* Sent after the Clusters: what warming waits for is on its way. */
         for (size_t i = 0; i < p->n; i++)
-            list_remove(&p->ts->warming, ekg_resource_name(p->items[i]));
+            ekg_xds_list_remove(&p->ts->warming, ekg_resource_name(p->items[i]));
         if (p->ts->warming.n == 0)
             p->ts->warm_on_request = false;
     }
     if (p->type == EKG_RESOURCE_CLUSTER && warming->n) {
         type_state_t *eds = &s->types[EKG_RESOURCE_LOAD_ASSIGNMENT];
         for (size_t i = 0; i < warming->n; i++)
-            list_add(&eds->warming, warming->names[i]);
+            ekg_xds_list_add(&eds->warming, warming->names[i]);
         eds->warm_on_request = true;
     }
     free(p->items);
@@ -953,7 +897,7 @@ bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out)
 out:
     if (have_deferred)
         free(deferred.items);
-    list_clear(&warming);
+    ekg_xds_list_clear(&warming);
     return ok;
 }
 
@@ -993,7 +937,7 @@ const char *ekg_xds_session_peer(const ekg_xds_session_t *s)
 /* Whether the client is still waiting for name: newly subscribed, or due again (cluster warming). */
 static bool awaiting(const type_state_t *ts, const char *name)
 {
-    return ts->responses == 0 || ts->force_all || list_has(&ts->force, name);
+    return ts->responses == 0 || ts->force_all || ekg_xds_list_has(&ts->force, name);
 }
 
 static void report_named(const type_state_t *ts, ekg_resource_type_t type, const char *name,
@@ -1005,8 +949,8 @@ static void report_named(const type_state_t *ts, ekg_resource_type_t type, const
     else if (r)
         fn(ctx, name, EKG_XDS_RESOURCE_SENT, r);
     else
-        fn(ctx, name, is_full_state(type) ? EKG_XDS_RESOURCE_DOES_NOT_EXIST : EKG_XDS_RESOURCE_REQUESTED,
-           NULL);
+        fn(ctx, name,
+           ekg_xds_is_full_state(type) ? EKG_XDS_RESOURCE_DOES_NOT_EXIST : EKG_XDS_RESOURCE_REQUESTED, NULL);
 }
 
 void ekg_xds_session_resources(const ekg_xds_session_t *s, ekg_resource_type_t type, ekg_xds_resource_fn fn,
@@ -1064,7 +1008,7 @@ ekg_xds_session_t *ekg_xds_session_copy(const ekg_xds_session_t *s)
         to->warming = (name_list_t){0};
         to->nack_message = from->nack_message ? ekg_xstrdup(from->nack_message) : NULL;
         for (size_t i = 0; i < from->force.n; i++)
-            list_add(&to->force, from->force.names[i]);
+            ekg_xds_list_add(&to->force, from->force.names[i]);
     }
     c->next_nonce = s->next_nonce;
     return c;
