@@ -99,6 +99,11 @@ typedef enum {
     M_EDS,
     M_LDS,
     M_RDS,
+    M_DELTA_ADS, /* the incremental forms of the five above, in the same order */
+    M_DELTA_CDS,
+    M_DELTA_EDS,
+    M_DELTA_LDS,
+    M_DELTA_RDS,
     M_HEALTH_CHECK,
     M_HEALTH_WATCH,
     M_CSDS_STREAM,
@@ -113,6 +118,11 @@ static const char *const method_paths[M__COUNT] = {
     [M_EDS] = "/envoy.service.endpoint.v3.EndpointDiscoveryService/StreamEndpoints",
     [M_LDS] = "/envoy.service.listener.v3.ListenerDiscoveryService/StreamListeners",
     [M_RDS] = "/envoy.service.route.v3.RouteDiscoveryService/StreamRoutes",
+    [M_DELTA_ADS] = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+    [M_DELTA_CDS] = "/envoy.service.cluster.v3.ClusterDiscoveryService/DeltaClusters",
+    [M_DELTA_EDS] = "/envoy.service.endpoint.v3.EndpointDiscoveryService/DeltaEndpoints",
+    [M_DELTA_LDS] = "/envoy.service.listener.v3.ListenerDiscoveryService/DeltaListeners",
+    [M_DELTA_RDS] = "/envoy.service.route.v3.RouteDiscoveryService/DeltaRoutes",
     [M_HEALTH_CHECK] = "/grpc.health.v1.Health/Check",
     [M_HEALTH_WATCH] = "/grpc.health.v1.Health/Watch",
     [M_CSDS_STREAM] = "/envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus",
@@ -1048,9 +1058,16 @@ cJSON *ekg_xds_server_clients(ekg_xds_server_t *s, ekg_xds_clients_page_t *page)
 /* --- completion handlers (CQ threads) ------------------------------------------------------------------- */
 
 static const ekg_xds_api_t method_api[] = {
-    [M_ADS] = EKG_XDS_ADS, [M_CDS] = EKG_XDS_CDS, [M_EDS] = EKG_XDS_EDS,
-    [M_LDS] = EKG_XDS_LDS, [M_RDS] = EKG_XDS_RDS,
+    [M_ADS] = EKG_XDS_ADS,       [M_CDS] = EKG_XDS_CDS,       [M_EDS] = EKG_XDS_EDS,
+    [M_LDS] = EKG_XDS_LDS,       [M_RDS] = EKG_XDS_RDS,       [M_DELTA_ADS] = EKG_XDS_ADS,
+    [M_DELTA_CDS] = EKG_XDS_CDS, [M_DELTA_EDS] = EKG_XDS_EDS, [M_DELTA_LDS] = EKG_XDS_LDS,
+    [M_DELTA_RDS] = EKG_XDS_RDS,
 };
+
+static bool method_is_delta(int method)
+{
+    return method >= M_DELTA_ADS && method <= M_DELTA_RDS;
+}
 
 /* A new call arrived for method (M_GENERIC: an unregistered one). Takes ownership of call. */
 static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_call_details *details)
@@ -1080,7 +1097,9 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
     stream_t *st = stream_new(s, kind, method == M_GENERIC ? M_ADS : (method_t)method, call);
     if (kind == STREAM_XDS) {
         char *peer = grpc_call_get_peer(call);
-        st->session = ekg_xds_session_new(method_api[method], peer ? peer : "");
+        st->session = method_is_delta(method)
+                          ? ekg_xds_session_new_delta(method_api[method], peer ? peer : "")
+                          : ekg_xds_session_new(method_api[method], peer ? peer : "");
         ekg_xds_session_set_limits(
             st->session, s->limits.max_names_per_request > 0 ? (size_t)s->limits.max_names_per_request : 0,
             s->limits.max_names_per_stream > 0 ? (size_t)s->limits.max_names_per_stream : 0);

@@ -257,6 +257,18 @@ ekg_xds_session_t *ekg_xds_session_new(ekg_xds_api_t api, const char *peer)
     return s;
 }
 
+ekg_xds_session_t *ekg_xds_session_new_delta(ekg_xds_api_t api, const char *peer)
+{
+    ekg_xds_session_t *s = ekg_xds_session_new(api, peer);
+    s->delta = true;
+    return s;
+}
+
+bool ekg_xds_session_is_delta(const ekg_xds_session_t *s)
+{
+    return s->delta;
+}
+
 void ekg_xds_session_free(ekg_xds_session_t *s)
 {
     if (!s)
@@ -269,6 +281,7 @@ void ekg_xds_session_free(ekg_xds_session_t *s)
         ekg_resource_set_unref(ts->sent);
         free(ts->nack_message);
     }
+    ekg_xds_delta_free(s);
     for (size_t i = 0; i < s->nunknown; i++)
         free(s->unknown[i].url);
     free(s->unknown);
@@ -323,11 +336,12 @@ void ekg_xds_session_type_status(const ekg_xds_session_t *s, ekg_resource_type_t
     *out = (ekg_xds_type_status_t){
         .subscribed = ts->requested,
         .wildcard = ts->wildcard,
-        .nnames = names_count(ts->names),
+        .nnames = s->delta ? ts->subs.n : names_count(ts->names),
         .sent_version = ts->sent_version,
         .acked_version = ts->acked_version,
         .nack_message = ts->nack_message,
-        .names = ts->names ? ts->names->v : NULL,
+        .names = s->delta ? (ts->subs.n ? (const char *const *)ts->subs.names : NULL)
+                          : (ts->names ? ts->names->v : NULL),
         .nack_time = ts->nack_time,
         .sent_time = ts->sent_time,
         .sent = ts->sent,
@@ -509,6 +523,8 @@ void ekg_xds_take_node(ekg_xds_session_t *s, const struct envoy_config_core_v3_N
 
 ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
 {
+    if (s->delta)
+        return ekg_xds_delta_on_request(s, bytes, len, diag);
     ekg_err_t err = EKG_OK;
     upb_Arena *arena = ekg_proto_arena_new();
     /* Strings alias the request bytes, which outlive the arena's use here. */
@@ -811,6 +827,8 @@ static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
 
 bool ekg_xds_session_has_work(const ekg_xds_session_t *s)
 {
+    if (s->delta)
+        return ekg_xds_delta_has_work(s);
     for (size_t i = 0; i < s->nunknown; i++)
         if (s->unknown[i].pending)
             return true;
@@ -854,6 +872,8 @@ static void send_plan(ekg_xds_session_t *s, plan_t *p, name_list_t *warming, ekg
 
 bool ekg_xds_session_next(ekg_xds_session_t *s, ekg_xds_response_t *out)
 {
+    if (s->delta)
+        return ekg_xds_delta_next(s, out);
     for (size_t i = 0; i < s->nunknown; i++) {
         unknown_type_t *u = &s->unknown[i];
         if (!u->pending)
@@ -953,12 +973,43 @@ static void report_named(const type_state_t *ts, ekg_resource_type_t type, const
            ekg_xds_is_full_state(type) ? EKG_XDS_RESOURCE_DOES_NOT_EXIST : EKG_XDS_RESOURCE_REQUESTED, NULL);
 }
 
+/* A delta client has every subscribed name of `sent` but the due ones (`force`); a due name it is waiting
+ * for. */
+static void delta_resources(const type_state_t *ts, ekg_resource_type_t type, ekg_xds_resource_fn fn,
+                            void *ctx)
+{
+    bool all = ts->wildcard && type != EKG_RESOURCE_LISTENER;
+    bool before = ts->responses == 0 || ts->initial_pending;
+    if (all && ts->sent && !before) {
+        for (size_t i = 0; i < ekg_resource_set_size(ts->sent); i++) {
+            const ekg_resource_t *r = ekg_resource_set_at(ts->sent, i);
+            bool due = ekg_xds_list_has(&ts->force, ekg_resource_name(r));
+            fn(ctx, ekg_resource_name(r), due ? EKG_XDS_RESOURCE_REQUESTED : EKG_XDS_RESOURCE_SENT,
+               due ? NULL : r);
+        }
+    }
+    for (size_t i = 0; i < ts->subs.n; i++) {
+        const char *name = ts->subs.names[i];
+        const ekg_resource_t *r = ts->sent ? ekg_resource_set_find(ts->sent, name) : NULL;
+        if (all && r && !before)
+            continue; /* reported with the wildcard */
+        if (before || ekg_xds_list_has(&ts->force, name))
+            fn(ctx, name, EKG_XDS_RESOURCE_REQUESTED, NULL);
+        else
+            fn(ctx, name, r ? EKG_XDS_RESOURCE_SENT : EKG_XDS_RESOURCE_DOES_NOT_EXIST, r);
+    }
+}
+
 void ekg_xds_session_resources(const ekg_xds_session_t *s, ekg_resource_type_t type, ekg_xds_resource_fn fn,
                                void *ctx)
 {
     const type_state_t *ts = &s->types[type];
     if (!ts->requested)
         return;
+    if (s->delta) {
+        delta_resources(ts, type, fn, ctx);
+        return;
+    }
     bool all = ts->wildcard && type != EKG_RESOURCE_LISTENER;
     if (all && ts->sent && ts->responses > 0) {
         for (size_t i = 0; i < ekg_resource_set_size(ts->sent); i++) {
@@ -977,6 +1028,7 @@ void ekg_xds_session_resources(const ekg_xds_session_t *s, ekg_resource_type_t t
 ekg_xds_session_t *ekg_xds_session_copy(const ekg_xds_session_t *s)
 {
     ekg_xds_session_t *c = ekg_xds_session_new(s->api, s->peer);
+    c->delta = s->delta;
     if (s->node_id) {
         const char *from[8] = {s->node_id,
                                s->cluster,
@@ -1006,6 +1058,11 @@ ekg_xds_session_t *ekg_xds_session_copy(const ekg_xds_session_t *s)
         to->sent = from->sent ? ekg_resource_set_ref(from->sent) : NULL;
         to->force = (name_list_t){0};
         to->warming = (name_list_t){0};
+        to->subs = (name_list_t){0};
+        to->initial = NULL;
+        to->ninitial = 0;
+        for (size_t i = 0; i < from->subs.n; i++)
+            ekg_xds_list_add(&to->subs, from->subs.names[i]);
         to->nack_message = from->nack_message ? ekg_xstrdup(from->nack_message) : NULL;
         for (size_t i = 0; i < from->force.n; i++)
             ekg_xds_list_add(&to->force, from->force.names[i]);

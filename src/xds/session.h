@@ -83,6 +83,10 @@ typedef void (*ekg_xds_resource_fn)(void *ctx, const char *name, ekg_xds_resourc
 /* A new session, owned by the caller (ekg_xds_session_free). peer is for logs (e.g. "ipv4:127.0.0.1:5555");
  * copied. */
 ekg_xds_session_t *ekg_xds_session_new(ekg_xds_api_t api, const char *peer);
+/* The same for a stream of the incremental protocol (DeltaDiscoveryRequest in, DeltaDiscoveryResponse out;
+ * src/xds/delta.c). Every function here serves both; the views say which a session speaks. */
+ekg_xds_session_t *ekg_xds_session_new_delta(ekg_xds_api_t api, const char *peer);
+bool ekg_xds_session_is_delta(const ekg_xds_session_t *s);
 void ekg_xds_session_free(ekg_xds_session_t *s);
 
 /*

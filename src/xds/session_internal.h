@@ -55,6 +55,13 @@ typedef struct type_state {
     double nack_time;   /* wall clock of the last NACK; 0 if none */
     double sent_time;   /* wall clock of the last response */
     unsigned long long acks, nacks, responses;
+    /* Incremental (delta) streams only: `names` and `named` stay empty; `force` holds the names due (sent if
+     * they exist, else in removed_resources), `force_all` every name of the set not explicitly subscribed (a
+     * wildcard subscription began), `sent` the set the client is in step with apart from `force`. */
+    name_list_t subs;        /* explicit subscriptions */
+    name_version_t *initial; /* initial_resource_versions of the first request, until the first evaluation */
+    size_t ninitial;
+    bool initial_pending; /* the first evaluation (against initial) has not happened yet */
 } type_state_t;
 
 /* A type ekglue does not serve: answered once per request with an empty response. */
@@ -66,6 +73,7 @@ typedef struct unknown_type {
 
 struct ekg_xds_session {
     ekg_xds_api_t api;
+    bool delta; /* the incremental protocol (DeltaDiscoveryRequest/Response), else state of the world */
     char *peer;
     /* From the first request that carried a node; all NULL before, all set after (owned). */
     char *node_id, *cluster, *region, *zone, *sub_zone, *user_agent_name, *user_agent_version;
