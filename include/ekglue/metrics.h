@@ -11,8 +11,9 @@
  * src/xds/session.h), Kubernetes resources and watch events (ekg_kube_resource_t, ekg_kube_event_t,
  * include/ekglue/watch.h). An index out of range is ignored.
  *
- * Names (all prefixed ekglue_): kubernetes_events_total{resource,type}, xds_acks_total{type},
- * xds_nacks_total{type}, xds_pushes_total{type}, xds_streams{api} (gauge), last_update_timestamp_seconds,
+ * Names (all prefixed ekglue_): kubernetes_events_total{resource,type}, xds_acks_total{type,mode},
+ * xds_nacks_total{type,mode}, xds_pushes_total{type,mode}, xds_streams{api,mode} (gauge; mode: sotw or delta,
+ * the xDS protocol variant), last_update_timestamp_seconds,
  * push_latency_seconds (histogram: snapshot published -> response handed to gRPC), snapshot_build_seconds
  * (histogram); the renderer adds the watcher's and the process's own figures.
  *
@@ -26,13 +27,15 @@
 #define EKG_METRICS_KUBE_RESOURCES 3 /* ekg_kube_resource_t */
 #define EKG_METRICS_KUBE_EVENTS    4 /* ekg_kube_event_t */
 #define EKG_METRICS_BUCKETS        14
+#define EKG_METRICS_XDS_MODES      2 /* 0: state of the world, 1: incremental (delta) */
 
 void ekg_metrics_kube_event(int kube_resource, int kube_event);
-void ekg_metrics_xds_ack(int resource_type);
-void ekg_metrics_xds_nack(int resource_type);
-void ekg_metrics_xds_push(int resource_type);
-/* delta +1 on open, -1 on close. */
-void ekg_metrics_xds_streams(int xds_api, int delta);
+/* mode: EKG_METRICS_XDS_MODES' index (0 sotw, 1 delta). */
+void ekg_metrics_xds_ack(int mode, int resource_type);
+void ekg_metrics_xds_nack(int mode, int resource_type);
+void ekg_metrics_xds_push(int mode, int resource_type);
+/* change +1 on open, -1 on close. */
+void ekg_metrics_xds_streams(int mode, int xds_api, int change);
 void ekg_metrics_snapshot_published(double build_seconds);
 void ekg_metrics_push_latency(double seconds);
 
@@ -48,10 +51,10 @@ typedef struct ekg_metrics_histogram {
 /* Every recorded value, each read once (relaxed: a histogram's count may be one ahead of its buckets). */
 typedef struct ekg_metrics_values {
     unsigned long long kube_events[EKG_METRICS_KUBE_RESOURCES][EKG_METRICS_KUBE_EVENTS];
-    unsigned long long xds_acks[EKG_METRICS_RESOURCE_TYPES];
-    unsigned long long xds_nacks[EKG_METRICS_RESOURCE_TYPES];
-    unsigned long long xds_pushes[EKG_METRICS_RESOURCE_TYPES];
-    long long xds_streams[EKG_METRICS_XDS_APIS];
+    unsigned long long xds_acks[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
+    unsigned long long xds_nacks[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
+    unsigned long long xds_pushes[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
+    long long xds_streams[EKG_METRICS_XDS_MODES][EKG_METRICS_XDS_APIS];
     double last_update; /* unix time of the last publish; 0 before */
     ekg_metrics_histogram_t push_latency;
     ekg_metrics_histogram_t snapshot_build;

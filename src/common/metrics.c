@@ -25,10 +25,10 @@ typedef struct histogram {
 } histogram_t;
 
 static atomic_ullong kube_events[EKG_METRICS_KUBE_RESOURCES][EKG_METRICS_KUBE_EVENTS];
-static atomic_ullong xds_acks[EKG_METRICS_RESOURCE_TYPES];
-static atomic_ullong xds_nacks[EKG_METRICS_RESOURCE_TYPES];
-static atomic_ullong xds_pushes[EKG_METRICS_RESOURCE_TYPES];
-static atomic_llong xds_streams[EKG_METRICS_XDS_APIS];
+static atomic_ullong xds_acks[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
+static atomic_ullong xds_nacks[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
+static atomic_ullong xds_pushes[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
+static atomic_llong xds_streams[EKG_METRICS_XDS_MODES][EKG_METRICS_XDS_APIS];
 static atomic_llong last_update_ms; /* wall clock of the last publish; 0 before */
 static histogram_t push_latency;
 static histogram_t snapshot_build;
@@ -55,28 +55,28 @@ void ekg_metrics_kube_event(int r, int e)
         atomic_fetch_add_explicit(&kube_events[r][e], 1, memory_order_relaxed);
 }
 
-void ekg_metrics_xds_ack(int t)
+void ekg_metrics_xds_ack(int m, int t)
 {
-    if ((unsigned)t < EKG_METRICS_RESOURCE_TYPES)
-        atomic_fetch_add_explicit(&xds_acks[t], 1, memory_order_relaxed);
+    if ((unsigned)m < EKG_METRICS_XDS_MODES && (unsigned)t < EKG_METRICS_RESOURCE_TYPES)
+        atomic_fetch_add_explicit(&xds_acks[m][t], 1, memory_order_relaxed);
 }
 
-void ekg_metrics_xds_nack(int t)
+void ekg_metrics_xds_nack(int m, int t)
 {
-    if ((unsigned)t < EKG_METRICS_RESOURCE_TYPES)
-        atomic_fetch_add_explicit(&xds_nacks[t], 1, memory_order_relaxed);
+    if ((unsigned)m < EKG_METRICS_XDS_MODES && (unsigned)t < EKG_METRICS_RESOURCE_TYPES)
+        atomic_fetch_add_explicit(&xds_nacks[m][t], 1, memory_order_relaxed);
 }
 
-void ekg_metrics_xds_push(int t)
+void ekg_metrics_xds_push(int m, int t)
 {
-    if ((unsigned)t < EKG_METRICS_RESOURCE_TYPES)
-        atomic_fetch_add_explicit(&xds_pushes[t], 1, memory_order_relaxed);
+    if ((unsigned)m < EKG_METRICS_XDS_MODES && (unsigned)t < EKG_METRICS_RESOURCE_TYPES)
+        atomic_fetch_add_explicit(&xds_pushes[m][t], 1, memory_order_relaxed);
 }
 
-void ekg_metrics_xds_streams(int api, int delta)
+void ekg_metrics_xds_streams(int m, int api, int change)
 {
-    if (api >= 0 && api < EKG_METRICS_XDS_APIS)
-        atomic_fetch_add_explicit(&xds_streams[api], delta, memory_order_relaxed);
+    if ((unsigned)m < EKG_METRICS_XDS_MODES && api >= 0 && api < EKG_METRICS_XDS_APIS)
+        atomic_fetch_add_explicit(&xds_streams[m][api], change, memory_order_relaxed);
 }
 
 void ekg_metrics_snapshot_published(double build_seconds)
@@ -113,13 +113,15 @@ void ekg_metrics_read(ekg_metrics_values_t *out)
     for (int r = 0; r < EKG_METRICS_KUBE_RESOURCES; r++)
         for (int e = 0; e < EKG_METRICS_KUBE_EVENTS; e++)
             out->kube_events[r][e] = load(&kube_events[r][e]);
-    for (int t = 0; t < EKG_METRICS_RESOURCE_TYPES; t++) {
-        out->xds_acks[t] = load(&xds_acks[t]);
-        out->xds_nacks[t] = load(&xds_nacks[t]);
-        out->xds_pushes[t] = load(&xds_pushes[t]);
+    for (int m = 0; m < EKG_METRICS_XDS_MODES; m++) {
+        for (int t = 0; t < EKG_METRICS_RESOURCE_TYPES; t++) {
+            out->xds_acks[m][t] = load(&xds_acks[m][t]);
+            out->xds_nacks[m][t] = load(&xds_nacks[m][t]);
+            out->xds_pushes[m][t] = load(&xds_pushes[m][t]);
+        }
+        for (int a = 0; a < EKG_METRICS_XDS_APIS; a++)
+            out->xds_streams[m][a] = atomic_load_explicit(&xds_streams[m][a], memory_order_relaxed);
     }
-    for (int a = 0; a < EKG_METRICS_XDS_APIS; a++)
-        out->xds_streams[a] = atomic_load_explicit(&xds_streams[a], memory_order_relaxed);
     out->last_update = (double)atomic_load_explicit(&last_update_ms, memory_order_relaxed) / 1000.0;
     read_histogram(&push_latency, &out->push_latency);
     read_histogram(&snapshot_build, &out->snapshot_build);

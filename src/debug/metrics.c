@@ -110,13 +110,17 @@ static void put_histogram(FILE *f, const char *name, const char *help, const ekg
     fprintf(f, "\nekglue_%s_count %llu\n", name, count);
 }
 
-static void put_per_type(FILE *f, const char *name, const char *help, const unsigned long long *counters)
+static const char *const mode_names[EKG_METRICS_XDS_MODES] = {"sotw", "delta"};
+
+static void put_per_type(FILE *f, const char *name, const char *help,
+                         const unsigned long long counters[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES])
 {
     header(f, name, "counter", help);
-    for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
-        sample_start(f, name, "type", resource_type_names[t], NULL, NULL);
-        fprintf(f, " %llu\n", counters[t]);
-    }
+    for (int m = 0; m < EKG_METRICS_XDS_MODES; m++)
+        for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
+            sample_start(f, name, "type", resource_type_names[t], "mode", mode_names[m]);
+            fprintf(f, " %llu\n", counters[m][t]);
+        }
 }
 
 /* utime + stime of /proc/self/stat (fields 14 and 15, counted after the parenthesized command name). */
@@ -199,15 +203,22 @@ void ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
                          kube_event_names[e]);
             fprintf(f, " %llu\n", m.kube_events[r][e]);
         }
-    put_per_type(f, "xds_acks_total", "xDS requests that ACKed a response, by resource type.", m.xds_acks);
-    put_per_type(f, "xds_nacks_total", "xDS requests that NACKed (rejected) a response, by resource type.",
-                 m.xds_nacks);
-    put_per_type(f, "xds_pushes_total", "xDS responses sent to clients, by resource type.", m.xds_pushes);
-    header(f, "xds_streams", "gauge", "Open xDS streams, by gRPC service (ADS, CDS, EDS, LDS, RDS).");
-    for (int a = 0; a < EKG_METRICS_XDS_APIS; a++) {
-        sample_start(f, "xds_streams", "api", api_names[a], NULL, NULL);
-        fprintf(f, " %lld\n", m.xds_streams[a]);
-    }
+    put_per_type(f, "xds_acks_total",
+                 "xDS requests that ACKed a response, by resource type and protocol (sotw, delta).",
+                 m.xds_acks);
+    put_per_type(
+        f, "xds_nacks_total",
+        "xDS requests that NACKed (rejected) a response, by resource type and protocol (sotw, delta).",
+        m.xds_nacks);
+    put_per_type(f, "xds_pushes_total",
+                 "xDS responses sent to clients, by resource type and protocol (sotw, delta).", m.xds_pushes);
+    header(f, "xds_streams", "gauge",
+           "Open xDS streams, by gRPC service (ADS, CDS, EDS, LDS, RDS) and protocol (sotw, delta).");
+    for (int md = 0; md < EKG_METRICS_XDS_MODES; md++)
+        for (int a = 0; a < EKG_METRICS_XDS_APIS; a++) {
+            sample_start(f, "xds_streams", "api", api_names[a], "mode", mode_names[md]);
+            fprintf(f, " %lld\n", m.xds_streams[md][a]);
+        }
     header(f, "last_update_timestamp_seconds", "gauge",
            "Unix time of the last snapshot published to the cache; 0 before the first.");
     fputs("ekglue_last_update_timestamp_seconds ", f);

@@ -215,6 +215,33 @@ static void put_source(const ekg_debug_view_t *v, FILE *f)
 }
 
 /* One client's per-type state as a small inner table. */
+/* What a client has of one type (the server's view, /clients "resources"): a count, and the names with their
+ * versions (content hashes: what a delta client was sent as `version`) folded away. */
+static void put_client_resources(FILE *f, const cJSON *type)
+{
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(type, "resources");
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(type, "resources_total");
+    if (!cJSON_IsArray(res) || !res->child) {
+        fputs("<span class=muted>none</span>", f);
+        return;
+    }
+    fprintf(f, "<details><summary>%.0f</summary>", cJSON_IsNumber(total) ? total->valuedouble : 0.0);
+    for (const cJSON *r = res->child; r; r = r->next) {
+        fputs("<code>", f);
+        esc(f, jstr(r, "name"));
+        fputs("</code> ", f);
+        const char *v = jstr(r, "version");
+        if (v[0])
+            put_version(f, v);
+        else
+            esc(f, jstr(r, "state"));
+        fputs("<br>", f);
+    }
+    if (cJSON_IsNumber(total) && total->valuedouble > cJSON_GetArraySize(res))
+        fprintf(f, "<span class=muted>(%.0f more)</span>", total->valuedouble - cJSON_GetArraySize(res));
+    fputs("</details>", f);
+}
+
 static void put_client_types(FILE *f, const cJSON *types)
 {
     if (!cJSON_IsObject(types) || !types->child) {
@@ -222,7 +249,7 @@ static void put_client_types(FILE *f, const cJSON *types)
         return;
     }
     fputs("<table class=inner><tr><th>Type</th><th>Subscription</th><th>Sent</th><th>ACKed</th>"
-          "<th>Last NACK</th></tr>",
+          "<th>Last NACK</th><th>Resources it has</th></tr>",
           f);
     for (const cJSON *t = types->child; t; t = t->next) {
         const cJSON *names = cJSON_GetObjectItemCaseSensitive(t, "names");
@@ -260,6 +287,8 @@ static void put_client_types(FILE *f, const cJSON *types)
         } else {
             fputs("<span class=muted>&ndash;</span>", f);
         }
+        fputs("</td><td>", f);
+        put_client_resources(f, t);
         fputs("</td></tr>", f);
     }
     fputs("</table>", f);
@@ -279,18 +308,18 @@ static void put_clients(const ekg_debug_view_t *v, FILE *f)
     }
     /* Two rows per client: who it is, then (indented, full width) what it subscribed to and got. */
     fputs("<table><tr><th>Node id</th><th>Cluster</th><th>Locality</th><th>Node name</th><th>User agent</th>"
-          "<th>Peer</th><th>API</th></tr>\n",
+          "<th>Peer</th><th>API</th><th>Protocol</th></tr>\n",
           f);
     for (const cJSON *c = v->clients->child; c; c = c->next) {
         static const char *const cols[] = {"node_id",    "cluster", "locality", "node_name",
-                                           "user_agent", "peer",    "api"};
+                                           "user_agent", "peer",    "api",      "mode"};
         fputs("<tr>", f);
         for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
             fputs(i == 0 ? "<td><code>" : "<td>", f);
             put_value(f, cJSON_GetObjectItemCaseSensitive(c, cols[i]));
             fputs(i == 0 ? "</code></td>" : "</td>", f);
         }
-        fputs("</tr>\n<tr class=sub><td colspan=7>", f);
+        fputs("</tr>\n<tr class=sub><td colspan=8>", f);
         put_client_types(f, cJSON_GetObjectItemCaseSensitive(c, "types"));
         fputs("</td></tr>\n", f);
     }

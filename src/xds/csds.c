@@ -24,6 +24,7 @@
  */
 #include <ctype.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,7 +132,19 @@ typedef struct resource_ctx {
     ekg_resource_type_t type;
     ekg_xds_type_status_t st;
     upb_Arena *arena;
+    bool delta; /* an incremental client: each resource's own version (its content hash) is what it has */
 } resource_ctx_t;
+
+/* The version_info of a resource the client was sent: the type's set version, or for a delta client the
+ * resource's own version, as DeltaDiscoveryResponse carried it (in the arena). */
+static upb_StringView sent_version_of(const resource_ctx_t *c, const ekg_resource_t *r)
+{
+    if (!c->delta)
+        return view(c->st.sent_version);
+    char *v = checked(upb_Arena_Malloc(c->arena, 17));
+    snprintf(v, 17, "%016llx", (unsigned long long)ekg_resource_hash(r));
+    return upb_StringView_FromDataAndSize(v, 16);
+}
 
 static void add_resource(void *arg, const char *name, ekg_xds_resource_state_t state, const ekg_resource_t *r)
 {
@@ -170,12 +183,12 @@ static void add_resource(void *arg, const char *name, ekg_xds_resource_state_t s
         envoy_admin_v3_UpdateFailureState_set_details(f, view(st->nack_message));
         envoy_admin_v3_UpdateFailureState_set_version_info(f, view(st->sent_version));
     } else if (st->acks > 0 && strcmp(st->acked_version, st->sent_version) == 0) {
-        envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_version_info(g, view(st->sent_version));
+        envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_version_info(g, sent_version_of(c, r));
         envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_config_status(
             g, envoy_service_status_v3_SYNCED);
         envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_client_status(g, envoy_admin_v3_ACKED);
     } else {
-        envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_version_info(g, view(st->sent_version));
+        envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_version_info(g, sent_version_of(c, r));
         envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_config_status(
             g, envoy_service_status_v3_STALE);
         envoy_service_status_v3_ClientConfig_GenericXdsConfig_set_client_status(g, envoy_admin_v3_UNKNOWN);
@@ -211,7 +224,10 @@ static void add_client(envoy_service_status_v3_ClientStatusResponse *resp, const
             ekg_oom(0);
     }
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
-        resource_ctx_t c = {.config = config, .type = (ekg_resource_type_t)t, .arena = arena};
+        resource_ctx_t c = {.config = config,
+                            .type = (ekg_resource_type_t)t,
+                            .arena = arena,
+                            .delta = ekg_xds_session_is_delta(s)};
         ekg_xds_session_type_status(s, (ekg_resource_type_t)t, &c.st);
         ekg_xds_session_resources(s, (ekg_resource_type_t)t, add_resource, &c);
     }

@@ -156,7 +156,7 @@ static void answer(ekg_xds_session_t *s, ekg_resource_type_t type,
         ts->nack_message = ekg_xstrndup(msg.data ? msg.data : "", msg.size);
         ts->nack_time = ekg_clock_unix_s();
         ts->nacks++;
-        ekg_metrics_xds_nack(type);
+        ekg_metrics_xds_nack(1, type);
         /* The client keeps what it had; `sent` already moved on, so the rejected versions are not resent. */
         ekg_warn("xds: NACK node=%s peer=%s type=%s rejected_version=%s (delta): %.*s",
                  ekg_xds_session_node_id(s), s->peer, ekg_xds_type_names[type], ts->sent_version,
@@ -169,7 +169,7 @@ static void answer(ekg_xds_session_t *s, ekg_resource_type_t type,
     free(ts->nack_message);
     ts->nack_message = NULL;
     ts->acks++;
-    ekg_metrics_xds_ack(type);
+    ekg_metrics_xds_ack(1, type);
 }
 
 ekg_err_t ekg_xds_delta_on_request(ekg_xds_session_t *s, const char *bytes, size_t len, ekg_diag_t *diag)
@@ -494,7 +494,7 @@ static void send_plan(ekg_xds_session_t *s, dplan_t *p, ekg_xds_response_t *out)
     snprintf(ts->sent_version, sizeof(ts->sent_version), "%s", ekg_resource_set_version(p->cur));
     ts->responses++;
     ts->sent_time = ekg_clock_unix_s();
-    ekg_metrics_xds_push(p->type);
+    ekg_metrics_xds_push(1, p->type);
     ekg_debug("xds: sending node=%s peer=%s type=%s version=%s nonce=%s resources=%zu removed=%zu (delta)",
               ekg_xds_session_node_id(s), s->peer, ekg_xds_type_names[p->type], ts->sent_version, nonce, p->n,
               p->nremoved);

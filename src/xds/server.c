@@ -314,7 +314,7 @@ static void stream_unref(stream_t *st)
     if (atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) != 1)
         return;
     if (st->session) {
-        ekg_metrics_xds_streams(ekg_xds_session_api(st->session), -1);
+        ekg_metrics_xds_streams(ekg_xds_session_is_delta(st->session), ekg_xds_session_api(st->session), -1);
         ekg_xds_session_free(st->session);
     }
     if (st->kind == STREAM_CSDS_STREAM || st->kind == STREAM_CSDS_FETCH)
@@ -953,6 +953,35 @@ static void add_string_cut(cJSON *o, const char *key, const char *str, size_t ma
     *bytes += n + strlen(key) + 6;
 }
 
+/* The resources a client has (the first CLIENT_NAMES_SHOWN) with their versions, for client_json. */
+typedef struct resources_json {
+    cJSON *arr;
+    size_t n, *bytes;
+} resources_json_t;
+
+static void resource_json(void *ctx, const char *name, ekg_xds_resource_state_t state,
+                          const ekg_resource_t *r)
+{
+    static const char *const states[] = {
+        [EKG_XDS_RESOURCE_REQUESTED] = "requested",
+        [EKG_XDS_RESOURCE_DOES_NOT_EXIST] = "does_not_exist",
+        [EKG_XDS_RESOURCE_SENT] = "sent",
+    };
+    resources_json_t *c = ctx;
+    if (c->n++ >= CLIENT_NAMES_SHOWN)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    add_string_cut(o, "name", name, CLIENT_STRING_MAX, c->bytes);
+    cJSON_AddStringToObject(o, "state", states[state]);
+    if (r) { /* the resource's own version: its content hash, what a delta client was sent as `version` */
+        char v[17];
+        snprintf(v, sizeof(v), "%016llx", (unsigned long long)ekg_resource_hash(r));
+        cJSON_AddStringToObject(o, "version", v);
+    }
+    *c->bytes += 64;
+    cJSON_AddItemToArray(c->arr, o);
+}
+
 /* One client as the debug port shows it, bounded (see ekg_xds_server_clients); *bytes grows by an estimate of
  * its JSON size. cJSON allocates through mem.h: nothing here can fail. */
 static cJSON *client_json(const ekg_xds_session_t *c, size_t *bytes)
@@ -976,6 +1005,7 @@ static cJSON *client_json(const ekg_xds_session_t *c, size_t *bytes)
     add_string_cut(o, "user_agent", ua, CLIENT_STRING_MAX, bytes);
     add_string_cut(o, "peer", ekg_xds_session_peer(c), CLIENT_STRING_MAX, bytes);
     cJSON_AddStringToObject(o, "api", api_names[ekg_xds_session_api(c)]);
+    cJSON_AddStringToObject(o, "mode", ekg_xds_session_is_delta(c) ? "delta" : "sotw");
     for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
         if (!api_carries(ekg_xds_session_api(c), (ekg_resource_type_t)t))
             continue;
@@ -992,6 +1022,9 @@ static cJSON *client_json(const ekg_xds_session_t *c, size_t *bytes)
         cJSON_AddNumberToObject(ty, "responses", (double)st.responses);
         cJSON_AddNumberToObject(ty, "acks", (double)st.acks);
         cJSON_AddNumberToObject(ty, "nacks", (double)st.nacks);
+        resources_json_t rj = {.arr = cJSON_AddArrayToObject(ty, "resources"), .bytes = bytes};
+        ekg_xds_session_resources(c, (ekg_resource_type_t)t, resource_json, &rj);
+        cJSON_AddNumberToObject(ty, "resources_total", (double)rj.n);
         for (size_t i = 0; i < st.nnames && i < CLIENT_NAMES_SHOWN; i++) {
             size_t n = strlen(st.names[i]);
             if (n <= CLIENT_STRING_MAX) {
@@ -1106,7 +1139,7 @@ static void start_stream(worker_t *w, int method, grpc_call *call, const grpc_ca
         ekg_debug("xDS stream opened peer=%s method=%s", peer ? peer : "", method_paths[method]);
         gpr_free(peer);
         atomic_fetch_add_explicit(&s->streams_total, 1, memory_order_relaxed);
-        ekg_metrics_xds_streams(method_api[method], +1);
+        ekg_metrics_xds_streams(method_is_delta(method), method_api[method], +1);
     }
 
     pthread_mutex_lock(&st->lock);

@@ -602,7 +602,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         ts->nack_message = ekg_xstrndup(msg.data ? msg.data : "", msg.size);
         ts->nack_time = ekg_clock_unix_s();
         ts->nacks++;
-        ekg_metrics_xds_nack(type);
+        ekg_metrics_xds_nack(0, type);
         /* The rejected content is not resent: nothing is due until it changes. */
         ekg_warn("xds: NACK node=%s peer=%s type=%s rejected_version=%s client_version=%.*s: %.*s",
                  ekg_xds_session_node_id(s), s->peer, ekg_xds_type_names[type], ts->sent_version,
@@ -618,7 +618,7 @@ ekg_err_t ekg_xds_session_on_request(ekg_xds_session_t *s, const char *bytes, si
         free(ts->nack_message);
         ts->nack_message = NULL;
         ts->acks++;
-        ekg_metrics_xds_ack(type);
+        ekg_metrics_xds_ack(0, type);
     }
     if ((err = update_subscription(s, type, names, n, arena, diag)) != EKG_OK)
         goto out;
@@ -814,7 +814,7 @@ static void commit(ekg_xds_session_t *s, plan_t *p, const char *nonce)
     snprintf(ts->sent_version, sizeof(ts->sent_version), "%s", ekg_resource_set_version(p->cur));
     ts->responses++;
     ts->sent_time = ekg_clock_unix_s();
-    ekg_metrics_xds_push(p->type);
+    ekg_metrics_xds_push(0, p->type);
     ts->pending = false;
     ekg_xds_list_clear(&ts->force);
     ts->force_all = false;

@@ -365,13 +365,14 @@ class DebugPortTest(xc.LogOnFailure, unittest.TestCase):
         resp = s.recv(10)
         self.assertIsNotNone(resp)
         s.ack(resp)
-        key = ("ekglue_xds_acks_total", frozenset({"type": "Cluster"}.items()))
+        key = ("ekglue_xds_acks_total", frozenset({"type": "Cluster", "mode": "sotw"}.items()))
         moved = dc.wait_until(lambda: metrics(self.server)[0][key] > before[key], timeout=5)
         self.assertTrue(moved, "xds_acks_total{type=Cluster} did not move")
         after, _, _ = metrics(self.server)
-        self.assertGreaterEqual(sample(after, "ekglue_xds_pushes_total", type="Cluster"),
-                                sample(before, "ekglue_xds_pushes_total", type="Cluster") + 1)
-        self.assertGreaterEqual(sample(after, "ekglue_xds_streams", api="ADS"), 1)
+        self.assertGreaterEqual(sample(after, "ekglue_xds_pushes_total", type="Cluster", mode="sotw"),
+                                sample(before, "ekglue_xds_pushes_total", type="Cluster", mode="sotw") + 1)
+        self.assertGreaterEqual(sample(after, "ekglue_xds_streams", api="ADS", mode="sotw"), 1)
+        self.assertEqual(sample(after, "ekglue_xds_streams", api="ADS", mode="delta"), 0)
         s.cancel()
 
         # A file change: a new snapshot, a new timestamp, one more build observed.

@@ -57,16 +57,20 @@ static void test_counters(void **state)
     ekg_metrics_kube_event(EKG_KUBE_ENDPOINT_SLICES, EKG_KEVENT_MODIFIED);
     ekg_metrics_kube_event(EKG_KUBE_NODES, EKG_KEVENT_BOOKMARK);
     ekg_metrics_kube_event(EKG_KUBE__COUNT, EKG_KEVENT_ADDED); /* out of range: ignored */
-    ekg_metrics_xds_ack(EKG_RESOURCE_CLUSTER);
-    ekg_metrics_xds_nack(EKG_RESOURCE_LOAD_ASSIGNMENT);
-    ekg_metrics_xds_push(EKG_RESOURCE_LISTENER);
-    ekg_metrics_xds_push(EKG_RESOURCE_LISTENER);
-    ekg_metrics_xds_push(EKG_RESOURCE__COUNT); /* ignored */
-    ekg_metrics_xds_streams(0, +1);            /* ADS */
-    ekg_metrics_xds_streams(2, +1);            /* EDS */
-    ekg_metrics_xds_streams(2, +1);
-    ekg_metrics_xds_streams(2, -1);
-    ekg_metrics_xds_streams(7, +1); /* ignored */
+    ekg_metrics_xds_ack(0, EKG_RESOURCE_CLUSTER);
+    ekg_metrics_xds_ack(1, EKG_RESOURCE_CLUSTER);
+    ekg_metrics_xds_ack(1, EKG_RESOURCE_CLUSTER);
+    ekg_metrics_xds_nack(0, EKG_RESOURCE_LOAD_ASSIGNMENT);
+    ekg_metrics_xds_push(0, EKG_RESOURCE_LISTENER);
+    ekg_metrics_xds_push(0, EKG_RESOURCE_LISTENER);
+    ekg_metrics_xds_push(0, EKG_RESOURCE__COUNT);   /* ignored */
+    ekg_metrics_xds_push(2, EKG_RESOURCE_LISTENER); /* no such mode: ignored */
+    ekg_metrics_xds_streams(0, 0, +1);              /* SotW ADS */
+    ekg_metrics_xds_streams(0, 2, +1);              /* SotW EDS */
+    ekg_metrics_xds_streams(0, 2, +1);
+    ekg_metrics_xds_streams(0, 2, -1);
+    ekg_metrics_xds_streams(1, 0, +1); /* delta ADS */
+    ekg_metrics_xds_streams(0, 7, +1); /* ignored */
     char *after = render();
 
     assert_int_equal(
@@ -77,13 +81,20 @@ static void test_counters(void **state)
         (int)delta(before, after, "ekglue_kubernetes_events_total{resource=\"nodes\",type=\"BOOKMARK\"}"), 1);
     assert_int_equal(
         (int)delta(before, after, "ekglue_kubernetes_events_total{resource=\"services\",type=\"ADDED\"}"), 0);
-    assert_int_equal((int)delta(before, after, "ekglue_xds_acks_total{type=\"Cluster\"}"), 1);
-    assert_int_equal((int)delta(before, after, "ekglue_xds_acks_total{type=\"ClusterLoadAssignment\"}"), 0);
-    assert_int_equal((int)delta(before, after, "ekglue_xds_nacks_total{type=\"ClusterLoadAssignment\"}"), 1);
-    assert_int_equal((int)delta(before, after, "ekglue_xds_pushes_total{type=\"Listener\"}"), 2);
-    assert_int_equal((int)delta(before, after, "ekglue_xds_streams{api=\"ADS\"}"), 1);
-    assert_int_equal((int)delta(before, after, "ekglue_xds_streams{api=\"EDS\"}"), 1);
-    assert_int_equal((int)delta(before, after, "ekglue_xds_streams{api=\"RDS\"}"), 0);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_acks_total{type=\"Cluster\",mode=\"sotw\"}"), 1);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_acks_total{type=\"Cluster\",mode=\"delta\"}"), 2);
+    assert_int_equal(
+        (int)delta(before, after, "ekglue_xds_acks_total{type=\"ClusterLoadAssignment\",mode=\"sotw\"}"), 0);
+    assert_int_equal(
+        (int)delta(before, after, "ekglue_xds_nacks_total{type=\"ClusterLoadAssignment\",mode=\"sotw\"}"), 1);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_pushes_total{type=\"Listener\",mode=\"sotw\"}"),
+                     2);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_pushes_total{type=\"Listener\",mode=\"delta\"}"),
+                     0);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_streams{api=\"ADS\",mode=\"sotw\"}"), 1);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_streams{api=\"EDS\",mode=\"sotw\"}"), 1);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_streams{api=\"RDS\",mode=\"sotw\"}"), 0);
+    assert_int_equal((int)delta(before, after, "ekglue_xds_streams{api=\"ADS\",mode=\"delta\"}"), 1);
     free(before);
     free(after);
 }
