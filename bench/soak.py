@@ -961,7 +961,7 @@ class Soak:
         self.a = a
         self.rng = random.Random(a.seed)
         self.stop = threading.Event()
-        self.samples = []  # (t since the load started, VmRSS, fds, threads)
+        self.samples = []  # (t since the load started, VmRSS, fds, threads, live heap bytes or nan)
         self.problems = []  # findings about ekglue: each a missed target (exit 3)
         self.reloads = []  # (t, config name, seconds until logged)
         self.faults = collections.Counter()
@@ -1042,6 +1042,21 @@ class Soak:
             elif "rejected" in line:
                 self.problems.append("config reload to %s rejected: %s" % (name, line))
 
+    def heap_bytes(self):
+        """ekglue's live heap (ekglue_process_heap_bytes on the debug port's /metrics: malloc'd and not freed, as
+        the allocator counts it, ASan's included), or nan when it cannot be read."""
+        import urllib.request
+        if not self.debug_port:
+            return float("nan")
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.debug_port, timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("ekglue_process_heap_bytes "):
+                        return float(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return float("nan")
+
     def sample_loop(self):
         pid = self.server.proc.pid
         while True:
@@ -1050,18 +1065,18 @@ class Soak:
                 nfd = len(os.listdir("/proc/%d/fd" % pid))
             except OSError:
                 return
-            self.samples.append((self.elapsed(), st.get("VmRSS", 0), nfd, st.get("Threads", 0)))
+            self.samples.append((self.elapsed(), st.get("VmRSS", 0), nfd, st.get("Threads", 0), self.heap_bytes()))
             if "warm-up" not in self.smaps and self.elapsed() >= 0.2 * self.a.minutes * 60:
                 self.smaps["warm-up"] = smaps_classes(pid)
             if self.sampling_done.wait(self.a.sample_s):
                 return
 
     def progress(self, client):
-        s = self.samples[-1] if self.samples else (0, 0, 0, 0)
+        s = self.samples[-1] if self.samples else (0, 0, 0, 0, float("nan"))
         st = client.stats
-        log("%5.1f min: RSS %.1f MB, fds %d, threads %d; streams synced %s/%d, opened %s, responses %s; changes %d, "
+        log("%5.1f min: RSS %.1f MB, heap %.1f MB, fds %d, threads %d; streams synced %s/%d, opened %s, responses %s; changes %d, "
             "fault episodes %d, reloads %d; violations %d, unexpected ends %d" % (
-                self.elapsed() / 60, s[1] / MB, s[2], s[3], st.get("synced", "?"), self.a.streams,
+                self.elapsed() / 60, s[1] / MB, s[4] / MB, s[2], s[3], st.get("synced", "?"), self.a.streams,
                 st.get("opened", "?"), st.get("responses", "?"), sum(self.objects.counts.values()),
                 sum(self.faults.values()), len(self.reloads), len(client.violations), len(client.unexpected_ends)))
 
@@ -1207,13 +1222,13 @@ class Soak:
                     f.write(server.log() + "\n")
             self.fake.stop()
             with open(os.path.join(out_dir, "samples.csv"), "w") as f:
-                f.write("t_s,vmrss_bytes,fds,threads\n")
+                f.write("t_s,vmrss_bytes,fds,threads,heap_bytes\n")
                 for s in self.samples:
-                    f.write("%.1f,%d,%d,%d\n" % s)
+                    f.write("%.1f,%d,%d,%d,%.0f\n" % s)
 
 
-def window_mean(samples, lo, hi):
-    v = [s[1] for s in samples if lo <= s[0] <= hi]
+def window_mean(samples, lo, hi, field=1):
+    v = [s[field] for s in samples if lo <= s[0] <= hi and s[field] == s[field]]
     return sum(v) / len(v) if v else float("nan")
 
 
@@ -1289,6 +1304,11 @@ def report(a, soak, res, client, asan):
     if fds:
         print("  fds: start %d, max %d, end %d; threads: start %d, max %d, end %d (%d samples, every %.0f s)" % (
             fds[0], max(fds), fds[-1], s[0][3], max(x[3] for x in s), s[-1][3], len(s), a.sample_s))
+    hb, he = window_mean(s, warm - w, warm, 4), window_mean(s, L - w, L, 4)
+    hmax = max((x[4] for x in after if x[4] == x[4]), default=float("nan"))
+    print("  live heap (MB, what the allocator counts as malloc'd and not freed): end of warm-up %.1f, max after "
+          "warm-up %.1f, end of load %.1f (%+.1f%%)" % (hb / MB, hmax / MB, he / MB,
+                                                        (he - hb) / hb * 100 if hb == hb and hb else float("nan")))
     ok = growth <= 5.0
     print("  target: RSS growth after warm-up <= 5%% (end of load vs end of warm-up, means over %.0f s): %+.1f%%  %s"
           % (w, growth, "met" if ok else "MISSED"))

@@ -11,6 +11,7 @@
  * Thread: the debug server's.
  */
 #include <stdbool.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,23 @@ static void put_per_type(FILE *f, const char *name, const char *help,
             fprintf(f, " %llu\n", counters[m][t]);
         }
 }
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* The sanitizers' allocator replaces malloc: ask it (declared in sanitizer/allocator_interface.h, which GCC
+ * 12 does not install; the function is in libasan and libtsan). */
+size_t __sanitizer_get_current_allocated_bytes(void);
+static double heap_in_use_bytes(void)
+{
+    return (double)__sanitizer_get_current_allocated_bytes();
+}
+#else
+/* glibc: chunks in use in every arena plus mmap'd blocks. */
+static double heap_in_use_bytes(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return (double)mi.uordblks + (double)mi.hblkhd;
+}
+#endif
 
 /* utime + stime of /proc/self/stat (fields 14 and 15, counted after the parenthesized command name). */
 static bool process_cpu_seconds(double *out)
@@ -239,6 +257,12 @@ void ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
         put_double(f, v);
         fputc('\n', f);
     }
+    header(
+        f, "process_heap_bytes", "gauge",
+        "Bytes allocated with malloc and not freed (live heap; RSS also holds the allocator's free memory).");
+    fputs("ekglue_process_heap_bytes ", f);
+    put_double(f, heap_in_use_bytes());
+    fputc('\n', f);
     if (process_cpu_seconds(&v)) {
         header(f, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
         fputs("ekglue_process_cpu_seconds_total ", f);
