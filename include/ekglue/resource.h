@@ -89,6 +89,14 @@ const char *ekg_resource_set_version(const ekg_resource_set_t *s);
 void ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, size_t *len);
 
 /*
+ * The same for incremental xDS: every item as one DeltaDiscoveryResponse `resources` field, Resource{version
+ * = the content hash in 16 hex digits, resource = the Any, name}, concatenated in order. Built on first use,
+ * shared by every delta stream that gets the whole set (a new wildcard subscription). Borrowed, lives as long
+ * as s.
+ */
+void ekg_resource_set_delta_fields(ekg_resource_set_t *s, const char **data, size_t *len);
+
+/*
  * Calls fn for every name whose resource differs between old (may be NULL = empty) and cur: added (before
  * NULL), removed (after NULL) or changed content; in name order. Pages shared by both sets are skipped
  * without looking inside, so the diff of two consecutive versions costs about one page per change.

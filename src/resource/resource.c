@@ -49,8 +49,10 @@ typedef struct page {
 
 struct ekg_resource_set {
     atomic_int refs;
-    _Atomic(char *) fields; /* all items' response fields, concatenated; built on first use */
-    size_t fields_len;      /* their length, known from the start (so no builder writes it) */
+    _Atomic(char *) fields;       /* all items' response fields, concatenated; built on first use */
+    size_t fields_len;            /* their length, known from the start (so no builder writes it) */
+    _Atomic(char *) delta_fields; /* the same as DeltaDiscoveryResponse resources; built on first use */
+    size_t delta_fields_len;      /* known from the start */
     ekg_resource_type_t type;
     size_t n;
     size_t npages;
@@ -158,6 +160,13 @@ uint64_t ekg_resource_hash(const ekg_resource_t *r)
     return r->hash;
 }
 
+/* The length of Resource{version = 1 (16 hex digits), resource = 2 (the Any, as in the response field), name
+ * = 3} for r: the response field is tag 2 + length + Any, exactly Resource.resource's encoding. */
+static size_t delta_resource_len(const ekg_resource_t *r)
+{
+    return ekg_pb_field_size(1, 16) + r->field_len + ekg_pb_field_size(3, strlen(r->name));
+}
+
 static void page_unref(page_t *p)
 {
     if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
@@ -208,8 +217,10 @@ ekg_err_t ekg_resource_set_new(ekg_resource_type_t type, ekg_resource_t *const *
     }
     snprintf(s->version, sizeof(s->version), "%016llx",
              (unsigned long long)ekg_hash_final(ekg_hash_u64(h, n)));
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         s->fields_len += items[i]->field_len;
+        s->delta_fields_len += ekg_pb_field_size(2, delta_resource_len(items[i]));
+    }
     *out = s;
     return EKG_OK;
 invalid:
@@ -231,6 +242,7 @@ void ekg_resource_set_unref(ekg_resource_set_t *s)
         if (s->pages[i])
             page_unref(s->pages[i]);
     free(atomic_load(&s->fields));
+    free(atomic_load(&s->delta_fields));
     free(s);
 }
 
@@ -289,6 +301,34 @@ void ekg_resource_set_response_fields(ekg_resource_set_t *s, const char **data, 
     }
     *data = f;
     *len = s->fields_len;
+}
+
+void ekg_resource_set_delta_fields(ekg_resource_set_t *s, const char **data, size_t *len)
+{
+    char *f = atomic_load_explicit(&s->delta_fields, memory_order_acquire);
+    if (!f) {
+        char *buf = ekg_xmalloc(s->delta_fields_len ? s->delta_fields_len : 1), *p = buf;
+        for (size_t i = 0; i < s->n; i++) {
+            const ekg_resource_t *r = ekg_resource_set_at(s, i);
+            char v[17];
+            snprintf(v, sizeof(v), "%016llx", (unsigned long long)r->hash);
+            p = ekg_pb_put_header(p, 2, delta_resource_len(r));
+            p = ekg_pb_put_field(p, 1, v, 16);
+            memcpy(p, r->field, r->field_len);
+            p += r->field_len;
+            p = ekg_pb_put_field(p, 3, r->name, strlen(r->name));
+        }
+        char *expected = NULL; /* several threads may race to build it: the first one wins */
+        if (atomic_compare_exchange_strong_explicit(&s->delta_fields, &expected, buf, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            f = buf;
+        } else {
+            free(buf);
+            f = expected;
+        }
+    }
+    *data = f;
+    *len = s->delta_fields_len;
 }
 
 void ekg_resource_set_diff(const ekg_resource_set_t *old, const ekg_resource_set_t *cur,

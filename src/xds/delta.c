@@ -427,6 +427,36 @@ static char *put_resource_tail(char *q, const ekg_resource_t *r)
     return ekg_pb_put_field(q, 3, name, strlen(name)); /* Resource.name = 3 */
 }
 
+static void release_set(void *owner)
+{
+    ekg_resource_set_unref(owner);
+}
+
+/* A response carrying every resource of p->cur: header, the set's shared bytes, trailer. */
+static void build_whole(const dplan_t *p, const char *nonce, const char *url, const char *version,
+                        ekg_xds_response_t *out)
+{
+    size_t ul = strlen(url), vl = strlen(version), nl = strlen(nonce);
+    size_t tail_len = ekg_pb_field_size(4, ul) + ekg_pb_field_size(5, nl);
+    for (size_t i = 0; i < p->nremoved; i++)
+        tail_len += ekg_pb_field_size(6, strlen(p->removed[i]));
+    char *head = ekg_xmalloc(ekg_pb_field_size(1, vl)), *tail = ekg_xmalloc(tail_len);
+    char *h = ekg_pb_put_field(head, 1, version, vl), *t = ekg_pb_put_field(tail, 4, url, ul);
+    t = ekg_pb_put_field(t, 5, nonce, nl);
+    for (size_t i = 0; i < p->nremoved; i++)
+        t = ekg_pb_put_field(t, 6, p->removed[i], strlen(p->removed[i]));
+    const char *data;
+    size_t len;
+    ekg_resource_set_delta_fields(p->cur, &data, &len);
+    ekg_xds_piece_t *pieces = ekg_xcalloc(3, sizeof(*pieces));
+    pieces[0] = (ekg_xds_piece_t){.data = head, .len = (size_t)(h - head), .release = free, .owner = head};
+    pieces[1] = (ekg_xds_piece_t){
+        .data = data, .len = len, .release = release_set, .owner = ekg_resource_set_ref(p->cur)};
+    pieces[2] = (ekg_xds_piece_t){.data = tail, .len = (size_t)(t - tail), .release = free, .owner = tail};
+    *out = (ekg_xds_response_t){
+        .type = p->type, .pieces = pieces, .npieces = 3, .total_len = pieces[0].len + len + pieces[2].len};
+}
+
 /*
  * DeltaDiscoveryResponse{system_version_info = 1, resources = 2: Resource{version = 1, resource = 2 (the
  * resource's own DiscoveryResponse field bytes: the same tag and Any), name = 3}, type_url = 4, nonce = 5,
@@ -443,6 +473,14 @@ static void build(const dplan_t *p, const char *nonce, ekg_xds_response_t *out)
     for (size_t i = 0; i < p->n; i++) {
         size_t rs = resource_size(p->items[i]);
         body += ekg_pb_field_size(2, rs) - ekg_resource_response_len(p->items[i]);
+    }
+    /* Every resource of the set in order (a new wildcard subscription): the set's shared delta encoding. */
+    bool whole = p->n > MAX_PIECES && p->n == ekg_resource_set_size(p->cur);
+    for (size_t i = 0; whole && i < p->n; i++)
+        whole = p->items[i] == ekg_resource_set_at(p->cur, i);
+    if (whole) {
+        build_whole(p, nonce, url, version, out);
+        return;
     }
     bool copy = p->n > MAX_PIECES;
     size_t scratch_len = head + body + tail;
