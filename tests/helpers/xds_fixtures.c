@@ -481,3 +481,275 @@ void xf_assert_carries(const xf_response_t *r, const ekg_resource_t *res)
     assert_int_equal(a->value_len, len);
     assert_memory_equal(a->value, data, len);
 }
+
+/* --- incremental (delta) xDS
+ * --------------------------------------------------------------------------------
+ */
+
+ekg_xds_session_t *xf_delta_session(xf_t *x, ekg_xds_api_t api)
+{
+    if (x->nsessions == XF_MAX_SESSIONS)
+        fail_msg("xds fixture: more than %d sessions in one test", XF_MAX_SESSIONS);
+    ekg_xds_session_t *s = ekg_xds_session_new_delta(api, "test");
+    x->sessions[x->nsessions++] = s;
+    return s;
+}
+
+/* Calls add(msg, token, arena) for every space-separated token of list (copied into the arena). */
+static void each_name(upb_Arena *a, const char *list,
+                      bool (*add)(envoy_service_discovery_v3_DeltaDiscoveryRequest *, upb_StringView,
+                                  upb_Arena *),
+                      envoy_service_discovery_v3_DeltaDiscoveryRequest *req)
+{
+    if (!list)
+        return;
+    char *copy = arena_strndup(a, list, strlen(list)), *save = NULL;
+    for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
+        add(req, sv(tok), a);
+}
+
+char *xf_delta_request_encode(const xf_delta_request_t *r, size_t *len)
+{
+    upb_Arena *a = upb_Arena_New();
+    envoy_service_discovery_v3_DeltaDiscoveryRequest *req =
+        envoy_service_discovery_v3_DeltaDiscoveryRequest_new(a);
+    if (r->type_url)
+        envoy_service_discovery_v3_DeltaDiscoveryRequest_set_type_url(req, sv(r->type_url));
+    if (r->nonce)
+        envoy_service_discovery_v3_DeltaDiscoveryRequest_set_response_nonce(req, sv(r->nonce));
+    if (r->error)
+        google_rpc_Status_set_message(
+            envoy_service_discovery_v3_DeltaDiscoveryRequest_mutable_error_detail(req, a), sv(r->error));
+    if (r->node_id) {
+        envoy_config_core_v3_Node *node =
+            envoy_service_discovery_v3_DeltaDiscoveryRequest_mutable_node(req, a);
+        envoy_config_core_v3_Node_set_id(node, sv(r->node_id));
+        if (r->region || r->zone) {
+            envoy_config_core_v3_Locality *l = envoy_config_core_v3_Node_mutable_locality(node, a);
+            envoy_config_core_v3_Locality_set_region(l, sv(r->region ? r->region : ""));
+            envoy_config_core_v3_Locality_set_zone(l, sv(r->zone ? r->zone : ""));
+        }
+    }
+    each_name(a, r->subscribe, envoy_service_discovery_v3_DeltaDiscoveryRequest_add_resource_names_subscribe,
+              req);
+    each_name(a, r->unsubscribe,
+              envoy_service_discovery_v3_DeltaDiscoveryRequest_add_resource_names_unsubscribe, req);
+    if (r->initial) {
+        char *copy = arena_strndup(a, r->initial, strlen(r->initial)), *save = NULL;
+        for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+            char *eq = strchr(tok, '=');
+            if (!eq) {
+                upb_Arena_Free(a);
+                fail_msg("xds fixture: initial version \"%s\" is not name=version", tok);
+            }
+            *eq = '\0';
+            envoy_service_discovery_v3_DeltaDiscoveryRequest_initial_resource_versions_set(req, sv(tok),
+                                                                                           sv(eq + 1), a);
+        }
+    }
+    char *bytes = envoy_service_discovery_v3_DeltaDiscoveryRequest_serialize(req, a, len);
+    if (!bytes) {
+        upb_Arena_Free(a);
+        fail_msg("xds fixture: cannot serialize a DeltaDiscoveryRequest");
+    }
+    char *copy = ekg_xmalloc(*len ? *len : 1);
+    if (*len)
+        memcpy(copy, bytes, *len);
+    upb_Arena_Free(a);
+    return copy;
+}
+
+ekg_err_t xf_delta_try_request(ekg_xds_session_t *s, const xf_delta_request_t *r, ekg_diag_t *diag)
+{
+    size_t len = 0;
+    char *bytes = xf_delta_request_encode(r, &len);
+    ekg_err_t err = ekg_xds_session_on_request(s, bytes, len, diag);
+    free(bytes);
+    return err;
+}
+
+void xf_delta_request(ekg_xds_session_t *s, const xf_delta_request_t *r)
+{
+    ekg_diag_t diag = {{0}};
+    ekg_err_t err = xf_delta_try_request(s, r, &diag);
+    if (err != EKG_OK)
+        fail_msg("delta request type_url=%s subscribe=[%s] unsubscribe=[%s] nonce=%s rejected: %s (%s)",
+                 r->type_url ? r->type_url : "", r->subscribe ? r->subscribe : "",
+                 r->unsubscribe ? r->unsubscribe : "", r->nonce ? r->nonce : "", diag.msg, ekg_strerror(err));
+}
+
+void xf_delta_ack(ekg_xds_session_t *s, const xf_delta_response_t *r)
+{
+    xf_delta_request(s, &(xf_delta_request_t){.type_url = r->type_url, .nonce = r->nonce});
+}
+
+void xf_delta_nack(ekg_xds_session_t *s, const xf_delta_response_t *r, const char *message)
+{
+    xf_delta_request(s, &(xf_delta_request_t){.type_url = r->type_url, .nonce = r->nonce, .error = message});
+}
+
+const char *xf_delta_version(const ekg_resource_t *res, char buf[17])
+{
+    snprintf(buf, 17, "%016llx", (unsigned long long)ekg_resource_hash(res));
+    return buf;
+}
+
+/* names (n of them) sorted and joined by ',' in the arena; fails the test on a name twice (what: which list).
+ */
+static const char *join_sorted(upb_Arena *a, const char **names, size_t n, const char *what,
+                               const char *nonce)
+{
+    size_t len = 1;
+    qsort(names, n, sizeof(*names), cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(names[i - 1], names[i]) == 0)
+            fail_msg("delta response (nonce %s) has %s twice in %s", nonce, names[i], what);
+        len += strlen(names[i]) + 1;
+    }
+    char *out = upb_Arena_Malloc(a, len);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            strcat(out, ",");
+        strcat(out, names[i]);
+    }
+    return out;
+}
+
+static xf_delta_response_t *delta_decode(upb_Arena *a, ekg_resource_type_t type, const char *buf,
+                                         size_t total)
+{
+    envoy_service_discovery_v3_DeltaDiscoveryResponse *m =
+        envoy_service_discovery_v3_DeltaDiscoveryResponse_parse(buf, total, a);
+    if (!m)
+        fail_msg("response of %zu bytes does not decode as a DeltaDiscoveryResponse", total);
+    upb_StringView v = envoy_service_discovery_v3_DeltaDiscoveryResponse_system_version_info(m);
+    upb_StringView u = envoy_service_discovery_v3_DeltaDiscoveryResponse_type_url(m);
+    upb_StringView nonce = envoy_service_discovery_v3_DeltaDiscoveryResponse_nonce(m);
+    size_t n = 0, nremoved = 0;
+    const envoy_service_discovery_v3_Resource *const *res =
+        envoy_service_discovery_v3_DeltaDiscoveryResponse_resources(m, &n);
+    const upb_StringView *rem =
+        envoy_service_discovery_v3_DeltaDiscoveryResponse_removed_resources(m, &nremoved);
+    xf_delta_response_t *out = upb_Arena_Malloc(a, sizeof(*out));
+    xf_delta_item_t *items = upb_Arena_Malloc(a, (n ? n : 1) * sizeof(*items));
+    const char **sorted = upb_Arena_Malloc(a, (n ? n : 1) * sizeof(*sorted));
+    const char **gone = upb_Arena_Malloc(a, (nremoved ? nremoved : 1) * sizeof(*gone));
+    *out = (xf_delta_response_t){
+        .type = type,
+        .system_version = arena_strndup(a, v.data, v.size),
+        .type_url = arena_strndup(a, u.data, u.size),
+        .nonce = arena_strndup(a, nonce.data, nonce.size),
+        .n = n,
+        .items = items,
+        .nremoved = nremoved,
+    };
+    assert_string_equal(out->type_url, ekg_resource_type_url(type));
+    for (size_t i = 0; i < n; i++) {
+        upb_StringView name = envoy_service_discovery_v3_Resource_name(res[i]);
+        upb_StringView version = envoy_service_discovery_v3_Resource_version(res[i]);
+        if (!envoy_service_discovery_v3_Resource_has_resource(res[i]))
+            fail_msg("delta response (nonce %s): Resource %.*s without its resource", out->nonce,
+                     (int)name.size, name.data);
+        const struct google_protobuf_Any *any = envoy_service_discovery_v3_Resource_resource(res[i]);
+        upb_StringView iu = google_protobuf_Any_type_url(any);
+        upb_StringView iv = google_protobuf_Any_value(any);
+        items[i] = (xf_delta_item_t){
+            .name = arena_strndup(a, name.data, name.size),
+            .version = arena_strndup(a, version.data, version.size),
+            .type_url = arena_strndup(a, iu.data, iu.size),
+            .value = arena_strndup(a, iv.data, iv.size),
+            .value_len = iv.size,
+        };
+        assert_string_equal(items[i].type_url, out->type_url);
+        const char *inside = resource_name(a, items[i].type_url, items[i].value, iv.size);
+        if (!inside || strcmp(inside, items[i].name) != 0)
+            fail_msg("delta response (nonce %s): Resource.name %s, but the message's name is %s", out->nonce,
+                     items[i].name, inside ? inside : "(does not decode)");
+        /* The version is the content hash of the resource's bytes (src/common/hash.h). */
+        ekg_resource_t *check = NULL;
+        assert_int_equal(ekg_resource_new(type, items[i].name, items[i].value, iv.size, &check), EKG_OK);
+        char want[17];
+        xf_delta_version(check, want);
+        ekg_resource_unref(check);
+        if (strcmp(items[i].version, want) != 0)
+            fail_msg("delta response (nonce %s): %s has version %s, its content hash is %s", out->nonce,
+                     items[i].name, items[i].version, want);
+        sorted[i] = items[i].name;
+    }
+    for (size_t i = 0; i < nremoved; i++) {
+        gone[i] = arena_strndup(a, rem[i].data, rem[i].size);
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(gone[i], items[k].name) == 0)
+                fail_msg("delta response (nonce %s) both sends and removes %s", out->nonce, gone[i]);
+    }
+    out->names = join_sorted(a, sorted, n, "resources", out->nonce);
+    out->removed = join_sorted(a, gone, nremoved, "removed_resources", out->nonce);
+    return out;
+}
+
+const xf_delta_response_t *xf_delta_next(xf_t *x, ekg_xds_session_t *s)
+{
+    ekg_xds_response_t r = {0};
+    if (!ekg_xds_session_next(s, &r))
+        return NULL;
+    size_t total = 0;
+    for (size_t i = 0; i < r.npieces; i++)
+        total += r.pieces[i].len;
+    char *copy = upb_Arena_Malloc(x->arena, total ? total : 1);
+    size_t off = 0;
+    for (size_t i = 0; i < r.npieces; i++) {
+        if (r.pieces[i].len)
+            memcpy(copy + off, r.pieces[i].data, r.pieces[i].len);
+        off += r.pieces[i].len;
+    }
+    size_t total_len = r.total_len;
+    ekg_resource_type_t type = r.type;
+    ekg_xds_response_release(&r);
+    assert_null(r.pieces);
+    if (total != total_len)
+        fail_msg("response pieces add up to %zu bytes, total_len says %zu", total, total_len);
+    if (type >= EKG_RESOURCE__COUNT)
+        fail_msg("a delta response of no served type (%d)", (int)type);
+    return delta_decode(x->arena, type, copy, total);
+}
+
+const xf_delta_response_t *xf_delta_expect(xf_t *x, ekg_xds_session_t *s)
+{
+    const xf_delta_response_t *r = xf_delta_next(x, s);
+    if (!r)
+        fail_msg("expected a delta response, but nothing is due");
+    return r;
+}
+
+void xf_delta_expect_none(xf_t *x, ekg_xds_session_t *s)
+{
+    const xf_delta_response_t *r = xf_delta_next(x, s);
+    if (r)
+        fail_msg("expected no response, got one: type_url=%s system_version=%s nonce=%s resources=[%s] "
+                 "removed=[%s]",
+                 r->type_url, r->system_version, r->nonce, r->names, r->removed);
+}
+
+const xf_delta_item_t *xf_delta_find(const xf_delta_response_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->items[i].name, name) == 0)
+            return &r->items[i];
+    return NULL;
+}
+
+void xf_delta_assert_carries(const xf_delta_response_t *r, const ekg_resource_t *res)
+{
+    const xf_delta_item_t *it = xf_delta_find(r, ekg_resource_name(res));
+    if (!it)
+        fail_msg("delta response (type %s) lacks %s; it carries [%s]", r->type_url, ekg_resource_name(res),
+                 r->names);
+    assert_string_equal(it->type_url, ekg_resource_type_url(ekg_resource_type(res)));
+    size_t len = 0;
+    const char *data = ekg_resource_data(res, &len);
+    assert_int_equal(it->value_len, len);
+    assert_memory_equal(it->value, data, len);
+    char v[17];
+    assert_string_equal(it->version, xf_delta_version(res, v));
+}

@@ -1,6 +1,7 @@
 /*
  * tests/helpers/xds_fixtures.h: test-only drivers of the per-stream xDS protocol engine (src/xds/session.h),
- * shared by the cmocka unit tests (tests/unit/session_test.c).
+ * shared by the cmocka unit tests (tests/unit/session_test.c, and tests/unit/delta_test.c for the incremental
+ * protocol: the xf_delta_* functions at the end).
  *
  * A test owns one xf_t, made by xf_setup() and freed by xf_teardown() (cmocka runs the teardown even when the
  * test fails, so a failing assertion leaks nothing that ASan/LSan would report). It holds:
@@ -140,5 +141,74 @@ void xf_nack(ekg_xds_session_t *s, const xf_response_t *r, const char *names, co
 
 /* The session's status for type (strings borrowed from the session). */
 ekg_xds_type_status_t xf_status(const ekg_xds_session_t *s, ekg_resource_type_t type);
+
+/* --- incremental (delta) xDS -------------------------------------------------------------------------------
+ *
+ * The same for sessions of the incremental protocol (src/xds/delta.c): DeltaDiscoveryRequests built with the
+ * upb setters, DeltaDiscoveryResponses decoded from the concatenated pieces. Decoding fails the test when the
+ * pieces do not add up to total_len, when a Resource's Any is not of the response's type, when its name is
+ * not the name inside the message, when its version is not the content hash of its bytes (xf_delta_version),
+ * when a name is sent twice or listed in removed_resources twice, or is both sent and removed.
+ */
+
+/* A new delta session on api (peer "test"), freed at teardown. */
+ekg_xds_session_t *xf_delta_session(xf_t *x, ekg_xds_api_t api);
+
+/* A DeltaDiscoveryRequest; NULL fields are left unset. Name lists are space-separated. */
+typedef struct xf_delta_request {
+    const char *type_url;
+    const char *subscribe;   /* resource_names_subscribe */
+    const char *unsubscribe; /* resource_names_unsubscribe */
+    const char *initial;     /* initial_resource_versions: "name=version ..." */
+    const char *nonce;       /* response_nonce */
+    const char *error;       /* non-NULL: a NACK, error_detail.message */
+    const char *node_id;     /* non-NULL: node.id */
+    const char *region;      /* with node_id: node.locality.region, .zone */
+    const char *zone;
+} xf_delta_request_t;
+
+/* The serialized request; malloc'ed, the caller frees it. */
+char *xf_delta_request_encode(const xf_delta_request_t *r, size_t *len);
+/* Feeds the request to the session and returns what ekg_xds_session_on_request returned. */
+ekg_err_t xf_delta_try_request(ekg_xds_session_t *s, const xf_delta_request_t *r, ekg_diag_t *diag);
+/* Feeds the request, failing the test (with the diag) unless it is accepted. */
+void xf_delta_request(ekg_xds_session_t *s, const xf_delta_request_t *r);
+
+/* One Resource of a DeltaDiscoveryResponse. Strings NUL-terminated, in the xf_t's arena. */
+typedef struct xf_delta_item {
+    const char *name;     /* Resource.name */
+    const char *version;  /* Resource.version */
+    const char *type_url; /* of Resource.resource (the Any) */
+    const char *value;
+    size_t value_len;
+} xf_delta_item_t;
+
+/* A decoded DeltaDiscoveryResponse, in the xf_t's arena. */
+typedef struct xf_delta_response {
+    ekg_resource_type_t type; /* as the session reported it */
+    const char *system_version, *type_url, *nonce;
+    size_t n;
+    const xf_delta_item_t *items; /* in response order */
+    const char *names;            /* the items' names sorted and joined by ',' ("" for none) */
+    size_t nremoved;
+    const char *removed; /* removed_resources sorted and joined by ',' ("" for none) */
+} xf_delta_response_t;
+
+/* The next response the session produces, decoded; NULL when none is due. */
+const xf_delta_response_t *xf_delta_next(xf_t *x, ekg_xds_session_t *s);
+/* The same, failing the test when nothing is due. */
+const xf_delta_response_t *xf_delta_expect(xf_t *x, ekg_xds_session_t *s);
+/* Fails the test, describing the response, when one is due. */
+void xf_delta_expect_none(xf_t *x, ekg_xds_session_t *s);
+/* The item named name, or NULL. */
+const xf_delta_item_t *xf_delta_find(const xf_delta_response_t *r, const char *name);
+/* Fails unless r carries res: an item with its name, its type's URL, exactly its bytes and its version. */
+void xf_delta_assert_carries(const xf_delta_response_t *r, const ekg_resource_t *res);
+/* The version a delta response gives res: its content hash (ekg_resource_hash) as 16 hex digits, in buf. */
+const char *xf_delta_version(const ekg_resource_t *res, char buf[17]);
+
+/* ACK of r (its type_url and nonce, no subscription change); NACK of r with message. */
+void xf_delta_ack(ekg_xds_session_t *s, const xf_delta_response_t *r);
+void xf_delta_nack(ekg_xds_session_t *s, const xf_delta_response_t *r, const char *message);
 
 #endif
