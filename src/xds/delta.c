@@ -356,32 +356,38 @@ static bool evaluate(ekg_xds_session_t *s, ekg_resource_type_t type, dplan_t *p)
     if (!ts->requested || !s->snap)
         return false;
     p->cur = s->cur[type];
-    if (ts->initial_pending) {
+    bool wildcard = ts->wildcard && type != EKG_RESOURCE_LISTENER;
+    /* Everything: a wildcard subscription that just began with nothing to compare against (no initial
+     * versions), or "*" added later. Taken straight from the set, without listing every name as due. */
+    bool all = wildcard && (ts->force_all || (ts->initial_pending && ts->ninitial == 0));
+    if (all) {
+        for (size_t i = 0; i < ts->subs.n; i++) /* explicit names: reported if absent */
+            ekg_xds_list_add(&ts->force, ts->subs.names[i]);
+        free_initial(ts);
+        ts->initial_pending = false;
+        ts->force_all = false;
+    } else if (ts->initial_pending) {
         first_evaluation(ts, type, p->cur);
     } else if (ts->sent != p->cur) {
         diff_ctx_t d = {ts, type};
         ekg_resource_set_diff(ts->sent, p->cur, on_diff, &d);
     }
-    if (ts->force_all) {
-        for (size_t i = 0; i < ekg_resource_set_size(p->cur); i++) {
-            const char *name = ekg_resource_name(ekg_resource_set_at(p->cur, i));
-            if (!ekg_xds_list_has(&ts->subs, name))
-                ekg_xds_list_add(&ts->force, name);
-        }
-        ts->force_all = false;
-    }
+    ts->force_all = false;
     if (ts->sent != p->cur) {
         ekg_resource_set_unref(ts->sent);
         ts->sent = ekg_resource_set_ref(p->cur);
     }
+    if (all)
+        for (size_t i = 0; i < ekg_resource_set_size(p->cur); i++)
+            EKG_ARRAY_PUSH(p->items, p->n, p->cap, ekg_resource_set_at(p->cur, i));
     for (size_t i = 0; i < ts->force.n; i++) {
         const char *name = ts->force.names[i];
         if (!subscribed(ts, type, name))
             continue;
         const ekg_resource_t *r = ekg_resource_set_find(p->cur, name);
-        if (r)
+        if (r && !all) /* (with all, every existing resource is in items already) */
             EKG_ARRAY_PUSH(p->items, p->n, p->cap, r);
-        else
+        else if (!r)
             EKG_ARRAY_PUSH(p->removed, p->nremoved, p->capremoved, ekg_xstrdup(name));
     }
     ekg_xds_list_clear(&ts->force);

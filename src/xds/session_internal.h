@@ -56,8 +56,8 @@ typedef struct type_state {
     double sent_time;   /* wall clock of the last response */
     unsigned long long acks, nacks, responses;
     /* Incremental (delta) streams only: `names` and `named` stay empty; `force` holds the names due (sent if
-     * they exist, else in removed_resources), `force_all` every name of the set not explicitly subscribed (a
-     * wildcard subscription began), `sent` the set the client is in step with apart from `force`. */
+     * they exist, else in removed_resources), `force_all` says the whole set is due (a wildcard subscription
+     * began), `sent` is the set the client is in step with apart from `force`. */
     name_list_t subs;        /* explicit subscriptions */
     name_version_t *initial; /* initial_resource_versions of the first request, until the first evaluation */
     size_t ninitial;
