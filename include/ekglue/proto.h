@@ -108,4 +108,65 @@ ekg_err_t ekg_proto_encode(const upb_Message *msg, const upb_MessageDef *m, upb_
 ekg_err_t ekg_proto_decode_peer(const char *buf, size_t len, const upb_MiniTable *mt, int options,
                                 upb_Arena *arena, upb_Message **out, ekg_diag_t *diag);
 
+/*
+ * --- Validation: Envoy's own rules (src/proto/validate.c; docs/config.md, "Validation") -------------------
+ *
+ * Envoy checks every resource it receives against the protoc-gen-validate rules annotated in its protos (the
+ * `validate.rules` options, extension 1071 of FieldOptions, and `validate.required` of OneofOptions) and
+ * NACKs a response holding one resource that breaks one. ekg_proto_init() compiles those rules from the
+ * descriptors in the pool once; these functions check a message against them the way Envoy would: nested
+ * messages, repeated and map fields, and the payload of every Any whose type the pool knows. Envoy's own
+ * check of every google.protobuf.Duration (not negative, in range) comes with them. A rule kind the validator
+ * does not implement is counted (ekg_proto_validate_stats) and logged at start-up, and docs/config.md lists
+ * them; such a rule is not checked.
+ */
+
+#define EKG_VALIDATE_MAX_DEPTH 100 /* messages nested deeper are a violation (Envoy's parser stops at 100)   \
+                                    */
+
+/* One step from a message into a field. Borrowed pointers into the pool and into the violation. */
+typedef struct ekg_validate_step {
+    const upb_FieldDef *field; /* the field entered; NULL for a required oneof (then oneof is set) */
+    const upb_OneofDef *oneof; /* a required oneof that has no field set: always the last step */
+    long index;                /* repeated fields: the element; -1 otherwise */
+    const char *key;           /* map fields: the entry's key as text (strings as they are); NULL otherwise */
+} ekg_validate_step_t;
+
+/* The first rule a message breaks: where and what. Filled by the functions below; the caller owns it. */
+typedef struct ekg_violation {
+    ekg_validate_step_t steps[EKG_VALIDATE_MAX_DEPTH + 1]; /* from the top message down to the value */
+    size_t nsteps;
+    char path[512]; /* the steps in words, proto field names: `load_assignment.endpoints[0].priority`,
+                       `typed_extension_protocol_options["NAME"].explicit_http_config...` (an Any's payload
+                       fields follow the Any field's name directly, as in JSON); cut to fit */
+    char rule[256]; /* what the value must be, in the words of Envoy's validator: "must be greater than 0s" */
+    char keys[1024]; /* storage for the steps' keys */
+} ekg_violation_t;
+
+/*
+ * Checks msg (of type m) against Envoy's rules. EKG_OK when it passes; EKG_EINVAL when it breaks one, with
+ * *v (if non-NULL) saying where and which. Messages in Any fields are decoded into a scratch arena of this
+ * call. Thread: any, once ekg_proto_init() returned.
+ */
+ekg_err_t ekg_proto_validate(const upb_Message *msg, const upb_MessageDef *m, ekg_violation_t *v);
+
+/* Like ekg_proto_validate() on the message that buf[0..len) encodes; EKG_EPROTO (v->rule says so) when the
+ * bytes do not decode as m. */
+ekg_err_t ekg_proto_validate_bytes(const char *buf, size_t len, const upb_MessageDef *m, ekg_violation_t *v);
+
+/*
+ * After ekg_proto_to_json() failed on msg: finds the deepest field whose value upb's JSON encoder refuses and
+ * describes it in *v (path, and rule "cannot be written as proto3 JSON (REASON)"). EKG_EINVAL when found,
+ * EKG_OK when msg encodes after all.
+ */
+ekg_err_t ekg_proto_locate_json_error(const upb_Message *msg, const upb_MessageDef *m, ekg_violation_t *v);
+
+/* What ekg_proto_init() compiled: message types with something to check, fields and oneofs with rules, and
+ * the rules (parts of a field's rules) the validator cannot check, counted and named by kind. */
+typedef struct ekg_validate_stats {
+    size_t messages, rules, unsupported;
+    char unsupported_kinds[256]; /* "string.well_known.email (2), ..." or "" */
+} ekg_validate_stats_t;
+void ekg_proto_validate_stats(ekg_validate_stats_t *out);
+
 #endif

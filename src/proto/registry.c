@@ -11,6 +11,8 @@
  * errors left are real ones: a descriptor that does not load, JSON that does not decode, a message that does
  * not encode.
  *
+ * It also has the validator (src/proto/validate.c) compile Envoy's validation rules from the pool's files.
+ *
  * Thread: ekg_proto_init() runs on the main thread before any other thread starts; after it the pool is only
  * read, which upb allows from any number of threads.
  */
@@ -28,6 +30,7 @@
 #include "ekglue/proto.h"
 
 #include "proto/grpc_defs.h"
+#include "proto/validate.h"
 
 #define DECLARE(sym) extern _upb_DefPool_Init sym;
 EKG_GRPC_DEFS(DECLARE)
@@ -77,6 +80,21 @@ ekg_err_t ekg_proto_init(ekg_diag_t *diag)
             goto out;
         }
     }
+    /* Envoy's validation rules, compiled once from every file loaded (src/proto/validate.c). */
+#define COUNT(sym) +1
+    const size_t ngrpc = 0 EKG_GRPC_DEFS(COUNT);
+#undef COUNT
+    const upb_FileDef **roots = ekg_xcalloc(ngrpc + nfiles, sizeof(*roots)); /* borrowed from p */
+    size_t nroots = 0;
+#define ROOT(sym) roots[nroots++] = upb_DefPool_FindFileByName(p, sym.filename);
+    EKG_GRPC_DEFS(ROOT)
+#undef ROOT
+    for (size_t i = 0; i < nfiles; i++) {
+        upb_StringView name = google_protobuf_FileDescriptorProto_name(files[i]);
+        roots[nroots++] = upb_DefPool_FindFileByNameWithSize(p, name.data, name.size);
+    }
+    ekg_validate_compile(p, roots, nroots);
+    free(roots);
     pool = p;
     p = NULL;
 out:
@@ -89,6 +107,7 @@ out:
 
 void ekg_proto_shutdown(void)
 {
+    ekg_validate_free();
     if (pool)
         upb_DefPool_Free(pool);
     pool = NULL;
