@@ -88,6 +88,8 @@ static int cmp_initial(const void *a, const void *b)
 
 static const char *initial_version(const type_state_t *ts, const char *name)
 {
+    if (ts->ninitial == 0)
+        return NULL;
     name_version_t key = {.name = (char *)name};
     const name_version_t *f = bsearch(&key, ts->initial, ts->ninitial, sizeof(key), cmp_initial);
     return f ? f->version : NULL;
@@ -101,6 +103,32 @@ static void version_of(const ekg_resource_t *r, char buf[17])
 
 /* --- requests ----------------------------------------------------------------------------------------------
  */
+
+/* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF). upb checks the strings of
+ * resource_names_* but not map keys and values, and a name that is not UTF-8 would come back in
+ * removed_resources, which protobuf parsers (Envoy's) refuse: such a request is malformed. */
+static bool utf8_ok(upb_StringView v)
+{
+    const unsigned char *p = (const unsigned char *)v.data, *end = p + v.size;
+    while (p < end) {
+        unsigned c = *p++;
+        if (c < 0x80)
+            continue;
+        size_t n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 ? 1 : 0;
+        if (n == 0 || c > 0xf4 || (size_t)(end - p) < n)
+            return false;
+        unsigned cp = c & (0x3f >> n);
+        for (size_t i = 0; i < n; i++, p++) {
+            if ((*p & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (*p & 0x3f);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+    }
+    return true;
+}
 
 static ekg_resource_type_t request_type(const ekg_xds_session_t *s, upb_StringView url, ekg_diag_t *diag,
                                         ekg_err_t *err)
@@ -190,8 +218,21 @@ ekg_err_t ekg_xds_delta_on_request(ekg_xds_session_t *s, const char *bytes, size
         envoy_service_discovery_v3_DeltaDiscoveryRequest_resource_names_subscribe(req, &nsub);
     const upb_StringView *unsub =
         envoy_service_discovery_v3_DeltaDiscoveryRequest_resource_names_unsubscribe(req, &nunsub);
-    while (envoy_service_discovery_v3_DeltaDiscoveryRequest_initial_resource_versions_next(req, &iter))
+    const envoy_service_discovery_v3_DeltaDiscoveryRequest_InitialResourceVersionsEntry *entry;
+    while ((entry = envoy_service_discovery_v3_DeltaDiscoveryRequest_initial_resource_versions_next(req,
+                                                                                                    &iter))) {
         ninit++;
+        if (!utf8_ok(
+                envoy_service_discovery_v3_DeltaDiscoveryRequest_InitialResourceVersionsEntry_key(entry)) ||
+            !utf8_ok(
+                envoy_service_discovery_v3_DeltaDiscoveryRequest_InitialResourceVersionsEntry_value(entry))) {
+            err = ekg_diag_set(
+                diag, EKG_EPARSE,
+                "DeltaDiscoveryRequest does not decode: initial_resource_versions holds a string "
+                "that is not UTF-8");
+            goto out;
+        }
+    }
     if (s->max_names_per_request && nsub + nunsub + ninit > s->max_names_per_request) {
         err = ekg_diag_set(diag, EKG_ERANGE,
                            "DeltaDiscoveryRequest names %zu resources; the limit is %zu per request "
@@ -271,9 +312,14 @@ ekg_err_t ekg_xds_delta_on_request(ekg_xds_session_t *s, const char *bytes, size
             continue;
         }
         char *name = view_dup(unsub[i]);
+        bool had = ekg_xds_list_has(&ts->subs, name);
         ekg_xds_list_remove(&ts->subs, name);
         if (!subscribed(ts, type, name))
             ekg_xds_list_remove(&ts->force, name);
+        else if (had && !ts->initial_pending)
+            /* Still covered by "*": the client cannot tell whether it keeps the resource until the server
+             * says it again (sent again, or removed if gone), as go-control-plane does. */
+            ekg_xds_list_add(&ts->force, name);
         free(name);
     }
     ts->requested = true;
