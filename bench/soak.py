@@ -34,9 +34,13 @@ stream receives (with the same CDS version). Retried until --final-timeout. Then
 streams open and must exit 0, with no sanitizer report (ASan/LSan/UBSan with tests/sanitizers.sh's options) in its
 stderr.
 
-Memory: VmRSS of ekglue every --sample-s. Warm-up is the first 20% of the run. Target: the RSS at the end (mean
-of the samples in the last minute of load) is at most 5% above the RSS at the end of the warm-up (mean of its last
-minute). Start, end of warm-up, max after warm-up and end are printed; fds and threads for context.
+Memory: VmRSS of ekglue and its live heap (ekglue_process_heap_bytes from the debug port: malloc'd and not freed,
+as the allocator counts it) every --sample-s. Warm-up is the first 20% of the run. Target: memory at the end (mean
+of the samples in the last minute of load) at most 5% above memory at the end of the warm-up (mean of its last
+minute); memory is the live heap in an ASan build, whose RSS is mostly the allocator's (a 256 MB quarantine of
+freed blocks, size classes that keep their high-water mark: it creeps up for ~20 minutes of churn while the live
+heap stays flat), and RSS in any other build. Both are printed, with start, end of warm-up, max and end, and RSS
+split by mapping; fds and threads for context.
 
 Usage: soak.py BUILD_DIR [--minutes 30] [--streams 200] [--channels 8] [--services 40] [--change-ms 600]
                 [--reload-s 60] [--life-min 5] [--life-max 90] [--channel-every 30] [--quiet-s 15]
@@ -1309,11 +1313,23 @@ def report(a, soak, res, client, asan):
     print("  live heap (MB, what the allocator counts as malloc'd and not freed): end of warm-up %.1f, max after "
           "warm-up %.1f, end of load %.1f (%+.1f%%)" % (hb / MB, hmax / MB, he / MB,
                                                         (he - hb) / hb * 100 if hb == hb and hb else float("nan")))
-    ok = growth <= 5.0
-    print("  target: RSS growth after warm-up <= 5%% (end of load vs end of warm-up, means over %.0f s): %+.1f%%  %s"
-          % (w, growth, "met" if ok else "MISSED"))
+    # Under ASan, RSS is mostly the allocator's: a 256 MB quarantine of freed blocks, size-class regions that keep
+    # their high-water mark, shadow memory for all of it. It keeps creeping up for ~20 minutes of churn while the
+    # live heap stays flat (and a release build's RSS stays flat), so the memory target is the live heap there,
+    # and RSS in any other build; both figures are always printed.
+    heap_growth = (he - hb) / hb * 100 if hb == hb and hb else float("nan")
+    if asan:
+        ok = heap_growth <= 5.0
+        print("  RSS growth after warm-up (ASan build: the allocator's quarantine and size classes, not a target): "
+              "%+.1f%%" % growth)
+        print("  target: memory growth after warm-up <= 5%% (ASan: the live heap; end of load vs end of warm-up, "
+              "means over %.0f s): %+.1f%%  %s" % (w, heap_growth, "met" if ok else "MISSED"))
+    else:
+        ok = growth <= 5.0
+        print("  target: memory growth after warm-up <= 5%% (RSS; end of load vs end of warm-up, means over %.0f s): "
+              "%+.1f%%  %s" % (w, growth, "met" if ok else "MISSED"))
     if not ok:
-        missed.append("RSS growth")
+        missed.append("memory growth")
     # 3. versions
     regress = [v for v in client.violations if v["kind"] == "version-regression"]
     other = [v for v in client.violations if v["kind"] != "version-regression"]
