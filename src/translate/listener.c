@@ -73,13 +73,14 @@ ekg_err_t ekg_listener_encode(const char *name, const char *cluster, char **out,
     b.len = 0;
     add_str(&b, 1, name);
     add(&b, 2, a.buf, a.len);
-    /* HttpConnectionManager{route_config = 4, http_filters = 5: HttpFilter{name = 1, typed_config = 4: Any}}
-     */
+    /* HttpConnectionManager{stat_prefix = 2, route_config = 4, http_filters = 5: HttpFilter{name = 1,
+     * typed_config = 4: Any}}. gRPC ignores stat_prefix; Envoy's rules require one (min_len 1). */
     level_t router = {0}, filter = {0};
     add_str(&router, 1, ROUTER_TYPE);
     add_str(&filter, 1, "envoy.filters.http.router");
     add(&filter, 4, router.buf, router.len);
     a.len = 0;
+    add_str(&a, 2, "ekglue");
     add(&a, 4, b.buf, b.len);
     add(&a, 5, filter.buf, filter.len);
     /* Any{type_url = 1, value = 2} in ApiListener{api_listener = 1} in Listener{name = 1, api_listener = 19}
