@@ -13,7 +13,7 @@
  *
  * Names (all prefixed ekglue_): kubernetes_events_total{resource,type}, xds_acks_total{type,mode},
  * xds_nacks_total{type,mode}, xds_pushes_total{type,mode}, xds_streams{api,mode} (gauge; mode: sotw or delta,
- * the xDS protocol variant), last_update_timestamp_seconds,
+ * the xDS protocol variant), resources_invalid_total{type}, last_update_timestamp_seconds,
  * push_latency_seconds (histogram: snapshot published -> response handed to gRPC), snapshot_build_seconds
  * (histogram); the renderer adds the watcher's and the process's own figures.
  *
@@ -36,6 +36,8 @@ void ekg_metrics_xds_nack(int mode, int resource_type);
 void ekg_metrics_xds_push(int mode, int resource_type);
 /* change +1 on open, -1 on close. */
 void ekg_metrics_xds_streams(int mode, int xds_api, int change);
+/* A resource translation built but does not serve: it breaks one of Envoy's validation rules. */
+void ekg_metrics_resource_invalid(int resource_type);
 void ekg_metrics_snapshot_published(double build_seconds);
 void ekg_metrics_push_latency(double seconds);
 
@@ -55,6 +57,7 @@ typedef struct ekg_metrics_values {
     unsigned long long xds_nacks[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
     unsigned long long xds_pushes[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
     long long xds_streams[EKG_METRICS_XDS_MODES][EKG_METRICS_XDS_APIS];
+    unsigned long long resources_invalid[EKG_METRICS_RESOURCE_TYPES];
     double last_update; /* unix time of the last publish; 0 before */
     ekg_metrics_histogram_t push_latency;
     ekg_metrics_histogram_t snapshot_build;

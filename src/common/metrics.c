@@ -29,6 +29,7 @@ static atomic_ullong xds_acks[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES]
 static atomic_ullong xds_nacks[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
 static atomic_ullong xds_pushes[EKG_METRICS_XDS_MODES][EKG_METRICS_RESOURCE_TYPES];
 static atomic_llong xds_streams[EKG_METRICS_XDS_MODES][EKG_METRICS_XDS_APIS];
+static atomic_ullong resources_invalid[EKG_METRICS_RESOURCE_TYPES];
 static atomic_llong last_update_ms; /* wall clock of the last publish; 0 before */
 static histogram_t push_latency;
 static histogram_t snapshot_build;
@@ -79,6 +80,12 @@ void ekg_metrics_xds_streams(int m, int api, int change)
         atomic_fetch_add_explicit(&xds_streams[m][api], change, memory_order_relaxed);
 }
 
+void ekg_metrics_resource_invalid(int t)
+{
+    if ((unsigned)t < EKG_METRICS_RESOURCE_TYPES)
+        atomic_fetch_add_explicit(&resources_invalid[t], 1, memory_order_relaxed);
+}
+
 void ekg_metrics_snapshot_published(double build_seconds)
 {
     struct timespec ts;
@@ -122,6 +129,8 @@ void ekg_metrics_read(ekg_metrics_values_t *out)
         for (int a = 0; a < EKG_METRICS_XDS_APIS; a++)
             out->xds_streams[m][a] = atomic_load_explicit(&xds_streams[m][a], memory_order_relaxed);
     }
+    for (int t = 0; t < EKG_METRICS_RESOURCE_TYPES; t++)
+        out->resources_invalid[t] = load(&resources_invalid[t]);
     out->last_update = (double)atomic_load_explicit(&last_update_ms, memory_order_relaxed) / 1000.0;
     read_histogram(&push_latency, &out->push_latency);
     read_histogram(&snapshot_build, &out->snapshot_build);

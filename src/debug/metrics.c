@@ -237,6 +237,13 @@ void ekg_debug_metrics_render(ekg_watcher_t *watcher, char **out, size_t *len)
             sample_start(f, "xds_streams", "api", api_names[a], "mode", mode_names[md]);
             fprintf(f, " %lld\n", m.xds_streams[md][a]);
         }
+    header(f, "resources_invalid_total", "counter",
+           "Resources built but not served because they break one of Envoy's validation rules, by type (each "
+           "build that drops one counts it; the log names the resource and the rule).");
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++) {
+        sample_start(f, "resources_invalid_total", "type", resource_type_names[t], NULL, NULL);
+        fprintf(f, " %llu\n", m.resources_invalid[t]);
+    }
     header(f, "last_update_timestamp_seconds", "gauge",
            "Unix time of the last snapshot published to the cache; 0 before the first.");
     fputs("ekglue_last_update_timestamp_seconds ", f);

@@ -18,6 +18,7 @@
 
 #include "ekglue/clock.h"
 #include "ekglue/mem.h"
+#include "ekglue/metrics.h"
 #include "ekglue/render.h"
 
 #include "debug/debug_internal.h"
@@ -177,7 +178,21 @@ static void put_snapshot(const ekg_debug_view_t *v, FILE *f)
         put_age(f, since > 0 ? now - since : -1);
         fputs(since > 0 ? " ago</td></tr>\n" : "</td></tr>\n", f);
     }
-    fputs("</table></section>\n", f);
+    fputs("</table>\n", f);
+    ekg_metrics_values_t
+        m; /* resources dropped for breaking Envoy's validation rules (docs/translation.md) */
+    ekg_metrics_read(&m);
+    const char *sep =
+        "<p class=err>Not served, as they break Envoy's validation rules (counted per build; the "
+        "log says which and why): ";
+    for (int t = 0; t < EKG_RESOURCE__COUNT; t++)
+        if (m.resources_invalid[t]) {
+            fprintf(f, "%s%s %llu", sep, ekg_debug_type_names[t], m.resources_invalid[t]);
+            sep = ", ";
+        }
+    if (strcmp(sep, ", ") == 0)
+        fputs("</p>\n", f);
+    fputs("</section>\n", f);
 }
 
 static void put_source(const ekg_debug_view_t *v, FILE *f)
