@@ -179,6 +179,8 @@ typedef struct ekg_translate_stats {
     size_t services_translated; /* dirty Services redone */
     uint64_t total_ns;          /* the whole build */
     uint64_t encode_ns;         /* of which: binary encoding of resources */
+    uint64_t validate_ns;       /* of which: checking them against Envoy's rules (ekg_proto_validate) */
+    size_t resources_invalid;   /* resources not served because they break one of those rules */
 } ekg_translate_stats_t;
 void ekg_translator_last_stats(const ekg_translator_t *t, ekg_translate_stats_t *out);
 

@@ -3,7 +3,9 @@
  *
  * Loads FILE exactly as the daemon would. On success it prints the effective base Cluster as canonical proto3
  * JSON (what every cluster starts from before overrides) on stdout and a one-line summary on stderr, so that
- * the JSON can be piped; exit 0. On a config error it prints "FILE:LINE: key: reason" on stderr; exit 3.
+ * the JSON can be piped; exit 0. On a config error it prints "FILE:LINE: key: reason" on stderr; exit 3. A
+ * config error includes a Cluster that breaks one of Envoy's validation rules or cannot be printed as JSON
+ * (docs/config.md, "Validation").
  * Thread: main.
  */
 #include <stdio.h>
@@ -12,6 +14,7 @@
 
 #include <cJSON.h>
 
+#include "ekglue/mem.h"
 #include "ekglue/translate.h"
 #include "ekglue/proto.h"
 
@@ -106,9 +109,19 @@ int ekg_cli_check_config(int argc, char **argv)
     }
     err = print_base(cfg);
     if (err != EKG_OK) {
-        fprintf(stderr, "ekglue check-config: cannot print the base Cluster: %s\n", ekg_strerror(err));
+        /* Loading checked that the clusters the config makes print as JSON; should the base alone not, it is
+         * still the config's doing: said the same way (docs/config.md, "Validation"). */
+        ekg_violation_t *v = ekg_xmalloc(sizeof(*v));
+        if (ekg_proto_locate_json_error(ekg_config_base_cluster(cfg), ekg_proto_message(EKG_TYPE_CLUSTER),
+                                        v) == EKG_EINVAL)
+            fprintf(stderr, "%s: cluster_config.base%s%s: %s\n", path, v->path[0] ? "." : "", v->path,
+                    v->rule);
+        else
+            fprintf(stderr, "%s: cluster_config.base: cannot be printed as proto3 JSON (%s)\n", path,
+                    ekg_strerror(err));
+        free(v);
         ekg_config_free(cfg);
-        return EKG_EXIT_FAILURE;
+        return EKG_EXIT_CONFIG;
     }
     const ekg_locality_rules_t *loc = ekg_config_locality_rules(cfg);
     char region[300], zone[300], sub_zone[300];

@@ -8,8 +8,12 @@
  *   - any DNS/static type: a load_assignment to <service>.<namespace>.svc.<domain>. and the port;
  *   - ExternalName Services: DNS (STRICT_DNS unless the config chose LOGICAL_DNS) to the external name;
  *   - cluster_type (custom clusters such as aggregate): left as configured.
- * Errors are the config's (an override that does not merge) and upb's encoder's; out of memory, upb's
- * included, aborts (ekglue/mem.h). Thread: the translator's owner.
+ * Every Cluster built is checked against Envoy's validation rules (ekg_proto_validate) before it is encoded:
+ * one that breaks a rule is not encoded and the caller drops it. ekg_cluster_fill_example() fills in the same
+ * fields for an example Service port, so that config loading checks the clusters a config makes as they
+ * would be sent. Errors are the config's (an override that does not merge) and upb's encoder's; out of
+ * memory, upb's included, aborts (ekglue/mem.h). Thread: the translator's owner (fill_example: config.c's
+ * loading thread).
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +22,7 @@
 #include "envoy/config/core/v3/config_source.upb.h"
 #include "envoy/config/endpoint/v3/endpoint_components.upb.h"
 
+#include "ekglue/clock.h"
 #include "ekglue/log.h"
 #include "ekglue/mem.h"
 #include "ekglue/proto.h"
@@ -71,31 +76,20 @@ static void set_dns_target(envoy_config_cluster_v3_Cluster *c, const char *name,
         envoy_config_core_v3_SocketAddress_set_protocol(sa, envoy_config_core_v3_SocketAddress_UDP);
 }
 
-/* Builds the Cluster of one Service port in arena (*out NULL when suppressed); *is_eds: it needs a CLA. */
-static ekg_err_t build_cluster(const ekg_service_input_t *in, const ekg_cluster_match_input_t *match,
-                               const ekg_service_port_t *port, const char *name, upb_Arena *arena,
-                               envoy_config_cluster_v3_Cluster **out, bool *is_eds)
+/*
+ * Fills in what ekglue owns in c, the config's Cluster for Service port `port` of svc: the name and how the
+ * cluster finds its endpoints (the head comment). *is_eds: it needs a ClusterLoadAssignment.
+ */
+static void fill_cluster(envoy_config_cluster_v3_Cluster *c, const ekg_service_t *svc,
+                         const ekg_service_port_t *port, const char *name, const ekg_config_t *cfg,
+                         upb_Arena *arena, bool *is_eds)
 {
-    const ekg_service_t *svc = in->svc;
-    envoy_config_cluster_v3_Cluster *c = NULL;
-    bool suppressed = false;
-    ekg_diag_t diag = {{0}};
-    *out = NULL;
     *is_eds = false;
-    ekg_err_t err = ekg_config_cluster(in->cfg, match, arena, &c, &suppressed, &diag);
-    if (err != EKG_OK) {
-        ekg_warn("cluster %s: %s", name, diag.msg[0] ? diag.msg : ekg_strerror(err));
-        return err;
-    }
-    if (suppressed)
-        return EKG_OK;
     envoy_config_cluster_v3_Cluster_set_name(c, arena_string(arena, name));
 
     int case_ = envoy_config_cluster_v3_Cluster_cluster_discovery_type_case(c);
-    if (case_ == envoy_config_cluster_v3_Cluster_cluster_discovery_type_cluster_type) {
-        *out = c; /* a custom cluster (e.g. aggregate): the config owns its endpoints */
-        return EKG_OK;
-    }
+    if (case_ == envoy_config_cluster_v3_Cluster_cluster_discovery_type_cluster_type)
+        return; /* a custom cluster (e.g. aggregate): the config owns its endpoints */
     int32_t type = case_ == envoy_config_cluster_v3_Cluster_cluster_discovery_type_type
                        ? envoy_config_cluster_v3_Cluster_type(c)
                        : envoy_config_cluster_v3_Cluster_STRICT_DNS;
@@ -108,8 +102,7 @@ static ekg_err_t build_cluster(const ekg_service_input_t *in, const ekg_cluster_
         envoy_config_cluster_v3_Cluster_clear_eds_cluster_config(c);
         envoy_config_cluster_v3_Cluster_clear_load_assignment(c);
         set_dns_target(c, name, svc->external_name, (uint32_t)port->port, udp, arena);
-        *out = c;
-        return EKG_OK;
+        return;
     }
     envoy_config_cluster_v3_Cluster_set_type(c, type);
     if (type == envoy_config_cluster_v3_Cluster_EDS) {
@@ -133,16 +126,48 @@ static ekg_err_t build_cluster(const ekg_service_input_t *in, const ekg_cluster_
          * (target port, if it is a number). */
         char host[512];
         snprintf(host, sizeof(host), "%s.%s.svc.%s.", svc->meta.name, svc->meta.namespace_,
-                 ekg_config_cluster_domain(in->cfg));
+                 ekg_config_cluster_domain(cfg));
         int32_t p = svc->headless && port->target_port > 0 ? port->target_port : port->port;
         set_dns_target(c, name, host, (uint32_t)p, udp, arena);
     }
+}
+
+void ekg_cluster_fill_example(envoy_config_cluster_v3_Cluster *c, const ekg_config_t *cfg, upb_Arena *arena)
+{
+    ekg_service_port_t port = {.name = "http", .protocol = EKG_PROTOCOL_TCP, .port = 80, .target_port = 8080};
+    ekg_service_t svc = {.meta = {.namespace_ = "default", .name = "example", .resource_version = ""},
+                         .type = EKG_SERVICE_CLUSTER_IP,
+                         .ports = &port,
+                         .nports = 1};
+    bool is_eds;
+    fill_cluster(c, &svc, &port, "default:example:http", cfg, arena, &is_eds);
+}
+
+/* Builds the Cluster of one Service port in arena (*out NULL when suppressed); *is_eds: it needs a CLA. */
+static ekg_err_t build_cluster(const ekg_service_input_t *in, const ekg_cluster_match_input_t *match,
+                               const ekg_service_port_t *port, const char *name, upb_Arena *arena,
+                               envoy_config_cluster_v3_Cluster **out, bool *is_eds)
+{
+    envoy_config_cluster_v3_Cluster *c = NULL;
+    bool suppressed = false;
+    ekg_diag_t diag = {{0}};
+    *out = NULL;
+    *is_eds = false;
+    ekg_err_t err = ekg_config_cluster(in->cfg, match, arena, &c, &suppressed, &diag);
+    if (err != EKG_OK) {
+        ekg_warn("cluster %s: %s", name, diag.msg[0] ? diag.msg : ekg_strerror(err));
+        return err;
+    }
+    if (suppressed)
+        return EKG_OK;
+    fill_cluster(c, in->svc, port, name, in->cfg, arena, is_eds);
     *out = c;
     return EKG_OK;
 }
 
 ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port, const char *name,
-                             upb_Arena *arena, char **bytes, size_t *len, bool *is_eds)
+                             upb_Arena *arena, char **bytes, size_t *len, bool *is_eds,
+                             ekg_violation_t *invalid)
 {
     const ekg_service_t *svc = in->svc;
     ekg_cluster_match_input_t match = {
@@ -157,6 +182,7 @@ ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_po
                      ekg_config_cluster_key(in->cfg, &match, key, sizeof(key));
     *bytes = NULL;
     *is_eds = false;
+    invalid->rule[0] = '\0';
     if (shareable) {
         const shared_cluster_t *sc = ekg_map_get(in->shared_clusters, key);
         if (sc) {
@@ -175,6 +201,16 @@ ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_po
     ekg_err_t err = build_cluster(in, &match, port, name, arena, &c, is_eds);
     if (err || !c)
         return err;
+    /* What Envoy would NACK is not sent (docs/translation.md, "Validation"). Clusters spliced from a shared
+     * encoding above were checked here when it was made: they differ from it by their name only. */
+    double start = in->validate_ns ? ekg_clock_s() : 0;
+    bool valid = ekg_proto_validate(c, def, invalid) == EKG_OK;
+    if (in->validate_ns)
+        *in->validate_ns += (uint64_t)((ekg_clock_s() - start) * 1e9);
+    if (!valid) {
+        *is_eds = false;
+        return EKG_OK;
+    }
     if ((err = ekg_proto_encode(c, def, arena, bytes, len)) != EKG_OK)
         return err;
     if (shareable && *is_eds) {

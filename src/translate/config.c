@@ -11,6 +11,11 @@
  * from those bytes (what the merge walks with reflection). Everything a config holds lives in one upb_Arena,
  * freed at once.
  *
+ * Checking: once the file is loaded, the clusters it makes (the base, and the base with each override merged
+ * in, filled in as translation would) are checked against Envoy's own validation rules and must print as
+ * proto3 JSON (check_clusters); a violation is a config error like any other, so `check-config`, `serve`,
+ * `dump` and a reload (which keeps the config in force) all refuse the file (docs/config.md, "Validation").
+ *
  * Applying (ekg_config_cluster, on the watcher thread during translation): match the rules, decode the base
  * into the caller's arena, merge each matching override (merge.h). The config is never written after loading,
  * so any number of threads may apply it while the main thread loads the next one.
@@ -24,6 +29,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "upb/decode.h"
@@ -37,6 +43,7 @@
 
 #include "common/hash.h"
 #include "translate/merge.h"
+#include "translate/translate_internal.h"
 
 #define API_VERSION "v1alpha"
 #define DEFAULT_BASE_JSON                                                                                    \
@@ -77,12 +84,20 @@ struct ekg_config {
     unsigned long long hash;
 };
 
+/* Where the config's Cluster subtrees were written, for errors found once the whole file is loaded. */
+typedef struct cluster_nodes {
+    const cJSON *base;       /* cluster_config.base; NULL when absent */
+    const cJSON **overrides; /* malloc'ed, one per rule: its `override` (NULL for a suppress rule) */
+    size_t noverrides;
+} cluster_nodes_t;
+
 /* The state of one load: where errors go and which positions they can name. */
 typedef struct loader {
     ekg_config_t *cfg;
     const ekg_yaml_docs_t *docs; /* NULL while loading the built-in default */
     const char *source;          /* file name for messages */
     ekg_diag_t *diag;
+    cluster_nodes_t *nodes; /* filled while loading; NULL for the built-in default */
 } loader_t;
 
 /* A key of one of ekglue's own mappings and where take_keys() puts its member (NULL when absent). */
@@ -469,6 +484,8 @@ static ekg_err_t load_cluster_config(const loader_t *ld, const cJSON *node, cons
         if ((err = load_cluster(ld, base, sub, &msg, &cfg->base_bytes, &cfg->base_len)) != EKG_OK)
             return err;
         cfg->base = (envoy_config_cluster_v3_Cluster *)msg;
+        if (ld->nodes)
+            ld->nodes->base = base;
     }
     if (!present(overrides))
         return EKG_OK;
@@ -480,11 +497,17 @@ static ekg_err_t load_cluster_config(const loader_t *ld, const cJSON *node, cons
         return EKG_OK;
     cfg->rules = ekg_proto_alloc(cfg->arena, (size_t)n * sizeof(*cfg->rules));
     memset(cfg->rules, 0, (size_t)n * sizeof(*cfg->rules));
+    if (ld->nodes)
+        ld->nodes->overrides = ekg_xcalloc((size_t)n, sizeof(*ld->nodes->overrides));
     for (const cJSON *r = overrides->child; r; r = r->next) {
         char rsub[PATH_LEN];
         path_index(rsub, sub, cfg->nrules);
         if ((err = load_rule(ld, r, rsub, &cfg->rules[cfg->nrules])) != EKG_OK)
             return err;
+        if (ld->nodes) {
+            ld->nodes->overrides[cfg->nrules] = cJSON_GetObjectItemCaseSensitive(r, "override");
+            ld->nodes->noverrides = cfg->nrules + 1;
+        }
         cfg->nrules++;
     }
     return EKG_OK;
@@ -644,6 +667,173 @@ static ekg_err_t load_document(const loader_t *ld, const cJSON *root)
     return EKG_OK;
 }
 
+/* --- the clusters a config makes, checked as they would be sent ------------------------------------------
+ *
+ * Envoy rejects a Cluster that breaks one of the validation rules of its protos, and with it the whole
+ * response. So once the file is loaded, the base and the base with each override merged in are filled in as
+ * translation would (ekg_cluster_fill_example) and checked against those rules (ekg_proto_validate), and must
+ * also print as proto3 JSON (what `dump` and the debug port show): a failure is a config error naming the
+ * line and key path of the value, or of the override when the value comes from the merge
+ * (docs/config.md, "Validation").
+ */
+
+/* obj's member for field f, written with its proto name or its JSON name; NULL when absent. */
+static const cJSON *field_member(const cJSON *obj, const upb_FieldDef *f)
+{
+    if (!cJSON_IsObject(obj))
+        return NULL;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(obj, upb_FieldDef_Name(f));
+    return m ? m : cJSON_GetObjectItemCaseSensitive(obj, upb_FieldDef_JsonName(f));
+}
+
+/* Appends printf output to buf (cap bytes) at *used, cutting at the end. */
+static void append_path(char *buf, size_t cap, size_t *used, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append_path(char *buf, size_t cap, size_t *used, const char *fmt, ...)
+{
+    if (*used >= cap - 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, cap - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *used = *used + (size_t)n < cap - 1 ? *used + (size_t)n : cap - 1;
+}
+
+/*
+ * Follows v's steps down node, the text a Cluster was decoded from (an Any's payload fields are members of
+ * the Any's own mapping, as in JSON), as far as it has them; returns the deepest node found and writes the
+ * steps into path as this text has them. For an override (merged; base: the base's text, or NULL), a repeated
+ * field's elements from the base come first in the merged Cluster, so indices are shifted back, and an
+ * element or map entry only the base has ends the walk with *from_base.
+ */
+static const cJSON *locate_violation(const cJSON *node, const cJSON *base, bool merged,
+                                     const ekg_violation_t *v, char *path, size_t cap, bool *from_base)
+{
+    size_t used = 0;
+    bool lost = false; /* a step the text does not have: the rest is named as the violation has it */
+    *from_base = false;
+    path[0] = '\0';
+    for (size_t i = 0; i < v->nsteps; i++) {
+        const ekg_validate_step_t *s = &v->steps[i];
+        append_path(path, cap, &used, "%s%s", i ? "." : "",
+                    s->field ? upb_FieldDef_Name(s->field) : upb_OneofDef_Name(s->oneof));
+        const cJSON *m = !lost && s->field ? field_member(node, s->field) : NULL;
+        const cJSON *bm = base && s->field ? field_member(base, s->field) : NULL;
+        long index = s->index;
+        if (index >= 0) {
+            long nbase = merged && cJSON_IsArray(bm) ? cJSON_GetArraySize(bm) : 0;
+            if (merged && m && index < nbase)
+                *from_base = true;
+            bm = index < nbase ? cJSON_GetArrayItem(bm, (int)index) : NULL;
+            if (!lost && m) {
+                index -= nbase;
+                m = cJSON_IsArray(m) && index >= 0 && index <= 0x7fffffff ? cJSON_GetArrayItem(m, (int)index)
+                                                                          : NULL;
+            }
+            append_path(path, cap, &used, "[%ld]", lost ? s->index : index);
+        }
+        if (s->key) {
+            bool quote = upb_FieldDef_CType(upb_MessageDef_FindFieldByNumber(
+                             upb_FieldDef_MessageSubDef(s->field), 1)) == kUpb_CType_String;
+            append_path(path, cap, &used, quote ? "[\"%s\"]" : "[%s]", s->key);
+            bm = cJSON_IsObject(bm) ? cJSON_GetObjectItemCaseSensitive(bm, s->key) : NULL;
+            if (m) {
+                const cJSON *entry = cJSON_IsObject(m) ? cJSON_GetObjectItemCaseSensitive(m, s->key) : NULL;
+                *from_base = *from_base || (merged && !entry);
+                m = entry;
+            }
+        }
+        base = bm;
+        if (!m)
+            lost = true;
+        else
+            node = m;
+    }
+    return node;
+}
+
+/*
+ * Checks cluster c as it would be sent. node/path: where it was written (the base, or an override, then
+ * merged: when the value comes from the base's own elements, the error names the override and the path in
+ * the merged Cluster). The line is the deepest key of the path the text has (a missing required field: its
+ * parent's).
+ */
+static ekg_err_t check_sent(const loader_t *ld, const upb_Message *c, const cJSON *node, const char *path,
+                            bool merged)
+{
+    const upb_MessageDef *def = ld->cfg->cluster_def;
+    ekg_violation_t *v = ekg_xmalloc(sizeof(*v)); /* owned */
+    char *json = NULL;                            /* owned */
+    ekg_err_t err = EKG_OK;
+    if (ekg_proto_validate(c, def, v) == EKG_OK && (ekg_proto_to_json(c, def, &json, NULL) == EKG_OK ||
+                                                    ekg_proto_locate_json_error(c, def, v) == EKG_OK))
+        goto out;
+    char written[PATH_LEN], full[PATH_LEN];
+    bool from_base = false;
+    const cJSON *at = locate_violation(node, merged && ld->nodes ? ld->nodes->base : NULL, merged, v, written,
+                                       sizeof(written), &from_base);
+    if (from_base || (merged && at == node)) {
+        err = fail(ld, at, path, "with the base merged in, %s: %s", v->path, v->rule);
+    } else {
+        path_join(full, path, written[0] ? "." : "", written);
+        err = fail(ld, at, full, "%s", v->rule);
+    }
+out:
+    free(json);
+    free(v);
+    return err;
+}
+
+/* The base, with rule r's override merged in (NULL: none), filled in as sent; in arena. */
+static ekg_err_t sent_cluster(const ekg_config_t *cfg, const rule_t *r, upb_Arena *arena, upb_Message **out)
+{
+    upb_Message *c = ekg_proto_message_new(cfg->cluster_def, arena);
+    upb_DecodeStatus st = upb_Decode(cfg->base_bytes, cfg->base_len, c,
+                                     upb_MessageDef_MiniTable(cfg->cluster_def), NULL, 0, arena);
+    if (st == kUpb_DecodeStatus_OutOfMemory)
+        ekg_oom(0);
+    if (st != kUpb_DecodeStatus_Ok)
+        return EKG_EPROTO;
+    ekg_err_t err =
+        r ? ekg_merge_message(c, r->override, r->override_bytes, r->override_len, cfg->cluster_def, arena)
+          : EKG_OK;
+    if (err == EKG_OK)
+        ekg_cluster_fill_example((envoy_config_cluster_v3_Cluster *)c, cfg, arena);
+    *out = c;
+    return err;
+}
+
+/* Checks the base and each override merged into it, as sent. */
+static ekg_err_t check_clusters(const loader_t *ld)
+{
+    const ekg_config_t *cfg = ld->cfg;
+    const cluster_nodes_t none = {0};
+    const cluster_nodes_t *nodes = ld->nodes ? ld->nodes : &none;
+    ekg_err_t err = EKG_OK;
+    for (size_t i = 0; i <= cfg->nrules && err == EKG_OK; i++) {
+        const rule_t *r = i ? &cfg->rules[i - 1] : NULL;
+        if (r && r->suppress)
+            continue;
+        char path[PATH_LEN];
+        const cJSON *node = r ? (i - 1 < nodes->noverrides ? nodes->overrides[i - 1] : NULL) : nodes->base;
+        if (r)
+            snprintf(path, sizeof(path), "cluster_config.overrides[%zu].override", i - 1);
+        else
+            snprintf(path, sizeof(path), "cluster_config.base");
+        upb_Arena *arena = ekg_proto_arena_new();
+        upb_Message *c = NULL;
+        err = sent_cluster(cfg, r, arena, &c);
+        if (err != EKG_OK)
+            err = fail(ld, node, path, "does not merge into the base: %s", ekg_strerror(err));
+        else
+            err = check_sent(ld, c, node, path, r != NULL);
+        upb_Arena_Free(arena);
+    }
+    return err;
+}
+
 /* --- building a config -------------------------------------------------------------------------------- */
 
 static uint64_t hash_string(uint64_t h, const char *s)
@@ -707,7 +897,7 @@ static ekg_err_t new_default(ekg_config_t **out, ekg_diag_t *diag)
     cfg->locality.zone = (ekg_locality_source_t){EKG_LOCALITY_LABEL, DEFAULT_ZONE_LABEL};
     cfg->cluster_domain = DEFAULT_DOMAIN;
 
-    loader_t ld = {cfg, NULL, "built-in config", diag};
+    loader_t ld = {cfg, NULL, "built-in config", diag, NULL};
     upb_Message *base = NULL;
     ekg_err_t err = load_cluster_json(&ld, DEFAULT_BASE_JSON, strlen(DEFAULT_BASE_JSON), NULL,
                                       "cluster_config.base", &base, &cfg->base_bytes, &cfg->base_len);
@@ -726,6 +916,11 @@ ekg_err_t ekg_config_default(ekg_config_t **out, ekg_diag_t *diag)
     ekg_err_t err = new_default(&cfg, diag);
     if (err != EKG_OK)
         return err;
+    loader_t ld = {cfg, NULL, "built-in config", diag, NULL};
+    if ((err = check_clusters(&ld)) != EKG_OK) {
+        ekg_config_free(cfg);
+        return err;
+    }
     cfg->hash = compute_hash(cfg);
     *out = cfg;
     return EKG_OK;
@@ -738,7 +933,8 @@ static ekg_err_t config_from_docs(const ekg_yaml_docs_t *docs, ekg_config_t **ou
     ekg_err_t err = new_default(&cfg, diag);
     if (err != EKG_OK)
         return err;
-    loader_t ld = {cfg, docs, ekg_yaml_docs_source(docs), diag};
+    cluster_nodes_t nodes = {0};
+    loader_t ld = {cfg, docs, ekg_yaml_docs_source(docs), diag, &nodes};
     if (!ld.source)
         ld.source = "config";
     size_t ndocs = ekg_yaml_docs_count(docs);
@@ -749,10 +945,13 @@ static ekg_err_t config_from_docs(const ekg_yaml_docs_t *docs, ekg_config_t **ou
     }
     if (ndocs == 1 && (err = load_document(&ld, ekg_yaml_docs_get(docs, 0))) != EKG_OK)
         goto out;
+    if ((err = check_clusters(&ld)) != EKG_OK)
+        goto out;
     cfg->hash = compute_hash(cfg);
     *out = cfg;
     cfg = NULL;
 out:
+    free(nodes.overrides);
     ekg_config_free(cfg);
     return err;
 }

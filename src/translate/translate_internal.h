@@ -19,6 +19,7 @@
 #include "envoy/config/endpoint/v3/endpoint.upb.h"
 
 #include "ekglue/model.h"
+#include "ekglue/proto.h"
 #include "ekglue/translate.h"
 
 #include "common/map.h"
@@ -35,6 +36,7 @@ typedef struct ekg_service_input {
     ekg_node_locality_fn node_locality;
     void *node_ctx;
     ekg_map_t *shared_clusters; /* ekg_config_cluster_key -> shared_cluster_t*, owned by the translator */
+    uint64_t *validate_ns;      /* where time spent validating is added; NULL: not measured */
 } ekg_service_input_t;
 
 /* The encoding of an EDS Cluster without its name, shared by every cluster with the same config key. */
@@ -54,9 +56,19 @@ bool ekg_cluster_name(const ekg_service_t *svc, const ekg_service_port_t *port, 
  * The encoded Cluster of one Service port (bytes in arena; NULL when suppressed). EDS clusters whose config
  * key was seen before are spliced from the shared encoding: the name field (field 1, so first in canonical
  * order) followed by the shared bytes, which is exactly upb's deterministic encoding of the whole message.
+ * A cluster that breaks one of Envoy's validation rules is not encoded: *bytes stays NULL and *invalid says
+ * where and which (invalid->rule is "" otherwise).
  */
 ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_port_t *port, const char *name,
-                             upb_Arena *arena, char **bytes, size_t *len, bool *is_eds);
+                             upb_Arena *arena, char **bytes, size_t *len, bool *is_eds,
+                             ekg_violation_t *invalid);
+
+/*
+ * Fills in c (a Cluster the config made, in arena) what ekg_encode_cluster() fills in for an example
+ * ClusterIP Service port (default/example, TCP 80 named http): config.c checks the clusters a config makes
+ * this way, as they would be sent.
+ */
+void ekg_cluster_fill_example(envoy_config_cluster_v3_Cluster *c, const ekg_config_t *cfg, upb_Arena *arena);
 
 /* One endpoint of a Service port, as it goes into a ClusterLoadAssignment. Strings borrowed from the slices
  * and the config (node "" when unset). */

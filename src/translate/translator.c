@@ -13,6 +13,12 @@
  * and sorted. A resource whose bytes did not change keeps its old object, so unchanged content keeps its
  * identity and a set whose content did not change is returned as the same set.
  *
+ * Validation: every Cluster, ClusterLoadAssignment and Listener built is checked against Envoy's own
+ * validation rules (ekg_proto_validate; Clusters in cluster.c before they are encoded, the hand-encoded
+ * others decoded again here). One that breaks a rule is not served: the Service's other ports are, and a
+ * warning and ekglue_resources_invalid_total say which and why (drop_invalid). A cluster goes with its
+ * assignment and listeners, an assignment with its cluster.
+ *
  * Memory: allocation failure aborts (ekglue/mem.h), so adding and removing objects cannot fail; only a
  * build can, when a Service does not translate (its previous resources are then kept).
  *
@@ -25,6 +31,7 @@
 #include "ekglue/clock.h"
 #include "ekglue/log.h"
 #include "ekglue/mem.h"
+#include "ekglue/metrics.h"
 #include "ekglue/proto.h"
 
 #include "common/map.h"
@@ -78,8 +85,9 @@ struct ekg_translator {
     ekg_map_t shared_clusters; /* config key -> shared_cluster_t*, owned; valid for the current config */
     const char **node_names;   /* sorted cache for ekg_translator_node_at; NULL when stale */
     size_t nnode_names;
-    ekg_zone_table_t *zones; /* owned reference: every entry's plans; NULL when there are none */
-    bool zones_dirty;        /* a plan changed since zones was made */
+    ekg_zone_table_t *zones;   /* owned reference: every entry's plans; NULL when there are none */
+    bool zones_dirty;          /* a plan changed since zones was made */
+    ekg_violation_t violation; /* scratch: what the last resource found invalid breaks */
 };
 
 static void clear_shared_clusters(ekg_translator_t *t);
@@ -464,10 +472,43 @@ static int cmp_plan_names(const void *a, const void *b)
                   ekg_zone_plan_name(*(ekg_zone_plan_t *const *)b));
 }
 
-/* The ClusterLoadAssignment of one EDS cluster, and its zone plan when the rule asks for one. */
+static const char *const TYPE_NAMES[NTYPES] = {"cluster", "load assignment", "listener"};
+
+/*
+ * A resource that breaks one of Envoy's validation rules (t->violation says which) is not served: a warning
+ * naming the Service, the resource and the rule, and the count (docs/translation.md, "Validation"). `also`
+ * names what goes with it ("" when nothing).
+ */
+static void drop_invalid(ekg_translator_t *t, const entry_t *e, ekg_resource_type_t type, const char *name,
+                         const char *also)
+{
+    const ekg_violation_t *v = &t->violation;
+    ekg_warn(
+        "Service %s: %s %s is not served%s: it breaks one of Envoy's validation rules (Envoy would reject "
+        "it): %s%s%s",
+        e->key, TYPE_NAMES[type], name, also, v->path, v->path[0] ? ": " : "", v->rule);
+    ekg_metrics_resource_invalid((int)type);
+    t->stats.resources_invalid++;
+}
+
+/* Checks the encoded resource buf[0..len) of `type` (decoded again, as a client would); false when it breaks
+ * a rule (t->violation says which). */
+static bool valid_bytes(ekg_translator_t *t, const char *type, const char *buf, size_t len)
+{
+    uint64_t start = now_ns();
+    bool ok = ekg_proto_validate_bytes(buf, len, ekg_proto_message(type), &t->violation) == EKG_OK;
+    t->stats.validate_ns += now_ns() - start;
+    return ok;
+}
+
+/*
+ * The ClusterLoadAssignment of one EDS cluster, and its zone plan when the rule asks for one. *invalid (with
+ * t->violation) when it breaks one of Envoy's rules: then nothing is added.
+ */
 static ekg_err_t translate_assignment(ekg_translator_t *t, const ekg_service_input_t *in,
                                       const ekg_service_port_t *port, const char *name,
-                                      const ekg_zone_rule_t *rule, out_list_t *out, plan_list_t *plans)
+                                      const ekg_zone_rule_t *rule, out_list_t *out, plan_list_t *plans,
+                                      bool *invalid)
 {
     ekg_candidate_t *cands = NULL;
     size_t n = 0;
@@ -476,16 +517,22 @@ static ekg_err_t translate_assignment(ekg_translator_t *t, const ekg_service_inp
     bool udp = port->protocol == EKG_PROTOCOL_UDP;
     uint32_t overprovisioning = ekg_config_overprovisioning_factor(in->cfg);
     uint64_t start = now_ns();
+    *invalid = false;
     ekg_err_t err = ekg_gather_candidates(in, port, &cands, &n);
     if (err == EKG_OK)
         err = ekg_encode_cla(name, cands, NULL, n, udp, overprovisioning, &cla, &cla_len);
     t->stats.encode_ns += now_ns() - start;
+    if (err == EKG_OK && !valid_bytes(t, EKG_TYPE_LOAD_ASSIGNMENT, cla, cla_len)) {
+        *invalid = true;
+        goto out;
+    }
     if (err == EKG_OK)
         err = add_resource(out, EKG_RESOURCE_LOAD_ASSIGNMENT, name, cla, cla_len);
     if (err == EKG_OK && (rule->active || rule->reason[0])) {
         ekg_zone_plan_t *p = ekg_zone_plan_new(name, cands, n, udp, overprovisioning, rule);
         EKG_ARRAY_PUSH(plans->items, plans->n, plans->cap, p);
     }
+out:
     free(cla);
     free(cands);
     return err;
@@ -511,6 +558,7 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         .node_locality = lookup_node_locality,
         .node_ctx = t,
         .shared_clusters = &t->shared_clusters,
+        .validate_ns = &t->stats.validate_ns,
     };
     ekg_zone_rule_t rule;
     ekg_zone_rule(&in, &e->warned_td, &rule);
@@ -527,20 +575,37 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
         char *cluster = NULL;
         size_t cluster_len = 0;
         bool is_eds = false;
-        uint64_t start = now_ns();
-        err = ekg_encode_cluster(&in, port, name, arena, &cluster, &cluster_len, &is_eds);
-        t->stats.encode_ns += now_ns() - start;
-        if (err == EKG_OK && cluster)
-            err = add_resource(&out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_len);
-        if (err == EKG_OK && cluster && is_eds)
-            err = translate_assignment(t, &in, port, name, &rule, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], plans);
+        uint64_t start = now_ns(), validate_before = t->stats.validate_ns;
+        err = ekg_encode_cluster(&in, port, name, arena, &cluster, &cluster_len, &is_eds, &t->violation);
+        t->stats.encode_ns += now_ns() - start - (t->stats.validate_ns - validate_before);
+        if (err != EKG_OK)
+            break;
+        if (!cluster) {
+            if (t->violation.rule[0])
+                drop_invalid(t, e, EKG_RESOURCE_CLUSTER, name, " (nor its load assignment and listeners)");
+            continue; /* suppressed or invalid */
+        }
+        if (is_eds) {
+            bool invalid = false;
+            err = translate_assignment(t, &in, port, name, &rule, &out[EKG_RESOURCE_LOAD_ASSIGNMENT], plans,
+                                       &invalid);
+            if (err != EKG_OK)
+                break;
+            if (invalid) { /* an EDS cluster without its assignment would only wait for it */
+                drop_invalid(t, e, EKG_RESOURCE_LOAD_ASSIGNMENT, name, " (nor its cluster and listeners)");
+                continue;
+            }
+        }
+        err = add_resource(&out[EKG_RESOURCE_CLUSTER], EKG_RESOURCE_CLUSTER, name, cluster, cluster_len);
         char lnames[2][600];
-        size_t nl = cluster ? ekg_listener_names(e->svc, port, lnames) : 0;
+        size_t nl = ekg_listener_names(e->svc, port, lnames);
         for (size_t i = 0; i < nl && err == EKG_OK; i++) {
             char *bytes = NULL;
             size_t len = 0;
             err = ekg_listener_encode(lnames[i], name, &bytes, &len);
-            if (err == EKG_OK)
+            if (err == EKG_OK && !valid_bytes(t, EKG_TYPE_LISTENER, bytes, len))
+                drop_invalid(t, e, EKG_RESOURCE_LISTENER, lnames[i], "");
+            else if (err == EKG_OK)
                 err = add_resource(&out[EKG_RESOURCE_LISTENER], EKG_RESOURCE_LISTENER, lnames[i], bytes, len);
             free(bytes);
         }
@@ -684,8 +749,6 @@ static int cmp_owned(const void *a, const void *b)
     int c = strcmp(ekg_resource_name(x->res), ekg_resource_name(y->res));
     return c ? c : strcmp(x->owner->key, y->owner->key);
 }
-
-static const char *const TYPE_NAMES[NTYPES] = {"cluster", "load assignment", "listener"};
 
 /*
  * Rebuilds cur[ty] from every entry's resources, sorted by name. Two Services can produce the same name

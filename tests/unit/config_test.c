@@ -372,7 +372,8 @@ static const char merge_config[] =
     "    lb_policy: RANDOM\n"
     "    dns_lookup_family: V4_ONLY\n"
     "    per_connection_buffer_limit_bytes: 32768\n"
-    "    health_checks: [{timeout: 1s, interval: 5s, tcp_health_check: {}}]\n"
+    "    health_checks: [{timeout: 1s, interval: 5s, healthy_threshold: 1, unhealthy_threshold: 2,\n"
+    "                     tcp_health_check: {}}]\n"
     "    common_lb_config:\n"
     "      healthy_panic_threshold: {value: 50}\n"
     "      zone_aware_lb_config: {min_cluster_size: 3}\n"
@@ -384,7 +385,8 @@ static const char merge_config[] =
     "        connectTimeout: 0.25s\n" /* lowerCamel works too */
     "        lb_policy: LEAST_REQUEST\n"
     "        per_connection_buffer_limit_bytes: 0\n"
-    "        health_checks: [{timeout: 2s, interval: 10s, tcp_health_check: {}}]\n"
+    "        health_checks: [{timeout: 2s, interval: 10s, healthy_threshold: 1, unhealthy_threshold: 2,\n"
+    "                         tcp_health_check: {}}]\n"
     "        common_lb_config: {zone_aware_lb_config: {routing_enabled: {value: 10}}}\n"
     "        typed_extension_protocol_options:\n"
     "          c.d: {'@type': type.googleapis.com/google.protobuf.Struct, value: {y: 2}}\n"
@@ -422,9 +424,11 @@ static void test_merge(void **state)
         " \"lbPolicy\":\"MAGLEV\","         /* scalars: last rule wins */
         " \"dnsLookupFamily\":\"V4_ONLY\"," /* untouched */
         " \"perConnectionBufferLimitBytes\":0,"
-        " \"healthChecks\":[{\"timeout\":\"1s\",\"interval\":\"5s\",\"tcpHealthCheck\":{}},"
-        "                  {\"timeout\":\"2s\",\"interval\":\"10s\",\"tcpHealthCheck\":{}}]," /* appended */
-        " \"commonLbConfig\":{\"healthyPanicThreshold\":{\"value\":50},"                      /* merged */
+        " \"healthChecks\":[{\"timeout\":\"1s\",\"interval\":\"5s\",\"unhealthyThreshold\":2,"
+        "                   \"healthyThreshold\":1,\"tcpHealthCheck\":{}},"
+        "                  {\"timeout\":\"2s\",\"interval\":\"10s\",\"unhealthyThreshold\":2,"
+        "                   \"healthyThreshold\":1,\"tcpHealthCheck\":{}}]," /* appended */
+        " \"commonLbConfig\":{\"healthyPanicThreshold\":{\"value\":50},"     /* merged */
         "   \"zoneAwareLbConfig\":{\"minClusterSize\":\"3\",\"routingEnabled\":{\"value\":10}}},"
         " \"typedExtensionProtocolOptions\":{" /* by key */
         "   \"a.b\":{\"@type\":\"type.googleapis.com/google.protobuf.Struct\",\"value\":{\"x\":1}},"
@@ -885,6 +889,224 @@ static void test_errors_cluster(void **state)
                         SRC ":3: cluster_config.base: ");
 }
 
+/* --- Envoy's validation rules (docs/config.md, "Validation") ------------------------------------------ */
+
+#define BASE "apiVersion: v1alpha\ncluster_config:\n  base:\n" /* the base's keys start on line 4 */
+#define OVERRIDE                                                                                             \
+    "apiVersion: v1alpha\ncluster_config:\n  overrides:\n    - match: [{port_name: grpc}]\n      "           \
+    "override:\n"
+#define HPO_TYPE "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+/* an override's HttpProtocolOptions (its mapping on line 7): its own keys start on line 9 */
+#define HPO_OVERRIDE                                                                                         \
+    OVERRIDE "        typed_extension_protocol_options:\n"                                                   \
+             "          " HPO_TYPE ":\n"                                                                     \
+             "            '@type': type.googleapis.com/" HPO_TYPE "\n"
+#define HPO_PATH "cluster_config.overrides[0].override.typed_extension_protocol_options[\"" HPO_TYPE "\"]"
+
+static int run_check_config(int argc, char **argv);
+
+/* The two cases of issue 13: check-config, serve and dump refuse them with the line, the key and the rule. */
+static void test_validation_issue_cases(void **state)
+{
+    (void)state;
+    const char *streams = HPO_OVERRIDE "            explicit_http_config:\n"
+                                       "              http2_protocol_options: {max_concurrent_streams: 0}\n";
+    expect_error(streams,
+                 SRC ":10: " HPO_PATH ".explicit_http_config.http2_protocol_options.max_concurrent_streams: "
+                     "must be inside range [1, 2147483647]");
+    /* the same in the base */
+    expect_error(
+        BASE "    typed_extension_protocol_options:\n"
+             "      " HPO_TYPE ":\n"
+             "        '@type': type.googleapis.com/" HPO_TYPE "\n"
+             "        explicit_http_config:\n"
+             "          http2_protocol_options:\n"
+             "            max_concurrent_streams: 0\n",
+        SRC ":9: cluster_config.base.typed_extension_protocol_options[\"" HPO_TYPE
+            "\"].explicit_http_config.http2_protocol_options.max_concurrent_streams: must be inside range "
+            "[1, 2147483647]");
+    const char *timeout = BASE "    type: EDS\n    connect_timeout: -1s\n";
+    expect_error(timeout, SRC ":5: cluster_config.base.connect_timeout: must be greater than 0s");
+    /* lowerCamel keys are found too; the path names the field as Envoy does */
+    expect_error(BASE "    connectTimeout: 0s\n",
+                 SRC ":4: cluster_config.base.connect_timeout: must be greater than 0s");
+
+    /* check-config exits 3 (a config error), not 1 */
+    const char *cases[] = {streams, timeout};
+    for (size_t i = 0; i < 2; i++) {
+        char path[] = "/tmp/ekg-config-test-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        FILE *f = fdopen(fd, "w");
+        fputs(cases[i], f);
+        fclose(f);
+        char *args[] = {"check-config", path, NULL};
+        assert_int_equal(run_check_config(2, args), EKG_EXIT_CONFIG);
+        unlink(path);
+    }
+}
+
+/* One config per rule kind a Cluster can break, each at the line of the value (or of its parent when
+ * missing). */
+static void test_validation_rule_kinds(void **state)
+{
+    (void)state;
+    /* message.required; duration.required */
+    expect_error(BASE "    health_checks:\n"
+                      "      - timeout: 1s\n"
+                      "        interval: 2s\n"
+                      "        healthy_threshold: 1\n"
+                      "        tcp_health_check: {}\n",
+                 SRC ":5: cluster_config.base.health_checks[0].unhealthy_threshold: is required");
+    expect_error(BASE "    health_checks:\n"
+                      "      - interval: 2s\n"
+                      "        healthy_threshold: 1\n"
+                      "        unhealthy_threshold: 1\n"
+                      "        tcp_health_check: {}\n",
+                 SRC ":5: cluster_config.base.health_checks[0].timeout: is required");
+    /* string.min_len; uint32.lte; uint32.gt */
+    const char *la =
+        BASE "    type: STATIC\n"
+             "    load_assignment:\n"
+             "      cluster_name: x\n"
+             "      endpoints:\n"
+             "        - lb_endpoints:\n"
+             "            - endpoint: {address: {socket_address: {address: '%s', port_value: %s}}}\n"
+             "%s";
+    char yaml[1024];
+    snprintf(yaml, sizeof(yaml), la, "", "80", "");
+    expect_error(yaml,
+                 SRC ":9: cluster_config.base.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
+                     "socket_address.address: length must be at least 1 runes");
+    snprintf(yaml, sizeof(yaml), la, "10.0.0.1", "65536", "");
+    expect_error(yaml,
+                 SRC ":9: cluster_config.base.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address."
+                     "socket_address.port_value: must be less than or equal to 65535");
+    snprintf(yaml, sizeof(yaml), la, "10.0.0.1", "80", "      policy: {overprovisioning_factor: 0}\n");
+    expect_error(yaml, SRC
+                 ":10: cluster_config.base.load_assignment.policy.overprovisioning_factor: must be greater "
+                 "than 0");
+    snprintf(yaml, sizeof(yaml), la, "10.0.0.1", "80", "");
+    ekg_config_free(parse_ok(yaml));
+    /* string.max_bytes; repeated.max_items (HttpHealthCheck.request_headers_to_add: 1000) */
+    const char *hc =
+        BASE "    health_checks:\n"
+             "      - {timeout: 1s, interval: 2s, healthy_threshold: 1, unhealthy_threshold: 1,\n"
+             "         http_health_check: {path: /, request_headers_to_add: [%s]}}\n";
+    char value[16386];
+    memset(value, 'v', 16385);
+    value[16385] = '\0';
+    char *big = ekg_xasprintf("{header: {key: x, value: %s}}", value);
+    char *text = ekg_xasprintf(hc, big);
+    expect_error(text,
+                 SRC ":6: cluster_config.base.health_checks[0].http_health_check.request_headers_to_add[0]."
+                     "header.value: length must be at most 16384 bytes");
+    free(text);
+    free(big);
+    size_t n = 0, cap = 1001 * 32 + 1;
+    char *many = ekg_xmalloc(cap);
+    for (int i = 0; i < 1001; i++)
+        n += (size_t)snprintf(many + n, cap - n, "%s{header: {key: x, value: v}}", i ? ", " : "");
+    text = ekg_xasprintf(hc, many);
+    expect_error(text, SRC
+                 ":6: cluster_config.base.health_checks[0].http_health_check.request_headers_to_add: must "
+                 "contain no more than 1000 item(s)");
+    free(text);
+    free(many);
+    /* string.well_known_regex: HTTP_HEADER_VALUE, not strict (no NUL, CR, LF) */
+    expect_error(
+        BASE "    health_checks:\n"
+             "      - {timeout: 1s, interval: 2s, healthy_threshold: 1, unhealthy_threshold: 1,\n"
+             "         http_health_check: {path: /, host: \"a\\rb\"}}\n",
+        SRC ":6: cluster_config.base.health_checks[0].http_health_check.host: does not match regex pattern "
+            "\"^[^\\u0000\\u000A\\u000D]*$\" (no NUL, CR or LF)");
+    /* string.well_known_regex: HTTP_HEADER_NAME, strict */
+    expect_error(
+        HPO_OVERRIDE "            explicit_http_config: {http2_protocol_options: {}}\n"
+                     "            upstream_http_protocol_options: {override_auto_sni_header: 'x host'}\n",
+        SRC ":10: " HPO_PATH ".upstream_http_protocol_options.override_auto_sni_header: does not match regex "
+            "pattern \"^:?[0-9a-zA-Z!#$%&'*+-.^_|~\\x60]+$\" (an HTTP header name)");
+    /* uint32 gt and lt (an exclusive range) */
+    expect_error(HPO_OVERRIDE "            auto_config:\n"
+                              "              alternate_protocols_cache_options:\n"
+                              "                name: cache\n"
+                              "                prepopulated_entries: [{hostname: h, port: 65535}]\n",
+                 SRC ":12: " HPO_PATH
+                     ".auto_config.alternate_protocols_cache_options.prepopulated_entries[0].port: "
+                     "must be inside range (0, 65535)");
+    /* uint64.lte */
+    expect_error(
+        BASE "    lb_policy: RING_HASH\n    ring_hash_lb_config: {minimum_ring_size: 8388609}\n",
+        SRC ":5: cluster_config.base.ring_hash_lb_config.minimum_ring_size: must be less than or equal to "
+            "8388608");
+    /* double gte and lte */
+    expect_error(
+        BASE "    preconnect_policy: {per_upstream_preconnect_ratio: 0.5}\n",
+        SRC ":4: cluster_config.base.preconnect_policy.per_upstream_preconnect_ratio: must be inside range "
+            "[1, 3]");
+    /* enum.defined_only; repeated.items of enum.defined_only */
+    expect_error(BASE "    lb_policy: 99\n",
+                 SRC ":4: cluster_config.base.lb_policy: must be one of the defined enum values (got 99)");
+    expect_error(
+        BASE "    common_lb_config:\n      override_host_status: {statuses: [HEALTHY, 99]}\n",
+        SRC ":5: cluster_config.base.common_lb_config.override_host_status.statuses[1]: must be one of the "
+            "defined enum values (got 99)");
+    /* enum.not_in, in an UpstreamTlsContext */
+    expect_error(OVERRIDE "        transport_socket:\n"
+                          "          name: tls\n"
+                          "          typed_config:\n"
+                          "            '@type': "
+                          "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n"
+                          "            common_tls_context:\n"
+                          "              validation_context:\n"
+                          "                match_typed_subject_alt_names:\n"
+                          "                  - {san_type: SAN_TYPE_UNSPECIFIED, matcher: {exact: a}}\n",
+                 SRC
+                 ":13: cluster_config.overrides[0].override.transport_socket.typed_config.common_tls_context."
+                 "validation_context.match_typed_subject_alt_names[0].san_type: must not be in list (got "
+                 "SAN_TYPE_UNSPECIFIED)");
+    /* repeated.min_items, in the aggregate cluster's config */
+    expect_error(
+        OVERRIDE
+        "        cluster_type:\n"
+        "          name: envoy.clusters.aggregate\n"
+        "          typed_config:\n"
+        "            '@type': type.googleapis.com/envoy.extensions.clusters.aggregate.v3.ClusterConfig\n"
+        "            clusters: []\n",
+        SRC ":10: cluster_config.overrides[0].override.cluster_type.typed_config.clusters: must contain at "
+            "least 1 item(s)");
+    /* duration.gt (0.001s) */
+    expect_error(BASE "    dns_refresh_rate: 0.001s\n",
+                 SRC ":4: cluster_config.base.dns_refresh_rate: must be greater than 0.001s");
+    /* any.required */
+    expect_error(BASE "    upstream_config: {name: custom}\n",
+                 SRC ":4: cluster_config.base.upstream_config.typed_config: is required");
+    /* a required oneof (HttpProtocolOptions' protocol choice) */
+    expect_error(HPO_OVERRIDE "            common_http_protocol_options: {idle_timeout: 60s}\n", SRC
+                 ":7: " HPO_PATH ".upstream_protocol_options: is required (set one of explicit_http_config, "
+                 "use_downstream_protocol_config, auto_config)");
+    /* message.required in a repeated message, inside an Any */
+    expect_error(HPO_OVERRIDE "            explicit_http_config:\n"
+                              "              http2_protocol_options:\n"
+                              "                custom_settings_parameters: [{value: 1}]\n",
+                 SRC ":11: " HPO_PATH
+                     ".explicit_http_config.http2_protocol_options.custom_settings_parameters[0]."
+                     "identifier: is required");
+    /* Envoy's own check of every Duration (update_merge_window has no rule of its own) */
+    expect_error(BASE "    common_lb_config: {update_merge_window: -2s}\n", SRC
+                 ":4: cluster_config.base.common_lb_config.update_merge_window: must not be negative (Envoy "
+                 "checks every Duration: \"Expected positive duration\")");
+    /* in an override, a repeated field's own elements come after the base's once merged: named as written */
+    expect_error(
+        "apiVersion: v1alpha\ncluster_config:\n  base:\n"
+        "    health_checks: [{timeout: 1s, interval: 2s, healthy_threshold: 1, unhealthy_threshold: 1,\n"
+        "                     tcp_health_check: {}}]\n"
+        "  overrides:\n    - match: [{port_name: grpc}]\n      override:\n"
+        "        health_checks: [{interval: 2s, healthy_threshold: 1, unhealthy_threshold: 1,\n"
+        "                         tcp_health_check: {}}]\n",
+        SRC ":9: cluster_config.overrides[0].override.health_checks[0].timeout: is required");
+}
+
 static void test_errors_yaml(void **state)
 {
     expect_error_prefix("apiVersion: v1alpha\ncluster_config:\n  base: {\n", SRC ":");
@@ -1006,6 +1228,8 @@ int main(void)
         cmocka_unit_test(test_errors_rules),
         cmocka_unit_test(test_errors_locality),
         cmocka_unit_test(test_errors_cluster),
+        cmocka_unit_test(test_validation_issue_cases),
+        cmocka_unit_test(test_validation_rule_kinds),
         cmocka_unit_test(test_errors_yaml),
         cmocka_unit_test(test_hash),
         cmocka_unit_test(test_check_config),
