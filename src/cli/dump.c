@@ -9,6 +9,8 @@
  * json/yaml print {"clusters": [...], "load_assignments": [...], "localities": {...}} in canonical proto
  * JSON. binary writes each resource as a google.protobuf.Any (the form it takes inside a DiscoveryResponse),
  * length-delimited (varint size, then the bytes): a test decodes it with an independent protobuf library.
+ * Every format is first rendered as JSON, so that binary and JSON/YAML succeed or fail together with the same
+ * message; what translation found breaking Envoy's validation rules is not there at all (warnings say so).
  * --client-locality prints what an xDS client at that place gets: the translation's snapshot asked for its
  * sets at the place (ekg_snapshot_resources_at), exactly as a stream of that client does, so Services that
  * prefer close endpoints show their per-zone priorities (docs/translation.md, "Zone-aware endpoints").
@@ -18,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "upb/decode.h"
 
 #include "ekglue/translate.h"
 #include "ekglue/watch.h"
@@ -65,6 +69,41 @@ static void write_binary(const ekg_resource_set_t *set, FILE *out)
         const char *field = ekg_resource_response_field(ekg_resource_set_at(set, i), &len);
         fwrite(field + 1, 1, len - 1, out);
     }
+}
+
+/*
+ * Why the resources of set (of message type `type`) do not all print as proto3 JSON: the first that does not,
+ * with the path and upb's reason, into msg. False when every one prints.
+ */
+static bool unprintable(const ekg_resource_set_t *set, const char *type, const char *what, char *msg,
+                        size_t cap)
+{
+    const upb_MessageDef *m = ekg_proto_message(type);
+    bool found = false;
+    for (size_t i = 0; set && !found && i < ekg_resource_set_size(set); i++) {
+        const ekg_resource_t *r = ekg_resource_set_at(set, i);
+        size_t len;
+        const char *data = ekg_resource_data(r, &len);
+        upb_Arena *arena = ekg_proto_arena_new();
+        upb_Message *msg_ = ekg_proto_message_new(m, arena);
+        ekg_violation_t *v = ekg_xmalloc(sizeof(*v)); /* owned */
+        char *json = NULL;                            /* owned */
+        if (upb_Decode(data, len, msg_, upb_MessageDef_MiniTable(m), NULL, 0, arena) !=
+            kUpb_DecodeStatus_Ok) {
+            snprintf(msg, cap, "%s %s does not decode", what, ekg_resource_name(r));
+            found = true;
+        } else if (ekg_proto_to_json(msg_, m, &json, NULL) != EKG_OK) {
+            ekg_proto_locate_json_error(msg_, m, v);
+            int n = snprintf(msg, cap, "%s %s cannot be printed as proto3 JSON: %s%s%s", what,
+                             ekg_resource_name(r), v->path, v->path[0] ? ": " : "",
+                             v->rule[0] ? v->rule : "upb's JSON encoder refuses it");
+            found = n > 0; /* cut to cap when longer */
+        }
+        free(json);
+        free(v);
+        upb_Arena_Free(arena);
+    }
+    return found;
 }
 
 /* The command line, parsed. Strings are borrowed from argv unless said otherwise. */
@@ -225,14 +264,23 @@ static int print(const ekg_config_t *cfg, ekg_objects_t *objs, const char *forma
     /* Borrowed from snap. */
     const ekg_resource_set_t *clusters = ekg_snapshot_resources(snap, EKG_RESOURCE_CLUSTER);
     const ekg_resource_set_t *las = ekg_snapshot_resources_at(snap, EKG_RESOURCE_LOAD_ASSIGNMENT, place);
+    /* Every format is rendered as JSON first, so that binary and JSON/YAML succeed or fail together and say
+     * the same thing (docs/cli.md). */
+    if ((err = ekg_render_dump(clusters, las, t, &doc)) != EKG_OK) {
+        char why[768];
+        if (!unprintable(clusters, EKG_TYPE_CLUSTER, "cluster", why, sizeof(why)) &&
+            !unprintable(las, EKG_TYPE_LOAD_ASSIGNMENT, "load assignment", why, sizeof(why)))
+            snprintf(why, sizeof(why), "%s", ekg_strerror(err));
+        fprintf(stderr, "ekglue dump: %s\n", why);
+        goto out;
+    }
     if (strcmp(format, "binary") == 0) {
         write_binary(clusters, stdout);
         write_binary(las, stdout);
         rc = fflush(stdout) == 0 && !ferror(stdout) ? EKG_EXIT_OK : EKG_EXIT_FAILURE;
         goto out;
     }
-    if ((err = ekg_render_dump(clusters, las, t, &doc)) != EKG_OK ||
-        (err = ekg_render_write(doc, strcmp(format, "yaml") == 0 ? EKG_FORMAT_YAML : EKG_FORMAT_JSON,
+    if ((err = ekg_render_write(doc, strcmp(format, "yaml") == 0 ? EKG_FORMAT_YAML : EKG_FORMAT_JSON,
                                 stdout))) {
         fprintf(stderr, "ekglue dump: %s\n", ekg_strerror(err));
         goto out;
