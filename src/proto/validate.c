@@ -559,8 +559,10 @@ static void each_option(const upb_Message *opts, uint32_t field,
         return;
     size_t len = 0;
     const char *p = upb_Message_GetUnknown(opts, &len);
+    if (!p || !len)
+        return;
     const char *end = p + len;
-    while (p && p < end) {
+    while (p < end) {
         uint64_t tag, v = 0, n = 0;
         if (!read_varint(&p, end, &tag))
             return;
@@ -572,6 +574,8 @@ static void each_option(const upb_Message *opts, uint32_t field,
                 found(ctx, NULL, 0, v);
             break;
         case 1:
+            if (end - p < 8)
+                return;
             p += 8;
             break;
         case 2:
@@ -582,6 +586,8 @@ static void each_option(const upb_Message *opts, uint32_t field,
             p += n;
             break;
         case 5:
+            if (end - p < 4)
+                return;
             p += 4;
             break;
         default:
