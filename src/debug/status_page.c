@@ -179,8 +179,7 @@ static void put_snapshot(const ekg_debug_view_t *v, FILE *f)
         fputs(since > 0 ? " ago</td></tr>\n" : "</td></tr>\n", f);
     }
     fputs("</table>\n", f);
-    ekg_metrics_values_t
-        m; /* resources dropped for breaking Envoy's validation rules (docs/translation.md) */
+    ekg_metrics_values_t m; /* resources dropped for breaking Envoy's validation rules (docs/config.md) */
     ekg_metrics_read(&m);
     const char *sep =
         "<p class=err>Not served, as they break Envoy's validation rules (counted per build; the "

@@ -201,7 +201,7 @@ ekg_err_t ekg_encode_cluster(const ekg_service_input_t *in, const ekg_service_po
     ekg_err_t err = build_cluster(in, &match, port, name, arena, &c, is_eds);
     if (err || !c)
         return err;
-    /* What Envoy would NACK is not sent (docs/translation.md, "Validation"). Clusters spliced from a shared
+    /* What Envoy would NACK is not sent (docs/config.md, "Validation"). Clusters spliced from a shared
      * encoding above were checked here when it was made: they differ from it by their name only. */
     double start = in->validate_ns ? ekg_clock_s() : 0;
     bool valid = ekg_proto_validate(c, def, invalid) == EKG_OK;

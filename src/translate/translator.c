@@ -476,7 +476,7 @@ static const char *const TYPE_NAMES[NTYPES] = {"cluster", "load assignment", "li
 
 /*
  * A resource that breaks one of Envoy's validation rules (t->violation says which) is not served: a warning
- * naming the Service, the resource and the rule, and the count (docs/translation.md, "Validation"). `also`
+ * naming the Service, the resource and the rule, and the count (docs/config.md, "Validation"). `also`
  * names what goes with it ("" when nothing).
  */
 static void drop_invalid(ekg_translator_t *t, const entry_t *e, ekg_resource_type_t type, const char *name,
