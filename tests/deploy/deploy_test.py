@@ -31,7 +31,7 @@ deploy/helm) and of the examples in docs/getting-started.md. Nothing here needs 
   config       the kustomize ekglue.yaml and the chart's inline config are the same and pass
                `ekglue check-config`.
   docs         every yaml/json block of docs/getting-started.md parses; the Envoy bootstrap uses ADS over gRPC
-               (V3) with CDS from ADS and routes to clusters that `ekglue dump` of the demo cluster produces;
+               (V3) with CDS from ADS (and its DELTA_GRPC fragment the same ADS cluster) and routes to clusters that `ekglue dump` of the demo cluster produces;
                the gRPC bootstrap names an xds_v3 server on port 18000.
 
 Run by ctest (EKGLUE, EKG_SOURCE_DIR set), or directly: /usr/bin/python3 tests/deploy/deploy_test.py. Only
@@ -1142,8 +1142,16 @@ class ConfigAndDocsTest(unittest.TestCase):
                 parsed.append(("yaml", list(yaml.safe_load_all(body))))
             elif lang == "json":
                 parsed.append(("json", [json.loads(body)]))
-        envoy = [d for _, ds in parsed for d in ds if isinstance(d, dict) and "dynamic_resources" in d]
-        self.assertEqual(len(envoy), 1, "one Envoy bootstrap")
+        dynamic = [d for _, ds in parsed for d in ds if isinstance(d, dict) and "dynamic_resources" in d]
+        envoy = [d for d in dynamic if "node" in d]
+        self.assertEqual(len(envoy), 1, "one whole Envoy bootstrap")
+        # The incremental variant is a fragment of the same bootstrap: only api_type differs.
+        delta = [d for d in dynamic if "node" not in d]
+        self.assertEqual(len(delta), 1, "one DELTA_GRPC fragment")
+        dads = delta[0]["dynamic_resources"]["ads_config"]
+        self.assertEqual(dads["api_type"], "DELTA_GRPC")
+        self.assertEqual(dads["grpc_services"], envoy[0]["dynamic_resources"]["ads_config"]["grpc_services"])
+        self.assertEqual(delta[0]["dynamic_resources"]["cds_config"], {"ads": {}, "resource_api_version": "V3"})
         b = envoy[0]
         self.assertTrue(b["node"]["id"] and b["node"]["cluster"])
         ads = b["dynamic_resources"]["ads_config"]
