@@ -109,6 +109,8 @@ static void version_of(const ekg_resource_t *r, char buf[17])
  * removed_resources, which protobuf parsers (Envoy's) refuse: such a request is malformed. */
 static bool utf8_ok(upb_StringView v)
 {
+    if (v.size == 0) /* (and data may be NULL) */
+        return true;
     const unsigned char *p = (const unsigned char *)v.data, *end = p + v.size;
     while (p < end) {
         unsigned c = *p++;
