@@ -42,6 +42,7 @@
 #include "upb/def.h"
 #include "upb/json_encode.h"
 #include "upb/map.h"
+#include "upb/msg_internal.h"
 #include "upb/reflection.h"
 #include "upb/status.h"
 
@@ -56,6 +57,9 @@
 #define EXT_IGNORED  1072           /* MessageOptions: ignored */
 #define MAX_DURATION 315576000000LL /* seconds: protobuf's and Envoy's bound for a Duration */
 #define NANOS        1000000000LL
+#define W_MAX_FIELDS 256 /* the wire walk: types with more fields to check, or more oneofs, fall back */
+#define W_MAX_DEPTH  60  /* ... and deeper nesting (upb's decoder stops at 64) */
+#define W_MAX_ONEOFS 64
 
 typedef __int128 nanos_t; /* a Duration or a Timestamp in nanoseconds: seconds * 1e9 overflow 64 bits */
 
@@ -142,6 +146,7 @@ typedef struct str_rule {
 
 typedef struct enum_rule {
     const upb_EnumDef *e;
+    uint64_t defined[4]; /* values 0..255 the enum defines (the others are looked up) */
     bool has_const, defined_only;
     int32_t c;
     int32_t *in, *not_in;
@@ -185,23 +190,56 @@ typedef enum { WKT_NONE, WKT_DURATION, WKT_TIMESTAMP, WKT_ANY, WKT_WRAPPER } wkt
 
 typedef struct msg_plan msg_plan_t;
 
-/* One field worth a look. For a map field, `sub` and `wkt` are about the value type. */
+/* What a field's values are, precomputed at compile time so that the walk makes no reflection calls. */
+typedef struct vtype {
+    upb_CType ct;      /* the value's own type (a wrapper: kUpb_CType_Message) */
+    upb_FieldType ft;  /* its descriptor type (the wire form: varint, zigzag, fixed...) */
+    wkt_t wkt;         /* message values: a well-known type with checks of its own */
+    upb_CType wrap_ct; /* wrappers: their value's types */
+    upb_FieldType wrap_ft;
+    bool closed_enum;                /* a proto2 enum: upb keeps an undefined value as an unknown field */
+    bool utf8;                       /* strings the decoder checks for UTF-8 (proto3 `string`) */
+    const upb_MiniTable_Field *wrap; /* wrappers: their `value` field; else NULL */
+    const upb_MessageDef *sub;       /* message values: their type; else NULL */
+} vtype_t;
+
+typedef enum { F_SINGULAR, F_REPEATED, F_MAP } shape_t;
+
+/* One field worth a look. For a map field, `vt` and `sub` are about the entries' value. What the walks read
+ * for every field comes first (they run through these arrays for every message). */
 typedef struct field_plan {
+    const upb_MiniTable_Field *mf; /* the field's slot in the message */
+    shape_t shape;
+    bool walk;       /* values need a walk of their own (sub, or a Duration, Timestamp, Any) */
+    bool skip_unset; /* nothing to check when unset (a field with presence and no `required`) */
     const upb_FieldDef *f;
     const value_rule_t *rule;          /* singular fields; NULL when none */
     const rep_rule_t *rep;             /* repeated (not map) fields; NULL when none */
-    const map_rule_t *map;             /* map fields; NULL when none */
-    const upb_FieldDef *key_f, *val_f; /* map fields: the entry's fields */
     const msg_plan_t *sub;             /* the (value) message type's plan, when it is active */
-    wkt_t wkt; /* the (value) message type when a well-known type with checks of its own */
+    vtype_t vt;                        /* the value (element) */
+    const map_rule_t *map;             /* map fields; NULL when none */
+    vtype_t kt;                        /* map fields: the key */
+    const upb_FieldDef *key_f, *val_f; /* map fields: the entry's fields */
 } field_plan_t;
 
 struct msg_plan {
     const upb_MessageDef *m;
+    const upb_MiniTable *mt; /* m's layout, for the fields the wire walk skips */
     field_plan_t *fields;
     size_t nfields;
-    const upb_OneofDef **oneofs; /* (validate.required) */
+    const upb_OneofDef **oneofs;             /* (validate.required) */
+    const upb_MiniTable_Field **oneof_slots; /* a member of each: where the oneof's case is */
     size_t noneofs;
+    /* The wire walk's tables, by field number (< nslots, the message's largest number + 1): the index in
+     * fields (-1: not there) and the index of the oneof it belongs to (-1: none). */
+    int16_t *slot_of, *oneof_of;
+    uint8_t *wt_of; /* the wire type each field number is written with (another one: an unknown field) */
+    uint32_t nslots;
+    uint32_t noneofs_all;          /* the message's oneofs, required or not */
+    int16_t *required_oneof_index; /* for each required oneof: its index among the message's oneofs */
+    uint16_t *after; /* the fields whose absence (or whose count) breaks a rule: checked at the end */
+    size_t nafter;
+    bool wire_ok;  /* false: the wire walk falls back to decoding for this type */
     bool disabled; /* (validate.disabled) or (validate.ignored): nothing in it is checked */
     bool direct;   /* rules of its own */
     bool active;   /* something to check in it or below */
@@ -230,6 +268,18 @@ static struct compiled {
     unsupported_t unsupported[32];
     size_t nunsupported_kinds, unsupported_total, rules;
     size_t active;
+    /* The fields of the well-known types the walk reads: seconds and nanos of Duration and Timestamp (index
+     * 0 and 1), type_url and value of Any. NULL when the pool lacks the type. */
+    const upb_MiniTable_Field *dur[2], *ts[2], *any[2];
+    /* Any payloads: "type.googleapis.com/NAME" of every active type -> its plan (open addressing, a power of
+     * two of slots, NULL = empty), so that the walk finds a payload's plan without the pool's lookups. */
+    struct url_slot {
+        const char *url; /* in the arena; NULL: empty */
+        size_t len;
+        uint64_t hash;
+        const msg_plan_t *plan;
+    } * urls;
+    size_t nurls_cap;
 } * compiled;
 
 /* --- the pattern subset --------------------------------------------------------------------------------- */
@@ -1029,6 +1079,11 @@ static const value_rule_t *compile_value(compiler_t *cc, const upb_Message *rule
         out->kind = R_ENUM;
         enum_rule_t *e = &out->u.en;
         e->e = upb_FieldDef_EnumSubDef(f);
+        for (int k = 0; k < upb_EnumDef_ValueCount(e->e); k++) {
+            int32_t number = upb_EnumValueDef_Number(upb_EnumDef_Value(e->e, k));
+            if (number >= 0 && number < 256)
+                e->defined[number >> 6] |= (uint64_t)1 << (number & 63);
+        }
         if ((e->has_const = has(r, rm, "const")))
             e->c = get(r, rm, "const").int32_val;
         e->defined_only = has(r, rm, "defined_only") && get(r, rm, "defined_only").bool_val;
@@ -1109,6 +1164,30 @@ static int cmp_plans(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static uint64_t url_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The active plan of an Any's payload type by its type URL, when the URL has the usual prefix; NULL: not one
+ * (the caller then asks the pool). */
+static const msg_plan_t *find_url(const struct compiled *c, upb_StringView url)
+{
+    if (!c->nurls_cap)
+        return NULL;
+    uint64_t h = url_hash(url.data, url.size);
+    for (size_t i = h & (c->nurls_cap - 1);; i = (i + 1) & (c->nurls_cap - 1)) {
+        const struct url_slot *u = &c->urls[i];
+        if (!u->url)
+            return NULL;
+        if (u->hash == h && u->len == url.size && (!url.size || memcmp(u->url, url.data, url.size) == 0))
+            return u->plan;
+    }
+}
+
 static const msg_plan_t *find_plan(const struct compiled *c, const upb_MessageDef *m)
 {
     size_t lo = 0, hi = c->nplans;
@@ -1137,6 +1216,7 @@ static void collect_message(collect_t *k, const upb_MessageDef *m)
     msg_plan_t *p = ekg_proto_alloc(k->arena, sizeof(*p));
     memset(p, 0, sizeof(*p));
     p->m = m;
+    p->mt = upb_MessageDef_MiniTable(m);
     EKG_ARRAY_PUSH(k->plans, k->nplans, k->capplans, p);
     for (int i = 0; i < upb_MessageDef_NestedMessageCount(m); i++)
         collect_message(k, upb_MessageDef_NestedMessage(m, i));
@@ -1188,6 +1268,51 @@ static bool type_active(const struct compiled *c, const upb_MessageDef *m)
     return p && p->active;
 }
 
+typedef struct vctx vctx_t;
+typedef struct xvalue xvalue_t;
+static bool check_rule(vctx_t *c, const value_rule_t *r, const vtype_t *t, const xvalue_t *x);
+static bool default_passes(const field_plan_t *fp);
+static int wire_type_of(upb_FieldType ft);
+
+/*
+ * Whether the wire walk must look at fp at the end of its message: a list with a length rule, a map that
+ * must have pairs, a required field, or a proto3 scalar whose default breaks its rules (a string with
+ * min_len 1). Any other field is fine when it is not on the wire.
+ */
+static bool absence_matters(const field_plan_t *fp)
+{
+    switch (fp->shape) {
+    case F_REPEATED:
+        return fp->rep && (fp->rep->has_min || fp->rep->has_max);
+    case F_MAP:
+        return fp->map && !fp->map->ignore_empty && fp->map->has_min && fp->map->min > 0;
+    case F_SINGULAR:
+        if (!fp->rule || fp->mf->presence < 0)
+            return false;
+        return fp->mf->presence > 0 ? fp->rule->required : !default_passes(fp);
+    }
+    return false;
+}
+
+static vtype_t vtype_of(const upb_FieldDef *f)
+{
+    vtype_t t = {.ct = upb_FieldDef_CType(f), .ft = upb_FieldDef_Type(f)};
+    t.utf8 = upb_FieldDef_MiniTable(f)->descriptortype == kUpb_FieldType_String;
+    t.closed_enum = t.ct == kUpb_CType_Enum && upb_FileDef_Syntax(upb_FieldDef_File(f)) == kUpb_Syntax_Proto2;
+    if (t.ct == kUpb_CType_Message) {
+        t.sub = upb_FieldDef_MessageSubDef(f);
+        t.wkt = wkt_of(t.sub);
+        if (t.wkt == WKT_WRAPPER) {
+            const upb_FieldDef *vf = upb_MessageDef_FindFieldByNumber(t.sub, 1);
+            t.wrap = upb_FieldDef_MiniTable(vf);
+            t.wrap_ct = upb_FieldDef_CType(vf);
+            t.wrap_ft = upb_FieldDef_Type(vf);
+            t.utf8 = t.wrap->descriptortype == kUpb_FieldType_String;
+        }
+    }
+    return t;
+}
+
 void ekg_validate_compile(const upb_DefPool *pool, const upb_FileDef *const *files, size_t n)
 {
     ekg_validate_free();
@@ -1225,11 +1350,13 @@ void ekg_validate_compile(const upb_DefPool *pool, const upb_FileDef *const *fil
         }
         int no = upb_MessageDef_OneofCount(m);
         p->oneofs = ekg_proto_alloc(arena, (size_t)(no ? no : 1) * sizeof(*p->oneofs));
+        p->oneof_slots = ekg_proto_alloc(arena, (size_t)(no ? no : 1) * sizeof(*p->oneof_slots));
         for (int j = 0; j < no; j++) {
             const upb_OneofDef *o = upb_MessageDef_Oneof(m, j);
             bool required = false;
             each_option((const upb_Message *)upb_OneofDef_Options(o), EXT_RULES, flag_found, &required);
             if (required) {
+                p->oneof_slots[p->noneofs] = upb_FieldDef_MiniTable(upb_OneofDef_Field(o, 0));
                 p->oneofs[p->noneofs++] = o;
                 c->rules++;
             }
@@ -1264,22 +1391,93 @@ void ekg_validate_compile(const upb_DefPool *pool, const upb_FileDef *const *fil
         p->fields = ekg_proto_alloc(arena, (size_t)(nf ? nf : 1) * sizeof(*p->fields));
         for (int j = 0; p->active && fr && j < nf; j++) {
             const upb_FieldDef *f = upb_MessageDef_Field(p->m, j);
-            const upb_MessageDef *vt = value_type(f);
-            field_plan_t fp = {.f = f, .rule = fr[j].value, .rep = fr[j].rep, .map = fr[j].map};
-            if (vt) {
-                fp.wkt = wkt_of(vt);
-                const msg_plan_t *sp = find_plan(c, vt);
-                fp.sub = sp && sp->active ? sp : NULL;
-            }
-            if (upb_FieldDef_IsMap(f)) {
+            field_plan_t fp = {.f = f,
+                               .mf = upb_FieldDef_MiniTable(f),
+                               .shape = upb_FieldDef_IsMap(f)        ? F_MAP
+                                        : upb_FieldDef_IsRepeated(f) ? F_REPEATED
+                                                                     : F_SINGULAR,
+                               .rule = fr[j].value,
+                               .rep = fr[j].rep,
+                               .map = fr[j].map};
+            if (fp.shape == F_MAP) {
                 fp.key_f = upb_MessageDef_FindFieldByNumber(upb_FieldDef_MessageSubDef(f), 1);
                 fp.val_f = upb_MessageDef_FindFieldByNumber(upb_FieldDef_MessageSubDef(f), 2);
+                fp.kt = vtype_of(fp.key_f);
+                fp.vt = vtype_of(fp.val_f);
+            } else {
+                fp.vt = vtype_of(f);
             }
-            bool walk = fp.sub || fp.wkt == WKT_DURATION || fp.wkt == WKT_TIMESTAMP || fp.wkt == WKT_ANY;
-            if (fp.rule || fp.rep || fp.map || walk)
+            if (fp.vt.sub) {
+                const msg_plan_t *sp = find_plan(c, fp.vt.sub);
+                fp.sub = sp && sp->active ? sp : NULL;
+            }
+            fp.walk =
+                fp.sub || fp.vt.wkt == WKT_DURATION || fp.vt.wkt == WKT_TIMESTAMP || fp.vt.wkt == WKT_ANY;
+            fp.skip_unset = fp.shape == F_SINGULAR && fp.mf->presence != 0 &&
+                            !(fp.rule && fp.rule->required && fp.mf->presence > 0);
+            if (fp.rule || fp.rep || fp.map || fp.walk)
                 p->fields[p->nfields++] = fp;
         }
         p->field_rules = NULL;
+        uint32_t maxnum = 0;
+        for (int j = 0; j < nf; j++)
+            if (upb_FieldDef_Number(upb_MessageDef_Field(p->m, j)) > maxnum)
+                maxnum = upb_FieldDef_Number(upb_MessageDef_Field(p->m, j));
+        p->wire_ok =
+            maxnum < 4096 && p->nfields <= W_MAX_FIELDS && upb_MessageDef_OneofCount(p->m) <= W_MAX_ONEOFS;
+        p->nslots = p->wire_ok ? maxnum + 1 : 0;
+        p->noneofs_all = (uint32_t)upb_MessageDef_OneofCount(p->m);
+        p->slot_of = ekg_proto_alloc(arena, (p->nslots + 1) * sizeof(*p->slot_of));
+        p->oneof_of = ekg_proto_alloc(arena, (p->nslots + 1) * sizeof(*p->oneof_of));
+        p->wt_of = ekg_proto_alloc(arena, p->nslots + 1);
+        memset(p->wt_of, 0xff, p->nslots + 1);
+        memset(p->slot_of, 0xff, (p->nslots + 1) * sizeof(*p->slot_of));
+        memset(p->oneof_of, 0xff, (p->nslots + 1) * sizeof(*p->oneof_of));
+        for (size_t j = 0; p->wire_ok && j < p->nfields; j++)
+            p->slot_of[upb_FieldDef_Number(p->fields[j].f)] = (int16_t)j;
+        for (int j = 0; p->wire_ok && j < nf; j++) {
+            const upb_OneofDef *o = upb_FieldDef_ContainingOneof(upb_MessageDef_Field(p->m, j));
+            p->wt_of[upb_FieldDef_Number(upb_MessageDef_Field(p->m, j))] =
+                (uint8_t)wire_type_of(upb_FieldDef_Type(upb_MessageDef_Field(p->m, j)));
+            if (o)
+                p->oneof_of[upb_FieldDef_Number(upb_MessageDef_Field(p->m, j))] =
+                    (int16_t)upb_OneofDef_Index(o);
+        }
+        p->required_oneof_index = ekg_proto_alloc(arena, (p->noneofs + 1) * sizeof(*p->required_oneof_index));
+        for (size_t j = 0; j < p->noneofs; j++)
+            p->required_oneof_index[j] = (int16_t)upb_OneofDef_Index(p->oneofs[j]);
+        p->after = ekg_proto_alloc(arena, (p->nfields + 1) * sizeof(*p->after));
+        for (size_t j = 0; j < p->nfields; j++)
+            if (absence_matters(&p->fields[j]))
+                p->after[p->nafter++] = (uint16_t)j;
+    }
+    static const char *const wkts[3] = {"google.protobuf.Duration", "google.protobuf.Timestamp",
+                                        "google.protobuf.Any"};
+    const upb_MiniTable_Field **slots[3] = {c->dur, c->ts, c->any};
+    for (int w = 0; w < 3; w++) {
+        const upb_MessageDef *m = upb_DefPool_FindMessageByName(pool, wkts[w]);
+        for (int f = 0; m && f < 2; f++)
+            slots[w][f] = upb_FieldDef_MiniTable(upb_MessageDef_FindFieldByNumber(m, f + 1));
+    }
+    size_t nactive = 0;
+    for (size_t i = 0; i < c->nplans; i++)
+        nactive += c->plans[i]->active;
+    for (c->nurls_cap = 16; c->nurls_cap < 2 * nactive; c->nurls_cap *= 2)
+        ;
+    c->urls = ekg_proto_alloc(arena, c->nurls_cap * sizeof(*c->urls));
+    memset(c->urls, 0, c->nurls_cap * sizeof(*c->urls));
+    for (size_t i = 0; i < c->nplans; i++) {
+        if (!c->plans[i]->active)
+            continue;
+        const char *name = upb_MessageDef_FullName(c->plans[i]->m);
+        size_t len = strlen(EKG_TYPE_URL_PREFIX) + strlen(name);
+        char *url = ekg_proto_alloc(arena, len + 1);
+        snprintf(url, len + 1, "%s%s", EKG_TYPE_URL_PREFIX, name);
+        uint64_t h = url_hash(url, len);
+        size_t slot = h & (c->nurls_cap - 1);
+        while (c->urls[slot].url)
+            slot = (slot + 1) & (c->nurls_cap - 1);
+        c->urls[slot] = (struct url_slot){url, len, h, c->plans[i]};
     }
     compiled = c;
 
@@ -1324,6 +1522,73 @@ void ekg_proto_validate_stats(ekg_validate_stats_t *out)
 /* --- checking
  * ------------------------------------------------------------------------------------------------ */
 
+/*
+ * Reading a message without reflection calls: the field's slot (upb_MiniTable_Field) says where its value and
+ * its presence are (a hasbit, or the case of its oneof; upb 1.51's layout, msg_internal.h).
+ */
+static bool has_field(const upb_Message *msg, const upb_MiniTable_Field *f)
+{
+    if (f->presence > 0)
+        return _upb_hasbit_field(msg, f);
+    if (f->presence < 0)
+        return _upb_getoneofcase_field(msg, f) == f->number;
+    return true;
+}
+
+static upb_MessageValue read_field(const upb_Message *msg, const upb_MiniTable_Field *f, upb_CType ct)
+{
+    upb_MessageValue v;
+    memset(&v, 0, sizeof(v));
+    const char *p = (const char *)msg + f->offset;
+    switch (ct) {
+    case kUpb_CType_Bool:
+        memcpy(&v.bool_val, p, sizeof(v.bool_val));
+        break;
+    case kUpb_CType_Float:
+    case kUpb_CType_Int32:
+    case kUpb_CType_UInt32:
+    case kUpb_CType_Enum:
+        memcpy(&v.int32_val, p, 4);
+        break;
+    case kUpb_CType_Int64:
+    case kUpb_CType_UInt64:
+    case kUpb_CType_Double:
+        memcpy(&v.int64_val, p, 8);
+        break;
+    case kUpb_CType_String:
+    case kUpb_CType_Bytes:
+        memcpy(&v.str_val, p, sizeof(v.str_val));
+        break;
+    case kUpb_CType_Message:
+        memcpy(&v.msg_val, p, sizeof(v.msg_val));
+        break;
+    }
+    return v;
+}
+
+/* The slot of a repeated or map field: its upb_Array or upb_Map, NULL when empty. */
+static const void *read_container(const upb_Message *msg, const upb_MiniTable_Field *f)
+{
+    const void *p;
+    memcpy(&p, (const char *)msg + f->offset, sizeof(p));
+    return p;
+}
+
+/* A Duration or Timestamp (fields f[0] seconds, f[1] nanos) in nanoseconds. */
+static nanos_t read_time(const upb_Message *msg, const upb_MiniTable_Field *const f[2])
+{
+    if (!msg || !f[0])
+        return 0;
+    return (nanos_t)read_field(msg, f[0], kUpb_CType_Int64).int64_val * NANOS +
+           read_field(msg, f[1], kUpb_CType_Int32).int32_val;
+}
+
+static upb_StringView any_field(const struct compiled *c, const upb_Message *any, int i)
+{
+    return c->any[i] ? read_field(any, c->any[i], kUpb_CType_String).str_val
+                     : upb_StringView_FromDataAndSize("", 0);
+}
+
 /* One step of the walk: like ekg_validate_step_t, with the map key as a value (made text on a violation). */
 typedef struct istep {
     const upb_FieldDef *f;
@@ -1333,13 +1598,14 @@ typedef struct istep {
     upb_MessageValue key;
 } istep_t;
 
-typedef struct vctx {
+struct vctx {
     const struct compiled *c;
     ekg_violation_t *v; /* NULL: only whether it passes */
     istep_t steps[EKG_VALIDATE_MAX_DEPTH + 1];
     size_t depth;
-    upb_Arena *scratch; /* Any payloads; created on the first one */
-} vctx_t;
+    upb_Arena *scratch; /* Any payloads; created on the first one (scratch()) */
+    _Alignas(16) char scratch_mem[4096];
+};
 
 /* Appends printf output to buf (size cap) at *used, cutting at the end. */
 static void append(char *buf, size_t cap, size_t *used, const char *fmt, ...)
@@ -1552,28 +1818,27 @@ static bool check_num(vctx_t *c, const num_rule_t *r, num_t v)
     bool has_upper = r->has & (HAS_LT | HAS_LTE), has_lower = r->has & (HAS_GT | HAS_GTE);
     bool upper_incl = !(r->has & HAS_LT), lower_incl = !(r->has & HAS_GT);
     num_t upper = (r->has & HAS_LT) ? r->lt : r->lte, lower = (r->has & HAS_GT) ? r->gt : r->gte;
-    if (has_upper)
-        fmt_num(r, upper, a, sizeof(a));
-    if (has_lower)
-        fmt_num(r, lower, b, sizeof(b));
+    /* The bounds are printed only for a message (snprintf would cost more than the whole check). */
+#define BOUNDS() (fmt_num(r, upper, a, sizeof(a)), fmt_num(r, lower, b, sizeof(b)))
     if (has_upper && has_lower) {
         bool below_upper = upper_incl ? le(p, v, upper) : lt(p, v, upper);
         bool above_lower = lower_incl ? le(p, lower, v) : lt(p, lower, v);
         if (lt(p, lower, upper)) { /* inside the range */
             if (!(below_upper && above_lower))
-                return fail(c, "must be inside range %s%s, %s%s", lower_incl ? "[" : "(", b, a,
-                            upper_incl ? "]" : ")");
+                return BOUNDS(), fail(c, "must be inside range %s%s, %s%s", lower_incl ? "[" : "(", b, a,
+                                      upper_incl ? "]" : ")");
         } else if (!below_upper && !above_lower) { /* outside of it: the bounds swap their brackets */
-            return fail(c, "must be outside range %s%s, %s%s", upper_incl ? "(" : "[", a, b,
-                        lower_incl ? ")" : "]");
+            return BOUNDS(), fail(c, "must be outside range %s%s, %s%s", upper_incl ? "(" : "[", a, b,
+                                  lower_incl ? ")" : "]");
         }
     } else if (has_upper) {
         if (upper_incl ? !le(p, v, upper) : !lt(p, v, upper))
-            return fail(c, "must be less than %s%s", upper_incl ? "or equal to " : "", a);
+            return BOUNDS(), fail(c, "must be less than %s%s", upper_incl ? "or equal to " : "", a);
     } else if (has_lower) {
         if (lower_incl ? !le(p, lower, v) : !lt(p, lower, v))
-            return fail(c, "must be greater than %s%s", lower_incl ? "or equal to " : "", b);
+            return BOUNDS(), fail(c, "must be greater than %s%s", lower_incl ? "or equal to " : "", b);
     }
+#undef BOUNDS
     if (r->nin) {
         size_t i = 0;
         while (i < r->nin && !eq(p, v, r->in[i]))
@@ -1615,9 +1880,21 @@ static size_t runes(upb_StringView s)
     return n;
 }
 
+/* memcmp for views, which may be {NULL, 0}: memcmp's arguments must not be NULL even for 0 bytes. */
+static int view_cmp(const char *a, const char *b, size_t n)
+{
+    return n ? memcmp(a, b, n) : 0;
+}
+
+/* The end of a view ({NULL, 0} included: no arithmetic on NULL). */
+static const char *view_end(upb_StringView v)
+{
+    return v.size ? v.data + v.size : v.data;
+}
+
 static bool starts_with(upb_StringView s, upb_StringView p)
 {
-    return s.size >= p.size && memcmp(s.data, p.data, p.size) == 0;
+    return s.size >= p.size && view_cmp(s.data, p.data, p.size) == 0;
 }
 
 static bool contains(upb_StringView s, upb_StringView p)
@@ -1632,7 +1909,7 @@ static bool contains(upb_StringView s, upb_StringView p)
 
 static bool same(upb_StringView a, upb_StringView b)
 {
-    return a.size == b.size && memcmp(a.data, b.data, a.size) == 0;
+    return a.size == b.size && view_cmp(a.data, b.data, a.size) == 0;
 }
 
 /* PGV's hostname: at most 253 characters without a trailing dot, labels of 1-63 letters, digits and '-', not
@@ -1764,8 +2041,9 @@ static bool check_str(vctx_t *c, const str_rule_t *r, upb_StringView s)
         return fail(c, "does not match regex pattern \"%s\"", r->pattern->text);
     if (r->prefix.data && !starts_with(s, r->prefix))
         return fail(c, "does not have prefix \"%.*s\"", (int)r->prefix.size, r->prefix.data);
-    if (r->suffix.data && !(s.size >= r->suffix.size &&
-                            memcmp(s.data + s.size - r->suffix.size, r->suffix.data, r->suffix.size) == 0))
+    if (r->suffix.data &&
+        !(s.size >= r->suffix.size && view_cmp(s.size ? s.data + (s.size - r->suffix.size) : s.data,
+                                               r->suffix.data, r->suffix.size) == 0))
         return fail(c, "does not have suffix \"%.*s\"", (int)r->suffix.size, r->suffix.data);
     if (r->contains.data && !contains(s, r->contains))
         return fail(c, "does not contain substring \"%.*s\"", (int)r->contains.size, r->contains.data);
@@ -1821,28 +2099,26 @@ static num_t num_value(upb_CType ct, upb_MessageValue v)
     return n;
 }
 
-static upb_StringView any_type_url(const upb_Message *any, const upb_MessageDef *m)
-{
-    return upb_Message_Get(any, upb_MessageDef_FindFieldByNumber(m, 1)).str_val;
-}
-
 /*
- * The rules of one value of field f (its own value for a singular field, an element, a map key or value).
- * set: whether a value is there (false only for unset singular fields with presence).
+ * A value as the rules see it: a scalar (a wrapper's inner value), a Duration or Timestamp in nanoseconds, or
+ * an Any's type URL. Read from a upb message (xvalue_of) or from the wire (the wire walk below).
  */
-static bool check_value(vctx_t *c, const value_rule_t *r, const upb_FieldDef *f, upb_MessageValue v, bool set)
+struct xvalue {
+    upb_CType ct; /* of v; kUpb_CType_Message: t or url holds the value */
+    upb_MessageValue v;
+    nanos_t t;    /* Durations, Timestamps */
+    int64_t secs; /* ... as written */
+    int32_t nanos;
+    upb_StringView url;   /* Any */
+    upb_StringView value; /* Any: the payload's bytes (wire walk only) */
+};
+
+#define WFAIL(...) (fail(c, __VA_ARGS__), W_FAIL)
+
+/* The rules r on a value that is there. */
+static bool check_rule(vctx_t *c, const value_rule_t *r, const vtype_t *t, const xvalue_t *x)
 {
-    if (!r)
-        return true;
-    if (!set)
-        return !r->required || fail(c, "is required");
-    upb_CType ct = upb_FieldDef_CType(f);
-    const upb_MessageDef *sub = ct == kUpb_CType_Message ? upb_FieldDef_MessageSubDef(f) : NULL;
-    if (sub && is_wrapper(sub)) { /* rules on a wrapper apply to its value */
-        const upb_FieldDef *vf = upb_MessageDef_FindFieldByNumber(sub, 1);
-        v = upb_Message_Get(v.msg_val, vf);
-        ct = upb_FieldDef_CType(vf);
-    }
+    upb_MessageValue v = x->v;
     switch (r->kind) {
     case R_NONE:
         return true;
@@ -1851,38 +2127,36 @@ static bool check_value(vctx_t *c, const value_rule_t *r, const upb_FieldDef *f,
     case R_STR:
         return check_str(c, &r->u.str, v.str_val);
     case R_NUM:
-        if (ct == kUpb_CType_Message) {
-            return check_num(c, &r->u.num, tnum(time_of(v.msg_val, sub)));
-        }
-        return check_num(c, &r->u.num, num_value(ct, v));
+        return check_num(c, &r->u.num, x->ct == kUpb_CType_Message ? tnum(x->t) : num_value(x->ct, v));
     case R_ENUM: {
         const enum_rule_t *e = &r->u.en;
-        int32_t x = v.int32_val;
-        if (e->has_const && x != e->c)
+        int32_t n = v.int32_val;
+        if (e->has_const && n != e->c)
             return fail(c, "must equal %" PRId32, e->c);
-        if (e->defined_only && !upb_EnumDef_FindValueByNumber(e->e, x))
-            return fail(c, "must be one of the defined enum values (got %" PRId32 ")", x);
+        bool defined = n >= 0 && n < 256 ? (e->defined[n >> 6] >> (n & 63)) & 1
+                                         : upb_EnumDef_FindValueByNumber(e->e, n) != NULL;
+        if (e->defined_only && !defined)
+            return fail(c, "must be one of the defined enum values (got %" PRId32 ")", n);
         if (e->nin) {
             size_t i = 0;
-            while (i < e->nin && e->in[i] != x)
+            while (i < e->nin && e->in[i] != n)
                 i++;
             if (i == e->nin)
-                return fail(c, "must be in list of %zu values (got %" PRId32 ")", e->nin, x);
+                return fail(c, "must be in list of %zu values (got %" PRId32 ")", e->nin, n);
         }
         for (size_t i = 0; i < e->nnot_in; i++)
-            if (e->not_in[i] == x) {
-                const upb_EnumValueDef *ev = upb_EnumDef_FindValueByNumber(e->e, x);
+            if (e->not_in[i] == n) {
+                const upb_EnumValueDef *ev = upb_EnumDef_FindValueByNumber(e->e, n);
                 return fail(c, "must not be in list (got %s)",
                             ev ? upb_EnumValueDef_Name(ev) : "a listed value");
             }
         return true;
     }
     case R_ANY: {
-        upb_StringView url = any_type_url(v.msg_val, sub);
         const any_rule_t *a = &r->u.any;
         if (a->nin) {
             size_t i = 0;
-            while (i < a->nin && !same(url, a->in[i]))
+            while (i < a->nin && !same(x->url, a->in[i]))
                 i++;
             if (i == a->nin) {
                 char list[200];
@@ -1891,7 +2165,7 @@ static bool check_value(vctx_t *c, const value_rule_t *r, const upb_FieldDef *f,
             }
         }
         for (size_t i = 0; i < a->nnot_in; i++)
-            if (same(url, a->not_in[i])) {
+            if (same(x->url, a->not_in[i])) {
                 char list[200];
                 fmt_str_list(a->not_in, a->nnot_in, list, sizeof(list));
                 return fail(c, "type URL must not be in list %s", list);
@@ -1899,33 +2173,67 @@ static bool check_value(vctx_t *c, const value_rule_t *r, const upb_FieldDef *f,
         return true;
     }
     }
+    (void)t;
     return true;
 }
 
 /*
- * The payload of Any msg (of type m) decoded into the walk's scratch arena: *pm its type and *payload the
- * message, both NULL when the pool does not know the type. False (with *pm set) when the bytes do not decode.
+ * The rules of one value of type t (a singular field's own value, an element, a map key or value), from a
+ * upb message. set: whether a value is there (false only for unset singular fields with presence).
  */
-static bool any_payload(vctx_t *c, const upb_Message *msg, const upb_MessageDef *m, const upb_MessageDef **pm,
+static bool check_value(vctx_t *c, const value_rule_t *r, const vtype_t *t, upb_MessageValue v, bool set)
+{
+    if (!r)
+        return true;
+    if (!set)
+        return !r->required || fail(c, "is required");
+    xvalue_t x; /* only what the rule kind reads is set: zeroing all of it costs more than the check */
+    x.ct = t->ct;
+    x.v = v;
+    if (t->wrap) { /* rules on a wrapper apply to its value */
+        x.v = read_field(v.msg_val, t->wrap, t->wrap_ct);
+        x.ct = t->wrap_ct;
+    } else if (t->wkt == WKT_DURATION || t->wkt == WKT_TIMESTAMP) {
+        x.t = read_time(v.msg_val, t->wkt == WKT_TIMESTAMP ? c->c->ts : c->c->dur);
+    } else if (t->wkt == WKT_ANY) {
+        x.url = any_field(c->c, v.msg_val, 0);
+    }
+    return check_rule(c, r, t, &x);
+}
+
+/* The walk's scratch arena (Any payloads), made on first use: its first block on the walk's stack. */
+static upb_Arena *scratch(vctx_t *c)
+{
+    if (!c->scratch) {
+        c->scratch = upb_Arena_Init(c->scratch_mem, sizeof(c->scratch_mem), &upb_alloc_global);
+        if (!c->scratch)
+            ekg_oom(0);
+    }
+    return c->scratch;
+}
+
+/*
+ * The payload of Any msg decoded into the walk's scratch arena: *pm its type and *payload the message, both
+ * NULL when the pool does not know the type. False (with *pm set) when the bytes do not decode.
+ */
+static bool any_payload(vctx_t *c, const upb_Message *msg, const upb_MessageDef **pm,
                         const upb_Message **payload)
 {
-    upb_StringView url = any_type_url(msg, m);
-    upb_StringView value = upb_Message_Get(msg, upb_MessageDef_FindFieldByNumber(m, 2)).str_val;
+    upb_StringView url = any_field(c->c, msg, 0);
+    upb_StringView value = any_field(c->c, msg, 1);
     size_t start = url.size;
     while (start && url.data[start - 1] != '/')
         start--;
     *payload = NULL;
-    *pm = upb_DefPool_FindMessageByNameWithSize(c->c->pool, url.data + start, url.size - start);
+    *pm =
+        upb_DefPool_FindMessageByNameWithSize(c->c->pool, url.size ? url.data + start : "", url.size - start);
     if (!*pm)
         return true;
-    if (!c->scratch)
-        c->scratch = ekg_proto_arena_new();
-    upb_Message *p = ekg_proto_message_new(*pm, c->scratch);
-    upb_DecodeStatus st =
-        upb_Decode(value.data, value.size, p, upb_MessageDef_MiniTable(*pm), NULL, 0, c->scratch);
-    if (st == kUpb_DecodeStatus_OutOfMemory)
-        ekg_oom(0);
-    if (st != kUpb_DecodeStatus_Ok)
+    /* Any bytes at all may be in a payload: decoded as a peer's (ekg_proto_decode_peer), which refuses what
+     * upb 1.51 mishandles. */
+    upb_Message *p = NULL;
+    if (ekg_proto_decode_peer(value.size ? value.data : "", value.size, upb_MessageDef_MiniTable(*pm), 0,
+                              scratch(c), &p, NULL) != EKG_OK)
         return false;
     *payload = p;
     return true;
@@ -1934,16 +2242,16 @@ static bool any_payload(vctx_t *c, const upb_Message *msg, const upb_MessageDef 
 static bool walk_message(vctx_t *c, const upb_Message *msg, const msg_plan_t *p);
 
 /* The checks of a message value's own: well-known types, Any payloads, and its fields. */
-static bool walk_value(vctx_t *c, const field_plan_t *fp, const upb_FieldDef *vf, const value_rule_t *r,
-                       const upb_Message *msg)
+static bool walk_value(vctx_t *c, const field_plan_t *fp, const value_rule_t *r, const upb_Message *msg)
 {
     if (!msg || (r && r->skip))
         return true;
-    const upb_MessageDef *m = upb_FieldDef_MessageSubDef(vf);
-    switch (fp->wkt) {
+    switch (fp->vt.wkt) {
     case WKT_DURATION: {
-        int64_t s = upb_Message_Get(msg, upb_MessageDef_FindFieldByNumber(m, 1)).int64_val;
-        int32_t n = upb_Message_Get(msg, upb_MessageDef_FindFieldByNumber(m, 2)).int32_val;
+        if (!c->c->dur[0])
+            return true;
+        int64_t s = read_field(msg, c->c->dur[0], kUpb_CType_Int64).int64_val;
+        int32_t n = read_field(msg, c->c->dur[1], kUpb_CType_Int32).int32_val;
         if (s < 0 || n < 0)
             return fail(c,
                         "must not be negative (Envoy checks every Duration: \"Expected positive duration\")");
@@ -1954,8 +2262,10 @@ static bool walk_value(vctx_t *c, const field_plan_t *fp, const upb_FieldDef *vf
         return true;
     }
     case WKT_TIMESTAMP: {
-        int64_t s = upb_Message_Get(msg, upb_MessageDef_FindFieldByNumber(m, 1)).int64_val;
-        int32_t n = upb_Message_Get(msg, upb_MessageDef_FindFieldByNumber(m, 2)).int32_val;
+        if (!c->c->ts[0])
+            return true;
+        int64_t s = read_field(msg, c->c->ts[0], kUpb_CType_Int64).int64_val;
+        int32_t n = read_field(msg, c->c->ts[1], kUpb_CType_Int32).int32_val;
         if (s < -62135596800LL || s > 253402300799LL || n < 0 || n > 999999999)
             return fail(c, "is out of range (a Timestamp is from year 1 to 9999, nanos from 0 to 999999999)");
         return true;
@@ -1963,7 +2273,7 @@ static bool walk_value(vctx_t *c, const field_plan_t *fp, const upb_FieldDef *vf
     case WKT_ANY: {
         const upb_MessageDef *pm = NULL;
         const upb_Message *payload = NULL;
-        if (!any_payload(c, msg, m, &pm, &payload))
+        if (!any_payload(c, msg, &pm, &payload))
             return fail(c, "is not a valid %s: its bytes do not decode", upb_MessageDef_FullName(pm));
         const msg_plan_t *pp = payload ? find_plan(c->c, pm) : NULL;
         /* An unknown type cannot be checked (docs/config.md, "Validation"). */
@@ -2037,11 +2347,9 @@ static long duplicate(const upb_Array *arr, upb_CType ct)
 
 static bool walk_field(vctx_t *c, const upb_Message *msg, const field_plan_t *fp)
 {
-    const upb_FieldDef *f = fp->f;
-    bool walk = fp->sub || fp->wkt == WKT_DURATION || fp->wkt == WKT_TIMESTAMP || fp->wkt == WKT_ANY;
     istep_t *step = &c->steps[c->depth - 1];
-    if (upb_FieldDef_IsMap(f)) {
-        const upb_Map *map = upb_Message_Get(msg, f).map_val;
+    if (fp->shape == F_MAP) {
+        const upb_Map *map = read_container(msg, fp->mf);
         size_t n = map ? upb_Map_Size(map) : 0;
         const map_rule_t *r = fp->map;
         if (r && !(r->ignore_empty && n == 0)) {
@@ -2050,24 +2358,24 @@ static bool walk_field(vctx_t *c, const upb_Message *msg, const field_plan_t *fp
             if (r->has_max && n > r->max)
                 return fail(c, "must contain no more than %" PRIu64 " pair(s)", r->max);
         }
-        if (!n || (!walk && !(r && (r->keys || r->values))))
+        if (!n || (!fp->walk && !(r && (r->keys || r->values))))
             return true;
         for (size_t it = kUpb_Map_Begin; upb_MapIterator_Next(map, &it);) {
             step->key_f = fp->key_f;
             step->key = upb_MapIterator_Key(map, it);
             upb_MessageValue v = upb_MapIterator_Value(map, it);
-            if (r && !check_value(c, r->keys, fp->key_f, step->key, true))
+            if (r && !check_value(c, r->keys, &fp->kt, step->key, true))
                 return false;
-            if (r && !check_value(c, r->values, fp->val_f, v, true))
+            if (r && !check_value(c, r->values, &fp->vt, v, true))
                 return false;
-            if (walk && !walk_value(c, fp, fp->val_f, r ? r->values : NULL, v.msg_val))
+            if (fp->walk && !walk_value(c, fp, r ? r->values : NULL, v.msg_val))
                 return false;
         }
         step->key_f = NULL;
         return true;
     }
-    if (upb_FieldDef_IsRepeated(f)) {
-        const upb_Array *arr = upb_Message_Get(msg, f).array_val;
+    if (fp->shape == F_REPEATED) {
+        const upb_Array *arr = read_container(msg, fp->mf);
         size_t n = arr ? upb_Array_Size(arr) : 0;
         const rep_rule_t *r = fp->rep;
         if (r && !(r->ignore_empty && n == 0)) {
@@ -2075,35 +2383,53 @@ static bool walk_field(vctx_t *c, const upb_Message *msg, const field_plan_t *fp
                 return fail(c, "must contain at least %" PRIu64 " item(s)", r->min);
             if (r->has_max && n > r->max)
                 return fail(c, "must contain no more than %" PRIu64 " item(s)", r->max);
-            long dup = r->unique ? duplicate(arr, upb_FieldDef_CType(f)) : -1;
+            long dup = r->unique ? duplicate(arr, fp->vt.ct) : -1;
             if (dup >= 0) {
                 step->index = dup;
                 return fail(c, "repeated value must contain unique items (this one is there before)");
             }
         }
         const value_rule_t *items = r ? r->items : NULL;
-        for (size_t i = 0; i < n && (items || walk); i++) {
+        for (size_t i = 0; i < n && (items || fp->walk); i++) {
             step->index = (long)i;
             upb_MessageValue v = upb_Array_Get(arr, i);
-            if (!check_value(c, items, f, v, true))
+            if (!check_value(c, items, &fp->vt, v, true))
                 return false;
-            if (walk && !walk_value(c, fp, f, items, v.msg_val))
+            if (fp->walk && !walk_value(c, fp, items, v.msg_val))
                 return false;
         }
         step->index = -1;
         return true;
     }
-    bool set = !upb_FieldDef_HasPresence(f) || upb_Message_Has(msg, f);
-    if (!set && upb_FieldDef_RealContainingOneof(f))
-        return true; /* PGV checks a oneof's members only when set, `required` included */
+    bool set = has_field(msg, fp->mf);
     upb_MessageValue v = {0};
-    if (set)
-        v = upb_Message_Get(msg, f);
-    else if (!upb_FieldDef_IsSubMessage(f))
-        v = upb_FieldDef_Default(f);
-    if (!check_value(c, fp->rule, f, v, set))
+    if (set) {
+        v = read_field(msg, fp->mf, fp->vt.ct);
+        set = fp->vt.ct != kUpb_CType_Message || v.msg_val; /* a message field with presence but no message */
+    }
+    if (!set && fp->mf->presence < 0)
+        return true; /* PGV checks a oneof's members only when set, `required` included */
+    if (!check_value(c, fp->rule, &fp->vt, v, set))
         return false;
-    return !set || !walk || walk_value(c, fp, f, fp->rule, v.msg_val);
+    return !set || !fp->walk || walk_value(c, fp, fp->rule, v.msg_val);
+}
+
+/* Whether fp has nothing to check in msg: unset without `required`, or an empty list without list rules. */
+static bool absent(const upb_Message *msg, const field_plan_t *fp)
+{
+    switch (fp->shape) {
+    case F_SINGULAR:
+        if (!fp->skip_unset)
+            return false;
+        if (!has_field(msg, fp->mf))
+            return true;
+        return fp->vt.ct == kUpb_CType_Message && !read_field(msg, fp->mf, kUpb_CType_Message).msg_val;
+    case F_REPEATED:
+        return !fp->rep && !read_container(msg, fp->mf);
+    case F_MAP:
+        return !fp->map && !read_container(msg, fp->mf);
+    }
+    return false;
 }
 
 static bool walk_message(vctx_t *c, const upb_Message *msg, const msg_plan_t *p)
@@ -2111,15 +2437,18 @@ static bool walk_message(vctx_t *c, const upb_Message *msg, const msg_plan_t *p)
     if (p->disabled)
         return true;
     for (size_t i = 0; i < p->nfields; i++) {
-        if (!push(c, p->fields[i].f))
+        const field_plan_t *fp = &p->fields[i];
+        if (absent(msg, fp))
+            continue;
+        if (!push(c, fp->f))
             return false;
-        if (!walk_field(c, msg, &p->fields[i]))
+        if (!walk_field(c, msg, fp))
             return false;
         c->depth--;
     }
     for (size_t i = 0; i < p->noneofs; i++) {
         const upb_OneofDef *o = p->oneofs[i];
-        if (upb_Message_WhichOneof(msg, o))
+        if (_upb_getoneofcase_field(msg, p->oneof_slots[i]) != 0)
             continue;
         if (c->depth >= EKG_VALIDATE_MAX_DEPTH)
             return fail(c, "is nested more than %d messages deep", EKG_VALIDATE_MAX_DEPTH);
@@ -2157,14 +2486,17 @@ ekg_err_t ekg_proto_validate(const upb_Message *msg, const upb_MessageDef *m, ek
 
 ekg_err_t ekg_proto_validate_bytes(const char *buf, size_t len, const upb_MessageDef *m, ekg_violation_t *v)
 {
-    upb_Arena *arena = ekg_proto_arena_new();
-    upb_Message *msg = ekg_proto_message_new(m, arena);
-    upb_DecodeStatus st =
-        upb_Decode(buf, len, msg, upb_MessageDef_MiniTable(m), NULL, kUpb_DecodeOption_AliasString, arena);
-    if (st == kUpb_DecodeStatus_OutOfMemory)
+    /* The message's first block on the stack: most resources need no malloc to be checked. */
+    _Alignas(16) char mem[16384];
+    upb_Arena *arena = upb_Arena_Init(mem, sizeof(mem), &upb_alloc_global);
+    if (!arena)
         ekg_oom(0);
+    /* Decoded as a peer's bytes (ekg_proto_decode_peer): callers pass any bytes, and upb 1.51 aborts on some.
+     */
+    upb_Message *msg = NULL;
     ekg_err_t err;
-    if (st != kUpb_DecodeStatus_Ok) {
+    if (ekg_proto_decode_peer(len ? buf : "", len, upb_MessageDef_MiniTable(m), kUpb_DecodeOption_AliasString,
+                              arena, &msg, NULL) != EKG_OK) {
         err = EKG_EPROTO;
         if (v) {
             v->nsteps = 0;
@@ -2176,6 +2508,555 @@ ekg_err_t ekg_proto_validate_bytes(const char *buf, size_t len, const upb_Messag
     }
     upb_Arena_Free(arena);
     return err;
+}
+
+/* --- checking the wire form -----------------------------------------------------------------------------
+ *
+ * Translation re-checks every ClusterLoadAssignment and Listener it encoded by hand; decoding them into upb
+ * messages only to walk them would cost more than the walk. ekg_proto_validate_wire() walks the encoded
+ * fields in place along the same plans, with the same checks (check_rule): a field the plan has is read off
+ * the wire (scalars, strings, wrappers, Durations, Timestamps, an Any's type URL), sub-messages and Any
+ * payloads are walked in place, and what was not on the wire is checked at the end of its message (required
+ * fields, proto3 scalars at their default, required oneofs, `min_items` of an absent list). What one pass
+ * cannot check as upb would decode it falls back to decoding (ekg_proto_validate_bytes): a singular field or
+ * two members of one oneof that come more than once (protobuf merges or replaces them), map fields, `unique`,
+ * a wire type that is not the field's, a closed enum's undefined value, bytes that do not parse.
+ */
+
+typedef enum { W_OK, W_FAIL, W_FALLBACK } wres_t;
+
+static uint64_t zigzag64(uint64_t n)
+{
+    return (n >> 1) ^ (uint64_t) - (int64_t)(n & 1);
+}
+
+/* Skips a field of wire type wt at *p (its tag read); false when it does not parse or is a group. */
+static bool wire_skip(int wt, const char **p, const char *end)
+{
+    uint64_t n;
+    switch (wt) {
+    case 0:
+        return read_varint(p, end, &n);
+    case 1:
+        if (end - *p < 8)
+            return false;
+        *p += 8;
+        return true;
+    case 2:
+        if (!read_varint(p, end, &n) || n > (uint64_t)(end - *p))
+            return false;
+        *p += n;
+        return true;
+    case 5:
+        if (end - *p < 4)
+            return false;
+        *p += 4;
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The wire type a scalar of descriptor type ft is written with (unpacked). */
+static int wire_type_of(upb_FieldType ft)
+{
+    switch (ft) {
+    case kUpb_FieldType_Double:
+    case kUpb_FieldType_Fixed64:
+    case kUpb_FieldType_SFixed64:
+        return 1;
+    case kUpb_FieldType_Float:
+    case kUpb_FieldType_Fixed32:
+    case kUpb_FieldType_SFixed32:
+        return 5;
+    case kUpb_FieldType_String:
+    case kUpb_FieldType_Bytes:
+    case kUpb_FieldType_Message:
+        return 2;
+    case kUpb_FieldType_Group:
+        return 3;
+    default:
+        return 0;
+    }
+}
+
+/* Reads one scalar of descriptor type ft at *p; false when it does not parse. */
+static bool wire_scalar(upb_FieldType ft, const char **p, const char *end, upb_MessageValue *v)
+{
+    uint64_t n = 0;
+    memset(v, 0, sizeof(*v));
+    switch (wire_type_of(ft)) {
+    case 0:
+        if (!read_varint(p, end, &n))
+            return false;
+        break;
+    case 1:
+        if (end - *p < 8)
+            return false;
+        memcpy(&n, *p, 8);
+        *p += 8;
+        break;
+    case 5: {
+        uint32_t w;
+        if (end - *p < 4)
+            return false;
+        memcpy(&w, *p, 4);
+        *p += 4;
+        n = w;
+        break;
+    }
+    case 2:
+        if (!read_varint(p, end, &n) || n > (uint64_t)(end - *p))
+            return false;
+        v->str_val = upb_StringView_FromDataAndSize(*p, (size_t)n);
+        *p += n;
+        return true;
+    default:
+        return false;
+    }
+    switch (ft) {
+    case kUpb_FieldType_Double:
+    case kUpb_FieldType_Int64:
+    case kUpb_FieldType_UInt64:
+    case kUpb_FieldType_Fixed64:
+    case kUpb_FieldType_SFixed64:
+        memcpy(&v->int64_val, &n, 8);
+        break;
+    case kUpb_FieldType_SInt64:
+        v->uint64_val = zigzag64(n);
+        break;
+    case kUpb_FieldType_SInt32:
+        v->int32_val = (int32_t)(uint32_t)zigzag64(n & 0xffffffffu);
+        break;
+    case kUpb_FieldType_Bool:
+        v->bool_val = n != 0;
+        break;
+    case kUpb_FieldType_Float:
+    case kUpb_FieldType_Fixed32:
+    case kUpb_FieldType_SFixed32: {
+        uint32_t w = (uint32_t)n;
+        memcpy(&v->uint32_val, &w, 4);
+        break;
+    }
+    default: /* int32, uint32, enum: truncated, as the decoder does */
+        v->uint32_val = (uint32_t)n;
+        break;
+    }
+    return true;
+}
+
+static bool valid_utf8(upb_StringView s)
+{
+    const unsigned char *p = (const unsigned char *)s.data, *end = (const unsigned char *)view_end(s);
+    while (end - p >= 8) { /* ASCII, 8 bytes at a time */
+        uint64_t w;
+        memcpy(&w, p, 8);
+        if (w & 0x8080808080808080ULL)
+            break;
+        p += 8;
+    }
+    while (p < end) {
+        unsigned char c0 = *p++;
+        if (c0 < 0x80)
+            continue;
+        int more = c0 >= 0xf0 ? 3 : c0 >= 0xe0 ? 2 : c0 >= 0xc2 ? 1 : -1;
+        if (more < 0 || c0 > 0xf4 || end - p < more)
+            return false;
+        uint32_t cp = c0 & (0x3f >> more);
+        for (int k = 0; k < more; k++, p++) {
+            if ((*p & 0xc0) != 0x80)
+                return false;
+            cp = cp << 6 | (*p & 0x3f);
+        }
+        if ((more == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+            (more == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The fields 1 and 2 of a small message at bytes b (a Duration's, Timestamp's, Any's or wrapper's), last one
+ * winning as in the decoder; false when it does not parse, a field has another wire type, or (utf8) a field 1
+ * is not UTF-8 (the decoder checks every one). ft2 0: there is no field 2.
+ */
+static bool wire_pair(upb_StringView b, upb_FieldType ft1, upb_FieldType ft2, bool utf8, upb_MessageValue *v1,
+                      upb_MessageValue *v2, bool *has1)
+{
+    const char *p = b.data, *end = view_end(b);
+    memset(v1, 0, sizeof(*v1));
+    memset(v2, 0, sizeof(*v2));
+    *has1 = false;
+    while (p < end) {
+        uint64_t tag;
+        if (!read_varint(&p, end, &tag))
+            return false;
+        int wt = (int)(tag & 7);
+        uint64_t num = tag >> 3;
+        if (num == 0 || num > 536870911)
+            return false; /* not a field number: the decoder refuses it */
+        if ((num == 1 || (num == 2 && ft2)) && wt != wire_type_of(num == 1 ? ft1 : ft2))
+            return false;
+        if (num == 1) {
+            if (!wire_scalar(ft1, &p, end, v1) || (utf8 && !valid_utf8(v1->str_val)))
+                return false;
+            *has1 = true;
+        } else if (num == 2 && ft2) {
+            if (!wire_scalar(ft2, &p, end, v2))
+                return false;
+        } else if (!wire_skip(wt, &p, end)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static wres_t wire_message(vctx_t *c, upb_StringView b, const msg_plan_t *p);
+static wres_t wire_scan(const upb_MiniTable *mt, upb_StringView b, int depth);
+
+/* Extracts the value the rules see from a message value's bytes (wrapper, Duration, Timestamp, Any). */
+static wres_t wire_xvalue(const vtype_t *t, upb_StringView b, xvalue_t *x)
+{
+    upb_MessageValue v1, v2;
+    bool has1;
+    x->ct = kUpb_CType_Message;
+    if (t->wrap) {
+        if (!wire_pair(b, t->wrap_ft, 0, t->utf8, &v1, &v2, &has1))
+            return W_FALLBACK;
+        x->ct = t->wrap_ct;
+        x->v = v1;
+    } else if (t->wkt == WKT_DURATION || t->wkt == WKT_TIMESTAMP) {
+        if (!wire_pair(b, kUpb_FieldType_Int64, kUpb_FieldType_Int32, false, &v1, &v2, &has1))
+            return W_FALLBACK;
+        x->secs = v1.int64_val;
+        x->nanos = v2.int32_val;
+        x->t = (nanos_t)x->secs * NANOS + x->nanos;
+    } else if (t->wkt == WKT_ANY) {
+        if (!wire_pair(b, kUpb_FieldType_String, kUpb_FieldType_Bytes, true, &v1, &v2, &has1))
+            return W_FALLBACK;
+        x->url = v1.str_val;
+        x->value = v2.str_val;
+    }
+    return W_OK;
+}
+
+/* A message value at bytes b of field fp: its rules (r), its well-known type's checks, its own fields. */
+static wres_t wire_value_message(vctx_t *c, const field_plan_t *fp, const value_rule_t *r, upb_StringView b)
+{
+    const vtype_t *t = &fp->vt;
+    xvalue_t x; /* wire_xvalue sets what the rules read */
+    x.ct = kUpb_CType_Message;
+    wres_t w = wire_xvalue(t, b, &x);
+    if (w != W_OK)
+        return w;
+    if (r && !check_rule(c, r, t, &x))
+        return W_FAIL;
+    if (r && r->skip)
+        return W_OK;
+    switch (t->wkt) {
+    case WKT_DURATION:
+        if (x.secs < 0 || x.nanos < 0)
+            return WFAIL(
+                "must not be negative (Envoy checks every Duration: \"Expected positive duration\")");
+        if (x.secs > MAX_DURATION || x.nanos > 999999999)
+            return WFAIL(
+                "is out of range (Envoy checks every Duration: at most %llds, nanos at most 999999999)",
+                (long long)MAX_DURATION);
+        return W_OK;
+    case WKT_TIMESTAMP:
+        if (x.secs < -62135596800LL || x.secs > 253402300799LL || x.nanos < 0 || x.nanos > 999999999)
+            return WFAIL("is out of range (a Timestamp is from year 1 to 9999, nanos from 0 to 999999999)");
+        return W_OK;
+    case WKT_ANY: {
+        const msg_plan_t *pp = find_url(c->c, x.url);
+        if (!pp) { /* another prefix, or a type without checks */
+            size_t start = x.url.size;
+            while (start && x.url.data[start - 1] != '/')
+                start--;
+            const upb_MessageDef *pm = upb_DefPool_FindMessageByNameWithSize(
+                c->c->pool, x.url.size ? x.url.data + start : "", x.url.size - start);
+            pp = pm ? find_plan(c->c, pm) : NULL;
+        }
+        if (!pp || !pp->active)
+            return W_OK; /* an unknown type cannot be checked; an inactive one has nothing to check */
+        return wire_message(c, x.value, pp);
+    }
+    default:
+        if (fp->sub)
+            return wire_message(c, b, fp->sub);
+        /* No rule inside (a wrapper's value was read above): only what the decoder would refuse. */
+        return t->wrap ? W_OK : wire_scan(upb_MessageDef_MiniTable(t->sub), b, (int)c->depth);
+    }
+}
+
+/* One value of fp (singular, or one element of a list) read at *q from wire type wt. */
+static wres_t wire_value(vctx_t *c, const field_plan_t *fp, const value_rule_t *r, int wt, const char **q,
+                         const char *end, bool packed)
+{
+    const vtype_t *t = &fp->vt;
+    if (t->ct == kUpb_CType_Message) {
+        upb_MessageValue v;
+        if (wt != 2 || !wire_scalar(kUpb_FieldType_Bytes, q, end, &v))
+            return W_FALLBACK;
+        return wire_value_message(c, fp, r, v.str_val);
+    }
+    if (!packed && wt != wire_type_of(t->ft))
+        return W_FALLBACK;
+    xvalue_t x;
+    x.ct = t->ct;
+    if (!wire_scalar(t->ft, q, end, &x.v))
+        return W_FALLBACK;
+    if (t->utf8 && !valid_utf8(x.v.str_val))
+        return W_FALLBACK;
+    if (t->closed_enum && !upb_EnumDef_FindValueByNumber(upb_FieldDef_EnumSubDef(fp->f), x.v.int32_val))
+        return W_FALLBACK;
+    return !r || check_rule(c, r, t, &x) ? W_OK : W_FAIL;
+}
+
+/* The default of a proto3 scalar without presence, as the rules see it when it is not on the wire. */
+static bool check_default(vctx_t *c, const field_plan_t *fp)
+{
+    xvalue_t x;
+    x.ct = fp->vt.ct;
+    memset(&x.v, 0, sizeof(x.v));
+    return check_rule(c, fp->rule, &fp->vt, &x);
+}
+
+/* Whether a proto3 scalar's default passes its rules (compile time: nothing is recorded). */
+static bool default_passes(const field_plan_t *fp)
+{
+    vctx_t c = {.c = NULL, .v = NULL};
+    return check_default(&c, fp);
+}
+
+/*
+ * What the decoder would refuse in a message the plans do not walk (a field no rule looks at, a type without
+ * rules): bytes that do not parse, a proto3 string that is not UTF-8, groups, nesting past the decoder's
+ * limit. The layout (mt) says which fields are strings and sub-messages.
+ */
+static wres_t wire_scan(const upb_MiniTable *mt, upb_StringView b, int depth)
+{
+    if (depth >= W_MAX_DEPTH)
+        return W_FALLBACK;
+    const char *q = b.data, *end = view_end(b);
+    while (q < end) {
+        uint64_t tag;
+        if (!read_varint(&q, end, &tag) || tag >> 3 == 0 || tag >> 3 > 536870911)
+            return W_FALLBACK;
+        int wt = (int)(tag & 7);
+        const upb_MiniTable_Field *f =
+            wt == 2 ? upb_MiniTable_FindFieldByNumber(mt, (uint32_t)(tag >> 3)) : NULL;
+        if (!f ||
+            (f->descriptortype != kUpb_FieldType_String && f->descriptortype != kUpb_FieldType_Message)) {
+            if (!wire_skip(wt, &q, end))
+                return W_FALLBACK;
+            continue;
+        }
+        upb_MessageValue v;
+        if (!wire_scalar(kUpb_FieldType_Bytes, &q, end, &v))
+            return W_FALLBACK;
+        if (f->descriptortype == kUpb_FieldType_String
+                ? !valid_utf8(v.str_val)
+                : wire_scan(mt->subs[f->submsg_index].submsg, v.str_val, depth + 1) != W_OK)
+            return W_FALLBACK;
+    }
+    return W_OK;
+}
+
+#define SEEN(i)     ((seen[(i) >> 6] >> ((i)&63)) & 1)
+#define SET_SEEN(i) (seen[(i) >> 6] |= (uint64_t)1 << ((i)&63))
+
+/*
+ * After a violation at *q's field: the rest of the message, for what makes the decoder build another message
+ * than the one checked (a singular field to check, or another member of a oneof, given again: protobuf merges
+ * or replaces; a map or `unique` field; bytes that do not parse). W_FAIL stands when there is none.
+ */
+static wres_t wire_lookahead(const msg_plan_t *p, const char *q, const char *end, uint64_t *seen,
+                             uint32_t *member)
+{
+    while (q < end) {
+        uint64_t tag;
+        if (!read_varint(&q, end, &tag))
+            return W_FALLBACK;
+        uint64_t num = tag >> 3;
+        if (num == 0 || num > 536870911)
+            return W_FALLBACK;
+        int idx = num < p->nslots ? p->slot_of[num] : -1;
+        int oneof = num < p->nslots && p->wt_of[num] == (tag & 7) ? p->oneof_of[num] : -1;
+        if (oneof >= 0 && member[oneof] && member[oneof] != num)
+            return W_FALLBACK;
+        if (idx >= 0) {
+            const field_plan_t *fp = &p->fields[idx];
+            if (fp->shape == F_MAP || (fp->rep && fp->rep->unique) || (fp->shape == F_SINGULAR && SEEN(idx)))
+                return W_FALLBACK;
+            if (fp->shape == F_SINGULAR)
+                SET_SEEN(idx);
+        }
+        if (!wire_skip((int)(tag & 7), &q, end))
+            return W_FALLBACK;
+    }
+    return W_FAIL;
+}
+
+static wres_t wire_message(vctx_t *c, upb_StringView b, const msg_plan_t *p)
+{
+    if (p->disabled)
+        return W_OK;
+    if (!p->wire_ok)
+        return W_FALLBACK;
+    uint64_t seen[W_MAX_FIELDS / 64] = {0}; /* per field to check: on the wire (SEEN, SET_SEEN) */
+    uint32_t count[W_MAX_FIELDS];
+    uint32_t member[W_MAX_ONEOFS]; /* per oneof of the message: the number of the member on the wire; 0 */
+    for (uint32_t i = 0; i < p->noneofs_all; i++)
+        member[i] = 0;
+    const char *q = b.data, *end = view_end(b);
+    while (q < end) {
+        uint64_t tag;
+        if (!read_varint(&q, end, &tag))
+            return W_FALLBACK;
+        int wt = (int)(tag & 7);
+        uint64_t num = tag >> 3;
+        if (num == 0 || num > 536870911)
+            return W_FALLBACK; /* not a field number: the decoder refuses it */
+        int idx = num < p->nslots ? p->slot_of[num] : -1;
+        int oneof =
+            num < p->nslots && p->wt_of[num] == wt ? p->oneof_of[num] : -1; /* else unknown: not set */
+        if (oneof >= 0) { /* a second member replaces the first in the decoder */
+            if (member[oneof] && member[oneof] != num)
+                return W_FALLBACK;
+            member[oneof] = (uint32_t)num;
+        }
+        if (idx < 0) { /* no rule looks at it; still, the decoder must be able to take it */
+            upb_MessageValue skipped;
+            const upb_MiniTable_Field *f =
+                wt == 2 ? upb_MiniTable_FindFieldByNumber(p->mt, (uint32_t)num) : NULL;
+            if (!f ||
+                (f->descriptortype != kUpb_FieldType_String && f->descriptortype != kUpb_FieldType_Message)) {
+                if (!wire_skip(wt, &q, end))
+                    return W_FALLBACK;
+            } else if (!wire_scalar(kUpb_FieldType_Bytes, &q, end, &skipped) ||
+                       (f->descriptortype == kUpb_FieldType_String
+                            ? !valid_utf8(skipped.str_val)
+                            : wire_scan(p->mt->subs[f->submsg_index].submsg, skipped.str_val,
+                                        (int)c->depth + 1) != W_OK)) {
+                return W_FALLBACK;
+            }
+            continue;
+        }
+        const field_plan_t *fp = &p->fields[idx];
+        if (fp->shape == F_MAP || (fp->rep && fp->rep->unique) || c->depth + 1 >= W_MAX_DEPTH)
+            return W_FALLBACK; /* (too deep: the decoder's verdict, whichever it is) */
+        if (!push(c, fp->f))
+            return W_FAIL;
+        wres_t w = W_OK;
+        if (fp->shape == F_SINGULAR) {
+            if (SEEN(idx))
+                return W_FALLBACK; /* merged or replaced by the decoder */
+            SET_SEEN(idx);
+            w = wire_value(c, fp, fp->rule, wt, &q, end, false);
+        } else { /* a list: packed scalars, or one element */
+            const value_rule_t *items = fp->rep ? fp->rep->items : NULL;
+            if (!SEEN(idx))
+                count[idx] = 0;
+            SET_SEEN(idx);
+            if (wt == 2 && fp->vt.ct != kUpb_CType_Message && fp->vt.ct != kUpb_CType_String &&
+                fp->vt.ct != kUpb_CType_Bytes) {
+                upb_MessageValue packed;
+                if (!wire_scalar(kUpb_FieldType_Bytes, &q, end, &packed))
+                    return W_FALLBACK;
+                const char *r = packed.str_val.data, *rend = view_end(packed.str_val);
+                while (w == W_OK && r < rend) {
+                    c->steps[c->depth - 1].index = (long)count[idx]++;
+                    w = wire_value(c, fp, items, wire_type_of(fp->vt.ft), &r, rend, true);
+                }
+            } else {
+                c->steps[c->depth - 1].index = (long)count[idx]++;
+                w = wire_value(c, fp, items, wt, &q, end, false);
+            }
+        }
+        if (w == W_FAIL) /* unless the rest of the message changes what the decoder would make of it */
+            return wire_lookahead(p, q, end, seen, member);
+        if (w != W_OK)
+            return w;
+        c->depth--;
+    }
+    /* What was not on the wire, and the lists' lengths: the fields absence_matters() chose. */
+    for (size_t a = 0; a < p->nafter; a++) {
+        size_t j = p->after[a];
+        const field_plan_t *fp = &p->fields[j];
+        if (fp->shape == F_REPEATED) {
+            const rep_rule_t *r = fp->rep;
+            uint32_t n = SEEN(j) ? count[j] : 0;
+            if (!r || (r->ignore_empty && n == 0))
+                continue;
+            if (!push(c, fp->f))
+                return W_FAIL;
+            if (r->has_min && n < r->min)
+                return WFAIL("must contain at least %" PRIu64 " item(s)", r->min);
+            if (r->has_max && n > r->max)
+                return WFAIL("must contain no more than %" PRIu64 " item(s)", r->max);
+            c->depth--;
+            continue;
+        }
+        if (fp->shape == F_MAP) { /* one on the wire fell back already */
+            const map_rule_t *r = fp->map;
+            if (r && !r->ignore_empty && r->has_min && r->min > 0) {
+                if (!push(c, fp->f))
+                    return W_FAIL;
+                return WFAIL("must contain at least %" PRIu64 " pair(s)", r->min);
+            }
+            continue;
+        }
+        if (SEEN(j) || fp->shape != F_SINGULAR || !fp->rule)
+            continue;
+        if (fp->mf->presence < 0)
+            continue; /* an unset oneof member: not checked */
+        if (!push(c, fp->f))
+            return W_FAIL;
+        bool ok = fp->mf->presence > 0 ? !fp->rule->required || fail(c, "is required") : check_default(c, fp);
+        if (!ok)
+            return W_FAIL;
+        c->depth--;
+    }
+    for (size_t i = 0; i < p->noneofs; i++) {
+        if (member[p->required_oneof_index[i]])
+            continue;
+        const upb_OneofDef *o = p->oneofs[i];
+        if (c->depth >= EKG_VALIDATE_MAX_DEPTH)
+            return WFAIL("is nested more than %d messages deep", EKG_VALIDATE_MAX_DEPTH);
+        c->steps[c->depth++] = (istep_t){NULL, o, -1, NULL, {0}};
+        char names[200];
+        size_t used = 0;
+        names[0] = '\0';
+        for (int f = 0; f < upb_OneofDef_FieldCount(o); f++)
+            append(names, sizeof(names), &used, "%s%s", f ? ", " : "",
+                   upb_FieldDef_Name(upb_OneofDef_Field(o, f)));
+        fail(c, "is required (set one of %s)", names);
+        return W_FAIL;
+    }
+    return W_OK;
+}
+
+ekg_err_t ekg_proto_validate_wire(const char *buf, size_t len, const upb_MessageDef *m, ekg_violation_t *v)
+{
+    const msg_plan_t *p = compiled ? find_plan(compiled, m) : NULL;
+    if (v) {
+        v->nsteps = 0;
+        v->path[0] = v->rule[0] = '\0';
+    }
+    if (!p || !p->active)
+        return ekg_proto_validate_bytes(buf, len, m, v); /* nothing to check, but whether it decodes */
+    vctx_t c;
+    c.c = compiled;
+    c.v = v;
+    c.depth = 0;
+    c.scratch = NULL;
+    wres_t w = wire_message(&c, upb_StringView_FromDataAndSize(buf, len), p);
+    if (w == W_OK)
+        return EKG_OK;
+    if (w == W_FAIL)
+        return EKG_EINVAL;
+    return ekg_proto_validate_bytes(buf, len, m, v);
 }
 
 /* --- JSON encoding failures
@@ -2202,8 +3083,8 @@ static bool fails_json(vctx_t *c, const upb_Message *e, const upb_MessageDef *vt
         return false;
     const upb_MessageDef *pm = NULL;
     const upb_Message *payload = NULL;
-    if (upb_MessageDef_WellKnownType(vt) == kUpb_WellKnown_Any && c->c &&
-        any_payload(c, e, vt, &pm, &payload) && payload && !json_ok(payload, pm, why, sizeof(why))) {
+    if (upb_MessageDef_WellKnownType(vt) == kUpb_WellKnown_Any && c->c && any_payload(c, e, &pm, &payload) &&
+        payload && !json_ok(payload, pm, why, sizeof(why))) {
         *found = locate_json(c, payload, pm, why);
         return true;
     }

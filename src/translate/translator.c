@@ -85,9 +85,10 @@ struct ekg_translator {
     ekg_map_t shared_clusters; /* config key -> shared_cluster_t*, owned; valid for the current config */
     const char **node_names;   /* sorted cache for ekg_translator_node_at; NULL when stale */
     size_t nnode_names;
-    ekg_zone_table_t *zones;   /* owned reference: every entry's plans; NULL when there are none */
-    bool zones_dirty;          /* a plan changed since zones was made */
-    ekg_violation_t violation; /* scratch: what the last resource found invalid breaks */
+    ekg_zone_table_t *zones;            /* owned reference: every entry's plans; NULL when there are none */
+    bool zones_dirty;                   /* a plan changed since zones was made */
+    ekg_violation_t violation;          /* scratch: what the last resource found invalid breaks */
+    const upb_MessageDef *defs[NTYPES]; /* borrowed from the pool: each type's, looked up on first use */
 };
 
 static void clear_shared_clusters(ekg_translator_t *t);
@@ -493,10 +494,13 @@ static void drop_invalid(ekg_translator_t *t, const entry_t *e, ekg_resource_typ
 
 /* Checks the encoded resource buf[0..len) of `type` (decoded again, as a client would); false when it breaks
  * a rule (t->violation says which). */
-static bool valid_bytes(ekg_translator_t *t, const char *type, const char *buf, size_t len)
+static bool valid_bytes(ekg_translator_t *t, ekg_resource_type_t type, const char *buf, size_t len)
 {
+    static const char *const names[NTYPES] = {EKG_TYPE_CLUSTER, EKG_TYPE_LOAD_ASSIGNMENT, EKG_TYPE_LISTENER};
+    if (!t->defs[type]) /* the pool outlives every translator; looked up once */
+        t->defs[type] = ekg_proto_message(names[type]);
     uint64_t start = now_ns();
-    bool ok = ekg_proto_validate_bytes(buf, len, ekg_proto_message(type), &t->violation) == EKG_OK;
+    bool ok = ekg_proto_validate_wire(buf, len, t->defs[type], &t->violation) == EKG_OK;
     t->stats.validate_ns += now_ns() - start;
     return ok;
 }
@@ -522,7 +526,7 @@ static ekg_err_t translate_assignment(ekg_translator_t *t, const ekg_service_inp
     if (err == EKG_OK)
         err = ekg_encode_cla(name, cands, NULL, n, udp, overprovisioning, &cla, &cla_len);
     t->stats.encode_ns += now_ns() - start;
-    if (err == EKG_OK && !valid_bytes(t, EKG_TYPE_LOAD_ASSIGNMENT, cla, cla_len)) {
+    if (err == EKG_OK && !valid_bytes(t, EKG_RESOURCE_LOAD_ASSIGNMENT, cla, cla_len)) {
         *invalid = true;
         goto out;
     }
@@ -603,7 +607,7 @@ static ekg_err_t translate_entry(ekg_translator_t *t, entry_t *e, out_list_t out
             char *bytes = NULL;
             size_t len = 0;
             err = ekg_listener_encode(lnames[i], name, &bytes, &len);
-            if (err == EKG_OK && !valid_bytes(t, EKG_TYPE_LISTENER, bytes, len))
+            if (err == EKG_OK && !valid_bytes(t, EKG_RESOURCE_LISTENER, bytes, len))
                 drop_invalid(t, e, EKG_RESOURCE_LISTENER, lnames[i], "");
             else if (err == EKG_OK)
                 err = add_resource(&out[EKG_RESOURCE_LISTENER], EKG_RESOURCE_LISTENER, lnames[i], bytes, len);

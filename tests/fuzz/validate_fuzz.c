@@ -7,8 +7,15 @@
  * every matching override merged at once (which loading does not check), are named and validated: each one
  * the validator accepts must encode (binary), print as proto3 JSON, and decode from that JSON back to the
  * same bytes. Then the config translates a fixed set of objects: every resource served must pass the
- * validator (translation drops the rest) and print as JSON. Seeds: tests/fuzz/corpus/validate/ (Cluster
- * fields with rules of every kind Envoy's protos give a Cluster). Thread: libFuzzer's one thread.
+ * validator (translation drops the rest) and print as JSON.
+ *
+ * Whatever the input is, it is also taken as the encoding of a Cluster, a ClusterLoadAssignment and a
+ * Listener: the wire walk (ekg_proto_validate_wire, which translation uses on its own encodings) and decoding
+ * then checking (ekg_proto_validate_bytes) must agree on each, as on every cluster above, accepted or not.
+ *
+ * Seeds: tests/fuzz/corpus/validate/: configs with Cluster fields of each rule kind Envoy's protos give a
+ * Cluster, and resources of the demo cluster as translation encodes them (*.pb). Thread: libFuzzer's one
+ * thread.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +51,15 @@ static const char objects[] =
     "---\napiVersion: v1\nkind: Service\nmetadata: {name: stripe, namespace: payments}\n"
     "spec: {type: ExternalName, externalName: api.stripe.com, ports: [{name: https, port: 443}]}\n";
 
+/* The wire walk and decoding then checking agree on bytes, as to whether they pass. */
+static void check_agree(const char *bytes, size_t len, const upb_MessageDef *m)
+{
+    bool wire = ekg_proto_validate_wire(bytes, len, m, NULL) == EKG_OK;
+    bool decoded = ekg_proto_validate_bytes(bytes, len, m, NULL) == EKG_OK;
+    if (wire != decoded)
+        abort();
+}
+
 /* msg (type m) passed the validator: it must encode, print as JSON and come back from that JSON unchanged. */
 static void check_encodes(const upb_Message *msg, const upb_MessageDef *m)
 {
@@ -52,6 +68,8 @@ static void check_encodes(const upb_Message *msg, const upb_MessageDef *m)
     size_t len = 0, len2 = 0, jlen = 0;
     if (ekg_proto_encode(msg, m, arena, &bytes, &len) != EKG_OK)
         abort(); /* accepted, yet no binary encoding */
+    if (ekg_proto_validate_wire(bytes, len, m, NULL) != EKG_OK)
+        abort(); /* the wire walk disagrees */
     if (ekg_proto_to_json(msg, m, &json, &jlen) != EKG_OK)
         abort(); /* accepted, yet `dump` could not print it */
     upb_Message *back = ekg_proto_message_new(m, arena);
@@ -81,6 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         types[2] = ekg_proto_message(EKG_TYPE_LISTENER);
         ready = 1;
     }
+    for (int ty = 0; ty < 3; ty++)
+        check_agree((const char *)data, size, types[ty]);
     ekg_config_t *cfg = NULL;
     ekg_diag_t diag;
     if (ekg_config_parse((const char *)data, size, "fuzz.yaml", &cfg, &diag) != EKG_OK)
@@ -102,8 +122,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!c)
             continue;
         envoy_config_cluster_v3_Cluster_set_name(c, upb_StringView_FromString(inputs[i].cluster_name));
-        if (ekg_proto_validate(c, types[0], NULL) == EKG_OK)
+        if (ekg_proto_validate(c, types[0], NULL) == EKG_OK) {
             check_encodes(c, types[0]);
+        } else {
+            char *bytes = NULL;
+            size_t len = 0;
+            if (ekg_proto_encode(c, types[0], arena, &bytes, &len) == EKG_OK &&
+                ekg_proto_validate_wire(bytes, len, types[0], NULL) == EKG_OK)
+                abort(); /* refused, yet the wire walk lets it by */
+        }
     }
     upb_Arena_Free(arena);
 

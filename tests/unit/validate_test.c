@@ -62,8 +62,20 @@ static void check(const char *type, const char *json, const char *want_path, con
     upb_Status_Clear(&status);
     if (!upb_JsonDecode(json, strlen(json), msg, m, test_pool, 0, arena, &status))
         fail_msg("%s does not decode: %s", json, upb_Status_ErrorMessage(&status));
-    ekg_violation_t v;
+    ekg_violation_t v, w;
     ekg_err_t err = ekg_proto_validate(msg, m, &v);
+    /* The wire walk (ekg_proto_validate_wire) judges the encoded message the same. */
+    char *bytes = NULL;
+    size_t len = 0;
+    assert_int_equal(ekg_proto_encode(msg, m, arena, &bytes, &len), EKG_OK);
+    ekg_err_t werr = ekg_proto_validate_wire(bytes, len, m, &w);
+    if (werr != err)
+        fail_msg("%s %s: the wire walk says %d (%s: %s), the message walk %d", type, json, werr, w.path,
+                 w.rule, err);
+    if (err != EKG_OK) {
+        assert_string_equal(w.path, v.path);
+        assert_string_equal(w.rule, v.rule);
+    }
     if (!want_path) {
         if (err != EKG_OK)
             fail_msg("%s %s: unexpected violation %s: %s", type, json, v.path, v.rule);
@@ -468,6 +480,56 @@ static void test_validate_bytes(void **state)
     assert_int_equal(ekg_proto_validate_bytes("\x0a\x01x", 3, m, &v), EKG_OK);
     assert_int_equal(ekg_proto_validate_bytes("\x0a\x05x", 3, m, &v), EKG_EPROTO);
     assert_string_equal(v.rule, "does not decode as " EKG_TYPE_LOAD_ASSIGNMENT);
+}
+
+/* Bytes on which the wire walk cannot judge alone: it must fall back and agree with the decoder. */
+static void test_wire_walk_falls_back(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *type, *bytes;
+        size_t len;
+        ekg_err_t want;
+    } cases[] = {
+        /* connect_timeout 0s breaks `gt 0s`, but it is given again as 1s: merged, it passes */
+        {CLUSTER,
+         "\x0a\x01"
+         "a"
+         "\x22\x00"
+         "\x22\x02\x08\x01",
+         9, EKG_OK},
+        {CLUSTER,
+         "\x0a\x01"
+         "a"
+         "\x22\x00",
+         5, EKG_EINVAL},
+        /* a oneof member (ConfigSource.path, a string) with a varint wire type is an unknown field: the
+         * required oneof is unset */
+        {CLUSTER,
+         "\x0a\x01"
+         "a"
+         "\x1a\x06\x0a\x04\x22\x00\x08\x01",
+         11, EKG_EINVAL},
+        /* a string no rule looks at (Listener.name) that is not UTF-8: the decoder refuses it */
+        {EKG_TYPE_LISTENER, "\x0a\x02\xc3\x28", 4, EKG_EPROTO},
+        /* ... also in a message without rules (LocalityLbEndpoints.locality.region) */
+        {EKG_TYPE_LOAD_ASSIGNMENT,
+         "\x0a\x01"
+         "a"
+         "\x12\x05\x0a\x03\x0a\x01\xff",
+         10, EKG_EPROTO},
+        /* field number 0 inside an Any */
+        {EKG_TYPE_LISTENER, "\x9a\x01\x04\x0a\x02\x00\x00", 7, EKG_EPROTO},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const upb_MessageDef *m = ekg_proto_message(cases[i].type);
+        ekg_violation_t v, w;
+        ekg_err_t decoded = ekg_proto_validate_bytes(cases[i].bytes, cases[i].len, m, &v);
+        ekg_err_t wire = ekg_proto_validate_wire(cases[i].bytes, cases[i].len, m, &w);
+        if (decoded != cases[i].want || wire != cases[i].want)
+            fail_msg("case %zu: decoded %d (%s: %s), wire %d (%s: %s), want %d", i, decoded, v.path, v.rule,
+                     wire, w.path, w.rule, cases[i].want);
+    }
 }
 
 static void test_depth_bound(void **state)
@@ -1033,6 +1095,7 @@ int main(void)
         cmocka_unit_test(test_nested_repeated_path),
         cmocka_unit_test(test_any_payload),
         cmocka_unit_test(test_validate_bytes),
+        cmocka_unit_test(test_wire_walk_falls_back),
         cmocka_unit_test(test_depth_bound),
         cmocka_unit_test(test_locate_json_error),
     };
