@@ -25,7 +25,8 @@
  * k sent, done, error). CLOCK_MONOTONIC is shared by the processes of one machine. The round sends its
  * results to the orchestrator over a third pipe; the orchestrator prints the table.
  *
- * Every wait is bounded: a stream that misses an update for 10 s fails the run (exit 1).
+ * Every wait is bounded: a stream that misses an update for 10 s (a new Service: 60 s) fails the run (exit
+ * 1).
  *
  * --zones (issue 11): every Service has trafficDistribution: PreferClose, its endpoints are on Nodes in 3
  * zones of one region, and the clients are spread over those zones (node.locality in their first request),
@@ -34,8 +35,28 @@
  * its own group (the zone it names, or none), made by ekglue's translator; a third round, "plain", is ekglue
  * with endpoint_config.zone_priorities: never on the same objects and clients (no per-zone sets).
  *
+ * --delta (issue 12): the rounds are ekglue twice, over the same workload and the same client code: "ekglue"
+ * on StreamAggregatedResources (state of the world) and "delta" on DeltaAggregatedResources, whose client
+ * behaves like Envoy's DELTA_GRPC: the first Cluster request names nothing (legacy wildcard), then one
+ * request subscribes every load assignment, every response is ACKed by nonce alone. After the endpoint
+ * changes, three scenarios run in both rounds:
+ *   - new Services (--new-services M, 3 by default): a Service with its ports and slice appears; a stream
+ * has it once it got the new Clusters and, after subscribing them as Envoy does, their load assignments
+ * (SotW: the Cluster response carries every Cluster, the EDS request names every load assignment again);
+ * the bytes of both responses per stream are counted;
+ *   - reconnect: every stream is cancelled and reopened at once. SotW streams send version_info (the server
+ * sends everything again); delta streams send initial_resource_versions of everything they have (ekglue
+ * must resend nothing). A delta server says nothing when nothing is due, so each delta stream's EDS request
+ * also subscribes one name that does not exist (PROBE_NAME): its removed_resources answer says the stream's
+ * requests were all applied. Every resource received until then counts as resent;
+ *   - one more endpoint change, which every reconnected stream must get exactly (they are in step).
+ * --ports P gives every Service P ports (P Clusters and P load assignments; an endpoint change then changes
+ * all P of its Service's load assignments). Workloads with more names than the server's per-request and
+ * per-stream name limits allow run with those limits off, as an operator serving such clients would.
+ *
  * Usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] [--channels K=10]
- *                  [--only ekglue|baseline|plain] [--trim-ms MS] [--zones]
+ *                  [--only ekglue|baseline|plain|delta] [--trim-ms MS] [--zones] [--ports P=1]
+ *                  [--delta [--new-services M=3]]
  * --trim-ms sets the server's trim_quiet_ms (include/ekglue/xds.h): -1 never returns freed heap to the
  * system, to measure what malloc_trim saves and costs.
  * Exit: 0 targets met, 3 a target missed, 1 the benchmark failed, 2 usage.
@@ -91,8 +112,15 @@
 #define SYNC_TIMEOUT   90000 /* ms: every stream has its initial state */
 #define IDLE_WINDOW_MS 2000
 #define ADS_METHOD     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
-#define CDS_TYPE       "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-#define EDS_TYPE       "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+#define DELTA_METHOD   "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
+#define MAX_NEW        100   /* --new-services */
+#define NEW_TIMEOUT    60000 /* ms: every stream has a new Service (a SotW Cluster response holds them all) */
+#define RESYNC_TIMEOUT 180000 /* ms: every stream is back after the reconnect */
+/* --delta reconnect: a load assignment name that never exists; its removed_resources answer ends the resync
+ */
+#define PROBE_NAME "xds-bench-sync-probe"
+#define CDS_TYPE   "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+#define EDS_TYPE   "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 /* --zones: clients in zones a, b, c of REGION, and clients without a locality (group NO_LOCALITY). */
 #define NGROUPS     4
 #define NO_LOCALITY 3
@@ -252,16 +280,32 @@ static int reap(pid_t pid, int timeout_ms)
 
 /* --- the workload: Services, slices and changes ------------------------------------------------------- */
 
-/* zones: the Service prefers close endpoints (trafficDistribution: PreferClose). */
-static void service_json(buf_t *b, int s, bool zones)
+/* The name of port i of every Service (--ports): "http", then "port-1", "port-2", ... */
+static void port_name(int i, char out[16])
+{
+    if (i == 0)
+        snprintf(out, 16, "http");
+    else
+        snprintf(out, 16, "port-%d", i);
+}
+
+/* zones: the Service prefers close endpoints (trafficDistribution: PreferClose). Port i is 80 + i, its target
+ * 8080 + i. */
+static void service_json(buf_t *b, int s, bool zones, int ports)
 {
     put(b,
         "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"svc-%d\",\"namespace\":\"ns-%"
         "d\","
         "\"resourceVersion\":\"%d\"},\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.%d.%d\",%s"
-        "\"ports\":["
-        "{\"name\":\"http\",\"port\":80,\"targetPort\":8080,\"protocol\":\"TCP\"}]}}",
+        "\"ports\":[",
         s, s % 100, s, (s >> 8) & 255, s & 255, zones ? "\"trafficDistribution\":\"PreferClose\"," : "");
+    for (int i = 0; i < ports; i++) {
+        char name[16];
+        port_name(i, name);
+        put(b, "%s{\"name\":\"%s\",\"port\":%d,\"targetPort\":%d,\"protocol\":\"TCP\"}", i ? "," : "", name,
+            80 + i, 8080 + i);
+    }
+    put(b, "]}}");
 }
 
 /* Node n of the --zones workload, in zone n % 3 of REGION. */
@@ -275,17 +319,22 @@ static void node_json(buf_t *b, int n)
 }
 
 /* The slice of Service s; change >= 0 gives endpoint (change % ENDPOINTS) an address no change used before.
- * zones: each endpoint also names its Node (one in its zone). */
-static void slice_json(buf_t *b, int s, int change, bool zones)
+ * zones: each endpoint also names its Node (one in its zone). Every endpoint serves the Service's ports. */
+static void slice_json(buf_t *b, int s, int change, bool zones, int ports)
 {
     put(b,
         "{\"apiVersion\":\"discovery.k8s.io/"
         "v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"svc-%d-abcde\","
         "\"namespace\":\"ns-%d\",\"resourceVersion\":\"%d\",\"labels\":{\"kubernetes.io/"
         "service-name\":\"svc-%d\"}},"
-        "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}],"
-        "\"endpoints\":[",
+        "\"addressType\":\"IPv4\",\"ports\":[",
         s, s % 100, change >= 0 ? 1000000 + change : s, s);
+    for (int i = 0; i < ports; i++) {
+        char name[16];
+        port_name(i, name);
+        put(b, "%s{\"name\":\"%s\",\"port\":%d,\"protocol\":\"TCP\"}", i ? "," : "", name, 8080 + i);
+    }
+    put(b, "],\"endpoints\":[");
     for (int e = 0; e < ENDPOINTS; e++) {
         int ip = s * ENDPOINTS + e;
         char addr[32];
@@ -315,9 +364,10 @@ static int change_service(int k, int nservices)
     return (int)(((long long)k * 7919 + 13) % nservices);
 }
 
-/* A translator holding S Services and their slices (zones: and the Nodes), built once. never: with
- * endpoint_config.zone_priorities: never (the "plain" round). */
-static int workload_new(int nservices, bool zones, bool never, ekg_config_t **cfg, ekg_translator_t **t)
+/* A translator holding S Services with P ports and their slices (zones: and the Nodes), built once. never:
+ * with endpoint_config.zone_priorities: never (the "plain" round). */
+static int workload_new(int nservices, int ports, bool zones, bool never, ekg_config_t **cfg,
+                        ekg_translator_t **t)
 {
     ekg_diag_t diag = {{0}};
     ekg_objects_t objs = {0};
@@ -331,9 +381,9 @@ static int workload_new(int nservices, bool zones, bool never, ekg_config_t **cf
     }
     for (int s = 0; s < nservices; s++) {
         put(&b, "%s", s ? "," : "");
-        service_json(&b, s, zones);
+        service_json(&b, s, zones, ports);
         put(&b, ",");
-        slice_json(&b, s, -1, zones);
+        slice_json(&b, s, -1, zones, ports);
     }
     put(&b, "]}");
     if ((never ? ekg_config_parse(never_yaml, sizeof(never_yaml) - 1, "xds_bench.yaml", cfg, &diag)
@@ -356,18 +406,45 @@ out:
 }
 
 /* The changed slice of change k, as the watcher would hand it over (parsed, not yet in the translator). */
-static ekg_endpoint_slice_t *change_slice(int k, int nservices, bool zones)
+static ekg_endpoint_slice_t *change_slice(int k, int nservices, int ports, bool zones)
 {
     buf_t b = {0};
     ekg_diag_t diag = {{0}};
     ekg_endpoint_slice_t *slice = NULL;
-    slice_json(&b, change_service(k, nservices), k, zones);
+    slice_json(&b, change_service(k, nservices), k, zones, ports);
     cJSON *obj = cJSON_ParseWithLength(b.p, b.n);
     if (!obj || ekg_endpoint_slice_from_json(obj, &slice, &diag) != EKG_OK)
         fprintf(stderr, "xds_bench: change %d: %s\n", k, diag.msg);
     cJSON_Delete(obj);
     free(b.p);
     return slice;
+}
+
+/* --delta: new Service j (svc-S+j, after the S of the workload) and its slice, parsed as the watcher would
+ * hand them over. 0, or -1 with nothing to free. */
+static int new_service_objects(int j, int nservices, int ports, ekg_service_t **svc,
+                               ekg_endpoint_slice_t **slice)
+{
+    buf_t b = {0}, c = {0};
+    ekg_diag_t diag = {{0}};
+    *svc = NULL;
+    *slice = NULL;
+    service_json(&b, nservices + j, false, ports);
+    slice_json(&c, nservices + j, -1, false, ports);
+    cJSON *so = cJSON_ParseWithLength(b.p, b.n), *lo = cJSON_ParseWithLength(c.p, c.n);
+    int rc = 0;
+    if (!so || !lo || ekg_service_from_json(so, svc, &diag) != EKG_OK ||
+        ekg_endpoint_slice_from_json(lo, slice, &diag) != EKG_OK) {
+        fprintf(stderr, "xds_bench: new Service %d: %s\n", j, diag.msg);
+        ekg_service_free(*svc);
+        ekg_endpoint_slice_free(*slice);
+        rc = -1;
+    }
+    cJSON_Delete(so);
+    cJSON_Delete(lo);
+    free(b.p);
+    free(c.p);
+    return rc;
 }
 
 /* A snapshot of everything the translator makes (new reference). */
@@ -394,17 +471,27 @@ static void names_of(const ekg_translator_t *t, buf_t *out)
 
 /* --- round <-> client protocol ------------------------------------------------------------------------- */
 
-enum { R_READY = 1, R_ACKED, R_CHANGE, R_STOPPING, R_DONE, R_ERROR };
+enum { R_READY = 1, R_ACKED, R_CHANGE, R_STOPPING, R_DONE, R_ERROR, R_RESYNCED };
+
+/* The change index of the records about the reconnect (--delta). */
+#define K_RESYNC (-3)
 
 typedef struct rec {
     int kind;
-    int k;         /* change index; -1 for the initial state */
+    int k;         /* change index; -1 for the initial state, K_RESYNC for the reconnect */
     double t;      /* CLOCK_MONOTONIC seconds */
-    double v;      /* R_READY: sync seconds; R_DONE: streams ended UNAVAILABLE; R_ERROR: code */
+    double v;      /* R_READY: sync seconds; R_DONE: streams ended UNAVAILABLE; R_RESYNCED: seconds from the
+                      drop until the last stream was back; R_ERROR: code */
     double cpu_ms; /* the client's CPU so far */
     /* R_READY: the initial EDS response's resource bytes per group (--zones; group 0 otherwise), R_CHANGE:
-     * change k's; -1 for a group without streams. Resource bytes: the encoded ClusterLoadAssignments. */
+     * change k's; -1 for a group without streams. Resource bytes: the encoded ClusterLoadAssignments.
+     * R_RESYNCED: [0] the message bytes a stream received until it was back, mean over the streams. */
     double bytes[NGROUPS];
+    /* R_CHANGE: the messages a stream received for change k (gRPC message length: the encoded
+     * DiscoveryResponse or DeltaDiscoveryResponse), mean over the streams, and the largest: [0] Clusters (a
+     * new Service), [1] load assignments. R_RESYNCED: resources received again, [0] over all streams, [1] the
+     * most one stream got. */
+    double msg[2], msg_max[2];
 } rec_t;
 
 /* Reads records until one of `kind` (and change k) arrives. R_ERROR or a timeout fails. */
@@ -416,10 +503,11 @@ static bool expect(int fd, int kind, int k, int timeout_ms, rec_t *out)
         int left = (int)((deadline - now_s()) * 1e3);
         if (left < 0 || !read_all(fd, &r, sizeof(r), left)) {
             fprintf(stderr, "xds_bench: no %s from the clients within %d ms (change %d)\n",
-                    kind == R_READY    ? "initial state"
-                    : kind == R_CHANGE ? "update on every stream"
-                    : kind == R_ACKED  ? "ACKs"
-                                       : "answer",
+                    kind == R_READY      ? "initial state"
+                    : kind == R_CHANGE   ? "update on every stream"
+                    : kind == R_ACKED    ? "ACKs"
+                    : kind == R_RESYNCED ? "resync of every stream"
+                                         : "answer",
                     timeout_ms, k);
             return false;
         }
@@ -450,11 +538,14 @@ typedef struct ctag {
 #define QCAP 8
 typedef struct queued {
     grpc_byte_buffer *bb;
-    int ack_of; /* -2: not an ACK counted; -1: ACK of the initial EDS; k: ACK of change k */
+    int ack_of; /* -2: not an ACK counted; -1: ACK of the initial EDS; k: ACK of change k; K_RESYNC: ACK of
+                   the response that ended the stream's resync */
 } queued_t;
 
 struct cstream {
     int id;
+    grpc_channel *channel;     /* borrowed from C.channels */
+    grpc_completion_queue *cq; /* its thread's */
     grpc_call *call;
     grpc_metadata_array md_initial, md_trailing;
     grpc_status_code status;
@@ -464,34 +555,77 @@ struct cstream {
     int qh, qn;
     grpc_byte_buffer *send_buf; /* kept until its SEND_MESSAGE completes */
     bool sending, first_send, done;
+    bool recv_pending; /* a RECV_MESSAGE is outstanding */
+    bool status_done;  /* the call's status came while it was being dropped (reconnect) */
+    atomic_bool drop;  /* set by the main thread before it cancels the call to reconnect */
     int sending_ack_of;
-    int phase; /* 0 waiting for CDS, 1 for EDS, 2 synced */
-    int updates;
+    int phase;    /* 0 waiting for CDS, 1 for EDS, 2 synced, 3 reconnected and not back yet */
+    int next;     /* the change this stream expects next */
+    int awaiting; /* -1, or the new-Service change whose Clusters came: their load assignments are due */
+    bool got_cds, got_eds; /* SotW, phase 3: the full response of each type came */
+    long resent;           /* phase 3: resources received (and delta removals other than the probe) */
+    double resent_bytes;   /* phase 3: message bytes received */
+    /* SotW: the last version_info and nonce of each type (sent again as Envoy does) */
+    char cds_version[32], eds_version[32], eds_nonce[32];
     int group; /* --zones: zone a, b, c or NO_LOCALITY; 0 otherwise */
     char node_id[32];
     ctag_t recv_tag, send_tag, status_tag;
 };
 
+/* Names (and versions) sorted by name; strings owned. */
+typedef struct nv {
+    char *name, *version;
+} nv_t;
+typedef struct nvmap {
+    nv_t *v;
+    size_t n, cap;
+} nvmap_t;
+
 typedef struct client {
     int nstreams, nchannels, nclusters, nchanges;
     bool zones;
+    bool delta;              /* DeltaAggregatedResources */
+    bool reconnect;          /* --delta's scenarios: new Services, reconnect, one more change */
+    int ports, nnew, ntotal; /* ports per Service; new-Service changes; changes of every kind */
     int port;
     int out_fd;
     grpc_channel **channels;
     grpc_completion_queue *cqs[CLIENT_THREADS];
     pthread_t threads[CLIENT_THREADS];
     cstream_t *streams;
-    grpc_slice names; /* a serialized DiscoveryRequest holding only resource_names: every CLA */
+    /* Every workload CLA as serialized resource_names (field 3; DeltaDiscoveryRequest's
+     * resource_names_subscribe is field 3 too) */
+    grpc_slice names;
     double t_start;
     atomic_int synced, init_acked, ended, unavailable;
     atomic_int *received, *acked; /* per change */
     atomic_bool stopping, failed;
-    pthread_mutex_t lock; /* versions, bytes and out_fd */
+    pthread_mutex_t lock; /* everything below, and out_fd */
     /* Per change (index k + 1; 0 is the initial EDS) and group: the version and resource bytes the first
      * stream of the group got; every other stream of the group must get the same version. */
     char (*versions)[NGROUPS][32];
     double (*bytes)[NGROUPS];
     int group_streams[NGROUPS];
+    char (*cds_versions)[32]; /* per change index k + 1 (new Services): the Clusters' version */
+    double (*msg_sum)[2],
+        (*msg_max)[2]; /* per change index k + 1: message bytes [Clusters, load assignments] */
+    /* New Service j: its cluster names (= its load assignments' names), serialized like `names`; worked out
+     * by the first stream that got its Clusters */
+    grpc_slice *extra;
+    bool *extra_set;
+    nvmap_t known; /* every cluster name so far (versions unused) */
+    /* --delta: what the streams have per type (0 Clusters, 1 load assignments), name -> version, as the
+     * first stream to get each response got it; the reconnected streams' initial_resource_versions */
+    nvmap_t have[2];
+    bool have_init[2];
+    /* The reconnect */
+    atomic_bool reconnecting;
+    double t_drop;
+    atomic_int resynced, reacked;
+    long resent_total, resent_max;
+    double resent_bytes;
+    grpc_slice re_cds,
+        re_eds; /* --delta: the pre-encoded fields of the reconnected streams' first requests */
 } client_t;
 
 static client_t C;
@@ -502,6 +636,15 @@ static void client_record(int kind, int k, double t, double v)
     pthread_mutex_lock(&C.lock);
     for (int g = 0; g < NGROUPS; g++)
         r.bytes[g] = (kind == R_READY || kind == R_CHANGE) && C.group_streams[g] ? C.bytes[k + 1][g] : -1;
+    for (int s = 0; s < 2 && kind == R_CHANGE; s++) {
+        r.msg[s] = C.msg_sum[k + 1][s] / C.nstreams;
+        r.msg_max[s] = C.msg_max[k + 1][s];
+    }
+    if (kind == R_RESYNCED) {
+        r.msg[0] = (double)C.resent_total;
+        r.msg[1] = (double)C.resent_max;
+        r.bytes[0] = C.resent_bytes / C.nstreams;
+    }
     write_all(C.out_fd, &r, sizeof(r));
     pthread_mutex_unlock(&C.lock);
 }
@@ -519,37 +662,335 @@ static void client_fail(const char *fmt, ...)
         client_record(R_ERROR, 0, now_s(), 0);
 }
 
-/* A DiscoveryRequest: the fields below, encoded with upb, plus (with_names) the shared resource_names. With
- * node_id, the node; its locality too for a stream of zone `group` (--zones). */
-static grpc_byte_buffer *make_request(const char *type_url, upb_StringView version, upb_StringView nonce,
-                                      const char *node_id, int group, bool with_names)
+static int view_cmp(upb_StringView v, const char *s)
+{
+    size_t n = strlen(s);
+    int c = v.size && n ? memcmp(v.data, s, v.size < n ? v.size : n) : 0;
+    return c ? c : (v.size > n) - (v.size < n);
+}
+
+static bool view_is(upb_StringView v, const char *s)
+{
+    return view_cmp(v, s) == 0;
+}
+
+/* Where name is (*found) or goes in m. Names mostly come in order: appending is checked first. */
+static size_t nvmap_pos(const nvmap_t *m, upb_StringView name, bool *found)
+{
+    size_t lo = 0, hi = m->n;
+    *found = false;
+    if (m->n && view_cmp(name, m->v[m->n - 1].name) > 0)
+        return m->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = view_cmp(name, m->v[mid].name);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static bool nvmap_has(const nvmap_t *m, upb_StringView name)
+{
+    bool found;
+    nvmap_pos(m, name, &found);
+    return found;
+}
+
+static void nvmap_put(nvmap_t *m, upb_StringView name, upb_StringView version)
+{
+    bool found;
+    size_t i = nvmap_pos(m, name, &found);
+    if (!found) {
+        if (m->n == m->cap) {
+            m->cap = m->cap ? m->cap * 2 : 1024;
+            m->v = ekg_xrealloc(m->v, m->cap * sizeof(*m->v));
+        }
+        memmove(m->v + i + 1, m->v + i, (m->n - i) * sizeof(*m->v));
+        m->v[i] = (nv_t){ekg_xstrndup(name.data ? name.data : "", name.size), NULL};
+        m->n++;
+    }
+    free(m->v[i].version);
+    m->v[i].version = ekg_xstrndup(version.data ? version.data : "", version.size);
+}
+
+static void nvmap_free(nvmap_t *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->v[i].name);
+        free(m->v[i].version);
+    }
+    free(m->v);
+    *m = (nvmap_t){0};
+}
+
+/* Whether change k is a new Service (else an endpoint change). */
+static bool kind_new(int k)
+{
+    return k >= C.nchanges && k < C.nchanges + C.nnew;
+}
+
+/* The new Services whose Clusters the stream got. */
+static int new_done(const cstream_t *st)
+{
+    int d = st->next - C.nchanges;
+    return d < 0 ? 0 : d > C.nnew ? C.nnew : d;
+}
+
+static int expected_clusters(const cstream_t *st)
+{
+    return C.nclusters + C.ports * new_done(st);
+}
+
+/* One response of either protocol, decoded (views into the message). */
+typedef struct resp {
+    bool cds, eds;
+    upb_StringView version, nonce; /* version_info, or (delta) system_version_info */
+    size_t nres, nremoved;
+    const struct google_protobuf_Any *const *any;          /* SotW */
+    const envoy_service_discovery_v3_Resource *const *res; /* delta */
+    const upb_StringView *removed;                         /* delta */
+    double rbytes;                                         /* the resources' encoded bytes (the Any values) */
+    double msg_len;                                        /* the whole message */
+} resp_t;
+
+static bool resp_decode(resp_t *r, grpc_slice msg, upb_Arena *a)
+{
+    const char *p = (const char *)GRPC_SLICE_START_PTR(msg);
+    size_t len = GRPC_SLICE_LENGTH(msg);
+    upb_StringView url;
+    *r = (resp_t){.msg_len = (double)len};
+    if (C.delta) {
+        envoy_service_discovery_v3_DeltaDiscoveryResponse *d =
+            envoy_service_discovery_v3_DeltaDiscoveryResponse_parse_ex(p, len, NULL,
+                                                                       kUpb_DecodeOption_AliasString, a);
+        if (!d)
+            return false;
+        url = envoy_service_discovery_v3_DeltaDiscoveryResponse_type_url(d);
+        r->version = envoy_service_discovery_v3_DeltaDiscoveryResponse_system_version_info(d);
+        r->nonce = envoy_service_discovery_v3_DeltaDiscoveryResponse_nonce(d);
+        r->res = envoy_service_discovery_v3_DeltaDiscoveryResponse_resources(d, &r->nres);
+        r->removed = envoy_service_discovery_v3_DeltaDiscoveryResponse_removed_resources(d, &r->nremoved);
+        for (size_t i = 0; i < r->nres; i++) {
+            const struct google_protobuf_Any *any = envoy_service_discovery_v3_Resource_resource(r->res[i]);
+            r->rbytes += any ? (double)google_protobuf_Any_value(any).size : 0;
+        }
+    } else {
+        envoy_service_discovery_v3_DiscoveryResponse *d =
+            envoy_service_discovery_v3_DiscoveryResponse_parse_ex(p, len, NULL, kUpb_DecodeOption_AliasString,
+                                                                  a);
+        if (!d)
+            return false;
+        url = envoy_service_discovery_v3_DiscoveryResponse_type_url(d);
+        r->version = envoy_service_discovery_v3_DiscoveryResponse_version_info(d);
+        r->nonce = envoy_service_discovery_v3_DiscoveryResponse_nonce(d);
+        r->any = envoy_service_discovery_v3_DiscoveryResponse_resources(d, &r->nres);
+        for (size_t i = 0; i < r->nres; i++)
+            r->rbytes += (double)google_protobuf_Any_value(r->any[i]).size;
+    }
+    r->cds = view_is(url, CDS_TYPE);
+    r->eds = view_is(url, EDS_TYPE);
+    return true;
+}
+
+/* The name of resource i: Resource.name (delta), or field 1 of the Cluster or ClusterLoadAssignment (name,
+ * cluster_name) read off the Any's bytes (SotW). Empty if it cannot be read. */
+static upb_StringView resp_name(const resp_t *r, size_t i)
+{
+    if (C.delta)
+        return envoy_service_discovery_v3_Resource_name(r->res[i]);
+    upb_StringView v = google_protobuf_Any_value(r->any[i]);
+    const unsigned char *p = (const unsigned char *)v.data, *end = p + v.size;
+    while (p < end) {
+        uint64_t tag = 0, len = 0;
+        for (int shift = 0; p < end && shift < 64; shift += 7) {
+            tag |= (uint64_t)(*p & 0x7f) << shift;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        int wt = (int)(tag & 7);
+        if (wt == 0) {
+            while (p < end && (*p++ & 0x80))
+                ;
+            continue;
+        }
+        if (wt == 1 || wt == 5) {
+            p += wt == 1 ? 8 : 4;
+            continue;
+        }
+        if (wt != 2)
+            break;
+        for (int shift = 0; p < end && shift < 64; shift += 7) {
+            len |= (uint64_t)(*p & 0x7f) << shift;
+            if (!(*p++ & 0x80))
+                break;
+        }
+        if (len > (uint64_t)(end - p))
+            break;
+        if (tag >> 3 == 1)
+            return upb_StringView_FromDataAndSize((const char *)p, (size_t)len);
+        p += len;
+    }
+    return (upb_StringView){0};
+}
+
+/* --delta, under C.lock: the versions of a response's resources into C.have[type]. */
+static void record_versions(int type, const resp_t *r)
+{
+    for (size_t i = 0; i < r->nres; i++)
+        nvmap_put(&C.have[type], envoy_service_discovery_v3_Resource_name(r->res[i]),
+                  envoy_service_discovery_v3_Resource_version(r->res[i]));
+}
+
+/* Under C.lock: a stream's message bytes for change index i (0: initial), slot 0 Clusters, 1 load
+ * assignments. */
+static void count_msg(int i, int slot, double len)
+{
+    C.msg_sum[i][slot] += len;
+    if (len > C.msg_max[i][slot])
+        C.msg_max[i][slot] = len;
+}
+
+/* Serialized resource_names (field 3) for a list of names. */
+static grpc_slice names_field(const upb_StringView *names, size_t n)
+{
+    upb_Arena *a = upb_Arena_New();
+    envoy_service_discovery_v3_DiscoveryRequest *req = envoy_service_discovery_v3_DiscoveryRequest_new(a);
+    for (size_t i = 0; i < n; i++)
+        envoy_service_discovery_v3_DiscoveryRequest_add_resource_names(req, names[i], a);
+    size_t len;
+    char *bytes = envoy_service_discovery_v3_DiscoveryRequest_serialize(req, a, &len);
+    if (!bytes)
+        abort();
+    grpc_slice s = grpc_slice_from_copied_buffer(bytes, len);
+    upb_Arena_Free(a);
+    return s;
+}
+
+/* Under C.lock, by the first stream that got new Service j's Clusters: their names are the ones the client
+ * did not know (SotW: the response holds every Cluster; delta: only the new ones). */
+static bool learn_new(const resp_t *r, int j)
+{
+    upb_StringView *fresh = ekg_xcalloc((size_t)C.ports, sizeof(*fresh));
+    int n = 0;
+    bool ok = true;
+    for (size_t i = 0; i < r->nres && ok; i++) {
+        upb_StringView name = resp_name(r, i);
+        if (name.size == 0)
+            ok = false;
+        else if (!nvmap_has(&C.known, name) && n++ < C.ports)
+            fresh[n - 1] = name;
+    }
+    if (ok && n == C.ports) {
+        C.extra[j] = names_field(fresh, (size_t)n);
+        C.extra_set[j] = true;
+        for (int i = 0; i < n; i++)
+            nvmap_put(&C.known, fresh[i], (upb_StringView){0});
+    }
+    free(fresh);
+    return ok && n == C.ports;
+}
+
+static void fill_node(struct envoy_config_core_v3_Node *n, const cstream_t *st, upb_Arena *a)
+{
+    envoy_config_core_v3_Node_set_id(n, upb_StringView_FromString(st->node_id));
+    if (C.zones && st->group != NO_LOCALITY) {
+        static const char *const zone[3] = {REGION "-a", REGION "-b", REGION "-c"};
+        struct envoy_config_core_v3_Locality *l = envoy_config_core_v3_Node_mutable_locality(n, a);
+        envoy_config_core_v3_Locality_set_region(l, upb_StringView_FromString(REGION));
+        envoy_config_core_v3_Locality_set_zone(l, upb_StringView_FromString(zone[st->group]));
+    }
+}
+
+/* An encoded request header followed by pre-encoded fields: concatenated messages of one type decode as
+ * their merge. */
+static grpc_byte_buffer *request_buffer(const char *hdr, size_t len, const grpc_slice *parts, size_t nparts)
+{
+    grpc_slice s[2 + MAX_NEW];
+    s[0] = grpc_slice_from_copied_buffer(hdr, len);
+    for (size_t i = 0; i < nparts; i++)
+        s[1 + i] = grpc_slice_ref(parts[i]);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(s, 1 + nparts);
+    for (size_t i = 0; i < 1 + nparts; i++)
+        grpc_slice_unref(s[i]);
+    return bb;
+}
+
+/* A DiscoveryRequest of stream st: the fields below, encoded with upb; node: the stream's node (with its
+ * locality for a stream of a zone, --zones); names: every load assignment the stream knows of (the
+ * workload's and the new Services' whose Clusters it got). */
+static grpc_byte_buffer *make_request(const cstream_t *st, const char *type_url, upb_StringView version,
+                                      upb_StringView nonce, bool node, bool names)
 {
     upb_Arena *a = upb_Arena_New();
     envoy_service_discovery_v3_DiscoveryRequest *r = envoy_service_discovery_v3_DiscoveryRequest_new(a);
     envoy_service_discovery_v3_DiscoveryRequest_set_type_url(r, upb_StringView_FromString(type_url));
     envoy_service_discovery_v3_DiscoveryRequest_set_version_info(r, version);
     envoy_service_discovery_v3_DiscoveryRequest_set_response_nonce(r, nonce);
-    if (node_id) {
-        struct envoy_config_core_v3_Node *n = envoy_service_discovery_v3_DiscoveryRequest_mutable_node(r, a);
-        envoy_config_core_v3_Node_set_id(n, upb_StringView_FromString(node_id));
-        if (C.zones && group != NO_LOCALITY) {
-            static const char *const zone[3] = {REGION "-a", REGION "-b", REGION "-c"};
-            struct envoy_config_core_v3_Locality *l = envoy_config_core_v3_Node_mutable_locality(n, a);
-            envoy_config_core_v3_Locality_set_region(l, upb_StringView_FromString(REGION));
-            envoy_config_core_v3_Locality_set_zone(l, upb_StringView_FromString(zone[group]));
-        }
-    }
+    if (node)
+        fill_node(envoy_service_discovery_v3_DiscoveryRequest_mutable_node(r, a), st, a);
     size_t len;
     char *bytes = envoy_service_discovery_v3_DiscoveryRequest_serialize(r, a, &len);
     if (!bytes)
         abort();
-    /* Concatenated messages of one type decode as their merge: header fields + the names. */
-    grpc_slice slices[2] = {grpc_slice_from_copied_buffer(bytes, len), grpc_slice_ref(C.names)};
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(slices, with_names ? 2 : 1);
-    grpc_slice_unref(slices[0]);
-    grpc_slice_unref(slices[1]);
+    grpc_slice parts[1 + MAX_NEW];
+    size_t n = 0;
+    if (names) {
+        parts[n++] = C.names;
+        for (int j = 0; j < new_done(st); j++)
+            parts[n++] = C.extra[j];
+    }
+    grpc_byte_buffer *bb = request_buffer(bytes, len, parts, n);
     upb_Arena_Free(a);
     return bb;
+}
+
+/* A DeltaDiscoveryRequest of stream st: type_url and response_nonce, the node when `node`, then `parts`
+ * (pre-encoded names to subscribe, initial_resource_versions). */
+static grpc_byte_buffer *make_delta(const cstream_t *st, const char *type_url, upb_StringView nonce,
+                                    bool node, const grpc_slice *parts, size_t nparts)
+{
+    upb_Arena *a = upb_Arena_New();
+    envoy_service_discovery_v3_DeltaDiscoveryRequest *r =
+        envoy_service_discovery_v3_DeltaDiscoveryRequest_new(a);
+    envoy_service_discovery_v3_DeltaDiscoveryRequest_set_type_url(r, upb_StringView_FromString(type_url));
+    envoy_service_discovery_v3_DeltaDiscoveryRequest_set_response_nonce(r, nonce);
+    if (node)
+        fill_node(envoy_service_discovery_v3_DeltaDiscoveryRequest_mutable_node(r, a), st, a);
+    size_t len;
+    char *bytes = envoy_service_discovery_v3_DeltaDiscoveryRequest_serialize(r, a, &len);
+    if (!bytes)
+        abort();
+    grpc_byte_buffer *bb = request_buffer(bytes, len, parts, nparts);
+    upb_Arena_Free(a);
+    return bb;
+}
+
+/* The ACK of r: SotW with version_info and nonce (load assignments repeating the names, as Envoy does),
+ * delta with the nonce alone. */
+static grpc_byte_buffer *make_ack(const cstream_t *st, const resp_t *r)
+{
+    const char *url = r->cds ? CDS_TYPE : EDS_TYPE;
+    if (C.delta)
+        return make_delta(st, url, r->nonce, false, NULL, 0);
+    return make_request(st, url, r->version, r->nonce, false, r->eds);
+}
+
+/* SotW: what Envoy sends again on a new stream or with a new subscription. */
+static void keep_version(cstream_t *st, const resp_t *r)
+{
+    if (C.delta)
+        return;
+    char *v = r->cds ? st->cds_version : st->eds_version;
+    snprintf(v, sizeof(st->cds_version), "%.*s", (int)r->version.size, r->version.data);
+    if (r->eds)
+        snprintf(st->eds_nonce, sizeof(st->eds_nonce), "%.*s", (int)r->nonce.size, r->nonce.data);
 }
 
 static void cstream_pump(cstream_t *st)
@@ -598,11 +1039,14 @@ static void cstream_recv(cstream_t *st, bool with_metadata)
     }
     ops[n].op = GRPC_OP_RECV_MESSAGE;
     ops[n++].data.recv_message.recv_message = &st->recv_buf;
+    st->recv_pending = true;
     if (grpc_call_start_batch(st->call, ops, n, &st->recv_tag, NULL) != GRPC_CALL_OK)
         client_fail("stream %d: cannot start a receive", st->id);
 }
 
-static void cstream_start(cstream_t *st, grpc_channel *ch, grpc_completion_queue *cq)
+/* Opens the stream's call on its channel and completion queue and sends its first requests: a new stream
+ * wildcard CDS; a reconnected one (phase 3) CDS and EDS at once, saying what it has, as Envoy does. */
+static void cstream_start(cstream_t *st)
 {
     st->recv_tag = (ctag_t){CT_RECV, st};
     st->send_tag = (ctag_t){CT_SEND, st};
@@ -610,9 +1054,9 @@ static void cstream_start(cstream_t *st, grpc_channel *ch, grpc_completion_queue
     grpc_metadata_array_init(&st->md_initial);
     grpc_metadata_array_init(&st->md_trailing);
     snprintf(st->node_id, sizeof(st->node_id), "bench-%d", st->id);
-    st->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                        grpc_slice_from_static_string(ADS_METHOD), NULL,
-                                        gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    st->call = grpc_channel_create_call(st->channel, NULL, GRPC_PROPAGATE_DEFAULTS, st->cq,
+                                        grpc_slice_from_static_string(C.delta ? DELTA_METHOD : ADS_METHOD),
+                                        NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_op op;
     memset(&op, 0, sizeof(op));
     op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -622,24 +1066,60 @@ static void cstream_start(cstream_t *st, grpc_channel *ch, grpc_completion_queue
     if (grpc_call_start_batch(st->call, &op, 1, &st->status_tag, NULL) != GRPC_CALL_OK)
         client_fail("stream %d: cannot start", st->id);
     cstream_recv(st, true);
-    /* Wildcard CDS: no resource_names. */
-    cstream_queue(
-        st, make_request(CDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, st->node_id, st->group, false),
-        -2);
+    upb_StringView none = {0};
+    if (st->phase != 3) {
+        /* Wildcard CDS: no resource_names (the legacy wildcard in both protocols). */
+        cstream_queue(st,
+                      C.delta ? make_delta(st, CDS_TYPE, none, true, NULL, 0)
+                              : make_request(st, CDS_TYPE, none, none, true, false),
+                      -2);
+    } else if (C.delta) {
+        cstream_queue(st, make_delta(st, CDS_TYPE, none, true, &C.re_cds, 1), -2);
+        cstream_queue(st, make_delta(st, EDS_TYPE, none, false, &C.re_eds, 1), -2);
+    } else {
+        cstream_queue(
+            st, make_request(st, CDS_TYPE, upb_StringView_FromString(st->cds_version), none, true, false),
+            -2);
+        cstream_queue(
+            st, make_request(st, EDS_TYPE, upb_StringView_FromString(st->eds_version), none, false, true),
+            -2);
+    }
 }
 
-/* Every stream of a group gets the same version (and bytes) of the initial EDS (i = 0) and of change i - 1.
- */
-static void check_version(cstream_t *st, int i, upb_StringView version, double rbytes)
+/* A dropped stream whose call has nothing outstanding any more is opened again (phase 3). */
+static void cstream_maybe_restart(cstream_t *st)
+{
+    if (!st->status_done || st->recv_pending || st->sending)
+        return;
+    grpc_call_unref(st->call);
+    st->call = NULL;
+    grpc_metadata_array_destroy(&st->md_initial);
+    grpc_metadata_array_destroy(&st->md_trailing);
+    grpc_slice_unref(st->details);
+    st->details = grpc_empty_slice();
+    st->status_done = st->done = st->first_send = false;
+    st->phase = 3;
+    st->got_cds = st->got_eds = false;
+    st->resent = 0;
+    st->resent_bytes = 0;
+    atomic_store(&st->drop, false);
+    cstream_start(st);
+}
+
+/* Every stream of a group gets the same version (and bytes) of the initial EDS (i = 0) and of change i - 1;
+ * msg_len counts into the change's load-assignment message bytes. Whether st was the first to get it. */
+static bool check_version(cstream_t *st, int i, upb_StringView version, double rbytes, double msg_len)
 {
     pthread_mutex_lock(&C.lock);
     char *v = C.versions[i][st->group];
-    if (!v[0]) {
+    bool first = !v[0];
+    if (first) {
         snprintf(v, sizeof(C.versions[i][st->group]), "%.*s", (int)version.size, version.data);
         C.bytes[i][st->group] = rbytes;
     }
     bool same = strlen(v) == version.size && memcmp(v, version.data, version.size) == 0 &&
                 C.bytes[i][st->group] == rbytes;
+    count_msg(i, 1, msg_len);
     pthread_mutex_unlock(&C.lock);
     if (!same)
         client_fail(
@@ -647,13 +1127,119 @@ static void check_version(cstream_t *st, int i, upb_StringView version, double r
             "group got %s (%.0f)",
             st->id, st->group, i ? "update" : "initial EDS", i - 1, (int)version.size, version.data, rbytes,
             v, C.bytes[i][st->group]);
+    return first;
+}
+
+/* Phase 3: a response to a reconnected stream. Everything in it was sent again; the stream is back once
+ * SotW gave both full responses, or delta answered the probe. */
+static void on_resync_response(cstream_t *st, const resp_t *r, double t)
+{
+    bool back;
+    st->resent += (long)r->nres;
+    st->resent_bytes += r->msg_len;
+    if (C.delta) {
+        size_t probe = 0;
+        for (size_t i = 0; i < r->nremoved; i++) {
+            if (view_is(r->removed[i], PROBE_NAME))
+                probe++;
+            else
+                st->resent++;
+        }
+        back = r->eds && probe == 1;
+    } else {
+        if ((int)r->nres != expected_clusters(st))
+            client_fail("stream %d: after the reconnect %s carried %zu resources, expected %d", st->id,
+                        r->cds ? "CDS" : "EDS", r->nres, expected_clusters(st));
+        st->got_cds |= r->cds;
+        st->got_eds |= r->eds;
+        back = st->got_cds && st->got_eds;
+    }
+    keep_version(st, r);
+    if (!back) {
+        cstream_queue(st, make_ack(st, r), -2);
+        return;
+    }
+    st->phase = 2;
+    pthread_mutex_lock(&C.lock);
+    C.resent_total += st->resent;
+    if (st->resent > C.resent_max)
+        C.resent_max = st->resent;
+    C.resent_bytes += st->resent_bytes;
+    pthread_mutex_unlock(&C.lock);
+    cstream_queue(st, make_ack(st, r), K_RESYNC);
+    if (atomic_fetch_add(&C.resynced, 1) + 1 == C.nstreams) {
+        atomic_store(&C.reconnecting, false);
+        client_record(R_RESYNCED, K_RESYNC, t, t - C.t_drop);
+    }
+}
+
+/* Phase 2: new Service change k's Clusters. SotW: every Cluster; delta: the new ones. As Envoy does, the
+ * stream subscribes their load assignments (SotW: names every one again), then ACKs the Clusters. */
+static void on_new_clusters(cstream_t *st, const resp_t *r, int k)
+{
+    int j = k - C.nchanges;
+    st->next = k + 1; /* from now on, the stream's EDS requests name the new ones too */
+    int want = C.delta ? C.ports : expected_clusters(st);
+    if ((int)r->nres != want || r->nremoved)
+        client_fail("stream %d: new Service %d: CDS carried %zu clusters and %zu removals, expected %d and 0",
+                    st->id, j, r->nres, r->nremoved, want);
+    pthread_mutex_lock(&C.lock);
+    bool learned = C.extra_set[j] || learn_new(r, j);
+    char *v = C.cds_versions[k + 1];
+    bool first = !v[0];
+    if (first) {
+        snprintf(v, sizeof(C.cds_versions[k + 1]), "%.*s", (int)r->version.size, r->version.data);
+        if (C.delta)
+            record_versions(0, r);
+    }
+    bool same = view_is(r->version, v);
+    count_msg(k + 1, 0, r->msg_len);
+    pthread_mutex_unlock(&C.lock);
+    if (!learned || !same) {
+        client_fail("stream %d: new Service %d: %s", st->id, j,
+                    !learned ? "its cluster names are not in the Cluster response"
+                             : "the Clusters' version differs from another stream's");
+        return;
+    }
+    upb_StringView none = {0};
+    if (C.delta)
+        cstream_queue(st, make_delta(st, EDS_TYPE, none, false, &C.extra[j], 1), -2);
+    else
+        cstream_queue(st,
+                      make_request(st, EDS_TYPE, upb_StringView_FromString(st->eds_version),
+                                   upb_StringView_FromString(st->eds_nonce), false, true),
+                      -2);
+    keep_version(st, r);
+    cstream_queue(st, make_ack(st, r), -2);
+    st->awaiting = k;
+}
+
+/* Phase 2: the load assignments of change k: an endpoint change's (the Service's P ports) or, after its
+ * Clusters, a new Service's. */
+static void on_change_eds(cstream_t *st, const resp_t *r, int k, double t)
+{
+    if ((int)r->nres != C.ports || r->nremoved)
+        client_fail("stream %d: update %d carried %zu load assignments and %zu removals, expected %d and 0",
+                    st->id, k, r->nres, r->nremoved, C.ports);
+    if (check_version(st, k + 1, r->version, r->rbytes, r->msg_len) && C.delta) {
+        pthread_mutex_lock(&C.lock);
+        record_versions(1, r);
+        pthread_mutex_unlock(&C.lock);
+    }
+    keep_version(st, r);
+    cstream_queue(st, make_ack(st, r), k);
+    if (atomic_fetch_add(&C.received[k], 1) + 1 == C.nstreams)
+        client_record(R_CHANGE, k, t, 0);
 }
 
 static void on_client_recv(cstream_t *st, bool ok)
 {
     double t = now_s();
-    if (!ok || !st->recv_buf)
-        return; /* the stream ended; its status says why */
+    st->recv_pending = false;
+    if (!ok || !st->recv_buf) {
+        cstream_maybe_restart(st); /* the stream ended; its status says why */
+        return;
+    }
     grpc_byte_buffer_reader reader;
     grpc_byte_buffer_reader_init(&reader, st->recv_buf);
     grpc_slice msg = grpc_byte_buffer_reader_readall(&reader);
@@ -663,57 +1249,66 @@ static void on_client_recv(cstream_t *st, bool ok)
     cstream_recv(st, false);
 
     upb_Arena *a = upb_Arena_New();
-    envoy_service_discovery_v3_DiscoveryResponse *r = envoy_service_discovery_v3_DiscoveryResponse_parse_ex(
-        (const char *)GRPC_SLICE_START_PTR(msg), GRPC_SLICE_LENGTH(msg), NULL, kUpb_DecodeOption_AliasString,
-        a);
-    if (!r) {
-        client_fail("stream %d: a DiscoveryResponse does not decode", st->id);
+    resp_t r;
+    upb_StringView none = {0};
+    if (!resp_decode(&r, msg, a)) {
+        client_fail("stream %d: a %sDiscoveryResponse does not decode", st->id, C.delta ? "Delta" : "");
         goto out;
     }
-    upb_StringView url = envoy_service_discovery_v3_DiscoveryResponse_type_url(r);
-    upb_StringView version = envoy_service_discovery_v3_DiscoveryResponse_version_info(r);
-    upb_StringView nonce = envoy_service_discovery_v3_DiscoveryResponse_nonce(r);
-    size_t nres;
-    const struct google_protobuf_Any *const *res =
-        envoy_service_discovery_v3_DiscoveryResponse_resources(r, &nres);
-    double rbytes = 0;
-    for (size_t i = 0; i < nres; i++)
-        rbytes += (double)google_protobuf_Any_value(res[i]).size;
-    bool cds = url.size == strlen(CDS_TYPE) && memcmp(url.data, CDS_TYPE, url.size) == 0;
-    bool eds = url.size == strlen(EDS_TYPE) && memcmp(url.data, EDS_TYPE, url.size) == 0;
-    if (cds && st->phase == 0) {
-        if ((int)nres != C.nclusters)
-            client_fail("stream %d: CDS carried %zu clusters, expected %d", st->id, nres, C.nclusters);
+    if (r.cds && st->phase == 0) {
+        if ((int)r.nres != expected_clusters(st) || r.nremoved)
+            client_fail("stream %d: CDS carried %zu clusters, expected %d", st->id, r.nres,
+                        expected_clusters(st));
+        if (C.delta) {
+            pthread_mutex_lock(&C.lock);
+            if (!C.have_init[0])
+                record_versions(0, &r);
+            C.have_init[0] = true;
+            pthread_mutex_unlock(&C.lock);
+        }
         /* As Envoy and gRPC do: subscribe to the load assignments, then ACK the clusters. */
-        cstream_queue(st, make_request(EDS_TYPE, (upb_StringView){0}, (upb_StringView){0}, NULL, 0, true),
+        cstream_queue(st,
+                      C.delta ? make_delta(st, EDS_TYPE, none, false, &C.names, 1)
+                              : make_request(st, EDS_TYPE, none, none, false, true),
                       -2);
-        cstream_queue(st, make_request(CDS_TYPE, version, nonce, NULL, 0, false), -2);
+        keep_version(st, &r);
+        cstream_queue(st, make_ack(st, &r), -2);
         st->phase = 1;
-    } else if (eds && st->phase == 1) {
-        if ((int)nres != C.nclusters)
-            client_fail("stream %d: EDS carried %zu load assignments, expected %d", st->id, nres,
-                        C.nclusters);
-        check_version(st, 0, version, rbytes);
-        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, 0, true), -1);
+    } else if (r.eds && st->phase == 1) {
+        if ((int)r.nres != expected_clusters(st) || r.nremoved)
+            client_fail("stream %d: EDS carried %zu load assignments, expected %d", st->id, r.nres,
+                        expected_clusters(st));
+        if (check_version(st, 0, r.version, r.rbytes, r.msg_len) && C.delta) {
+            pthread_mutex_lock(&C.lock);
+            record_versions(1, &r);
+            C.have_init[1] = true;
+            pthread_mutex_unlock(&C.lock);
+        }
+        keep_version(st, &r);
+        cstream_queue(st, make_ack(st, &r), -1);
         st->phase = 2;
         if (atomic_fetch_add(&C.synced, 1) + 1 == C.nstreams)
             client_record(R_READY, -1, t, t - C.t_start);
-    } else if (eds && st->phase == 2) {
-        int k = st->updates++;
-        if (k >= C.nchanges) {
-            client_fail("stream %d: more updates than changes", st->id);
-            goto out;
-        }
-        if (nres != 1)
-            client_fail("stream %d: update %d carried %zu load assignments, expected 1", st->id, k, nres);
-        check_version(st, k + 1, version, rbytes);
-        cstream_queue(st, make_request(EDS_TYPE, version, nonce, NULL, 0, true), k);
-        if (atomic_fetch_add(&C.received[k], 1) + 1 == C.nstreams)
-            client_record(R_CHANGE, k, t, 0);
+    } else if (st->phase == 3) {
+        on_resync_response(st, &r, t);
+    } else if (st->phase == 2 && st->awaiting >= 0 && r.eds) {
+        int k = st->awaiting;
+        st->awaiting = -1;
+        on_change_eds(st, &r, k, t);
+    } else if (st->phase == 2 && st->awaiting < 0 && st->next < C.ntotal && r.cds && kind_new(st->next)) {
+        on_new_clusters(st, &r, st->next);
+    } else if (st->phase == 2 && st->awaiting < 0 && st->next < C.ntotal && r.eds && !kind_new(st->next)) {
+        on_change_eds(st, &r, st->next++, t);
     } else {
-        client_fail("stream %d: unexpected response type=%.*s phase=%d", st->id, (int)url.size, url.data,
-                    st->phase);
-        cstream_queue(st, make_request(cds ? CDS_TYPE : EDS_TYPE, version, nonce, NULL, 0, eds), -2);
+        client_fail(
+            "stream %d: unexpected response type=%s resources=%zu removed=%zu phase=%d next change=%d",
+            st->id,
+            r.cds   ? "CDS"
+            : r.eds ? "EDS"
+                    : "?",
+            r.nres, r.nremoved, st->phase, st->next);
+        if (r.cds || r.eds)
+            cstream_queue(st, make_ack(st, &r), -2);
     }
 out:
     upb_Arena_Free(a);
@@ -728,10 +1323,14 @@ static void on_client_send(cstream_t *st, bool ok)
     int k = st->sending_ack_of;
     if (ok && k == -1 && atomic_fetch_add(&C.init_acked, 1) + 1 == C.nstreams)
         client_record(R_ACKED, -1, now_s(), 0);
+    if (ok && k == K_RESYNC && atomic_fetch_add(&C.reacked, 1) + 1 == C.nstreams)
+        client_record(R_ACKED, K_RESYNC, now_s(), 0);
     if (ok && k >= 0 && atomic_fetch_add(&C.acked[k], 1) + 1 == C.nstreams)
         client_record(R_ACKED, k, now_s(), 0);
     if (ok)
         cstream_pump(st);
+    else
+        cstream_maybe_restart(st);
 }
 
 static void on_client_status(cstream_t *st)
@@ -741,6 +1340,13 @@ static void on_client_status(cstream_t *st)
         grpc_byte_buffer_destroy(st->q[st->qh].bb);
         st->qh = (st->qh + 1) % QCAP;
         st->qn--;
+    }
+    if (atomic_load(&st->drop) && !atomic_load(&C.stopping)) { /* the reconnect */
+        if (st->status != GRPC_STATUS_CANCELLED)
+            client_fail("stream %d: dropped, but it ended with status %d", st->id, (int)st->status);
+        st->status_done = true;
+        cstream_maybe_restart(st);
+        return;
     }
     if (!atomic_load(&C.stopping)) {
         char *d = grpc_slice_to_c_string(st->details);
@@ -760,8 +1366,11 @@ static void *client_thread(void *arg)
     grpc_completion_queue *cq = C.cqs[me];
     /* This thread starts its own streams, so that all of a stream's work stays on one thread (no locks). */
     for (int i = 0; i < C.nstreams; i++)
-        if ((i / C.nchannels) % CLIENT_THREADS == me)
-            cstream_start(&C.streams[i], C.channels[i % C.nchannels], cq);
+        if ((i / C.nchannels) % CLIENT_THREADS == me) {
+            C.streams[i].channel = C.channels[i % C.nchannels];
+            C.streams[i].cq = cq;
+            cstream_start(&C.streams[i]);
+        }
     for (;;) {
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
@@ -784,11 +1393,66 @@ static void *client_thread(void *arg)
     return NULL;
 }
 
-/* `xds_bench --client streams channels port changes nclusters zones`; fd 3: names then commands, fd 4:
- * records. */
+/* --delta: the first requests of the reconnected streams, from what they have: Clusters with
+ * initial_resource_versions; load assignments subscribing every one (and PROBE_NAME) with their versions. */
+static bool build_resync_requests(void)
+{
+    size_t want = (size_t)C.nclusters + (size_t)C.ports * (size_t)C.nnew;
+    if (C.have[0].n != want || C.have[1].n != want) {
+        fprintf(stderr,
+                "xds_bench client: the streams have %zu Clusters and %zu load assignments, expected %zu\n",
+                C.have[0].n, C.have[1].n, want);
+        return false;
+    }
+    for (int t = 0; t < 2; t++) {
+        upb_Arena *a = upb_Arena_New();
+        envoy_service_discovery_v3_DeltaDiscoveryRequest *r =
+            envoy_service_discovery_v3_DeltaDiscoveryRequest_new(a);
+        for (size_t i = 0; i < C.have[t].n; i++) {
+            upb_StringView name = upb_StringView_FromString(C.have[t].v[i].name);
+            envoy_service_discovery_v3_DeltaDiscoveryRequest_initial_resource_versions_set(
+                r, name, upb_StringView_FromString(C.have[t].v[i].version), a);
+            if (t == 1)
+                envoy_service_discovery_v3_DeltaDiscoveryRequest_add_resource_names_subscribe(r, name, a);
+        }
+        if (t == 1)
+            envoy_service_discovery_v3_DeltaDiscoveryRequest_add_resource_names_subscribe(
+                r, upb_StringView_FromString(PROBE_NAME), a);
+        size_t len;
+        char *bytes = envoy_service_discovery_v3_DeltaDiscoveryRequest_serialize(r, a, &len);
+        if (!bytes)
+            abort();
+        *(t == 0 ? &C.re_cds : &C.re_eds) = grpc_slice_from_copied_buffer(bytes, len);
+        upb_Arena_Free(a);
+    }
+    return true;
+}
+
+/* Drops every stream at once (each reopens itself once its call is over). */
+static bool client_reconnect(void)
+{
+    if (C.delta && !build_resync_requests())
+        return false;
+    pthread_mutex_lock(&C.lock);
+    C.resent_total = C.resent_max = 0;
+    C.resent_bytes = 0;
+    pthread_mutex_unlock(&C.lock);
+    atomic_store(&C.resynced, 0);
+    atomic_store(&C.reacked, 0);
+    atomic_store(&C.reconnecting, true);
+    C.t_drop = now_s();
+    for (int i = 0; i < C.nstreams; i++) {
+        atomic_store(&C.streams[i].drop, true);
+        grpc_call_cancel(C.streams[i].call, NULL);
+    }
+    return true;
+}
+
+/* `xds_bench --client streams channels port changes nclusters zones delta ports new_services reconnect`; fd
+ * 3: names then commands, fd 4: records. */
 static int client_main(int argc, char **argv)
 {
-    if (argc < 8)
+    if (argc < 12)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     C.nstreams = atoi(argv[2]);
@@ -797,12 +1461,23 @@ static int client_main(int argc, char **argv)
     C.nchanges = atoi(argv[5]);
     C.nclusters = atoi(argv[6]);
     C.zones = atoi(argv[7]) != 0;
+    C.delta = atoi(argv[8]) != 0;
+    C.ports = atoi(argv[9]);
+    C.nnew = atoi(argv[10]);
+    C.reconnect = atoi(argv[11]) != 0;
+    C.ntotal = C.nchanges + C.nnew + (C.reconnect ? 1 : 0);
     C.out_fd = 4;
     pthread_mutex_init(&C.lock, NULL);
-    C.received = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.received));
-    C.acked = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.acked));
-    C.versions = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.versions));
-    C.bytes = ekg_xcalloc((size_t)C.nchanges + 1, sizeof(*C.bytes));
+    size_t nk = (size_t)C.ntotal + 1;
+    C.received = ekg_xcalloc(nk, sizeof(*C.received));
+    C.acked = ekg_xcalloc(nk, sizeof(*C.acked));
+    C.versions = ekg_xcalloc(nk, sizeof(*C.versions));
+    C.bytes = ekg_xcalloc(nk, sizeof(*C.bytes));
+    C.cds_versions = ekg_xcalloc(nk, sizeof(*C.cds_versions));
+    C.msg_sum = ekg_xcalloc(nk, sizeof(*C.msg_sum));
+    C.msg_max = ekg_xcalloc(nk, sizeof(*C.msg_max));
+    C.extra = ekg_xcalloc((size_t)C.nnew + 1, sizeof(*C.extra));
+    C.extra_set = ekg_xcalloc((size_t)C.nnew + 1, sizeof(*C.extra_set));
     C.streams = ekg_xcalloc((size_t)C.nstreams, sizeof(*C.streams));
     C.channels = ekg_xcalloc((size_t)C.nchannels, sizeof(*C.channels));
 
@@ -817,14 +1492,17 @@ static int client_main(int argc, char **argv)
     names[len] = '\0';
     upb_Arena *a = upb_Arena_New();
     envoy_service_discovery_v3_DiscoveryRequest *req = envoy_service_discovery_v3_DiscoveryRequest_new(a);
-    for (char *p = names, *nl; (nl = strchr(p, '\n')); p = nl + 1)
-        envoy_service_discovery_v3_DiscoveryRequest_add_resource_names(
-            req, upb_StringView_FromDataAndSize(p, (size_t)(nl - p)), a);
+    for (char *p = names, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+        upb_StringView name = upb_StringView_FromDataAndSize(p, (size_t)(nl - p));
+        envoy_service_discovery_v3_DiscoveryRequest_add_resource_names(req, name, a);
+        nvmap_put(&C.known, name, (upb_StringView){0}); /* cluster names = load assignment names */
+    }
     size_t nlen;
     char *nbytes = envoy_service_discovery_v3_DiscoveryRequest_serialize(req, a, &nlen);
 
     grpc_init();
     C.names = grpc_slice_from_copied_buffer(nbytes, nlen);
+    C.re_cds = C.re_eds = grpc_empty_slice();
     upb_Arena_Free(a);
     free(names);
 
@@ -842,6 +1520,7 @@ static int client_main(int argc, char **argv)
     grpc_channel_credentials_release(creds);
     for (int i = 0; i < C.nstreams; i++) {
         C.streams[i].id = i;
+        C.streams[i].awaiting = -1;
         /* --zones: every tenth stream has no locality, the others are spread over the 3 zones. */
         C.streams[i].group = !C.zones ? 0 : i % 10 == 9 ? NO_LOCALITY : i % 3;
         C.group_streams[C.streams[i].group]++;
@@ -852,7 +1531,8 @@ static int client_main(int argc, char **argv)
         pthread_create(&C.threads[i], NULL, client_thread, (void *)(intptr_t)i);
     }
 
-    /* Commands: 's' the server is about to stop (streams ending is expected from now on), 'q' quit. */
+    /* Commands: 'r' drop every stream and reconnect (--delta), 's' the server is about to stop (streams
+     * ending is expected from now on), 'q' quit. */
     for (;;) {
         char c;
         struct pollfd pfd = {.fd = 3, .events = POLLIN};
@@ -863,6 +1543,8 @@ static int client_main(int argc, char **argv)
             continue;
         if (k <= 0 || c == 'q')
             break;
+        if (c == 'r' && !client_reconnect())
+            client_fail("cannot reconnect");
         if (c == 's') {
             atomic_store(&C.stopping, true);
             client_record(R_STOPPING, 0, now_s(), 0);
@@ -900,13 +1582,26 @@ static int client_main(int argc, char **argv)
         _exit(1);
     }
     grpc_slice_unref(C.names);
+    grpc_slice_unref(C.re_cds);
+    grpc_slice_unref(C.re_eds);
+    for (int j = 0; j < C.nnew; j++)
+        if (C.extra_set[j])
+            grpc_slice_unref(C.extra[j]);
     grpc_shutdown_blocking();
+    nvmap_free(&C.known);
+    nvmap_free(&C.have[0]);
+    nvmap_free(&C.have[1]);
     free(C.streams);
     free(C.channels);
     free(C.received);
     free(C.acked);
     free(C.versions);
     free(C.bytes);
+    free(C.cds_versions);
+    free(C.msg_sum);
+    free(C.msg_max);
+    free(C.extra);
+    free(C.extra_set);
     return atomic_load(&C.failed) ? 1 : 0;
 }
 
@@ -1302,12 +1997,17 @@ static payload_t response_bytes(const char *version, const char *url, const char
     return (payload_t){b.p, b.n};
 }
 
+/* The response fields of every resource added or changed, concatenated (an endpoint change changes its
+ * Service's P load assignments). */
 static void collect_changed(void *ctx, const char *name, const ekg_resource_t *before,
                             const ekg_resource_t *after)
 {
-    const ekg_resource_t **out = ctx;
-    if (after)
-        *out = after;
+    buf_t *out = ctx;
+    size_t len;
+    if (after) {
+        const char *field = ekg_resource_response_field(after, &len);
+        put_bytes(out, field, len);
+    }
 }
 
 /* --- a round: the server process ---------------------------------------------------------------------- */
@@ -1330,17 +2030,34 @@ typedef struct result {
     /* Resource bytes (encoded ClusterLoadAssignments) each group's streams received, as the client counted
      * them: the initial EDS, and change 0's update; -1 for a group without streams. */
     double group_eds_bytes[NGROUPS], group_update_bytes[NGROUPS];
+    /* --delta */
+    double upd_msg; /* an endpoint change: the load-assignment message per stream (B), mean */
+    int nnew;
+    double new_lat_ms[MAX_NEW]; /* new Service -> the last stream has its Clusters and load assignments */
+    double new_msg[2], new_msg_max[2]; /* a new Service: message bytes per stream [Clusters, load
+                                          assignments], mean over streams and Services; the largest */
+    double new_prep_ms, new_cpu_ms;    /* per new Service: translate + snapshot; server CPU incl. ACKs */
+    double resync_ms;                  /* the reconnect: from the drop until every stream is back */
+    double resync_bytes;               /* message bytes a stream received until it was back, mean */
+    double resent_total;               /* resources received again, all streams */
+    double resent_max;                 /* the most one stream received again */
+    double resync_cpu_ms;              /* the server's CPU for the reconnect, ACKs included */
+    double post_lat_ms;                /* the endpoint change after the reconnect -> last stream */
 } result_t;
 
 typedef struct round_opts {
     int streams, services, changes, threads, channels;
-    int trim_ms; /* ekglue's trim_quiet_ms (0 = its default, -1 = never) */
-    int zones;   /* --zones: 1 */
+    int trim_ms;      /* ekglue's trim_quiet_ms (0 = its default, -1 = never) */
+    int zones;        /* --zones: 1 */
+    int delta;        /* --delta: 1 (the new-Service and reconnect scenarios run in both rounds) */
+    int ports;        /* --ports */
+    int new_services; /* --new-services (with --delta) */
 } round_opts_t;
 
 typedef struct round {
     bool ekglue;
     bool plain; /* the "plain" round: ekglue with zone_priorities: never */
+    bool delta; /* the "delta" round: ekglue, the clients on DeltaAggregatedResources */
     round_opts_t o;
     /* ekglue */
     ekg_config_t *cfg;
@@ -1390,7 +2107,7 @@ static int baseline_zone_payloads(round_t *r)
     }
     r->b.updates = ekg_xcalloc((size_t)r->o.changes * NGROUPS, sizeof(*r->b.updates));
     for (int k = 0; k < r->o.changes; k++) {
-        ekg_endpoint_slice_t *slice = change_slice(k, r->o.services, true);
+        ekg_endpoint_slice_t *slice = change_slice(k, r->o.services, r->o.ports, true);
         if (!slice)
             goto fail;
         ekg_translator_put_slice(r->t, slice);
@@ -1400,13 +2117,13 @@ static int baseline_zone_payloads(round_t *r)
         char nonce[16];
         snprintf(nonce, sizeof(nonce), "%d", k + 3);
         for (int g = 0; g < NGROUPS; g++) {
-            const ekg_resource_t *changed = NULL;
+            buf_t changed = {0};
             ekg_resource_set_diff(prev[g], cur[g], collect_changed, &changed);
-            if (!changed)
+            if (!changed.n)
                 goto fail;
-            data = ekg_resource_response_field(changed, &len);
             r->b.updates[k * NGROUPS + g] =
-                response_bytes(ekg_resource_set_version(cur[g]), EDS_TYPE, nonce, data, len);
+                response_bytes(ekg_resource_set_version(cur[g]), EDS_TYPE, nonce, changed.p, changed.n);
+            free(changed.p);
             prev[g] = cur[g];
         }
         ekg_snapshot_unref(snap);
@@ -1420,9 +2137,17 @@ fail:
     return -1;
 }
 
+/* Whether a stream's names (every load assignment; a delta reconnect also names each once more with its
+ * version) pass the server's default limits. */
+static bool names_over_limits(const round_opts_t *o)
+{
+    long long names = (long long)o->ports * (o->services + o->new_services) + 1;
+    return names > EKG_XDS_DEFAULT_MAX_NAMES_PER_REQUEST / 2 || names > EKG_XDS_DEFAULT_MAX_NAMES_PER_STREAM;
+}
+
 static int round_setup(round_t *r, result_t *res)
 {
-    if (workload_new(r->o.services, r->o.zones, r->plain, &r->cfg, &r->t))
+    if (workload_new(r->o.services, r->o.ports, r->o.zones, r->plain, &r->cfg, &r->t))
         return -1;
     names_of(r->t, &r->names);
     ekg_resource_set_t *cl = ekg_translator_set(r->t, EKG_RESOURCE_CLUSTER);
@@ -1443,6 +2168,15 @@ static int round_setup(round_t *r, result_t *res)
             snap = NULL;
         ekg_xds_server_options_t xo = {
             .listen = "127.0.0.1:0", .threads = r->o.threads, .trim_quiet_ms = r->o.trim_ms};
+        if (names_over_limits(&r->o)) { /* an operator serving such clients raises them likewise */
+            xo.limits.max_names_per_request = -1;
+            xo.limits.max_names_per_stream = -1;
+            xo.limits.max_request_bytes = 64 << 20;
+            /* 1,000 streams syncing ~10 MB each on 2 CPUs: the client falls behind by more than the send
+             * timeout, and gRPC's buffers pass the default memory limit (RST_STREAM ENHANCE_YOUR_CALM) */
+            xo.limits.send_timeout_ms = -1;
+            xo.limits.memory_limit_bytes = -1;
+        }
         if (!snap)
             return -1;
         r->cache = ekg_cache_new();
@@ -1468,22 +2202,22 @@ static int round_setup(round_t *r, result_t *res)
             r->b.updates = ekg_xcalloc((size_t)r->o.changes * NGROUPS, sizeof(*r->b.updates));
         ekg_resource_set_t *prev = ekg_resource_set_ref(la);
         for (int k = 0; k < r->o.changes && !r->o.zones; k++) {
-            ekg_endpoint_slice_t *slice = change_slice(k, r->o.services, false);
+            ekg_endpoint_slice_t *slice = change_slice(k, r->o.services, r->o.ports, false);
             ekg_resource_set_t *cur = NULL;
             if (!slice)
                 return -1;
             ekg_translator_put_slice(r->t, slice);
             if (ekg_translator_build(r->t, NULL, &cur))
                 return -1;
-            const ekg_resource_t *changed = NULL;
+            buf_t changed = {0};
             ekg_resource_set_diff(prev, cur, collect_changed, &changed);
-            if (!changed)
+            if (!changed.n)
                 return -1;
             char nonce[16];
             snprintf(nonce, sizeof(nonce), "%d", k + 3);
-            data = ekg_resource_response_field(changed, &len);
             r->b.updates[k * NGROUPS] =
-                response_bytes(ekg_resource_set_version(cur), EDS_TYPE, nonce, data, len);
+                response_bytes(ekg_resource_set_version(cur), EDS_TYPE, nonce, changed.p, changed.n);
+            free(changed.p);
             ekg_resource_set_unref(prev);
             prev = cur;
         }
@@ -1518,7 +2252,7 @@ static int round_change(round_t *r, int k, double *t0, double *prep_ms, double *
         return 0;
     }
     ekg_endpoint_slice_t *slice =
-        change_slice(k, r->o.services, r->o.zones); /* the watcher's parse: not timed */
+        change_slice(k, r->o.services, r->o.ports, r->o.zones); /* the watcher's parse: not timed */
     if (!slice)
         return -1;
     *t0 = now_s();
@@ -1541,6 +2275,29 @@ static int round_change(round_t *r, int k, double *t0, double *prep_ms, double *
     ekg_snapshot_unref(snap);
     *prep_ms = (t1 - *t0) * 1e3;
     *publish_ms = (t2 - t1) * 1e3;
+    return 0;
+}
+
+/* --delta: new Service j and its slice appear (as the watcher would put them, one build, one publish). */
+static int round_new_service(round_t *r, int j, double *t0, double *prep_ms, double *publish_ms)
+{
+    ekg_service_t *svc;
+    ekg_endpoint_slice_t *slice;
+    if (new_service_objects(j, r->o.services, r->o.ports, &svc, &slice)) /* the watcher's parse: not timed */
+        return -1;
+    *t0 = now_s();
+    ekg_translator_put_service(r->t, svc);
+    ekg_translator_put_slice(r->t, slice);
+    if (ekg_translator_build(r->t, NULL, NULL))
+        return -1;
+    ekg_snapshot_t *snap = snapshot_of(r->t);
+    if (!snap)
+        return -1;
+    double t1 = now_s();
+    ekg_cache_publish(r->cache, snap);
+    *publish_ms = (now_s() - t1) * 1e3;
+    ekg_snapshot_unref(snap);
+    *prep_ms = (t1 - *t0) * 1e3;
     return 0;
 }
 
@@ -1577,15 +2334,15 @@ static pid_t spawn_client(const round_t *r, int port, int *to_child, int *from_c
     int down[2], up[2];
     if (pipe(down) || pipe(up))
         return -1;
-    char a_streams[16], a_channels[16], a_port[16], a_changes[16], a_clusters[16], a_zones[16];
-    snprintf(a_streams, sizeof(a_streams), "%d", r->o.streams);
-    snprintf(a_channels, sizeof(a_channels), "%d", r->o.channels);
-    snprintf(a_port, sizeof(a_port), "%d", port);
-    snprintf(a_changes, sizeof(a_changes), "%d", r->o.changes);
-    snprintf(a_clusters, sizeof(a_clusters), "%d", r->nclusters);
-    snprintf(a_zones, sizeof(a_zones), "%d", r->o.zones);
-    char *argv[] = {"xds_bench", "--client", a_streams, a_channels, a_port,
-                    a_changes,   a_clusters, a_zones,   NULL};
+    char a[10][16];
+    int v[10] = {r->o.streams, r->o.channels, port,
+                 r->o.changes, r->nclusters,  r->o.zones,
+                 r->delta,     r->o.ports,    r->o.delta ? r->o.new_services : 0,
+                 r->o.delta};
+    for (int i = 0; i < 10; i++)
+        snprintf(a[i], sizeof(a[i]), "%d", v[i]);
+    char *argv[] = {"xds_bench", "--client", a[0], a[1], a[2], a[3], a[4],
+                    a[5],        a[6],       a[7], a[8], a[9], NULL};
     pid_t pid = fork();
     if (pid == 0) {
         /* Only async-signal-safe calls until exec. Out of the way first: a pipe end may already be 3 or 4. */
@@ -1607,19 +2364,72 @@ static pid_t spawn_client(const round_t *r, int port, int *to_child, int *from_c
     return pid;
 }
 
-/* `xds_bench --round ekglue|baseline|plain streams services changes threads channels trim_ms zones result_fd`
- */
+/* --delta, after the endpoint changes: new Services, the reconnect, one more endpoint change. */
+static int round_delta_scenarios(round_t *r, result_t *res, int to_child, int from_child)
+{
+    rec_t rec;
+    double cpu0 = cpu_ms(), prep = 0;
+    int m = r->o.new_services;
+    for (int j = 0; j < m; j++) {
+        int k = r->o.changes + j;
+        double t0, p, q;
+        if (round_new_service(r, j, &t0, &p, &q)) {
+            fprintf(stderr, "xds_bench: new Service %d failed\n", j);
+            return -1;
+        }
+        prep += p;
+        if (!expect(from_child, R_CHANGE, k, NEW_TIMEOUT, &rec))
+            return -1;
+        res->new_lat_ms[j] = (rec.t - t0) * 1e3;
+        for (int s = 0; s < 2; s++) {
+            res->new_msg[s] += rec.msg[s] / m;
+            res->new_msg_max[s] = fmax(res->new_msg_max[s], rec.msg_max[s]);
+        }
+        if (!expect(from_child, R_ACKED, k, NEW_TIMEOUT, NULL))
+            return -1;
+        wait_quiet();
+    }
+    res->nnew = m;
+    res->new_prep_ms = m ? prep / m : 0;
+    res->new_cpu_ms = m ? (cpu_ms() - cpu0) / m : 0;
+    /* Every stream dropped at once; each reopens saying what it has. */
+    cpu0 = cpu_ms();
+    if (!write_all(to_child, "r", 1) || !expect(from_child, R_RESYNCED, K_RESYNC, RESYNC_TIMEOUT, &rec))
+        return -1;
+    res->resync_ms = rec.v * 1e3;
+    res->resent_total = rec.msg[0];
+    res->resent_max = rec.msg[1];
+    res->resync_bytes = rec.bytes[0];
+    if (!expect(from_child, R_ACKED, K_RESYNC, CHANGE_TIMEOUT, NULL))
+        return -1;
+    wait_quiet();
+    res->resync_cpu_ms = cpu_ms() - cpu0;
+    /* The reconnected streams are in step: one more endpoint change reaches each of them exactly. */
+    int k = r->o.changes + m;
+    double t0, p, q, pc;
+    if (round_change(r, k, &t0, &p, &q, &pc) || !expect(from_child, R_CHANGE, k, CHANGE_TIMEOUT, &rec))
+        return -1;
+    res->post_lat_ms = (rec.t - t0) * 1e3;
+    if (!expect(from_child, R_ACKED, k, CHANGE_TIMEOUT, NULL))
+        return -1;
+    wait_quiet();
+    return 0;
+}
+
+/* `xds_bench --round ekglue|baseline|plain|delta streams services changes threads channels trim_ms zones
+ * delta ports new_services result_fd` */
 static int round_main(int argc, char **argv)
 {
-    if (argc < 11)
+    if (argc < 14)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     ekg_log_set_level(EKG_LOG_WARN);
     round_t r = {.ekglue = strcmp(argv[2], "baseline") != 0,
                  .plain = strcmp(argv[2], "plain") == 0,
+                 .delta = strcmp(argv[2], "delta") == 0,
                  .o = {atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), atoi(argv[7]),
-                       atoi(argv[8]), atoi(argv[9])}};
-    int result_fd = atoi(argv[10]);
+                       atoi(argv[8]), atoi(argv[9]), atoi(argv[10]), atoi(argv[11]), atoi(argv[12])}};
+    int result_fd = atoi(argv[13]);
     result_t *res = ekg_xcalloc(1, sizeof(*res));
     int to_child = -1, from_child = -1, rc = 1;
     pid_t child = -1;
@@ -1666,6 +2476,7 @@ static int round_main(int argc, char **argv)
         res->lat_ms[k] = (rec.t - t0) * 1e3;
         if (k == 0)
             memcpy(res->group_update_bytes, rec.bytes, sizeof(rec.bytes));
+        res->upd_msg += rec.msg[1] / r.o.changes;
         if (!expect(from_child, R_ACKED, k, CHANGE_TIMEOUT, NULL))
             goto out;
         wait_quiet(); /* the server has handled the ACKs: the next change starts from rest */
@@ -1676,6 +2487,8 @@ static int round_main(int argc, char **argv)
     res->publish_ms = r.o.changes ? publish / r.o.changes : 0;
     res->publish_cpu_ms = r.o.changes ? publish_cpu / r.o.changes : 0;
     res->rss2_kb = (double)rss_kb();
+    if (r.o.delta && round_delta_scenarios(&r, res, to_child, from_child))
+        goto out;
 
     if (!write_all(to_child, "s", 1) || !expect(from_child, R_STOPPING, 0, 5000, NULL))
         goto out;
@@ -1715,12 +2528,14 @@ static int run_round(const char *name, const round_opts_t *o, result_t *res)
     int p[2];
     if (pipe(p))
         return -1;
-    char a[7][16], fd[16];
-    int v[7] = {o->streams, o->services, o->changes, o->threads, o->channels, o->trim_ms, o->zones};
-    for (int i = 0; i < 7; i++)
+    char a[10][16], fd[16];
+    int v[10] = {o->streams, o->services, o->changes, o->threads, o->channels,
+                 o->trim_ms, o->zones,    o->delta,   o->ports,   o->new_services};
+    for (int i = 0; i < 10; i++)
         snprintf(a[i], sizeof(a[i]), "%d", v[i]);
     snprintf(fd, sizeof(fd), "%d", p[1]);
-    char *argv[] = {"xds_bench", "--round", (char *)name, a[0], a[1], a[2], a[3], a[4], a[5], a[6], fd, NULL};
+    char *argv[] = {"xds_bench", "--round", (char *)name, a[0], a[1], a[2], a[3], a[4],
+                    a[5],        a[6],      a[7],         a[8], a[9], fd,   NULL};
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
@@ -1729,7 +2544,7 @@ static int run_round(const char *name, const round_opts_t *o, result_t *res)
         _exit(127);
     }
     close(p[1]);
-    bool got = pid > 0 && read_all(p[0], res, sizeof(*res), 240000);
+    bool got = pid > 0 && read_all(p[0], res, sizeof(*res), 900000);
     close(p[0]);
     int status = pid > 0 ? reap(pid, got ? 10000 : 0) : -1;
     if (!got || !res->ok || status != 0) {
@@ -1796,6 +2611,137 @@ static void group_bytes(const char *name, const result_t *r)
     printf("\n");
 }
 
+/* --delta: a row with the SotW and delta figures and delta/SotW. */
+static void drow(const char *label, const result_t *s, const result_t *d, double vs, double vd,
+                 const char *fmt)
+{
+    char cs[32] = "-", cd[32] = "-", cr[32] = "";
+    if (s)
+        snprintf(cs, sizeof(cs), fmt, vs);
+    if (d)
+        snprintf(cd, sizeof(cd), fmt, vd);
+    if (s && d && vs > 0)
+        snprintf(cr, sizeof(cr), "%.3g", vd / vs);
+    printf("%-52s %14s %14s %9s\n", label, cs, cd, cr);
+}
+
+static double new_lat(const result_t *r, double p)
+{
+    double v[MAX_NEW];
+    if (!r || r->nnew == 0)
+        return 0;
+    memcpy(v, r->new_lat_ms, (size_t)r->nnew * sizeof(double));
+    qsort(v, (size_t)r->nnew, sizeof(double), cmp_double);
+    return pct(v, r->nnew, p);
+}
+
+/* --delta: the "ekglue" (SotW) and "delta" rounds, side by side, and issue 12's targets. */
+static int delta_main(const round_opts_t *o, const char *only)
+{
+    result_t *rs = ekg_xcalloc(1, sizeof(*rs)), *rd = ekg_xcalloc(1, sizeof(*rd)), *s = NULL, *d = NULL;
+    int rc = 0;
+    printf("--delta: the same ekglue and clients over StreamAggregatedResources (SotW) and "
+           "DeltaAggregatedResources (delta); then %d new Service%s (%d Clusters each), every stream dropped "
+           "and reconnected, one more endpoint change\n",
+           o->new_services, o->new_services == 1 ? "" : "s", o->ports);
+    if (!only || strcmp(only, "ekglue") == 0) {
+        if (run_round("ekglue", o, rs))
+            rc = 1;
+        else
+            s = rs;
+    }
+    if (!only || strcmp(only, "delta") == 0) {
+        if (run_round("delta", o, rd))
+            rc = 1;
+        else
+            d = rd;
+    }
+    if (!s && !d) {
+        free(rs);
+        free(rd);
+        return rc;
+    }
+    stats_t ss = s ? latency_stats(s) : (stats_t){0}, sd = d ? latency_stats(d) : (stats_t){0};
+    double n = o->streams;
+    char label[96];
+    printf("\n%-52s %14s %14s %9s\n", "", "SotW", "delta", "delta/SotW");
+    drow("initial sync, all streams (ms)", s, d, s ? s->sync_ms : 0, d ? d->sync_ms : 0, "%.1f");
+    snprintf(label, sizeof(label), "endpoint change (%d load assignment%s) -> last stream", o->ports,
+             o->ports > 1 ? "s" : "");
+    printf("%s\n", label);
+    drow("  p50 (ms)", s, d, ss.p50, sd.p50, "%.2f");
+    drow("  p90 (ms)", s, d, ss.p90, sd.p90, "%.2f");
+    drow("  p99 (ms)", s, d, ss.p99, sd.p99, "%.2f");
+    drow("  max (ms)", s, d, ss.max, sd.max, "%.2f");
+    drow("  message per stream (B)", s, d, s ? s->upd_msg : 0, d ? d->upd_msg : 0, "%.0f");
+    drow("  publish call returns after, mean (ms)", s, d, s ? s->publish_ms : 0, d ? d->publish_ms : 0,
+         "%.2f");
+    drow("  server CPU per change, incl. ACKs (ms)", s, d, s ? s->cpu_per_change_ms : 0,
+         d ? d->cpu_per_change_ms : 0, "%.2f");
+    snprintf(label, sizeof(label), "new Service (%d Clusters) -> last stream has them and their", o->ports);
+    printf("%s\n  load assignments, over %d Services\n", label, o->new_services);
+    drow("  p50 (ms)", s, d, new_lat(s, 0.5), new_lat(d, 0.5), "%.1f");
+    drow("  max (ms)", s, d, new_lat(s, 1), new_lat(d, 1), "%.1f");
+    drow("  Cluster message per stream, mean (B)", s, d, s ? s->new_msg[0] : 0, d ? d->new_msg[0] : 0,
+         "%.0f");
+    drow("  load-assignment message per stream, mean (B)", s, d, s ? s->new_msg[1] : 0, d ? d->new_msg[1] : 0,
+         "%.0f");
+    drow("  both, per stream, largest (B)", s, d, s ? s->new_msg_max[0] + s->new_msg_max[1] : 0,
+         d ? d->new_msg_max[0] + d->new_msg_max[1] : 0, "%.0f");
+    drow("  translate + snapshot, mean (ms)", s, d, s ? s->new_prep_ms : 0, d ? d->new_prep_ms : 0, "%.2f");
+    drow("  server CPU per new Service, incl. ACKs (ms)", s, d, s ? s->new_cpu_ms : 0, d ? d->new_cpu_ms : 0,
+         "%.1f");
+    snprintf(label, sizeof(label), "reconnect: %d streams dropped at once", o->streams);
+    printf("%s\n", label);
+    drow("  -> every stream back (ms)", s, d, s ? s->resync_ms : 0, d ? d->resync_ms : 0, "%.1f");
+    drow("  resources sent again, per stream (mean)", s, d, s ? s->resent_total / n : 0,
+         d ? d->resent_total / n : 0, "%.1f");
+    drow("  resources sent again, most to one stream", s, d, s ? s->resent_max : 0, d ? d->resent_max : 0,
+         "%.0f");
+    drow("  bytes received until back, per stream (mean)", s, d, s ? s->resync_bytes : 0,
+         d ? d->resync_bytes : 0, "%.0f");
+    drow("  server CPU, incl. ACKs (ms)", s, d, s ? s->resync_cpu_ms : 0, d ? d->resync_cpu_ms : 0, "%.1f");
+    drow("  then one endpoint change -> last stream (ms)", s, d, s ? s->post_lat_ms : 0,
+         d ? d->post_lat_ms : 0, "%.2f");
+    drow("server RSS, no streams (MiB)", s, d, s ? s->rss0_kb / 1024 : 0, d ? d->rss0_kb / 1024 : 0, "%.1f");
+    drow("server RSS, idle streams (MiB)", s, d, s ? s->rss1_kb / 1024 : 0, d ? d->rss1_kb / 1024 : 0,
+         "%.1f");
+    drow("heap in use per idle stream (KiB)", s, d, s ? (s->heap1_kb - s->heap0_kb) / n : 0,
+         d ? (d->heap1_kb - d->heap0_kb) / n : 0, "%.1f");
+    snprintf(label, sizeof(label), "server CPU idle over %.0f s (ms)", IDLE_WINDOW_MS / 1e3);
+    drow(label, s, d, s ? s->idle_cpu_ms : 0, d ? d->idle_cpu_ms : 0, "%.1f");
+    drow("stop with all streams open (ms)", s, d, s ? s->stop_ms : 0, d ? d->stop_ms : 0, "%.1f");
+    drow("client CPU, whole round (s)", s, d, s ? s->client_cpu_ms / 1e3 : 0, d ? d->client_cpu_ms / 1e3 : 0,
+         "%.1f");
+    printf("(p99 of %d changes is nearest-rank: with fewer than 100 changes it is the maximum; message bytes "
+           "are "
+           "gRPC message lengths, without HTTP/2 framing)\n",
+           o->changes);
+    if (d) {
+        double bytes = d->new_msg_max[0] + d->new_msg_max[1];
+        bool ok_bytes = o->new_services == 0 || bytes <= 2048, ok_resent = d->resent_total == 0;
+        printf("\ntargets (issue 12):\n");
+        if (o->new_services)
+            printf("  new Service: <= 2 KiB to each delta stream %s (%.0f B at most%s)\n",
+                   ok_bytes ? "met" : "MISSED", bytes, s ? "; SotW in the table above" : "");
+        if (s) {
+            double r50 = sd.p50 / ss.p50, r99 = sd.p99 / ss.p99;
+            bool ok_lat = r50 <= 1.5 && r99 <= 1.5;
+            printf("  endpoint change: delta/SotW <= 1.5 %s (p50 %.2f, p99 %.2f)\n",
+                   ok_lat ? "met" : "MISSED", r50, r99);
+            ok_bytes = ok_bytes && ok_lat;
+        }
+        printf("  reconnect with initial_resource_versions: 0 resources resent %s (%.0f), every stream back "
+               "after %.0f ms\n",
+               ok_resent ? "met" : "MISSED", d->resent_total, d->resync_ms);
+        if (rc == 0 && !(ok_bytes && ok_resent))
+            rc = 3;
+    }
+    free(rs);
+    free(rd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     ekg_mem_init(); /* as the daemon's main() does: cJSON allocates through ekglue/mem.h */
@@ -1804,9 +2750,10 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--round") == 0)
         return round_main(argc, argv);
 
-    round_opts_t o = {.streams = 1000, .services = 1000, .changes = 50, .threads = 2, .channels = 10};
+    round_opts_t o = {
+        .streams = 1000, .services = 1000, .changes = 50, .threads = 2, .channels = 10, .ports = 1};
     const char *only = NULL;
-    int pos = 0;
+    int pos = 0, new_services = -1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
             o.threads = atoi(argv[++i]);
@@ -1818,31 +2765,52 @@ int main(int argc, char **argv)
             o.trim_ms = atoi(argv[++i]);
         else if (strcmp(argv[i], "--zones") == 0)
             o.zones = 1;
+        else if (strcmp(argv[i], "--ports") == 0 && i + 1 < argc)
+            o.ports = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--delta") == 0)
+            o.delta = 1;
+        else if (strcmp(argv[i], "--new-services") == 0 && i + 1 < argc)
+            new_services = atoi(argv[++i]);
         else if (argv[i][0] != '-' && pos < 3)
             *(pos++ == 0 ? &o.streams : pos == 2 ? &o.services : &o.changes) = atoi(argv[i]);
         else {
-            fprintf(stderr, "usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] "
-                            "[--channels K=10] [--only ekglue|baseline|plain] [--trim-ms MS|-1] [--zones]\n");
+            fprintf(stderr,
+                    "usage: xds_bench [streams=1000] [services=1000] [changes=50] [--threads T=2] "
+                    "[--channels K=10] [--only ekglue|baseline|plain|delta] [--trim-ms MS|-1] [--zones] "
+                    "[--ports P=1] [--delta [--new-services M=3]]\n");
             return 2;
         }
     }
+    o.new_services = new_services >= 0 ? new_services : o.delta ? 3 : 0;
+    bool only_ok = !only ||
+                   (!o.delta && (!strcmp(only, "ekglue") || !strcmp(only, "baseline") ||
+                                 (o.zones && !strcmp(only, "plain")))) ||
+                   (o.delta && (!strcmp(only, "ekglue") || !strcmp(only, "delta")));
     if (o.streams < 1 || o.services < 1 || o.changes < 1 || o.changes > MAX_CHANGES || o.threads < 1 ||
-        o.channels < 1 ||
-        (only && strcmp(only, "ekglue") && strcmp(only, "baseline") && (!o.zones || strcmp(only, "plain")))) {
-        fprintf(stderr,
-                "xds_bench: streams, services, threads, channels >= 1; changes 1..%d; --only plain "
-                "needs --zones\n",
-                MAX_CHANGES);
+        o.channels < 1 || o.ports < 1 || o.ports > 16 || o.new_services > MAX_NEW ||
+        (o.new_services && !o.delta) || (o.delta && o.zones) || !only_ok) {
+        fprintf(
+            stderr,
+            "xds_bench: streams, services, threads, channels >= 1; changes 1..%d; ports 1..16; --only plain "
+            "needs --zones, --only delta and --new-services (0..%d) need --delta, which does not go with "
+            "--zones\n",
+            MAX_CHANGES, MAX_NEW);
         return 2;
     }
     if (o.channels > o.streams)
         o.channels = o.streams;
 
-    printf(
-        "xds_bench: %d ADS streams over %d connections, %d Services (1 port, %d endpoints each), %d changes, "
-        "%d server threads, %d client threads, %ld CPUs\n",
-        o.streams, o.channels, o.services, ENDPOINTS, o.changes, o.threads, CLIENT_THREADS,
-        sysconf(_SC_NPROCESSORS_ONLN));
+    printf("xds_bench: %d ADS streams over %d connections, %d Services (%d port%s, %d endpoints each), %d "
+           "changes, %d server threads, %d client threads, %ld CPUs\n",
+           o.streams, o.channels, o.services, o.ports, o.ports > 1 ? "s" : "", ENDPOINTS, o.changes,
+           o.threads, CLIENT_THREADS, sysconf(_SC_NPROCESSORS_ONLN));
+    if (names_over_limits(&o))
+        printf("%d names per stream: the server runs with --xds-max-names-per-request, "
+               "--xds-max-names-per-stream, --xds-send-timeout-ms and --xds-memory-limit-bytes off, 64 MiB "
+               "requests\n",
+               o.ports * (o.services + o.new_services));
+    if (o.delta)
+        return delta_main(&o, only);
     if (o.zones)
         printf("--zones: every Service trafficDistribution: PreferClose, endpoints on %d Nodes in zones a, "
                "b, c of "
