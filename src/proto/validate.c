@@ -21,7 +21,13 @@
  * violation, with the path kept as a stack of steps (field, element index, map key). Any payloads whose type
  * the pool knows are decoded into a scratch arena and walked too, as Envoy does when it unpacks them. Envoy's
  * own check of every Duration (MessageUtil::validateDurationFields: not negative, at most 315576000000 s)
- * and what proto3 JSON cannot represent (Timestamps outside years 1-9999) come with the walk.
+ * and what proto3 JSON cannot represent (Timestamps outside years 1-9999) come with the walk. Fields are read
+ * through their mini-table slots, not reflection calls: translation checks tens of thousands of resources
+ * per build.
+ *
+ * Checking bytes in place (ekg_proto_validate_wire, for translation's hand-encoded resources): the same plans
+ * and rule code over the wire form, without decoding; anything a single pass cannot judge exactly as upb's
+ * decoder would falls back to decoding (the section "checking the wire form" says what).
  *
  * Memory: plans and rules live in one upb_Arena, freed by ekg_validate_free(); out of memory aborts
  * (ekglue/proto.h helpers). Thread: compile and free on the main thread while no other thread uses the pool;
@@ -2530,6 +2536,16 @@ static uint64_t zigzag64(uint64_t n)
     return (n >> 1) ^ (uint64_t) - (int64_t)(n & 1);
 }
 
+/*
+ * A field's tag at *p, as ekg_proto_decode_peer (src/proto/wire.c) takes one: at most 5 bytes, 32 bits, and a
+ * field number other than 0. False otherwise (the decoder refuses the bytes).
+ */
+static bool read_tag(const char **p, const char *end, uint64_t *tag)
+{
+    const char *start = *p;
+    return read_varint(p, end, tag) && *p - start <= 5 && *tag <= UINT32_MAX && (*tag >> 3) != 0;
+}
+
 /* Skips a field of wire type wt at *p (its tag read); false when it does not parse or is a group. */
 static bool wire_skip(int wt, const char **p, const char *end)
 {
@@ -2689,12 +2705,10 @@ static bool wire_pair(upb_StringView b, upb_FieldType ft1, upb_FieldType ft2, bo
     *has1 = false;
     while (p < end) {
         uint64_t tag;
-        if (!read_varint(&p, end, &tag))
+        if (!read_tag(&p, end, &tag))
             return false;
         int wt = (int)(tag & 7);
         uint64_t num = tag >> 3;
-        if (num == 0 || num > 536870911)
-            return false; /* not a field number: the decoder refuses it */
         if ((num == 1 || (num == 2 && ft2)) && wt != wire_type_of(num == 1 ? ft1 : ft2))
             return false;
         if (num == 1) {
@@ -2712,7 +2726,7 @@ static bool wire_pair(upb_StringView b, upb_FieldType ft1, upb_FieldType ft2, bo
 }
 
 static wres_t wire_message(vctx_t *c, upb_StringView b, const msg_plan_t *p);
-static wres_t wire_scan(const upb_MiniTable *mt, upb_StringView b, int depth);
+static wres_t wire_scan(const upb_MiniTable *mt, upb_StringView b, bool map_entry, int depth);
 
 /* Extracts the value the rules see from a message value's bytes (wrapper, Duration, Timestamp, Any). */
 static wres_t wire_xvalue(const vtype_t *t, upb_StringView b, xvalue_t *x)
@@ -2785,7 +2799,7 @@ static wres_t wire_value_message(vctx_t *c, const field_plan_t *fp, const value_
         if (fp->sub)
             return wire_message(c, b, fp->sub);
         /* No rule inside (a wrapper's value was read above): only what the decoder would refuse. */
-        return t->wrap ? W_OK : wire_scan(upb_MessageDef_MiniTable(t->sub), b, (int)c->depth);
+        return t->wrap ? W_OK : wire_scan(upb_MessageDef_MiniTable(t->sub), b, false, (int)c->depth);
     }
 }
 
@@ -2830,34 +2844,53 @@ static bool default_passes(const field_plan_t *fp)
 }
 
 /*
- * What the decoder would refuse in a message the plans do not walk (a field no rule looks at, a type without
- * rules): bytes that do not parse, a proto3 string that is not UTF-8, groups, nesting past the decoder's
- * limit. The layout (mt) says which fields are strings and sub-messages.
+ * Whether the decoder takes a field no rule looks at: f (NULL: a number mt does not have) with wire type wt
+ * at *q, advanced past it. As ekg_proto_decode_peer and upb would: varints of at most 10 bytes, no groups, a
+ * proto3 string in UTF-8, a sub-message (and a map's entries: their key and value only) taken the same way, a
+ * packed list whose elements parse.
  */
-static wres_t wire_scan(const upb_MiniTable *mt, upb_StringView b, int depth)
+static bool wire_accepts(const upb_MiniTable *mt, const upb_MiniTable_Field *f, int wt, const char **q,
+                         const char *end, int depth)
+{
+    if (wt != 2)
+        return wire_skip(wt, q, end);
+    upb_MessageValue v;
+    if (!wire_scalar(kUpb_FieldType_Bytes, q, end, &v))
+        return false;
+    if (!f)
+        return true;
+    int want = wire_type_of(f->descriptortype);
+    if (f->descriptortype == kUpb_FieldType_String)
+        return valid_utf8(v.str_val);
+    if (f->descriptortype == kUpb_FieldType_Message)
+        return wire_scan(mt->subs[f->submsg_index].submsg, v.str_val,
+                         upb_FieldMode_Get(f) == kUpb_FieldMode_Map, depth + 1) == W_OK;
+    if (want != 2 && upb_FieldMode_Get(f) == kUpb_FieldMode_Array) { /* packed */
+        const char *r = v.str_val.data, *rend = view_end(v.str_val);
+        upb_MessageValue e;
+        while (r < rend)
+            if (!wire_scalar((upb_FieldType)f->descriptortype, &r, rend, &e))
+                return false;
+    }
+    return true;
+}
+
+/* What the decoder would refuse in a message the plans do not walk (mt: its layout; map_entry: a map's
+ * entry, which may hold its key and value only). W_FALLBACK when anything. */
+static wres_t wire_scan(const upb_MiniTable *mt, upb_StringView b, bool map_entry, int depth)
 {
     if (depth >= W_MAX_DEPTH)
         return W_FALLBACK;
     const char *q = b.data, *end = view_end(b);
     while (q < end) {
         uint64_t tag;
-        if (!read_varint(&q, end, &tag) || tag >> 3 == 0 || tag >> 3 > 536870911)
+        if (!read_tag(&q, end, &tag))
             return W_FALLBACK;
         int wt = (int)(tag & 7);
-        const upb_MiniTable_Field *f =
-            wt == 2 ? upb_MiniTable_FindFieldByNumber(mt, (uint32_t)(tag >> 3)) : NULL;
-        if (!f ||
-            (f->descriptortype != kUpb_FieldType_String && f->descriptortype != kUpb_FieldType_Message)) {
-            if (!wire_skip(wt, &q, end))
-                return W_FALLBACK;
-            continue;
-        }
-        upb_MessageValue v;
-        if (!wire_scalar(kUpb_FieldType_Bytes, &q, end, &v))
+        const upb_MiniTable_Field *f = upb_MiniTable_FindFieldByNumber(mt, (uint32_t)(tag >> 3));
+        if (map_entry && (!f || (f->number != 1 && f->number != 2) || wire_type_of(f->descriptortype) != wt))
             return W_FALLBACK;
-        if (f->descriptortype == kUpb_FieldType_String
-                ? !valid_utf8(v.str_val)
-                : wire_scan(mt->subs[f->submsg_index].submsg, v.str_val, depth + 1) != W_OK)
+        if (!wire_accepts(mt, f, wt, &q, end, depth))
             return W_FALLBACK;
     }
     return W_OK;
@@ -2876,11 +2909,9 @@ static wres_t wire_lookahead(const msg_plan_t *p, const char *q, const char *end
 {
     while (q < end) {
         uint64_t tag;
-        if (!read_varint(&q, end, &tag))
+        if (!read_tag(&q, end, &tag))
             return W_FALLBACK;
         uint64_t num = tag >> 3;
-        if (num == 0 || num > 536870911)
-            return W_FALLBACK;
         int idx = num < p->nslots ? p->slot_of[num] : -1;
         int oneof = num < p->nslots && p->wt_of[num] == (tag & 7) ? p->oneof_of[num] : -1;
         if (oneof >= 0 && member[oneof] && member[oneof] != num)
@@ -2912,12 +2943,10 @@ static wres_t wire_message(vctx_t *c, upb_StringView b, const msg_plan_t *p)
     const char *q = b.data, *end = view_end(b);
     while (q < end) {
         uint64_t tag;
-        if (!read_varint(&q, end, &tag))
-            return W_FALLBACK;
+        if (!read_tag(&q, end, &tag))
+            return W_FALLBACK; /* the decoder refuses it */
         int wt = (int)(tag & 7);
         uint64_t num = tag >> 3;
-        if (num == 0 || num > 536870911)
-            return W_FALLBACK; /* not a field number: the decoder refuses it */
         int idx = num < p->nslots ? p->slot_of[num] : -1;
         int oneof =
             num < p->nslots && p->wt_of[num] == wt ? p->oneof_of[num] : -1; /* else unknown: not set */
@@ -2927,20 +2956,12 @@ static wres_t wire_message(vctx_t *c, upb_StringView b, const msg_plan_t *p)
             member[oneof] = (uint32_t)num;
         }
         if (idx < 0) { /* no rule looks at it; still, the decoder must be able to take it */
-            upb_MessageValue skipped;
-            const upb_MiniTable_Field *f =
-                wt == 2 ? upb_MiniTable_FindFieldByNumber(p->mt, (uint32_t)num) : NULL;
-            if (!f ||
-                (f->descriptortype != kUpb_FieldType_String && f->descriptortype != kUpb_FieldType_Message)) {
-                if (!wire_skip(wt, &q, end))
-                    return W_FALLBACK;
-            } else if (!wire_scalar(kUpb_FieldType_Bytes, &q, end, &skipped) ||
-                       (f->descriptortype == kUpb_FieldType_String
-                            ? !valid_utf8(skipped.str_val)
-                            : wire_scan(p->mt->subs[f->submsg_index].submsg, skipped.str_val,
-                                        (int)c->depth + 1) != W_OK)) {
+            if (!wire_accepts(p->mt,
+                              num < p->nslots && p->wt_of[num] != 0xff
+                                  ? upb_MiniTable_FindFieldByNumber(p->mt, (uint32_t)num)
+                                  : NULL,
+                              wt, &q, end, (int)c->depth))
                 return W_FALLBACK;
-            }
             continue;
         }
         const field_plan_t *fp = &p->fields[idx];
