@@ -1170,10 +1170,11 @@ static int cmp_plans(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* A type URL's hash: its length and its last 24 bytes (type URLs share their long prefixes), FNV-1a. */
 static uint64_t url_hash(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
+    uint64_t h = 1469598103934665603ULL ^ n;
+    for (size_t i = n > 24 ? n - 24 : 0; i < n; i++)
         h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
     return h;
 }
@@ -2843,6 +2844,14 @@ static bool default_passes(const field_plan_t *fp)
     return check_default(&c, fp);
 }
 
+/* The field of mt numbered num, or NULL: the dense ones directly, as upb does first. */
+static const upb_MiniTable_Field *mt_field(const upb_MiniTable *mt, uint32_t num)
+{
+    if (num - 1 < mt->dense_below)
+        return &mt->fields[num - 1];
+    return upb_MiniTable_FindFieldByNumber(mt, num);
+}
+
 /*
  * Whether the decoder takes a field no rule looks at: f (NULL: a number mt does not have) with wire type wt
  * at *q, advanced past it. As ekg_proto_decode_peer and upb would: varints of at most 10 bytes, no groups, a
@@ -2887,7 +2896,7 @@ static wres_t wire_scan(const upb_MiniTable *mt, upb_StringView b, bool map_entr
         if (!read_tag(&q, end, &tag))
             return W_FALLBACK;
         int wt = (int)(tag & 7);
-        const upb_MiniTable_Field *f = upb_MiniTable_FindFieldByNumber(mt, (uint32_t)(tag >> 3));
+        const upb_MiniTable_Field *f = mt_field(mt, (uint32_t)(tag >> 3));
         if (map_entry && (!f || (f->number != 1 && f->number != 2) || wire_type_of(f->descriptortype) != wt))
             return W_FALLBACK;
         if (!wire_accepts(mt, f, wt, &q, end, depth))
@@ -2956,11 +2965,9 @@ static wres_t wire_message(vctx_t *c, upb_StringView b, const msg_plan_t *p)
             member[oneof] = (uint32_t)num;
         }
         if (idx < 0) { /* no rule looks at it; still, the decoder must be able to take it */
-            if (!wire_accepts(p->mt,
-                              num < p->nslots && p->wt_of[num] != 0xff
-                                  ? upb_MiniTable_FindFieldByNumber(p->mt, (uint32_t)num)
-                                  : NULL,
-                              wt, &q, end, (int)c->depth))
+            if (!wire_accepts(
+                    p->mt, num < p->nslots && p->wt_of[num] != 0xff ? mt_field(p->mt, (uint32_t)num) : NULL,
+                    wt, &q, end, (int)c->depth))
                 return W_FALLBACK;
             continue;
         }
