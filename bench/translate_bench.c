@@ -276,7 +276,10 @@ static int zone_child(int nservices, int nendpoints, bool prefer_close, zresult_
     for (int r = 0; r < ZROUNDS; r++) {
         int s = (int)(((long long)r * 7919) % nservices);
         b.n = 0;
-        slice_json(&b, s, per + (s < extra), r % (per ? per : 1));
+        /* Visit v of Service s (fewer Services than updates come round again) flips endpoint v % (count + 1),
+         * none when that is count: every visit differs from the one before, so every update changes it. */
+        int count = per + (s < extra), v = r / nservices, flip = v % (count + 1);
+        slice_json(&b, s, count, flip == count ? -1 : flip);
         cJSON *obj = cJSON_ParseWithLength(b.p, b.n);
         ekg_endpoint_slice_t *slice = NULL;
         if (!obj || ekg_endpoint_slice_from_json(obj, &slice, &diag))
@@ -447,6 +450,10 @@ int main(int argc, char **argv)
     }
     ekg_diag_t diag = {{0}};
     ekg_mem_init(); /* as the daemon's main() does: cJSON allocates through ekglue/mem.h */
+    if (zones_mode && nendpoints < nservices) {
+        fprintf(stderr, "translate_bench: --zones needs endpoints >= services (each update flips one)\n");
+        return 2;
+    }
     if (zones_mode)
         return zones_main(nservices, nendpoints);
     ekg_log_set_level(EKG_LOG_WARN);
